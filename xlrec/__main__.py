@@ -1,0 +1,3 @@
+from xlrec.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,161 @@
+"""Command-line interface: `xlrec data prepare`, `xlrec train`, and the platform commands.
+
+Every command turns user mistakes (`XlrecError`) into one paragraph on stderr and a
+non-zero exit code, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Callable
+
+from xlrec.errors import XlrecError
+
+# Flags that map one-to-one onto TrainConfig / PrepConfig fields (dest = field name).
+_TRAIN_FLAGS: list[tuple[str, type, str]] = [
+    ("--max-len", int, "maximum history length L"),
+    ("--seed", int, "random seed (same seed, config and device give identical metrics)"),
+    ("--epochs", int, "maximum number of epochs"),
+    ("--embedding-dim", int, "embedding / hidden size D"),
+    ("--num-heads", int, "attention / mLSTM heads"),
+    ("--num-blocks", int, "number of blocks (layers)"),
+    ("--dropout", float, "dropout probability"),
+    ("--lr", float, "Adam learning rate"),
+    ("--weight-decay", float, "Adam weight decay"),
+    ("--scheduler", str, "learning-rate schedule: none | step | cosine"),
+    ("--batch-size", int, "training batch size (windows, or prefixes in prefix mode)"),
+    ("--grad-clip", float, "gradient-norm clipping (0 disables)"),
+    ("--patience", int, "early-stopping patience in epochs (validation Recall@10)"),
+    ("--sample-mode", str, "window (all positions) | prefix (the paper's one prefix per target)"),
+    ("--window-stride", int, "window mode: targets per window; smaller overlaps windows for more context (0 = max_len)"),
+    ("--mask-prob", float, "BERT4Rec masking probability"),
+    ("--cold-start-threshold", int, "users with fewer interactions form the cold-start group"),
+    ("--eval-batch-size", int, "evaluation batch size"),
+    ("--device", str, "auto | cpu | cuda | cuda:N"),
+    ("--kernel", str, "mLSTM kernels: auto | triton | native"),
+    ("--num-threads", int, "torch CPU threads (0 = default)"),
+]
+_PREP_FLAGS: list[tuple[str, type, str]] = [
+    ("--min-rating", float, "keep only ratings >= this (default: every rating is an interaction)"),
+    ("--min-user-interactions", int, "k-core: minimum interactions per user"),
+    ("--min-item-interactions", int, "k-core: minimum interactions per item"),
+    ("--synthetic-users", int, "synthetic dataset: number of users"),
+    ("--synthetic-items", int, "synthetic dataset: number of items"),
+    ("--synthetic-mean-len", int, "synthetic dataset: mean sequence length"),
+    ("--synthetic-seed", int, "synthetic dataset: generator seed"),
+]
+
+
+def _add_flags(p: argparse.ArgumentParser, flags: list[tuple[str, type, str]]) -> None:
+    for flag, typ, help_ in flags:
+        p.add_argument(flag, type=typ, default=None, help=help_)
+
+
+def _overrides(args: argparse.Namespace, flags: list[tuple[str, type, str]]) -> dict[str, Any]:
+    return {f[0][2:].replace("-", "_"): getattr(args, f[0][2:].replace("-", "_")) for f in flags}
+
+
+def _add_run_args(p: argparse.ArgumentParser, with_model: bool = True) -> None:
+    if with_model:
+        p.add_argument("--model", default=None, help="xlstm | xlstm-s | sasrec | bert4rec | gru4rec | lstm | pop")
+    p.add_argument("--dataset", default=None, help="ml-100k | ml-1m | ml-10m | ml-20m | steam | synthetic")
+    p.add_argument("--config", default=None, help="YAML file with settings (flags win)")
+    p.add_argument("--source", default=None, help="mirror directory or base URL (else XLREC_DATA_MIRROR)")
+    excl = p.add_mutually_exclusive_group()
+    excl.add_argument("--exclude-seen", dest="exclude_seen", action="store_true", default=None,
+                      help="rank only items not in the user's history (default)")
+    excl.add_argument("--no-exclude-seen", dest="exclude_seen", action="store_false",
+                      help="rank every item (the paper's protocol)")
+    _add_flags(p, _TRAIN_FLAGS)
+    _add_flags(p, _PREP_FLAGS)
+
+
+def resolve_from_args(args: argparse.Namespace):
+    from xlrec.config import resolve_config
+
+    overrides = {**_overrides(args, _TRAIN_FLAGS), **_overrides(args, _PREP_FLAGS)}
+    overrides["exclude_seen"] = args.exclude_seen
+    overrides["source"] = args.source
+    return resolve_config(getattr(args, "model", None), args.dataset, args.config, overrides)
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    from xlrec.data_prep import format_stats, prepare
+
+    cfg = resolve_from_args(args)
+    data = prepare(cfg.dataset, cfg.prep, cfg.source)
+    print(format_stats(cfg.dataset, data.stats))
+    where = "from cache" if data.from_cache else "processed and cached"
+    print(f"({where}: {data.cache_path})", file=sys.stderr)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from xlrec.data_prep import prepare
+    from xlrec.training.progress import ProgressPrinter
+    from xlrec.training.trainer import Trainer
+
+    cfg = resolve_from_args(args)
+    data = prepare(cfg.dataset, cfg.prep, cfg.source)
+    callbacks = [ProgressPrinter()]
+    tracker = _tracker(args, cfg, data)
+    if tracker is not None:
+        callbacks.append(tracker)
+    result = Trainer(cfg, data, callbacks).fit()
+    print(json.dumps(result.summary()))
+    return 0
+
+
+def _tracker(args, cfg, data):
+    """The MLflow callback when the platform is available (see xlrec.platform)."""
+    if getattr(args, "no_tracking", False):
+        return None
+    try:
+        from xlrec.platform.tracking import make_tracker
+    except ImportError:
+        return None
+    return make_tracker(args, cfg, data)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xlrec", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="dataset commands")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    prep = data_sub.add_parser("prepare", help="acquire, preprocess and cache a dataset; print Table-1 statistics")
+    _add_run_args(prep, with_model=False)
+    prep.set_defaults(func=cmd_data_prepare)
+
+    train = sub.add_parser("train", help="train one model on one dataset and print one JSON line")
+    _add_run_args(train)
+    train.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    train.set_defaults(func=cmd_train)
+
+    try:
+        from xlrec.platform.commands import add_platform_commands
+    except ImportError:
+        pass
+    else:
+        add_platform_commands(sub, _add_run_args)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except XlrecError as exc:
+        print(f"xlrec: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("xlrec: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Run configuration: one dataclass, one place for defaults.
+
+Resolution order (later wins): the dataclass defaults below, the per-dataset defaults
+from the paper's Table 3 (`DATASET_DEFAULTS`), a YAML file (`--config`), then flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from xlrec.errors import ConfigError
+
+
+@dataclass
+class PrepConfig:
+    """Preprocessing settings; part of the processed-data cache key."""
+
+    min_rating: float | None = None  # None: every rating is an interaction (implicit feedback)
+    min_user_interactions: int = 0  # k-core thresholds; 0 disables
+    min_item_interactions: int = 0
+    kcore_iterate: bool = True  # repeat the filter until nothing changes (a fixed point)
+    # synthetic generator size (ignored by real datasets)
+    synthetic_users: int = 1000
+    synthetic_items: int = 500
+    synthetic_mean_len: int = 40
+    synthetic_seed: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs; flattened into MLflow params by the platform."""
+
+    model: str = "xlstm"
+    dataset: str = "ml-100k"
+    max_len: int = 50
+    seed: int = 42
+    # architecture
+    embedding_dim: int = 64
+    num_heads: int = 2
+    num_blocks: int = 1
+    dropout: float = 0.2
+    slstm_at: list[int] = field(default_factory=lambda: [0])  # xlstm-s only
+    mask_prob: float = 0.2  # bert4rec only
+    # optimisation
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    scheduler: str = "none"  # none | step | cosine
+    step_size: int = 10
+    gamma: float = 0.5
+    epochs: int = 200
+    batch_size: int = 128
+    grad_clip: float = 1.0
+    patience: int = 3
+    sample_mode: str = "window"  # window (all positions) | prefix (the paper's scheme)
+    # Window mode: a new window every `window_stride` targets (0 = max_len, no overlap). With a
+    # smaller stride, windows overlap and the earlier positions serve as context only, so every
+    # target still counts once per epoch but sees up to max_len items of history.
+    window_stride: int = 0
+    # evaluation
+    exclude_seen: bool = True
+    cold_start_threshold: int = 5
+    eval_batch_size: int = 1024
+    # hardware
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    kernel: str = "auto"  # xlstm kernels: auto | triton | native
+    amp: bool = True  # bf16 autocast on CUDA
+    num_threads: int = 0  # torch CPU threads; 0 = torch's default
+    # data
+    source: str | None = None  # mirror directory or base URL
+    prep: PrepConfig = field(default_factory=PrepConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# The paper's Table 3 (embedding dim, heads, blocks, batch size) and Table 1 presets.
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "ml-100k": {"embedding_dim": 64, "num_heads": 2, "num_blocks": 1, "batch_size": 128},
+    "ml-1m": {
+        "embedding_dim": 128, "num_heads": 2, "num_blocks": 2, "batch_size": 128,
+        "prep": {"min_item_interactions": 5},
+    },
+    "ml-10m": {"embedding_dim": 128, "num_heads": 2, "num_blocks": 2, "batch_size": 1024},
+    "ml-20m": {"embedding_dim": 128, "num_heads": 2, "num_blocks": 2, "batch_size": 1024},
+    "steam": {
+        "embedding_dim": 256, "num_heads": 8, "num_blocks": 4, "batch_size": 1024,
+        "prep": {"min_user_interactions": 5, "min_item_interactions": 5},
+    },
+    "synthetic": {"embedding_dim": 64, "num_heads": 2, "num_blocks": 1, "batch_size": 128},
+}
+
+
+def _merge(cfg: TrainConfig, overrides: dict[str, Any], origin: str) -> TrainConfig:
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    prep_known = {f.name for f in dataclasses.fields(PrepConfig)}
+    values = cfg.to_dict()
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key == "prep":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{origin}: 'prep' must be a mapping of preprocessing settings, got {value!r}.")
+            unknown = set(value) - prep_known
+            if unknown:
+                raise ConfigError(
+                    f"{origin}: unknown preprocessing setting(s) {sorted(unknown)}. "
+                    f"Known settings are: {', '.join(sorted(prep_known))}."
+                )
+            values["prep"].update(value)
+        elif key in prep_known:
+            values["prep"][key] = value
+        elif key in known:
+            values[key] = value
+        else:
+            raise ConfigError(
+                f"{origin}: unknown setting {key!r}. Known settings are: {', '.join(sorted(known | prep_known))}."
+            )
+    prep = PrepConfig(**values.pop("prep"))
+    return TrainConfig(**values, prep=prep)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Config file {path} does not exist. Pass --config with the path of a YAML file.")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Config file {path} is not valid YAML ({exc}). Fix the file and run again.") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config file {path} must hold a mapping of settings, got {type(data).__name__}.")
+    return data
+
+
+def resolve_config(
+    model: str | None = None,
+    dataset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> TrainConfig:
+    """Build the final config: defaults < dataset defaults (Table 3) < YAML < flags."""
+    file_values = load_yaml(config_file) if config_file else {}
+    overrides = dict(overrides or {})
+    dataset = dataset or overrides.pop("dataset", None) or file_values.get("dataset") or TrainConfig.dataset
+    model = model or overrides.pop("model", None) or file_values.get("model") or TrainConfig.model
+    overrides.pop("dataset", None)
+    overrides.pop("model", None)
+    cfg = TrainConfig(model=model, dataset=dataset)
+    cfg = _merge(cfg, DATASET_DEFAULTS.get(dataset, {}), f"defaults for {dataset}")
+    cfg = _merge(cfg, file_values, f"config file {config_file}")
+    cfg = _merge(cfg, overrides, "command line")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: TrainConfig) -> None:
+    checks = [
+        (cfg.max_len >= 2, f"--max-len must be at least 2, got {cfg.max_len}"),
+        (cfg.embedding_dim > 0, f"embedding_dim must be positive, got {cfg.embedding_dim}"),
+        (cfg.num_blocks > 0, f"num_blocks must be positive, got {cfg.num_blocks}"),
+        (cfg.num_heads > 0 and cfg.embedding_dim % cfg.num_heads == 0,
+         f"embedding_dim ({cfg.embedding_dim}) must be divisible by num_heads ({cfg.num_heads})"),
+        (0.0 <= cfg.dropout < 1.0, f"dropout must be in [0, 1), got {cfg.dropout}"),
+        (cfg.lr > 0, f"lr must be positive, got {cfg.lr}"),
+        (cfg.batch_size > 0, f"batch_size must be positive, got {cfg.batch_size}"),
+        (cfg.epochs >= 0, f"epochs must be >= 0, got {cfg.epochs}"),
+        (cfg.scheduler in ("none", "step", "cosine"), f"scheduler must be none, step or cosine, got {cfg.scheduler!r}"),
+        (0 <= cfg.window_stride <= cfg.max_len, f"window_stride must be in [0, max_len], got {cfg.window_stride}"),
+        (cfg.sample_mode in ("window", "prefix"), f"sample_mode must be window or prefix, got {cfg.sample_mode!r}"),
+        (cfg.kernel in ("auto", "triton", "native"), f"kernel must be auto, triton or native, got {cfg.kernel!r}"),
+        (0.0 < cfg.mask_prob < 1.0, f"mask_prob must be in (0, 1), got {cfg.mask_prob}"),
+        (cfg.cold_start_threshold >= 3, f"cold_start_threshold must be at least 3, got {cfg.cold_start_threshold}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(f"Invalid configuration: {message}. Fix the flag or the --config file and run again.")

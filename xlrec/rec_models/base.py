@@ -1,0 +1,121 @@
+"""The common interface of every recommender, and parameter accounting.
+
+A model maps a left-padded batch of item ids (B, L) (0 = padding, the latest item in
+the last column) to hidden states (B, L, D) with `encode`, and scores every item
+(ids 0..N, column 0 is padding) with its untied output layer. The trainer asks a model
+for `training_pairs` (hidden states at target positions and the targets); the loss and
+the evaluator are shared, so every model is trained and ranked the same way.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from xlrec.config import TrainConfig
+
+
+class SequentialRecommender(nn.Module):
+    """Base class: item embedding -> backbone (`encode`) -> untied output layer."""
+
+    family: str = "base"
+    #: trains all next-item targets of a window in one pass (causal models)
+    causal: bool = True
+    #: has parameters to train (False for `pop`)
+    trainable: bool = True
+
+    def __init__(self, num_items: int, cfg: TrainConfig):
+        super().__init__()
+        self.num_items = num_items
+        self.max_len = cfg.max_len
+        self.dim = cfg.embedding_dim
+
+    # --- to implement -------------------------------------------------------------
+    def encode(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, L) left-padded item ids -> (B, L, D) hidden states; output at t sees items <= t."""
+        raise NotImplementedError
+
+    # --- shared behaviour ---------------------------------------------------------
+    @property
+    def output_weight(self) -> torch.Tensor:
+        return self.output.weight
+
+    def score(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.output(hidden)
+
+    def next_item_scores(self, history: torch.Tensor) -> torch.Tensor:
+        """(B, L) left-padded histories -> (B, N+1) scores for the next item."""
+        return self.score(self.encode(history)[:, -1])
+
+    def training_pairs(self, window: torch.Tensor, num_targets: int,
+                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden states at target positions and their targets for a (B, L+1) window batch.
+
+        Causal models: input = window[:, :-1], target = window[:, 1:]; the last
+        `num_targets` positions whose input is a real item are targets, earlier ones are
+        context only (1 = the paper's prefix scheme).
+        """
+        inputs, targets = window[:, :-1], window[:, 1:]
+        hidden = self.encode(inputs)
+        if num_targets == 1:
+            return hidden[:, -1], targets[:, -1]
+        mask = inputs != 0
+        if num_targets < inputs.shape[1]:
+            mask[:, : inputs.shape[1] - num_targets] = False
+        return hidden[mask], targets[mask]
+
+
+def component_of(param_name: str) -> str:
+    """Group a parameter name into a Table-6 component (embedding, block_i, norms, output)."""
+    parts = param_name.split(".")
+    if "blocks" in parts:
+        i = parts.index("blocks")
+        if i + 1 < len(parts) and parts[i + 1].isdigit():
+            return f"block_{parts[i + 1]}"
+    for part in parts:
+        if part in ("item_embedding", "position_embedding"):
+            return "embedding" if part == "item_embedding" else "position_embedding"
+        if part == "output":
+            return "output"
+        if "norm" in part:
+            return "final_norm"
+        if part in ("rnn",):
+            return "backbone"
+    return parts[0]
+
+
+def parameter_breakdown(model: nn.Module) -> "OrderedDict[str, int]":
+    """Trainable parameters per component, plus 'total' (the paper's Table 6)."""
+    counts: "OrderedDict[str, int]" = OrderedDict()
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            key = component_of(name)
+            counts[key] = counts.get(key, 0) + p.numel()
+    counts["total"] = sum(v for k, v in counts.items())
+    return counts
+
+
+def parameter_table(model: nn.Module) -> list[tuple[str, str, int]]:
+    """(component, parameter name, count) rows for every trainable tensor."""
+    return [(component_of(n), n, p.numel()) for n, p in model.named_parameters() if p.requires_grad]
+
+
+def right_align(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move left padding to the right; returns (aligned ids, gather index to undo it).
+
+    Causal recurrent models (GRU, LSTM, sLSTM) are not invariant to leading pads (biases
+    change the state), but trailing pads never influence earlier outputs, so running on
+    right-aligned sequences makes their results independent of the padding.
+    """
+    L = ids.shape[1]
+    pads = (ids == 0).sum(dim=1, keepdim=True)
+    ar = torch.arange(L, device=ids.device).unsqueeze(0)
+    fwd = (ar + pads) % L
+    back = (ar - pads) % L
+    return ids.gather(1, fwd), back
+
+
+def undo_right_align(hidden: torch.Tensor, back: torch.Tensor) -> torch.Tensor:
+    return hidden.gather(1, back.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))

@@ -1,0 +1,50 @@
+"""BERT4Rec (Sun et al., 2019): bidirectional transformer trained by masked-item prediction.
+
+Training masks each item of a window with probability `mask_prob` (at least one per
+window) and predicts the masked items; inference appends a [MASK] after the history
+and scores that position. The [MASK] token is id N+1 of the input vocabulary only;
+outputs score items 0..N like every other model.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from xlrec.config import TrainConfig
+from xlrec.rec_models.sasrec import SASRec
+
+
+class BERT4Rec(SASRec):
+    family = "bert4rec"
+    causal = False
+    causal_attention = False
+
+    def __init__(self, num_items: int, cfg: TrainConfig, kernel: str = "native"):
+        super().__init__(num_items, cfg, vocab_extra=1, ffn_mult=4, activation=nn.GELU)
+        self.mask_token = num_items + 1
+        self.mask_prob = cfg.mask_prob
+
+    def next_item_scores(self, history: torch.Tensor) -> torch.Tensor:
+        # Drop the oldest item and append [MASK] so the window keeps length L.
+        mask_col = torch.full_like(history[:, :1], self.mask_token)
+        ids = torch.cat([history[:, 1:], mask_col], dim=1)
+        return self.score(self.encode(ids)[:, -1])
+
+    def training_pairs(self, window: torch.Tensor, num_targets: int,
+                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`window` is (B, L) items; mask a random subset of its last `num_targets` items
+        (1: the last item only, the prefix scheme)."""
+        real = window != 0
+        if num_targets == 1:
+            masked = torch.zeros_like(real)
+            masked[:, -1] = True
+        else:
+            draw = torch.rand(window.shape, device=window.device, generator=generator)
+            masked = (draw < self.mask_prob) & real
+            masked[:, : window.shape[1] - num_targets] = False
+            none = ~masked.any(dim=1)
+            masked[none, -1] = True  # every window trains at least its last item
+        ids = torch.where(masked, torch.full_like(window, self.mask_token), window)
+        hidden = self.encode(ids)
+        return hidden[masked], window[masked]

@@ -1,0 +1,84 @@
+"""SASRec (Kang & McAuley, 2018): causal self-attention over the item sequence.
+
+Pre-LN transformer blocks with learned absolute positions (the latest item is always
+position L-1, as in the original's left padding), PyTorch SDPA for attention (flash /
+memory-efficient kernels on GPU), and a key-padding mask so real items never attend
+to padding.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from xlrec.config import TrainConfig
+from xlrec.rec_models.base import SequentialRecommender
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        B, L, D = x.shape
+        q, k, v = self.qkv(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(y.transpose(1, 2).reshape(B, L, D))
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, dropout: float, ffn_mult: int = 1, activation=nn.ReLU):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = SelfAttention(dim, heads, dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn_mult * dim), activation(), nn.Dropout(dropout),
+                                 nn.Linear(ffn_mult * dim, dim))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.norm1(x), mask))
+        return x + self.drop(self.ffn(self.norm2(x)))
+
+
+def attention_mask(ids: torch.Tensor, causal: bool) -> torch.Tensor:
+    """(B, 1, L, L) boolean mask: True = may attend. Pads attend to themselves (no NaN rows)."""
+    L = ids.shape[1]
+    keys = (ids != 0)[:, None, None, :]
+    eye = torch.eye(L, dtype=torch.bool, device=ids.device)
+    if causal:
+        keys = keys & torch.ones(L, L, dtype=torch.bool, device=ids.device).tril()
+    return keys | eye
+
+
+class SASRec(SequentialRecommender):
+    family = "sasrec"
+    causal_attention = True
+
+    def __init__(self, num_items: int, cfg: TrainConfig, vocab_extra: int = 0, ffn_mult: int = 1,
+                 activation=nn.ReLU):
+        super().__init__(num_items, cfg)
+        self.item_embedding = nn.Embedding(num_items + 1 + vocab_extra, cfg.embedding_dim, padding_idx=0)
+        self.position_embedding = nn.Embedding(cfg.max_len, cfg.embedding_dim)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList([
+            TransformerBlock(cfg.embedding_dim, cfg.num_heads, cfg.dropout, ffn_mult, activation)
+            for _ in range(cfg.num_blocks)])
+        self.final_norm = nn.LayerNorm(cfg.embedding_dim)
+        self.output = nn.Linear(cfg.embedding_dim, num_items + 1, bias=False)
+
+    def encode(self, ids: torch.Tensor) -> torch.Tensor:
+        L = ids.shape[1]
+        pos = torch.arange(self.max_len - L, self.max_len, device=ids.device)
+        x = self.item_embedding(ids) * (self.dim ** 0.5) + self.position_embedding(pos)
+        x = self.dropout(x) * (ids != 0).unsqueeze(-1)
+        mask = attention_mask(ids, self.causal_attention)
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.final_norm(x)

@@ -1,0 +1,92 @@
+"""xLSTM recommenders.
+
+`xlstm`: the project's item embedding (padding_idx 0) -> the mLSTM block stack of
+`xlstm.xlstm_large` (xLSTMLarge's backbone, as the paper used) -> an untied output
+layer. With the paper's settings the parameter count equals its Table 6 exactly.
+Left padding is exactly inert: pads embed to zero and the mLSTM q/k/v have no biases,
+so padded positions add nothing to the matrix memory. The chunkwise kernels need the
+length to be a multiple of the chunk size, so inputs are left-padded up to one.
+
+`xlstm-s`: the classic `xLSTMBlockStack` with sLSTM blocks at `slstm_at`. sLSTM is
+not invariant to left padding (its recurrent biases move the state), so inputs are
+right-aligned before the (causal) stack and outputs moved back; trailing pads cannot
+affect earlier positions, so results do not depend on the padding.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from xlrec.config import TrainConfig
+from xlrec.device import mlstm_kernel_names
+from xlrec.rec_models.base import SequentialRecommender, right_align, undo_right_align
+
+
+class XLSTMRec(SequentialRecommender):
+    family = "xlstm"
+
+    def __init__(self, num_items: int, cfg: TrainConfig, kernel: str = "native"):
+        super().__init__(num_items, cfg)
+        from xlstm.xlstm_large.model import xLSTMLargeBlockStack, xLSTMLargeConfig
+
+        # Triton chunkwise kernels take chunks of 16..64; the native kernels any size.
+        self.chunk_size = 64 if kernel == "triton" else 16
+        self.item_embedding = nn.Embedding(num_items + 1, cfg.embedding_dim, padding_idx=0)
+        self.dropout = nn.Dropout(cfg.dropout)
+        config = xLSTMLargeConfig(
+            embedding_dim=cfg.embedding_dim,
+            num_heads=cfg.num_heads,
+            num_blocks=cfg.num_blocks,
+            vocab_size=num_items + 1,
+            mode="train",
+            chunk_size=self.chunk_size,
+            return_last_states=True,  # required by the chunkwise kernels in xlstm 2.0.6
+            **mlstm_kernel_names(kernel),
+        )
+        self.backbone = xLSTMLargeBlockStack(config)
+        self.output = nn.Linear(cfg.embedding_dim, num_items + 1, bias=False)
+
+    def encode(self, ids: torch.Tensor) -> torch.Tensor:
+        L = ids.shape[1]
+        pad = (-L) % self.chunk_size
+        if pad:
+            ids = F.pad(ids, (pad, 0))  # left padding is exactly inert (see module docstring)
+        x = self.dropout(self.item_embedding(ids))
+        h, _ = self.backbone(x)
+        return h[:, pad:]
+
+
+class XLSTMSRec(SequentialRecommender):
+    family = "xlstm-s"
+
+    def __init__(self, num_items: int, cfg: TrainConfig, kernel: str = "native"):
+        super().__init__(num_items, cfg)
+        from xlstm import (FeedForwardConfig, mLSTMBlockConfig, mLSTMLayerConfig, sLSTMBlockConfig,
+                           sLSTMLayerConfig, xLSTMBlockStack, xLSTMBlockStackConfig)
+
+        slstm_at = [i for i in cfg.slstm_at if i < cfg.num_blocks]
+        stack_cfg = xLSTMBlockStackConfig(
+            mlstm_block=mLSTMBlockConfig(mlstm=mLSTMLayerConfig(
+                conv1d_kernel_size=4, qkv_proj_blocksize=4, num_heads=cfg.num_heads)),
+            slstm_block=sLSTMBlockConfig(
+                slstm=sLSTMLayerConfig(
+                    backend="cuda" if kernel == "triton" else "vanilla",
+                    num_heads=cfg.num_heads, conv1d_kernel_size=4, bias_init="powerlaw_blockdependent"),
+                feedforward=FeedForwardConfig(proj_factor=1.3, act_fn="gelu")),
+            context_length=cfg.max_len,
+            num_blocks=cfg.num_blocks,
+            embedding_dim=cfg.embedding_dim,
+            slstm_at=slstm_at,
+            dropout=cfg.dropout,
+        )
+        self.item_embedding = nn.Embedding(num_items + 1, cfg.embedding_dim, padding_idx=0)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.backbone = xLSTMBlockStack(stack_cfg)
+        self.output = nn.Linear(cfg.embedding_dim, num_items + 1, bias=False)
+
+    def encode(self, ids: torch.Tensor) -> torch.Tensor:
+        aligned, back = right_align(ids)
+        h = self.backbone(self.dropout(self.item_embedding(aligned)))
+        return undo_right_align(h, back)

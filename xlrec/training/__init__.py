@@ -1,0 +1,1 @@
+"""Training loop, batching, the full-softmax loss and full-ranking evaluation."""

@@ -1,0 +1,241 @@
+"""The training loop: read it top to bottom.
+
+One epoch = every training interaction a target once (window mode) or the paper's
+one-prefix-per-target scheme. Adam, optional StepLR/cosine schedule, gradient
+clipping, early stopping on validation Recall@10 with restore of the best weights,
+then test and cold-start evaluation. Observers (MLflow logging, progress printing,
+Ray/Tune reporting) plug in through `Callback` without touching the loop.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from xlrec.config import TrainConfig
+from xlrec.data_prep import PreparedDataset, Split, leave_two_out
+from xlrec.data_prep.split import item_popularity
+from xlrec.device import Runtime, reset_peak_memory, resource_usage, select_runtime, synchronize
+from xlrec.errors import XlrecError
+from xlrec.rec_models import SequentialRecommender, build_model, parameter_breakdown
+from xlrec.rec_models.pop import PopRec
+from xlrec.training.batches import gather_windows, num_targets, sample_ends
+from xlrec.training.evaluate import EvalResult, evaluate
+from xlrec.training.losses import full_softmax_ce
+
+MONITOR = "recall@10"
+
+
+class TrainingDiverged(XlrecError):
+    """The loss became NaN or infinite; the run stops with this reason."""
+
+
+class StopTraining(Exception):
+    """Raised by a callback (e.g. a scheduler pruning the trial) to end training early."""
+
+
+class Callback:
+    """Observer hooks; every method is optional."""
+
+    def on_train_start(self, trainer: "Trainer") -> None: ...
+    def on_epoch_end(self, trainer: "Trainer", record: dict[str, float]) -> None: ...
+    def on_train_end(self, trainer: "Trainer", result: "TrainResult") -> None: ...
+    def on_exception(self, trainer: "Trainer", exc: BaseException) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    config: TrainConfig
+    params: dict[str, int]
+    epochs_run: int
+    best_epoch: int
+    best_val: dict[str, float]
+    test: EvalResult
+    cold: dict[str, dict[str, float]]
+    history: list[dict[str, float]] = field(default_factory=list)
+    total_time_s: float = 0.0
+    stopped_reason: str = "completed"
+
+    @property
+    def avg_epoch_time_s(self) -> float:
+        times = [h["epoch_time_s"] for h in self.history]
+        return float(np.mean(times)) if times else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """The one-line JSON that `xlrec train` prints."""
+        return {
+            "model": self.config.model, "dataset": self.config.dataset, "seed": self.config.seed,
+            "max_len": self.config.max_len, "params": self.params["total"], "epochs_run": self.epochs_run,
+            "best_epoch": self.best_epoch, "avg_epoch_time_s": round(self.avg_epoch_time_s, 4),
+            "val": self.best_val, "test": self.test.metrics, "cold_start": self.cold,
+        }
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, data: PreparedDataset, callbacks: list[Callback] | None = None,
+                 runtime: Runtime | None = None):
+        self.cfg = cfg
+        self.data = data
+        self.callbacks = list(callbacks or [])
+        self.rt = runtime or select_runtime(cfg.device, cfg.kernel, cfg.amp)
+        if cfg.num_threads > 0:
+            torch.set_num_threads(cfg.num_threads)
+        seed_everything(cfg.seed)
+        self.split: Split = leave_two_out(data.seqs, cfg.cold_start_threshold)
+        self.popularity = item_popularity(data.seqs, self.split)
+        dev = self.rt.device
+        self.items = torch.as_tensor(data.seqs.items, device=dev)
+        self.starts = torch.as_tensor(self.split.starts, device=dev)
+        self.model: SequentialRecommender = build_model(cfg.model, data.seqs.num_items, cfg, self.rt.kernel)
+        if isinstance(self.model, PopRec):
+            self.model.set_popularity(self.popularity)
+        self.model.to(dev)
+        self.params = dict(parameter_breakdown(self.model))
+        self.generator = torch.Generator(device=dev)
+        self.generator.manual_seed(cfg.seed)
+        self.shuffle_gen = torch.Generator()
+        self.shuffle_gen.manual_seed(cfg.seed)
+        self.history: list[dict[str, float]] = []
+        self.epoch = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_epoch = 0
+        self.best_val: dict[str, float] = {}
+
+    # --- helpers ------------------------------------------------------------------
+    def _notify(self, hook: str, *args) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(self, *args)
+
+    def _optimizer(self):
+        opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        if self.cfg.scheduler == "step":
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=self.cfg.step_size, gamma=self.cfg.gamma)
+        elif self.cfg.scheduler == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.cfg.epochs))
+        else:
+            sched = None
+        return opt, sched
+
+    def evaluate(self, which: str = "val") -> EvalResult:
+        cases = {"val": self.split.val, "test": self.split.test, "cold": self.split.cold_test}[which]
+        return evaluate(self.model, self.items, self.starts, cases, self.rt, self.cfg.max_len,
+                        self.cfg.exclude_seen, self.popularity if which != "val" else None,
+                        self.cfg.eval_batch_size)
+
+    def _train_epoch(self, opt) -> dict[str, float]:
+        cfg, model = self.cfg, self.model
+        stride = cfg.window_stride or cfg.max_len
+        n_tgt = 1 if cfg.sample_mode == "prefix" else stride
+        ends_np, starts_np = sample_ends(self.split, cfg.max_len, cfg.sample_mode, model.causal, stride)
+        order = torch.randperm(len(ends_np), generator=self.shuffle_gen)
+        ends = torch.as_tensor(ends_np, device=self.rt.device)[order.to(self.rt.device)]
+        ustarts = torch.as_tensor(starts_np, device=self.rt.device)[order.to(self.rt.device)]
+        width = cfg.max_len + 1 if model.causal else cfg.max_len
+        model.train()
+        loss_sum = torch.zeros((), device=self.rt.device)
+        norm_sum = torch.zeros((), device=self.rt.device)
+        n_targets = 0
+        n_batches = 0
+        for i in range(0, len(ends), cfg.batch_size):
+            window = gather_windows(self.items, ends[i:i + cfg.batch_size], ustarts[i:i + cfg.batch_size], width)
+            with self.rt.autocast():
+                hidden, targets = model.training_pairs(window, n_tgt, self.generator)
+                loss = full_softmax_ce(hidden, model.output_weight, targets)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+            opt.step()
+            loss_sum += loss.detach() * targets.shape[0]
+            norm_sum += norm.detach()
+            n_targets += targets.shape[0]
+            n_batches += 1
+        train_loss = float(loss_sum) / max(1, n_targets)
+        if not math.isfinite(train_loss):
+            raise TrainingDiverged(
+                f"Training loss became {train_loss} in epoch {self.epoch}; the run was stopped. Lower --lr, "
+                f"keep gradient clipping on (--grad-clip), or check the data."
+            )
+        return {"train_loss": train_loss, "grad_norm": float(norm_sum) / max(1, n_batches), "targets": n_targets}
+
+    # --- the loop -----------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        cfg, model = self.cfg, self.model
+        t_start = time.perf_counter()
+        self._notify("on_train_start")
+        stopped = "completed"
+        try:
+            if model.trainable and cfg.epochs > 0:
+                opt, sched = self._optimizer()
+                bad_epochs = 0
+                for epoch in range(1, cfg.epochs + 1):
+                    self.epoch = epoch
+                    reset_peak_memory(self.rt)
+                    lr = opt.param_groups[0]["lr"]
+                    t0 = time.perf_counter()
+                    stats = self._train_epoch(opt)
+                    synchronize(self.rt)
+                    train_time = time.perf_counter() - t0
+                    val = self.evaluate("val").metrics
+                    epoch_time = time.perf_counter() - t0
+                    if sched is not None:
+                        sched.step()
+                    record = {"epoch": epoch, "train_loss": stats["train_loss"], "grad_norm": stats["grad_norm"],
+                              "lr": lr, "epoch_time_s": epoch_time, "train_time_s": train_time,
+                              "throughput": stats["targets"] / train_time,
+                              **{f"val_{k}": v for k, v in val.items()}, **resource_usage(self.rt)}
+                    self.history.append(record)
+                    improved = val[MONITOR] > self.best_val.get(MONITOR, -1.0)
+                    if improved:
+                        self.best_val, self.best_epoch, bad_epochs = val, epoch, 0
+                        self.best_state = copy.deepcopy({k: v.detach().clone() for k, v in model.state_dict().items()})
+                    else:
+                        bad_epochs += 1
+                    self._notify("on_epoch_end", record)
+                    if bad_epochs >= cfg.patience:
+                        stopped = "early_stopped"
+                        break
+                if self.best_state is not None:
+                    model.load_state_dict(self.best_state)
+            else:
+                self.best_val = self.evaluate("val").metrics
+        except StopTraining as exc:
+            stopped = f"stopped: {exc}" if str(exc) else "stopped"
+            if self.best_state is not None:
+                model.load_state_dict(self.best_state)
+        except BaseException as exc:
+            self._notify("on_exception", exc)
+            raise
+        test = self.evaluate("test")
+        result = TrainResult(config=cfg, params=self.params, epochs_run=len(self.history), best_epoch=self.best_epoch,
+                             best_val=self.best_val, test=test, cold=self.cold_start_metrics(),
+                             history=self.history, total_time_s=time.perf_counter() - t_start,
+                             stopped_reason=stopped)
+        self._notify("on_train_end", result)
+        return result
+
+    def cold_start_metrics(self) -> dict[str, dict[str, float]]:
+        """Cold-start group: the trained model and the `pop` fallback, evaluated separately."""
+        if len(self.split.cold_test) == 0:
+            return {"users": 0}
+        model_res = self.evaluate("cold")
+        pop = PopRec(self.data.seqs.num_items, self.cfg, popularity=self.popularity).to(self.rt.device)
+        pop_res = evaluate(pop, self.items, self.starts, self.split.cold_test, self.rt, self.cfg.max_len,
+                           self.cfg.exclude_seen, None, self.cfg.eval_batch_size)
+        keep = ("recall@10", "mrr@10", "ndcg@10")
+        return {"users": len(self.split.cold_test),
+                "model": {k: model_res.metrics[k] for k in keep}, "pop": {k: pop_res.metrics[k] for k in keep}}
