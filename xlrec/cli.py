@@ -48,9 +48,37 @@ _PREP_FLAGS: list[tuple[str, type, str]] = [
 ]
 
 
+def _lenient(typ: type) -> Callable[[str], Any]:
+    """Parse a flag value; "" means "not given" and "50.0" is a valid int (MLproject passes
+    empty strings for unset parameters and has no integer type)."""
+
+    def parse(text: str):
+        if text == "":
+            return None
+        if typ is int:
+            value = float(text)
+            if value != int(value):
+                raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+            return int(value)
+        return typ(text)
+
+    parse.__name__ = typ.__name__
+    return parse
+
+
+def _bool(text: str) -> bool | None:
+    if text == "":
+        return None
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def _add_flags(p: argparse.ArgumentParser, flags: list[tuple[str, type, str]]) -> None:
     for flag, typ, help_ in flags:
-        p.add_argument(flag, type=typ, default=None, help=help_)
+        p.add_argument(flag, type=_lenient(typ), default=None, help=help_)
 
 
 def _overrides(args: argparse.Namespace, flags: list[tuple[str, type, str]]) -> dict[str, Any]:
@@ -61,11 +89,12 @@ def _add_run_args(p: argparse.ArgumentParser, with_model: bool = True) -> None:
     if with_model:
         p.add_argument("--model", default=None, help="xlstm | xlstm-s | sasrec | bert4rec | gru4rec | lstm | pop")
     p.add_argument("--dataset", default=None, help="ml-100k | ml-1m | ml-10m | ml-20m | steam | synthetic")
-    p.add_argument("--config", default=None, help="YAML file with settings (flags win)")
-    p.add_argument("--source", default=None, help="mirror directory or base URL (else XLREC_DATA_MIRROR)")
+    p.add_argument("--config", default=None, type=_lenient(str), help="YAML file with settings (flags win)")
+    p.add_argument("--source", default=None, type=_lenient(str),
+                   help="mirror directory or base URL (else XLREC_DATA_MIRROR)")
     excl = p.add_mutually_exclusive_group()
-    excl.add_argument("--exclude-seen", dest="exclude_seen", action="store_true", default=None,
-                      help="rank only items not in the user's history (default)")
+    excl.add_argument("--exclude-seen", dest="exclude_seen", nargs="?", const=True, type=_bool, default=None,
+                      help="rank only items not in the user's history (default; --exclude-seen=false turns it off)")
     excl.add_argument("--no-exclude-seen", dest="exclude_seen", action="store_false",
                       help="rank every item (the paper's protocol)")
     _add_flags(p, _TRAIN_FLAGS)
@@ -98,6 +127,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from xlrec.training.trainer import Trainer
 
     cfg = resolve_from_args(args)
+    if not args.no_tracking:
+        from xlrec.platform.tracking import check_reachable, tracking_uri
+
+        check_reachable(tracking_uri(args.tracking_uri))  # fail fast, before any data or training work
     data = prepare(cfg.dataset, cfg.prep, cfg.source)
     callbacks = [ProgressPrinter()]
     tracker = _tracker(args, cfg, data)
@@ -132,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train one model on one dataset and print one JSON line")
     _add_run_args(train)
     train.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    try:
+        from xlrec.platform.commands import add_train_tracking_args
+    except ImportError:
+        pass
+    else:
+        add_train_tracking_args(train)
     train.set_defaults(func=cmd_train)
 
     try:

@@ -72,11 +72,16 @@ class SASRec(SequentialRecommender):
             for _ in range(cfg.num_blocks)])
         self.final_norm = nn.LayerNorm(cfg.embedding_dim)
         self.output = nn.Linear(cfg.embedding_dim, num_items + 1, bias=False)
+        # Small embedding init (BERT-style); N(0, 1) would swamp the position embedding.
+        for emb in (self.item_embedding, self.position_embedding):
+            nn.init.normal_(emb.weight, std=0.02)
+        with torch.no_grad():
+            self.item_embedding.weight[0].zero_()
 
     def encode(self, ids: torch.Tensor) -> torch.Tensor:
         L = ids.shape[1]
         pos = torch.arange(self.max_len - L, self.max_len, device=ids.device)
-        x = self.item_embedding(ids) * (self.dim ** 0.5) + self.position_embedding(pos)
+        x = self.item_embedding(ids) + self.position_embedding(pos)
         x = self.dropout(x) * (ids != 0).unsqueeze(-1)
         mask = attention_mask(ids, self.causal_attention)
         for block in self.blocks:

@@ -26,7 +26,7 @@ from xlrec.device import Runtime, reset_peak_memory, resource_usage, select_runt
 from xlrec.errors import XlrecError
 from xlrec.rec_models import SequentialRecommender, build_model, parameter_breakdown
 from xlrec.rec_models.pop import PopRec
-from xlrec.training.batches import gather_windows, num_targets, sample_ends
+from xlrec.training.batches import gather_windows, passes_per_epoch, sample_ends
 from xlrec.training.evaluate import EvalResult, evaluate
 from xlrec.training.losses import full_softmax_ce
 
@@ -88,7 +88,7 @@ def seed_everything(seed: int) -> None:
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, data: PreparedDataset, callbacks: list[Callback] | None = None,
-                 runtime: Runtime | None = None):
+                 runtime: Runtime | None = None, model: SequentialRecommender | None = None):
         self.cfg = cfg
         self.data = data
         self.callbacks = list(callbacks or [])
@@ -101,7 +101,7 @@ class Trainer:
         dev = self.rt.device
         self.items = torch.as_tensor(data.seqs.items, device=dev)
         self.starts = torch.as_tensor(self.split.starts, device=dev)
-        self.model: SequentialRecommender = build_model(cfg.model, data.seqs.num_items, cfg, self.rt.kernel)
+        self.model: SequentialRecommender = model or build_model(cfg.model, data.seqs.num_items, cfg, self.rt.kernel)
         if isinstance(self.model, PopRec):
             self.model.set_popularity(self.popularity)
         self.model.to(dev)
@@ -142,6 +142,9 @@ class Trainer:
         stride = cfg.window_stride or cfg.max_len
         n_tgt = 1 if cfg.sample_mode == "prefix" else stride
         ends_np, starts_np = sample_ends(self.split, cfg.max_len, cfg.sample_mode, model.causal, stride)
+        if cfg.sample_mode == "window":
+            reps = passes_per_epoch(model.causal, cfg.mask_prob)
+            ends_np, starts_np = np.tile(ends_np, reps), np.tile(starts_np, reps)
         order = torch.randperm(len(ends_np), generator=self.shuffle_gen)
         ends = torch.as_tensor(ends_np, device=self.rt.device)[order.to(self.rt.device)]
         ustarts = torch.as_tensor(starts_np, device=self.rt.device)[order.to(self.rt.device)]

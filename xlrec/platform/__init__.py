@@ -1,0 +1,1 @@
+"""MLflow tracking, the model registry and reports. Every MLflow call of xlrec lives here."""

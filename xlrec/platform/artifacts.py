@@ -1,0 +1,92 @@
+"""Run artifacts as plain files (no MLflow here): config, history, curves, predictions, per-user results."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from xlrec.data_prep.preprocess import Sequences
+
+
+def write_config(path: Path, cfg) -> Path:
+    path.write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    return path
+
+
+def write_history(path: Path, history: list[dict]) -> Path:
+    pd.DataFrame(history).to_csv(path, index=False)
+    return path
+
+
+def plot_curves(path: Path, history: list[dict], title: str) -> Path:
+    """Training loss and validation Recall/NDCG/MRR@10 per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    df = pd.DataFrame(history)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    if len(df):
+        ax1.plot(df["epoch"], df["train_loss"], marker="o")
+        for key in ("val_recall@10", "val_ndcg@10", "val_mrr@10"):
+            ax2.plot(df["epoch"], df[key], marker="o", label=key.replace("val_", ""))
+    ax1.set(xlabel="epoch", ylabel="train loss (full-softmax CE)", title="training loss")
+    ax2.set(xlabel="epoch", ylabel="validation metric", title="validation @10")
+    ax2.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_params_table(path: Path, rows: list[tuple[str, str, int]]) -> Path:
+    df = pd.DataFrame(rows, columns=["component", "parameter", "count"])
+    total = pd.DataFrame([("total", "", int(df["count"].sum()))], columns=df.columns)
+    pd.concat([df, total]).to_csv(path, index=False)
+    return path
+
+
+def per_user_table(seqs: Sequences, users: np.ndarray, targets: np.ndarray, ranks: np.ndarray,
+                   topk: np.ndarray) -> pd.DataFrame:
+    """One row per test user: ids, the target, its rank and the top-10 (for paired tests later)."""
+    return pd.DataFrame({
+        "user_index": users.astype(np.int64),
+        "user_id": seqs.user_ids[users].astype(str),
+        "target_item": targets.astype(np.int64),
+        "target_item_id": seqs.item_ids[targets].astype(str),
+        "rank": ranks.astype(np.int64),
+        "top10": [row[:10].tolist() for row in topk],
+    })
+
+
+def write_sample_predictions(path: Path, seqs: Sequences, table: pd.DataFrame, n_users: int = 5,
+                             history_items: int = 10) -> Path:
+    """Markdown with a few users' recent history, target and top-10 with titles."""
+    titles = seqs.titles
+    lines = ["# Sample predictions (test)", ""]
+    for row in table.head(n_users).itertuples():
+        start = seqs.offsets[row.user_index]
+        end = seqs.offsets[row.user_index + 1] - 1  # the test target is the last item
+        recent = seqs.items[max(start, end - history_items):end]
+        lines.append(f"## User {row.user_id} (target rank {row.rank})")
+        lines.append("Recent history: " + "; ".join(titles[i] for i in recent))
+        lines.append(f"Target: {titles[row.target_item]}")
+        for r, item in enumerate(row.top10, 1):
+            mark = " <- target" if item == row.target_item else ""
+            lines.append(f"{r}. {titles[item]} (item {seqs.item_ids[item]}){mark}")
+        lines.append("")
+    path.write_text("\n".join(lines))
+    return path
+
+
+def write_item_map(path: Path, seqs: Sequences) -> Path:
+    """Contiguous id -> raw item id and title, so predictions come back as real items."""
+    path.write_text(json.dumps({"item_ids": [str(x) for x in seqs.item_ids.tolist()], "titles": list(seqs.titles)}))
+    return path

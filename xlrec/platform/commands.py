@@ -1,0 +1,185 @@
+"""Platform CLI commands: evaluate, recommend, registry list/download."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import mlflow
+
+from xlrec.errors import XlrecError
+
+
+def add_tracking_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+
+
+def add_train_tracking_args(p: argparse.ArgumentParser) -> None:
+    add_tracking_args(p)
+    p.add_argument("--experiment", default=None, help="MLflow experiment (default: xlrec-<dataset>)")
+    p.add_argument("--run-name", default=None, help="MLflow run name")
+    p.add_argument("--parent-run-id", default=None, help="nest this run under a parent run")
+    p.add_argument("--system-metrics", action="store_true", help="also log MLflow system metrics")
+    p.add_argument("--no-register", action="store_true", help="log the model but do not register/promote it")
+
+
+def _connect(args) -> None:
+    from xlrec.platform.tracking import check_reachable, tracking_uri
+
+    uri = tracking_uri(args.tracking_uri)
+    check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from xlrec.data_prep import prepare
+    from xlrec.device import select_runtime
+    from xlrec.platform.models import load_model
+    from xlrec.training.trainer import Trainer
+
+    _connect(args)
+    rt = select_runtime(args.device or "auto", "auto", True)
+    loaded = load_model(args.model_uri, rt)
+    cfg = loaded.config
+    if args.dataset and args.dataset != cfg.dataset:
+        raise XlrecError(
+            f"Model {args.model_uri} was trained on {cfg.dataset!r}, not {args.dataset!r}; its item ids mean nothing "
+            f"there. Evaluate it with --dataset {cfg.dataset}, or pick a model registered for {args.dataset} "
+            f"(e.g. models:/{cfg.model}-{args.dataset}@champion)."
+        )
+    data = prepare(cfg.dataset, cfg.prep, args.source or cfg.source)
+    if data.seqs.num_items + 1 != len(loaded.item_ids):
+        raise XlrecError(f"Dataset {cfg.dataset} now has {data.seqs.num_items} items but the model was trained on "
+                         f"{len(loaded.item_ids) - 1}; the raw data or preprocessing differ from the training run.")
+    cfg.device = str(rt.device)
+    trainer = Trainer(cfg, data, runtime=rt, model=loaded.model)
+    val, test = trainer.evaluate("val"), trainer.evaluate("test")
+    summary = {"model": cfg.model, "dataset": cfg.dataset, "seed": cfg.seed, "max_len": cfg.max_len,
+               "params": trainer.params["total"], "model_uri": args.model_uri, "run_id": loaded.run_id}
+    if loaded.run_id:
+        run = mlflow.get_run(loaded.run_id)
+        summary.update({"epochs_run": int(run.data.metrics.get("epochs_run", 0)),
+                        "best_epoch": int(run.data.metrics.get("best_epoch", 0)),
+                        "avg_epoch_time_s": round(run.data.metrics.get("avg_epoch_time_s", 0.0), 4)})
+    summary.update({"val": val.metrics, "test": test.metrics, "cold_start": trainer.cold_start_metrics()})
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from xlrec.device import select_runtime
+    from xlrec.platform.models import load_model
+    from xlrec.training.batches import gather_windows
+
+    _connect(args)
+    rt = select_runtime(args.device or "auto", "auto", True)
+    loaded = load_model(args.model_uri, rt)
+    cfg = loaded.config
+    index = {raw: i for i, raw in enumerate(loaded.item_ids) if i > 0}
+    if args.items:
+        raw_items = [x.strip() for x in args.items.split(",") if x.strip()]
+        unknown = [x for x in raw_items if x not in index]
+        if unknown:
+            raise XlrecError(f"Item id(s) {', '.join(unknown)} are not in {cfg.dataset}'s catalogue of this model. "
+                             f"Use the dataset's raw item ids, e.g. {', '.join(loaded.item_ids[1:4])}.")
+        history = np.array([index[x] for x in raw_items], dtype=np.int64)
+    elif args.user is not None:
+        from xlrec.data_prep import prepare
+
+        data = prepare(cfg.dataset, cfg.prep, args.source or cfg.source)
+        users = {str(u): i for i, u in enumerate(data.seqs.user_ids.tolist())}
+        if str(args.user) not in users:
+            raise XlrecError(f"User {args.user} is not in {cfg.dataset}. Pass a raw user id of that dataset.")
+        u = users[str(args.user)]
+        history = data.seqs.items[data.seqs.offsets[u]:data.seqs.offsets[u + 1]]
+    else:
+        raise XlrecError("Pass --user ID or --items ID,ID,... to say whose next items to recommend.")
+    items = torch.as_tensor(history, device=rt.device)
+    window = gather_windows(items, torch.tensor([len(history) - 1], device=rt.device),
+                            torch.tensor([0], device=rt.device), cfg.max_len)
+    with torch.no_grad(), rt.autocast():
+        scores = loaded.model.next_item_scores(window).float()[0]
+    scores[0] = float("-inf")
+    if cfg.exclude_seen:
+        scores[items] = float("-inf")
+    top = torch.topk(scores, args.k).indices.tolist()
+    for rank, i in enumerate(top, 1):
+        print(f"{rank:2d}. {loaded.titles[i]} (item {loaded.item_ids[i]}, score {scores[i].item():.3f})")
+    return 0
+
+
+def cmd_registry_list(args: argparse.Namespace) -> int:
+    from mlflow import MlflowClient
+
+    from xlrec.platform.registry import METRIC_TAG
+
+    _connect(args)
+    client = MlflowClient()
+    models = client.search_registered_models()
+    if not models:
+        print(f"No registered models at {mlflow.get_tracking_uri()}.")
+    for rm in models:
+        aliases = {}
+        for alias, ver in (rm.aliases or {}).items():
+            aliases.setdefault(str(ver), []).append(alias)
+        print(rm.name)
+        for mv in sorted(client.search_model_versions(f"name='{rm.name}'"), key=lambda v: int(v.version)):
+            val = mv.tags.get(METRIC_TAG, "-")
+            tag = ",".join(aliases.get(str(mv.version), []))
+            print(f"  v{mv.version:<4} val_recall@10={val[:8]:<10} seed={mv.tags.get('seed', '-'):<6} "
+                  f"run={mv.run_id} {('@' + tag) if tag else ''}")
+    return 0
+
+
+def cmd_registry_download(args: argparse.Namespace) -> int:
+    from xlrec.device import select_runtime
+    from xlrec.platform.models import load_model
+
+    _connect(args)
+    ref = f"@{args.alias}" if args.alias else f"/{args.version}"
+    uri = f"models:/{args.name}{ref}"
+    loaded = load_model(uri, select_runtime("cpu", "auto", False), dst=args.dst)
+    print(json.dumps({"model_uri": uri, "path": str(loaded.local_path), "run_id": loaded.run_id,
+                      "config": str(loaded.local_path / "config.yaml"),
+                      "item_map": str(loaded.local_path / "item_map.json")}))
+    return 0
+
+
+def add_platform_commands(sub, add_run_args) -> None:
+    ev = sub.add_parser("evaluate", help="re-run the test evaluation of a logged or registered model")
+    ev.add_argument("--model-uri", required=True, help="models:/NAME@ALIAS, models:/NAME/VERSION or runs:/ID/model")
+    ev.add_argument("--dataset", default=None, help="dataset to evaluate on (must be the model's)")
+    ev.add_argument("--source", default=None, help="mirror directory or base URL")
+    ev.add_argument("--device", default=None, help="auto | cpu | cuda")
+    add_tracking_args(ev)
+    ev.set_defaults(func=cmd_evaluate)
+
+    rec = sub.add_parser("recommend", help="top-k next items for a user or an item history")
+    rec.add_argument("--model-uri", required=True)
+    who = rec.add_mutually_exclusive_group()
+    who.add_argument("--user", default=None, help="raw user id of the model's dataset")
+    who.add_argument("--items", default=None, help="comma-separated raw item ids, oldest first")
+    rec.add_argument("--k", type=int, default=10)
+    rec.add_argument("--source", default=None)
+    rec.add_argument("--device", default=None)
+    add_tracking_args(rec)
+    rec.set_defaults(func=cmd_recommend)
+
+    reg = sub.add_parser("registry", help="registered models")
+    reg_sub = reg.add_subparsers(dest="registry_command", required=True)
+    ls = reg_sub.add_parser("list", help="registered models, versions, aliases and validation metrics")
+    add_tracking_args(ls)
+    ls.set_defaults(func=cmd_registry_list)
+    dl = reg_sub.add_parser("download", help="download a registered model with its config and item map")
+    dl.add_argument("--name", required=True)
+    g = dl.add_mutually_exclusive_group(required=True)
+    g.add_argument("--alias")
+    g.add_argument("--version")
+    dl.add_argument("--dst", required=True)
+    add_tracking_args(dl)
+    dl.set_defaults(func=cmd_registry_download)

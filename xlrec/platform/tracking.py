@@ -1,0 +1,267 @@
+"""MLflow tracking of one training run, as a trainer callback.
+
+Backends: the embedded default `sqlite:///mlflow.db` (MLflow's own default, nothing to
+start) or a tracking server (`--tracking-uri` / MLFLOW_TRACKING_URI). Under `mlflow run`
+the entry point adopts the run MLflow created (MLFLOW_RUN_ID) instead of opening an
+unrelated one. A crashed run ends FAILED and an interrupted one KILLED, never RUNNING.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import platform
+import socket
+import subprocess
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+from mlflow import MlflowClient
+
+import xlrec
+from xlrec.config import TrainConfig
+from xlrec.data_prep import PreparedDataset
+from xlrec.errors import XlrecError
+from xlrec.platform import artifacts
+from xlrec.platform.registry import METRIC_TAG, PromotionResult, promote, registered_name
+from xlrec.rec_models import build_model, parameter_table
+from xlrec.training.trainer import Callback, TrainResult
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+PROJECT_ROOT = Path(xlrec.__file__).resolve().parent
+
+
+def metric_key(name: str) -> str:
+    """MLflow metric names cannot hold '@': recall@10 -> recall_at_10."""
+    return name.replace("@", "_at_")
+
+
+def tracking_uri(explicit: str | None = None) -> str:
+    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast (before any training) when an HTTP tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
+            if resp.status == 200:
+                return
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+    else:
+        reason = f"HTTP {resp.status}"
+    raise XlrecError(
+        f"Cannot reach the MLflow tracking server at {uri} ({reason}). Start it (e.g. `mlflow server --host "
+        f"127.0.0.1 --port 5000`) or fix --tracking-uri / MLFLOW_TRACKING_URI; nothing was trained."
+    )
+
+
+def flatten_config(cfg: TrainConfig) -> dict[str, Any]:
+    """The resolved config as flat, stable param names (prep settings as prep.*)."""
+    flat: dict[str, Any] = {}
+    for key, value in dataclasses.asdict(cfg).items():
+        if isinstance(value, dict):
+            flat.update({f"prep.{k}": v for k, v in value.items()})
+        elif isinstance(value, list):
+            flat[key] = ",".join(map(str, value))
+        else:
+            flat[key] = value
+    return flat
+
+
+def _git_state() -> tuple[str, str]:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                                timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                               timeout=5).stdout.strip()
+        return commit or "unknown", "true" if dirty else "false"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", "unknown"
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def pip_requirements() -> list[str]:
+    import torch
+
+    pins = ["xlstm==2.0.6", "mlstm-kernels==2.0.6", f"mlflow=={_version('mlflow')}",
+            f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}",
+            f"pandas=={_version('pandas')}", f"pyyaml=={_version('pyyaml')}"]
+    return pins
+
+
+class MlflowTracker(Callback):
+    """Logs params, tags, dataset lineage, per-epoch metrics, results, artifacts and the model."""
+
+    def __init__(self, data: PreparedDataset, uri: str | None = None, experiment: str | None = None,
+                 run_name: str | None = None, parent_run_id: str | None = None, tags: dict[str, str] | None = None,
+                 register: bool = True, system_metrics: bool = False, adopt_env_run: bool = True):
+        self.data = data
+        self.uri = tracking_uri(uri)
+        self.experiment = experiment
+        self.run_name = run_name
+        self.parent_run_id = parent_run_id
+        self.extra_tags = dict(tags or {})
+        self.register = register
+        self.system_metrics = system_metrics
+        self.adopt_env_run = adopt_env_run
+        self.run_id: str | None = None
+        self.promotion: PromotionResult | None = None
+        self.model_version: int | None = None
+        check_reachable(self.uri)
+
+    # --- lifecycle ----------------------------------------------------------------
+    def on_train_start(self, trainer) -> None:
+        cfg: TrainConfig = trainer.cfg
+        mlflow.set_tracking_uri(self.uri)
+        env_run = os.environ.get("MLFLOW_RUN_ID") if self.adopt_env_run else None
+        if env_run:
+            run = mlflow.start_run(run_id=env_run, log_system_metrics=self.system_metrics or None)
+        else:
+            mlflow.set_experiment(self.experiment or f"xlrec-{cfg.dataset}")
+            run = mlflow.start_run(run_name=self.run_name or f"{cfg.model}-{cfg.dataset}-L{cfg.max_len}-s{cfg.seed}",
+                                   parent_run_id=self.parent_run_id, log_system_metrics=self.system_metrics or None)
+        self.run_id = run.info.run_id
+        params = flatten_config(cfg)
+        params.update({"resolved_device": str(trainer.rt.device), "resolved_kernel": trainer.rt.kernel,
+                       "amp_dtype": str(trainer.rt.amp_dtype).replace("torch.", "") if trainer.rt.amp_dtype else "none",
+                       "num_users": self.data.seqs.num_users, "num_items": self.data.seqs.num_items})
+        mlflow.log_params(params)
+        commit, dirty = _git_state()
+        import torch
+
+        tags = {
+            "model_family": cfg.model, "dataset": cfg.dataset, "git_commit": commit, "git_dirty": dirty,
+            "mlflow.source.git.commit": commit,
+            "version.xlrec": xlrec.__version__, "version.torch": torch.__version__,
+            "version.xlstm": _version("xlstm"), "version.mlstm_kernels": _version("mlstm-kernels"),
+            "host": socket.gethostname(), "device_name": trainer.rt.device_name(),
+            "platform": platform.platform(),
+        }
+        if self.parent_run_id:
+            tags["xlrec.parent_run_id"] = self.parent_run_id
+        tags.update(self.extra_tags)
+        mlflow.set_tags(tags)
+        self._log_dataset()
+        mlflow.log_metrics({f"params_{k}": v for k, v in trainer.params.items()})
+
+    def _log_dataset(self) -> None:
+        d = self.data
+        source = str(d.cache_path) if d.cache_path else d.name
+        ds = mlflow.data.from_numpy({"items": d.seqs.items, "offsets": d.seqs.offsets}, source=source,
+                                    name=d.name, digest=d.content_hash[:16])
+        stat_tags = {k: (f"{v:.6f}" if isinstance(v, float) else str(v)) for k, v in d.stats.items()}
+        mlflow.log_input(ds, context="training", tags={"content_sha256": d.content_hash, **stat_tags})
+
+    def on_epoch_end(self, trainer, record: dict[str, float]) -> None:
+        metrics = {metric_key(k): float(v) for k, v in record.items() if k != "epoch"}
+        mlflow.log_metrics(metrics, step=int(record["epoch"]))
+
+    def on_exception(self, trainer, exc: BaseException) -> None:
+        if mlflow.active_run() is None:
+            return
+        status = "KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "FAILED"
+        reason = f"{type(exc).__name__}: {exc}"[:4000]
+        try:
+            mlflow.set_tags({"xlrec.status": status, "xlrec.failure_reason": reason})
+        finally:
+            mlflow.end_run(status=status)
+
+    def on_train_end(self, trainer, result: TrainResult) -> None:
+        try:
+            self._log_results(trainer, result)
+        except BaseException as exc:
+            self.on_exception(trainer, exc)
+            raise
+        mlflow.set_tag("xlrec.status", result.stopped_reason)
+        mlflow.end_run(status="FINISHED")
+
+    # --- results, artifacts, model ------------------------------------------------
+    def _log_results(self, trainer, result: TrainResult) -> None:
+        cfg = trainer.cfg
+        final = {f"test_{metric_key(k)}": v for k, v in result.test.metrics.items()}
+        final.update({f"best_val_{metric_key(k)}": v for k, v in result.best_val.items()})
+        cold = result.cold
+        final["cold_users"] = cold.get("users", 0)
+        for who in ("model", "pop"):
+            for k, v in cold.get(who, {}).items():
+                final[f"cold_{who}_{metric_key(k)}"] = v
+        final.update({"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+                      "total_time_s": result.total_time_s, "avg_epoch_time_s": result.avg_epoch_time_s})
+        mlflow.log_metrics(final)
+        seqs = self.data.seqs
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            artifacts.write_config(tmp / "config.yaml", cfg)
+            artifacts.write_history(tmp / "history.csv", result.history)
+            artifacts.plot_curves(tmp / "training_curves.png", result.history,
+                                  f"{cfg.model} on {cfg.dataset} (L={cfg.max_len}, seed {cfg.seed})")
+            artifacts.write_params_table(tmp / "parameters.csv", parameter_table(trainer.model))
+            table = artifacts.per_user_table(seqs, result.test.users, result.test.targets, result.test.ranks,
+                                             result.test.topk)
+            table.to_parquet(tmp / "test_per_user.parquet", index=False)
+            artifacts.write_sample_predictions(tmp / "sample_predictions.md", seqs, table)
+            for name in ("config.yaml", "history.csv", "training_curves.png", "parameters.csv",
+                         "test_per_user.parquet", "sample_predictions.md"):
+                mlflow.log_artifact(str(tmp / name))
+            if trainer.model.trainable:
+                self._log_model(trainer, result, tmp)
+
+    def _log_model(self, trainer, result: TrainResult, tmp: Path) -> None:
+        import mlflow.pytorch
+        from mlflow.models import ModelSignature
+        from mlflow.types import Schema, TensorSpec
+
+        cfg = trainer.cfg
+        seqs = self.data.seqs
+        # Export with the portable native kernels on CPU; `load_for_inference` rebuilds for CUDA.
+        export = build_model(cfg.model, seqs.num_items, cfg, kernel="native")
+        export.load_state_dict({k: v.detach().cpu() for k, v in trainer.model.state_dict().items()})
+        export.eval()
+        artifacts.write_item_map(tmp / "item_map.json", seqs)
+        signature = ModelSignature(
+            inputs=Schema([TensorSpec(np.dtype("int64"), (-1, cfg.max_len), "history")]),
+            outputs=Schema([TensorSpec(np.dtype("float32"), (-1, seqs.num_items + 1), "scores")]),
+        )
+        name = registered_name(cfg.model, cfg.dataset) if self.register else None
+        info = mlflow.pytorch.log_model(
+            export, name="model", signature=signature, pip_requirements=pip_requirements(),
+            serialization_format="pickle",  # MLflow 3.x defaults to 'pt2', which needs an input_example
+            code_paths=[str(PROJECT_ROOT)], extra_files=[str(tmp / "config.yaml"), str(tmp / "item_map.json")],
+            registered_model_name=name, await_registration_for=60,
+        )
+        if name is None:
+            return
+        self.model_version = int(info.registered_model_version)
+        client = MlflowClient()
+        val = result.best_val.get("recall@10", 0.0)
+        for key, value in {METRIC_TAG: f"{val:.10f}", "seed": str(cfg.seed), "run_id": self.run_id,
+                           "max_len": str(cfg.max_len), "dataset_sha256": self.data.content_hash}.items():
+            client.set_model_version_tag(name, str(self.model_version), key, value)
+        self.promotion = promote(client, name, self.model_version)
+        mlflow.log_metric("model_version", self.model_version)
+        mlflow.set_tags({"xlrec.registered_model": name, "xlrec.model_version": str(self.model_version),
+                         "xlrec.promotion": self.promotion.reason})
+
+
+def make_tracker(args, cfg: TrainConfig, data: PreparedDataset) -> MlflowTracker:
+    return MlflowTracker(data, uri=getattr(args, "tracking_uri", None), experiment=getattr(args, "experiment", None),
+                         run_name=getattr(args, "run_name", None), parent_run_id=getattr(args, "parent_run_id", None),
+                         register=not getattr(args, "no_register", False),
+                         system_metrics=getattr(args, "system_metrics", False))
