@@ -107,7 +107,23 @@ def resolve_from_args(args: argparse.Namespace):
     overrides = {**_overrides(args, _TRAIN_FLAGS), **_overrides(args, _PREP_FLAGS)}
     overrides["exclude_seen"] = args.exclude_seen
     overrides["source"] = args.source
-    return resolve_config(getattr(args, "model", None), args.dataset, args.config, overrides)
+    cfg = resolve_config(getattr(args, "model", None), args.dataset, args.config, overrides)
+    preflight(cfg)
+    return cfg
+
+
+def preflight(cfg) -> None:
+    """Reject unknown names and unusable devices before any data or training work."""
+    from xlrec.data_prep import DATASETS
+    from xlrec.device import select_runtime
+    from xlrec.errors import ConfigError
+    from xlrec.rec_models import MODELS
+
+    if cfg.model not in MODELS:
+        raise ConfigError(f"Unknown model {cfg.model!r}. Choose one of: {', '.join(MODELS)}.")
+    if cfg.dataset not in DATASETS:
+        raise ConfigError(f"Unknown dataset {cfg.dataset!r}. Choose one of: {', '.join(DATASETS)}.")
+    select_runtime(cfg.device, cfg.kernel, cfg.amp)
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
@@ -179,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_platform_commands(sub, _add_run_args)
+    try:
+        from xlrec.sweeps.commands import add_sweep_command
+    except ImportError:
+        pass
+    else:
+        add_sweep_command(sub, _lenient)
     return parser
 
 

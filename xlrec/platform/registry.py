@@ -55,7 +55,7 @@ def _best(versions) -> tuple[int, float] | None:
 _CONFLICT_MARKERS = ("duplicate key", "uniqueviolation", "unique constraint", "integrityerror", "duplicate entry")
 
 
-def _write(fn, *args, attempts: int = 8):
+def retry_on_conflict(fn, *args, attempts: int = 8):
     """An alias/tag write, retried when it lost a race. MLflow's SQL store upserts with
     SELECT-then-INSERT (`session.merge`), so two first writes of one key at the same moment make
     one of them fail on the primary key (PostgreSQL: UniqueViolation); the key then exists and
@@ -87,7 +87,7 @@ def promote(client: MlflowClient, name: str, version: int, max_rounds: int = 50)
         current = _champion(client, name)
         if current == best[0]:
             break
-        _write(client.set_registered_model_alias, name, ALIAS, str(best[0]))
+        retry_on_conflict(client.set_registered_model_alias, name, ALIAS, str(best[0]))
     else:  # pragma: no cover - would need >50 interleaved writers
         raise XlrecError(f"Promotion of {name} v{version} did not settle after {max_rounds} rounds; run it again.")
     champion = best[0]
@@ -97,11 +97,12 @@ def promote(client: MlflowClient, name: str, version: int, max_rounds: int = 50)
         reason = (f"promoted: val recall@10 {mine:.6f} beats v{previous} ({by_version.get(previous, float('nan')):.6f})"
                   if previous not in (None, version) else f"promoted: first version with val recall@10 {mine:.6f}")
         if previous not in (None, version):
-            _write(client.set_model_version_tag, name, str(previous), "demoted_by", f"v{version} at {time.ctime()}")
+            retry_on_conflict(client.set_model_version_tag, name, str(previous), "demoted_by",
+                              f"v{version} at {time.ctime()}")
     else:
         shown = f"{mine:.6f}" if mine is not None else f"n/a (no {METRIC_TAG} tag)"
         reason = (f"not promoted: val recall@10 {shown} does not beat champion v{champion} "
                   f"({by_version.get(champion):.6f})")
-        _write(client.set_model_version_tag, name, str(champion), "defended_against", f"v{version}")
-    _write(client.set_model_version_tag, name, str(version), "promotion", reason)
+        retry_on_conflict(client.set_model_version_tag, name, str(champion), "defended_against", f"v{version}")
+    retry_on_conflict(client.set_model_version_tag, name, str(version), "promotion", reason)
     return PromotionResult(version=version, champion=champion, promoted=champion == version, reason=reason)

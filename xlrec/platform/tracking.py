@@ -29,7 +29,7 @@ from xlrec.config import TrainConfig
 from xlrec.data_prep import PreparedDataset
 from xlrec.errors import XlrecError
 from xlrec.platform import artifacts
-from xlrec.platform.registry import METRIC_TAG, PromotionResult, promote, registered_name
+from xlrec.platform.registry import METRIC_TAG, PromotionResult, promote, registered_name, retry_on_conflict
 from xlrec.rec_models import build_model, parameter_table
 from xlrec.training.trainer import Callback, TrainResult
 
@@ -159,7 +159,9 @@ class MlflowTracker(Callback):
         tags.update(self.extra_tags)
         mlflow.set_tags(tags)
         self._log_dataset()
-        mlflow.log_metrics({f"params_{k}": v for k, v in trainer.params.items()})
+        # Only the total as a metric, so every model's run has the same metric keys (comparable
+        # side by side); the per-component counts differ by architecture and live in parameters.csv.
+        mlflow.log_metric("params_total", trainer.params["total"])
 
     def _log_dataset(self) -> None:
         d = self.data
@@ -167,7 +169,8 @@ class MlflowTracker(Callback):
         ds = mlflow.data.from_numpy({"items": d.seqs.items, "offsets": d.seqs.offsets}, source=source,
                                     name=d.name, digest=d.content_hash[:16])
         stat_tags = {k: (f"{v:.6f}" if isinstance(v, float) else str(v)) for k, v in d.stats.items()}
-        mlflow.log_input(ds, context="training", tags={"content_sha256": d.content_hash, **stat_tags})
+        # Runs of one experiment logging the same dataset at once race on its row (UniqueViolation).
+        retry_on_conflict(mlflow.log_input, ds, "training", {"content_sha256": d.content_hash, **stat_tags})
 
     def on_epoch_end(self, trainer, record: dict[str, float]) -> None:
         metrics = {metric_key(k): float(v) for k, v in record.items() if k != "epoch"}

@@ -122,7 +122,9 @@ class Trainer:
             getattr(cb, hook)(self, *args)
 
     def _optimizer(self):
-        opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        # fused Adam on CUDA: one kernel for all parameters (fewer launches per step)
+        opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay,
+                               fused=self.rt.is_cuda or None)
         if self.cfg.scheduler == "step":
             sched = torch.optim.lr_scheduler.StepLR(opt, step_size=self.cfg.step_size, gamma=self.cfg.gamma)
         elif self.cfg.scheduler == "cosine":

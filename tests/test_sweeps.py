@@ -1,0 +1,355 @@
+"""`xlrec sweep` end to end: real Ray Tune, a real local `mlflow server`, a real Optuna RDB study.
+
+Every sweep runs as its own `python -m xlrec sweep` process in a fresh working directory, so
+Ray's and MLflow's global state never leak between tests. Afterwards the tests read what the
+sweep left behind: ./mlflow.db (the sweep's server is gone, so the SQL store is read directly),
+./mlartifacts (the served artifacts) and ./optuna.db.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+pytestmark = pytest.mark.server
+
+RAY = str(Path(sys.executable).with_name("ray"))
+TINY = ["--set", "synthetic_users=80", "--set", "synthetic_items=40", "--set", "synthetic_mean_len=12",
+        "--set", "window_stride=0", "--cpus-per-trial", "1"]
+CHILD_STATES = {"FINISHED", "KILLED"}  # completed, pruned by ASHA
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def clean_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("MLFLOW_") and k not in ("RAY_ADDRESS", "XLREC_DATA_MIRROR")}
+    env.update({"XLREC_DATA_DIR": str(data_dir), "RAY_USAGE_STATS_ENABLED": "0", **extra})
+    return env
+
+
+def sweep(cwd: Path, *args: str, data_dir: Path | None = None) -> subprocess.CompletedProcess:
+    env = clean_env(data_dir or cwd / "data")
+    return subprocess.run([sys.executable, "-m", "xlrec", "sweep", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+def summary_of(proc: subprocess.CompletedProcess) -> dict:
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    assert lines, proc.stdout[-3000:]
+    return json.loads(lines[-1])
+
+
+class SweepOutcome:
+    """What one finished sweep left in its working directory."""
+
+    def __init__(self, cwd: Path, proc: subprocess.CompletedProcess):
+        self.cwd = cwd
+        self.proc = proc
+        self.summary = summary_of(proc)
+        self.client = MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
+        self.parent = self.client.get_run(self.summary["parent_run_id"])
+        exp = self.parent.info.experiment_id
+        runs = self.client.search_runs([exp], max_results=1000)
+        self.children = [r for r in runs if r.info.run_id != self.parent.info.run_id]
+
+    def artifact_dir(self, run) -> Path:
+        # served artifacts: mlflow-artifacts:/<exp>/<run>/artifacts -> ./mlartifacts/<exp>/<run>/artifacts
+        uri = run.info.artifact_uri
+        assert uri.startswith("mlflow-artifacts:/"), uri
+        return self.cwd / "mlartifacts" / uri[len("mlflow-artifacts:/"):]
+
+    def parent_csv(self, name: str) -> pd.DataFrame:
+        return pd.read_csv(self.artifact_dir(self.parent) / name)
+
+    def study(self) -> optuna.Study:
+        storage = f"sqlite:///{self.cwd / 'optuna.db'}"
+        names = optuna.study.get_all_study_names(storage)
+        assert names == [f"{self.parent.data.tags['xlrec.sweep_name']}-{self.parent.info.run_id[:8]}"]
+        return optuna.load_study(study_name=names[0], storage=storage)
+
+
+def assert_nested_and_closed(out: SweepOutcome, n_trials: int) -> None:
+    parent_id = out.parent.info.run_id
+    assert out.parent.info.status == "FINISHED"
+    assert out.parent.data.tags["xlrec.sweep"] == "parent"
+    assert "mlflow.parentRunId" not in out.parent.data.tags
+    assert len(out.children) == n_trials
+    for child in out.children:
+        assert child.data.tags["mlflow.parentRunId"] == parent_id
+        assert child.data.tags["xlrec.sweep_run_id"] == parent_id
+        assert child.info.status != "RUNNING"
+    s = out.summary
+    assert s["trials_done"] + s["trials_failed"] + s["trials_pruned"] == n_trials
+    for key in ("trials_done", "trials_failed", "trials_pruned"):
+        assert out.parent.data.metrics[key] == s[key]
+
+
+# --- 1 + 2: search mode on a Ray head with two logical GPUs --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gpu_ray_cluster(tmp_path_factory):
+    """`ray start --head` with 2 logical GPUs on a free port, in its own temp dir and process group."""
+    data_dir = tmp_path_factory.mktemp("ray-data")
+    temp_dir = tempfile.mkdtemp(prefix="xrt", dir="/tmp")  # short: Ray's socket paths are length-limited
+    log_path = tmp_path_factory.mktemp("ray-log") / "ray-start.log"
+    port = free_port()
+    log = open(log_path, "wb")
+    # With --ray-address the driver passes no runtime_env: the workers get XLREC_DATA_DIR from here.
+    proc = subprocess.Popen(
+        [RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+         "--num-gpus=2", "--include-dashboard=false", f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+        env=clean_env(data_dir), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while b"Ray runtime started" not in log_path.read_bytes():
+            assert proc.poll() is None, log_path.read_text(errors="replace")[-3000:]
+            assert time.monotonic() < deadline, log_path.read_text(errors="replace")[-3000:]
+            time.sleep(0.5)
+        yield f"127.0.0.1:{port}", data_dir
+    finally:
+        # Only this cluster's processes: its process group, then anything still using its temp dir.
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=20)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        for pid in _pids_using(temp_dir):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        log.close()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _pids_using(path: str) -> list[int]:
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and int(d.name) != os.getpid():
+            try:
+                if path.encode() in (d / "cmdline").read_bytes():
+                    pids.append(int(d.name))
+            except OSError:
+                pass
+    return pids
+
+
+@pytest.fixture(scope="module")
+def search_sweep(gpu_ray_cluster, tmp_path_factory) -> SweepOutcome:
+    """4 Optuna trials of gru4rec (architecture searched: embedding_dim is not fixed), half a GPU each."""
+    address, data_dir = gpu_ray_cluster
+    cwd = tmp_path_factory.mktemp("search")
+    proc = sweep(cwd, "--mode", "search", "--model", "gru4rec", "--dataset", "synthetic", "--trials", "4",
+                 "--epochs", "3", "--grace-period", "2", *TINY, "--set", "max_len=10",
+                 "--ray-address", address, "--gpus-per-trial", "0.5", "--cpus-per-trial", "0.5",
+                 data_dir=data_dir)
+    return SweepOutcome(cwd, proc)
+
+
+def test_search_nests_every_trial_under_one_finished_parent(search_sweep):
+    out = search_sweep
+    assert_nested_and_closed(out, 4)
+    s = out.summary
+    assert s["mode"] == "search" and s["trials_failed"] == 0 and s["trials_done"] >= 1
+    by_status = {st: sum(c.info.status == st for c in out.children) for st in ("FINISHED", "KILLED")}
+    assert by_status == {"FINISHED": s["trials_done"], "KILLED": s["trials_pruned"]}
+    for child in out.children:
+        assert child.info.status in CHILD_STATES
+        if child.info.status == "KILLED":
+            assert child.data.tags["xlrec.pruned"] == "true"
+        else:  # a completed trial trained all epochs and was evaluated on the test split
+            assert child.data.metrics["epochs_run"] == 3
+            assert 0.0 <= child.data.metrics["test_recall_at_10"] <= 1.0
+
+
+def test_search_logs_trials_table_and_optuna_plots_to_the_parent(search_sweep):
+    out = search_sweep
+    trials = out.parent_csv("trials.csv")
+    assert len(trials) == 4
+    assert set(trials["mlflow_run_id"]) == {c.info.run_id for c in out.children}
+    status_of = {c.info.run_id: c.info.status for c in out.children}
+    for row in trials.itertuples():
+        assert {"FINISHED": "FINISHED", "PRUNED": "KILLED"}[row.status] == status_of[row.mlflow_run_id]
+        assert row.embedding_dim % row.num_heads == 0
+    best = out.summary["best_trial"]
+    finished = trials[trials["status"] == "FINISHED"]
+    assert best["val_recall_at_10"] == pytest.approx(finished["val_recall_at_10"].max())
+    plots = out.artifact_dir(out.parent) / "optuna"
+    for name in ("optimization_history", "parallel_coordinate", "intermediate_values"):
+        png = plots / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_search_study_persists_every_trial_and_space_keeps_heads_dividing_width(search_sweep):
+    out = search_sweep
+    study = out.study()
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    states = [t.state for t in study.trials]
+    assert len(states) == 4
+    assert states.count(optuna.trial.TrialState.COMPLETE) == out.summary["trials_done"]
+    assert states.count(optuna.trial.TrialState.PRUNED) == out.summary["trials_pruned"]
+    # every child trained exactly what its study trial sampled (embedding_dim = heads x head width)
+    sampled = {repr(t.params["lr"]): t.params for t in study.trials}
+    for child in out.children:
+        p = child.data.params
+        dim, heads = int(p["embedding_dim"]), int(p["num_heads"])
+        assert dim % heads == 0
+        t = sampled.pop(p["lr"])
+        assert (heads, dim, int(p["num_blocks"])) == (t["num_heads"], t["num_heads"] * t["head_dim"],
+                                                      t["num_blocks"])
+        assert float(p["dropout"]) == pytest.approx(t["dropout"])
+        assert int(p["max_len"]) == 10  # fixed with --set, not searched
+    assert not sampled
+    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert study.best_value == pytest.approx(max(t.value for t in completed))
+    assert study.best_value == pytest.approx(out.summary["best_trial"]["val_recall_at_10"])
+
+
+def test_search_registers_versions_and_points_champion_at_the_best(search_sweep):
+    out = search_sweep
+    name = "gru4rec-synthetic"
+    versions = out.client.search_model_versions(f"name='{name}'")
+    finished = {c.info.run_id for c in out.children if c.info.status == "FINISHED"}
+    assert {v.run_id for v in versions} == finished  # pruned trials register nothing
+    champion = out.client.get_model_version_by_alias(name, "champion")
+    assert out.summary["champion"] == {"name": name, "version": int(champion.version)}
+    best = max(float(v.tags["val_recall_at_10"]) for v in versions)
+    assert float(champion.tags["val_recall_at_10"]) == pytest.approx(best)
+    assert best == pytest.approx(out.summary["best_trial"]["val_recall_at_10"], abs=1e-9)
+
+
+def test_gpu_trials_each_get_one_logical_gpu(search_sweep):
+    out = search_sweep
+    assert out.parent.data.params["sweep.gpus_per_trial"] == "0.5"
+    gpus = {c.info.run_id: c.data.tags["cuda_visible_devices"] for c in out.children}
+    assert set(gpus.values()) <= {"0", "1"} and gpus
+    for child in out.children:  # a logical GPU on a machine without CUDA: the trial trains on the CPU
+        assert child.data.params["resolved_device"] == "cpu"
+    # Ray never puts more than two half-GPU trials on one GPU; with more than two trials running at
+    # once, both GPUs must have been in use. A run's MLflow span lies inside its Ray resource span
+    # (a pruned run is closed late by the driver, so it ends at its last logged metric).
+    spans = {}
+    for c in out.children:
+        end = c.info.end_time
+        if c.info.status == "KILLED":
+            end = max(m.timestamp for m in out.client.get_metric_history(c.info.run_id, "val_recall_at_10"))
+        spans[c.info.run_id] = (c.info.start_time, end)
+    peak = 0
+    for run_id, (start, _) in spans.items():  # concurrency peaks at some run's start
+        live = [r for r, (s0, e0) in spans.items() if s0 <= start < e0]
+        peak = max(peak, len(live))
+        for gpu in ("0", "1"):
+            assert sum(gpus[r] == gpu for r in live) <= 2
+    if peak > 2:
+        assert set(gpus.values()) == {"0", "1"}
+
+
+# --- 3: the paper's grid -------------------------------------------------------------------------
+
+
+def test_grid_runs_every_combination_and_aggregates_table4(tmp_path):
+    proc = sweep(tmp_path, "--mode", "grid", "--models", "gru4rec,lstm", "--datasets", "synthetic",
+                 "--max-lens", "5,10", "--seeds", "1,2", "--epochs", "2", *TINY, "--set", "embedding_dim=16")
+    out = SweepOutcome(tmp_path, proc)
+    assert_nested_and_closed(out, 8)
+    assert out.summary["mode"] == "grid" and out.summary["trials_done"] == 8
+    combos = {(c.data.params["model"], int(c.data.params["max_len"]), int(c.data.params["seed"]))
+              for c in out.children}
+    assert combos == set(itertools.product(["gru4rec", "lstm"], [5, 10], [1, 2]))
+    assert all(c.info.status == "FINISHED" and c.data.params["embedding_dim"] == "16" for c in out.children)
+    assert len(out.parent_csv("trials.csv")) == 8
+    table4 = out.parent_csv("table4.csv")
+    assert len(table4) == 4
+    assert set(zip(table4["model"], table4["max_len"])) == set(itertools.product(["gru4rec", "lstm"], [5, 10]))
+    assert (table4["seeds"] == 2).all() and (table4["dataset"] == "synthetic").all()
+    for _, row in table4.iterrows():
+        runs = [c for c in out.children
+                if c.data.params["model"] == row["model"] and int(c.data.params["max_len"]) == row["max_len"]]
+        for col, key in (("Recall@10", "test_recall_at_10"), ("NDCG@10", "test_ndcg_at_10"),
+                         ("MRR@10", "test_mrr_at_10")):
+            text = row[col]
+            assert re.fullmatch(r"\d\.\d{4} ± \d\.\d{4}", text), text
+            values = pd.Series([c.data.metrics[key] for c in runs])
+            assert text == f"{values.mean():.4f} ± {values.std(ddof=1):.4f}"
+        assert row["params"] == int(runs[0].data.metrics["params_total"])
+    assert (out.artifact_dir(out.parent) / "table4.md").is_file()
+    assert not (tmp_path / "optuna.db").exists()  # no study in grid mode
+
+
+# --- 4: faults -----------------------------------------------------------------------------------
+
+
+def test_diverging_trials_are_failed_in_mlflow_and_the_study_and_the_sweep_still_reports(tmp_path):
+    # lr=1e37 without clipping: the loss is finite in epoch 1 and overflows in epoch 2 (gru4rec, dim 16).
+    proc = sweep(tmp_path, "--mode", "search", "--model", "gru4rec", "--dataset", "synthetic", "--trials", "2",
+                 "--epochs", "3", *TINY, "--set", "max_len=10", "--set", "embedding_dim=16",
+                 "--set", "lr=1e37", "--set", "grad_clip=0")
+    out = SweepOutcome(tmp_path, proc)
+    assert_nested_and_closed(out, 2)
+    s = out.summary
+    assert (s["trials_failed"], s["trials_done"], s["trials_pruned"]) == (2, 0, 0)
+    assert s["best_trial"] is None and s["champion"] is None
+    for child in out.children:
+        assert child.info.status == "FAILED"
+        assert child.data.params["lr"] == "1e+37"  # a --set value is not overridden by the search space
+        assert "Training loss became" in child.data.tags["xlrec.failure_reason"]
+    trials = out.parent_csv("trials.csv")
+    assert list(trials["status"]) == ["FAILED", "FAILED"]
+    assert trials["error"].str.contains("TrainingDiverged").all()
+    study = out.study()
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
+    assert all("lr" not in t.params for t in study.trials)
+    assert out.client.search_registered_models() == []
+
+
+# --- 5: bad input --------------------------------------------------------------------------------
+
+
+def test_unreachable_tracking_server_fails_fast_without_traceback(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, never listening: connections are refused
+        proc = sweep(tmp_path, "--model", "gru4rec", "--dataset", "synthetic", "--trials", "2",
+                     "--tracking-uri", f"http://127.0.0.1:{port}", *TINY)
+    assert proc.returncode != 0
+    assert "Cannot reach" in proc.stderr and f"127.0.0.1:{port}" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout.strip() == ""
+    assert not any((tmp_path / p).exists() for p in ("mlflow.db", "optuna.db", "ray_results"))
+
+
+def test_unknown_mode_is_rejected_by_argparse(tmp_path):
+    proc = sweep(tmp_path, "--mode", "bogus")
+    assert proc.returncode == 2
+    assert "invalid choice: 'bogus'" in proc.stderr and "Traceback" not in proc.stderr
+    assert not any(tmp_path.iterdir())

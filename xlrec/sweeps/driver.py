@@ -1,0 +1,314 @@
+"""`xlrec sweep`: a parent MLflow run, Ray Tune trials, Optuna search or the paper's grid.
+
+Flow: resolve the tracking server (with the embedded default, start a local `mlflow
+server` on sqlite:///mlflow.db for the sweep's duration), open the parent run (adopting
+`mlflow run`'s MLFLOW_RUN_ID), run the trials with `tune.Tuner` (OptunaSearch with a
+seeded TPE sampler and an RDB study in search mode, `tune.grid_search` in grid mode;
+ASHA on validation Recall@10), then log the trials table, Optuna's plots or the
+Table-4 aggregate to the parent and print one JSON line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from xlrec.errors import ConfigError, XlrecError
+from xlrec.sweeps.trial import METRIC, run_trial
+
+
+@dataclass
+class SweepSpec:
+    mode: str = "search"  # search | grid
+    model: str = "xlstm"
+    dataset: str = "ml-100k"
+    models: list[str] = field(default_factory=lambda: ["xlstm"])
+    datasets: list[str] = field(default_factory=lambda: ["ml-100k"])
+    max_lens: list[int] = field(default_factory=lambda: [32, 64, 128])
+    seeds: list[int] = field(default_factory=lambda: [42, 123, 2023])
+    trials: int = 8
+    epochs: int = 8
+    grace_period: int = 2
+    seed: int = 42
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int = 0
+    max_failures: int = 0
+    tracking_uri: str | None = None
+    experiment: str | None = None
+    ray_address: str | None = None
+    storage_path: str | None = None
+    study_storage: str | None = None
+    name: str | None = None
+    resume: bool = False
+    source: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def _tracking(spec: SweepSpec, stack: contextlib.ExitStack) -> str:
+    from xlrec.platform.server import local_sqlite_server
+    from xlrec.platform.tracking import check_reachable
+
+    uri = spec.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri and uri.startswith(("http://", "https://")):
+        check_reachable(uri)
+        return uri
+    if uri and not uri.startswith("sqlite:///mlflow.db"):
+        raise ConfigError(f"A sweep logs its trials over HTTP; {uri!r} is not a tracking server. Pass "
+                          f"--tracking-uri http://HOST:PORT, or leave it unset to serve ./mlflow.db locally.")
+    server = local_sqlite_server(Path.cwd())
+    print(f"[xlrec] serving sqlite:///mlflow.db at {server.uri} for the sweep", file=sys.stderr)
+    server.start()
+    stack.callback(server.stop)
+    return server.uri
+
+
+def _parent_run(spec: SweepSpec, uri: str):
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    env_run = os.environ.pop("MLFLOW_RUN_ID", None)  # `mlflow run . -e sweep` made the parent for us
+    if env_run:
+        run = mlflow.start_run(run_id=env_run)
+    else:
+        mlflow.set_experiment(spec.experiment)
+        run = mlflow.start_run(run_name=spec.name)
+    return run
+
+
+def _study_storage(spec: SweepSpec) -> str:
+    if spec.study_storage:
+        return spec.study_storage
+    return f"sqlite:///{Path.cwd() / 'optuna.db'}"
+
+
+def _search_alg(spec: SweepSpec, study_name: str):
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    from xlrec.sweeps.space import define_space
+
+    class _MarkingOptunaSearch(OptunaSearch):
+        """Records failed and pruned trials as FAIL/PRUNED in the study (Ray tells COMPLETE)."""
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+            ot_trial = self._ot_trials.get(trial_id)
+            if ot_trial is not None and trial_id not in self._completed_trials and (
+                    error or not (result or {}).get("trial_finished", False)):
+                state = optuna.trial.TrialState.FAIL if error else optuna.trial.TrialState.PRUNED
+                try:
+                    self._ot_study.tell(ot_trial, None, state=state)
+                except Exception:  # already told (e.g. a retried trial)
+                    pass
+                self._completed_trials.add(trial_id)
+                return
+            super().on_trial_complete(trial_id, result, error)
+
+    storage = optuna.storages.RDBStorage(_study_storage(spec))
+    sampler = optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=max(2, min(5, spec.trials // 2)))
+    space = functools.partial(define_space, fixed=spec.overrides)  # --set values are fixed, not searched
+    return _MarkingOptunaSearch(space=space, metric=METRIC, mode="max", sampler=sampler,
+                                study_name=study_name, storage=storage)
+
+
+def _param_space(spec: SweepSpec, base: dict[str, Any]) -> dict[str, Any]:
+    from ray import tune
+
+    if spec.mode == "search":
+        return {"_xlrec": base}
+    return {"_xlrec": base, "model": tune.grid_search(spec.models), "dataset": tune.grid_search(spec.datasets),
+            "max_len": tune.grid_search(spec.max_lens), "seed": tune.grid_search(spec.seeds)}
+
+
+def run_sweep(spec: SweepSpec) -> dict[str, Any]:
+    import mlflow
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    if spec.mode not in ("search", "grid"):
+        raise ConfigError(f"--mode must be search or grid, got {spec.mode!r}.")
+    spec.experiment = spec.experiment or (f"xlrec-sweep-{spec.dataset}" if spec.mode == "search"
+                                          else "xlrec-grid")
+    name = spec.name or (f"{spec.mode}-{spec.model}-{spec.dataset}" if spec.mode == "search"
+                         else f"grid-{'_'.join(spec.models)}-{'_'.join(spec.datasets)}")
+    spec.name = name
+    storage_path = str(Path(spec.storage_path or Path.cwd() / "ray_results").resolve())
+    with contextlib.ExitStack() as stack:
+        uri = _tracking(spec, stack)
+        parent = _parent_run(spec, uri)
+        stack.callback(lambda: mlflow.end_run() if mlflow.active_run() else None)
+        parent_id = parent.info.run_id
+        mlflow.log_params({"sweep.mode": spec.mode, "sweep.trials": spec.trials, "sweep.epochs": spec.epochs,
+                           "sweep.models": ",".join(spec.models if spec.mode == "grid" else [spec.model]),
+                           "sweep.datasets": ",".join(spec.datasets if spec.mode == "grid" else [spec.dataset]),
+                           "sweep.gpus_per_trial": spec.gpus_per_trial, "sweep.cpus_per_trial": spec.cpus_per_trial,
+                           "sweep.seed": spec.seed})
+        mlflow.set_tags({"xlrec.sweep": "parent", "xlrec.sweep_name": name})
+        base = {"model": spec.model, "dataset": spec.dataset, "tracking_uri": uri, "experiment": spec.experiment,
+                "parent_run_id": parent_id, "overrides": {"epochs": spec.epochs, "source": spec.source,
+                                                           **spec.overrides},
+                "threads": max(1, int(spec.cpus_per_trial))}
+        if not ray.is_initialized():
+            address = spec.ray_address or os.environ.get("RAY_ADDRESS")
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"XLREC_DATA_DIR": os.environ.get("XLREC_DATA_DIR", ""),
+                                               "XLREC_DATA_MIRROR": os.environ.get("XLREC_DATA_MIRROR", "")}}
+                     if not address else None)
+            stack.callback(ray.shutdown)
+        trainable = tune.with_resources(run_trial, {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
+        scheduler = ASHAScheduler(metric=METRIC, mode="max", time_attr="training_iteration", max_t=spec.epochs + 1,
+                                  grace_period=spec.grace_period, reduction_factor=2)
+        study_name = f"{name}-{parent_id[:8]}"
+        tune_config = tune.TuneConfig(
+            scheduler=scheduler, num_samples=spec.trials if spec.mode == "search" else 1,
+            search_alg=_search_alg(spec, study_name) if spec.mode == "search" else None,
+            max_concurrent_trials=spec.max_concurrent or None)
+        run_config = tune.RunConfig(name=f"{name}-{parent_id[:8]}", storage_path=storage_path,
+                                    failure_config=tune.FailureConfig(max_failures=spec.max_failures), verbose=0)
+        tuner = tune.Tuner(trainable, param_space=_param_space(spec, base), tune_config=tune_config,
+                           run_config=run_config)
+        results = tuner.fit()
+        summary = _finish(spec, results, parent_id, study_name)
+        mlflow.end_run()
+    print(json.dumps(summary))
+    return summary
+
+
+def _finish(spec: SweepSpec, results, parent_id: str, study_name: str) -> dict[str, Any]:
+    """Mark pruned/failed trial runs, log the trials table, plots or Table 4 to the parent run."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    rows = []
+    for res in results:
+        m = res.metrics or {}
+        cfg = res.config or {}
+        run_id = m.get("mlflow_run_id")
+        if res.error is not None:
+            status = "FAILED"
+        elif m.get("trial_finished"):
+            status = "FINISHED"
+        else:
+            status = "PRUNED"
+        if run_id:
+            run = client.get_run(run_id)
+            if run.info.status == "RUNNING":  # the trial was stopped by ASHA (or died) mid-training
+                client.set_tag(run_id, "xlrec.status", status.lower())
+                if status == "PRUNED":
+                    client.set_tag(run_id, "xlrec.pruned", "true")
+                client.set_terminated(run_id, "KILLED" if status == "PRUNED" else "FAILED")
+            elif status == "FAILED":
+                client.set_tag(run_id, "xlrec.failure_reason", str(res.error)[:4000])
+        fixed = {**base_defaults(spec), **spec.overrides}
+        row = {"trial_id": m.get("trial_id"), "status": status, "mlflow_run_id": run_id,
+               "model": cfg.get("model", spec.model), "dataset": cfg.get("dataset", spec.dataset),
+               "max_len": cfg.get("max_len", fixed.get("max_len")), "seed": cfg.get("seed", fixed.get("seed")),
+               "embedding_dim": cfg.get("embedding_dim", fixed.get("embedding_dim")),
+               "num_heads": cfg.get("num_heads", fixed.get("num_heads")),
+               "num_blocks": cfg.get("num_blocks", fixed.get("num_blocks")), "lr": cfg.get("lr", fixed.get("lr")),
+               "dropout": cfg.get("dropout", fixed.get("dropout")), "epochs": m.get("epoch"), METRIC: m.get(METRIC),
+               "error": str(res.error)[:300] if res.error is not None else ""}
+        if run_id:
+            rm = client.get_run(run_id).data.metrics
+            row.update({"test_recall_at_10": rm.get("test_recall_at_10"), "test_ndcg_at_10": rm.get("test_ndcg_at_10"),
+                        "test_mrr_at_10": rm.get("test_mrr_at_10"), "avg_epoch_time_s": rm.get("avg_epoch_time_s"),
+                        "gpu_peak_allocated_mb": rm.get("gpu_peak_allocated_mb"), "params_total": rm.get("params_total")})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        table.to_csv(tmp / "trials.csv", index=False)
+        mlflow.log_artifact(str(tmp / "trials.csv"))
+        if spec.mode == "search":
+            for png in _optuna_plots(spec, study_name, tmp):
+                mlflow.log_artifact(str(png), artifact_path="optuna")
+        else:
+            agg = aggregate_table4(table)
+            agg.to_csv(tmp / "table4.csv", index=False)
+            (tmp / "table4.md").write_text(agg.to_string(index=False))
+            mlflow.log_artifact(str(tmp / "table4.csv"))
+            mlflow.log_artifact(str(tmp / "table4.md"))
+    counts = table["status"].value_counts().to_dict() if len(table) else {}
+    done = table[table["status"] == "FINISHED"]
+    best = done.sort_values(METRIC, ascending=False).head(1).to_dict("records") if len(done) else []
+    champion = None
+    if best:
+        from xlrec.platform.registry import ALIAS, registered_name
+
+        name = registered_name(best[0]["model"], best[0]["dataset"])
+        try:
+            champion = {"name": name, "version": int(client.get_model_version_by_alias(name, ALIAS).version)}
+        except Exception:
+            champion = None
+    mlflow.log_metrics({"trials_done": counts.get("FINISHED", 0), "trials_failed": counts.get("FAILED", 0),
+                        "trials_pruned": counts.get("PRUNED", 0)})
+    return {"parent_run_id": parent_id, "mode": spec.mode, "trials_done": counts.get("FINISHED", 0),
+            "trials_failed": counts.get("FAILED", 0), "trials_pruned": counts.get("PRUNED", 0),
+            "best_trial": _jsonable(best[0]) if best else None, "champion": champion}
+
+
+def base_defaults(spec: SweepSpec) -> dict[str, Any]:
+    """max_len and seed a search trial inherits when it does not sample them."""
+    from xlrec.config import resolve_config
+
+    cfg = resolve_config(spec.model, spec.dataset)
+    return {"max_len": cfg.max_len, "seed": cfg.seed}
+
+
+def _jsonable(row: dict) -> dict:
+    return {k: (None if (isinstance(v, float) and v != v) else v) for k, v in row.items()}
+
+
+def aggregate_table4(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std over seeds per (model, dataset, max_len): the layout of the paper's Table 4."""
+    done = table[table["status"] == "FINISHED"]
+    out = []
+    for (model, dataset, max_len), g in done.groupby(["model", "dataset", "max_len"]):
+        row = {"model": model, "dataset": dataset, "max_len": max_len, "seeds": len(g),
+               "params": int(g["params_total"].iloc[0]) if g["params_total"].notna().any() else None}
+        for key, label in (("test_recall_at_10", "Recall@10"), ("test_ndcg_at_10", "NDCG@10"),
+                           ("test_mrr_at_10", "MRR@10")):
+            row[label] = f"{g[key].mean():.4f} ± {g[key].std(ddof=1) if len(g) > 1 else 0.0:.4f}"
+        row["avg_epoch_time_s"] = round(float(g["avg_epoch_time_s"].mean()), 3)
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def _optuna_plots(spec: SweepSpec, study_name: str, tmp: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna
+    from optuna.visualization import matplotlib as ovm
+
+    study = optuna.load_study(study_name=study_name, storage=_study_storage(spec))
+    pngs = []
+    for name, fn in (("optimization_history", ovm.plot_optimization_history),
+                     ("param_importances", ovm.plot_param_importances),
+                     ("parallel_coordinate", ovm.plot_parallel_coordinate),
+                     ("intermediate_values", ovm.plot_intermediate_values)):
+        try:
+            ax = fn(study)
+        except Exception as exc:  # e.g. importances need >= 2 completed trials
+            print(f"[xlrec] skipped the {name} plot: {exc}", file=sys.stderr)
+            continue
+        fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+        fig.set_size_inches(9, 5)
+        fig.tight_layout()
+        path = tmp / f"{name}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        pngs.append(path)
+    return pngs

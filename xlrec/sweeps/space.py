@@ -1,0 +1,47 @@
+"""The architecture search space, define-by-run so constraints never crash a trial.
+
+`embedding_dim` is sampled as heads x per-head width, so it is always divisible by the
+number of heads (mLSTM and attention both need that) instead of being rejected later.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+HEADS = (1, 2, 4)
+HEAD_DIMS = (16, 32, 64)
+BLOCKS = (1, 3)  # inclusive range
+LR = (3e-4, 3e-3)
+DROPOUT = (0.0, 0.5)
+
+
+def define_space(trial: optuna.Trial, fixed: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """Sample the architecture; settings fixed with `--set` are not searched (they hold for every trial)."""
+    fixed = fixed or {}
+    const: dict[str, Any] = {}
+    if "embedding_dim" in fixed:  # only head counts that divide the fixed width
+        if "num_heads" not in fixed:
+            dim = int(fixed["embedding_dim"])
+            trial.suggest_categorical("num_heads", [h for h in HEADS if dim % h == 0] or [1])
+    else:
+        heads = int(fixed["num_heads"]) if "num_heads" in fixed else trial.suggest_categorical("num_heads",
+                                                                                              list(HEADS))
+        head_dim = trial.suggest_categorical("head_dim", list(HEAD_DIMS))
+        const["embedding_dim"] = heads * head_dim  # constant (derived) value for the trial config
+    if "num_blocks" not in fixed:
+        trial.suggest_int("num_blocks", *BLOCKS)
+    if "lr" not in fixed:
+        trial.suggest_float("lr", *LR, log=True)
+    if "dropout" not in fixed:
+        trial.suggest_float("dropout", *DROPOUT)
+    return const or None
+
+
+def trial_overrides(config: dict[str, Any]) -> dict[str, Any]:
+    """Turn a sampled config into TrainConfig overrides (drops the helper parameter head_dim)."""
+    out = {k: v for k, v in config.items() if not k.startswith("_") and k != "head_dim"}
+    if "head_dim" in config and "num_heads" in config:
+        out["embedding_dim"] = int(config["num_heads"]) * int(config["head_dim"])
+    return out
