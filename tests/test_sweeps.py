@@ -30,7 +30,7 @@ pytestmark = pytest.mark.server
 
 RAY = str(Path(sys.executable).with_name("ray"))
 TINY = ["--set", "synthetic_users=80", "--set", "synthetic_items=40", "--set", "synthetic_mean_len=12",
-        "--set", "window_stride=0", "--cpus-per-trial", "1"]
+        "--set", "window_stride=0"]
 CHILD_STATES = {"FINISHED", "KILLED"}  # completed, pruned by ASHA
 
 
@@ -279,7 +279,8 @@ def test_gpu_trials_each_get_one_logical_gpu(search_sweep):
 
 def test_grid_runs_every_combination_and_aggregates_table4(tmp_path):
     proc = sweep(tmp_path, "--mode", "grid", "--models", "gru4rec,lstm", "--datasets", "synthetic",
-                 "--max-lens", "5,10", "--seeds", "1,2", "--epochs", "2", *TINY, "--set", "embedding_dim=16")
+                 "--max-lens", "5,10", "--seeds", "1,2", "--epochs", "2", "--cpus-per-trial", "0.5", *TINY,
+                 "--set", "embedding_dim=16")
     out = SweepOutcome(tmp_path, proc)
     assert_nested_and_closed(out, 8)
     assert out.summary["mode"] == "grid" and out.summary["trials_done"] == 8

@@ -150,7 +150,30 @@ def cmd_registry_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from xlrec.platform.reports import aggregate_table4, runs_table
+
+    _connect(args)
+    table = runs_table(args.experiment)
+    agg = aggregate_table4(table)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "runs.csv", index=False)
+    agg.to_csv(out / "table4.csv", index=False)
+    print(agg.to_string(index=False) if len(agg) else f"No finished runs in {args.experiment}.")
+    print(f"(wrote {out / 'runs.csv'} and {out / 'table4.csv'})", file=sys.stderr)
+    return 0
+
+
 def add_platform_commands(sub, add_run_args) -> None:
+    rep = sub.add_parser("report", help="runs of an experiment as a table, aggregated like the paper's Table 4")
+    rep.add_argument("--experiment", required=True)
+    rep.add_argument("--out", default="report", help="directory for runs.csv and table4.csv")
+    add_tracking_args(rep)
+    rep.set_defaults(func=cmd_report)
+
     ev = sub.add_parser("evaluate", help="re-run the test evaluation of a logged or registered model")
     ev.add_argument("--model-uri", required=True, help="models:/NAME@ALIAS, models:/NAME/VERSION or runs:/ID/model")
     ev.add_argument("--dataset", default=None, help="dataset to evaluate on (must be the model's)")

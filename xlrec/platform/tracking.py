@@ -72,6 +72,10 @@ def flatten_config(cfg: TrainConfig) -> dict[str, Any]:
             flat.update({f"prep.{k}": v for k, v in value.items()})
         elif isinstance(value, list):
             flat[key] = ",".join(map(str, value))
+        elif isinstance(value, bool):
+            flat[key] = str(value).lower()
+        elif value is None:
+            flat[key] = ""
         else:
             flat[key] = value
     return flat
@@ -142,6 +146,13 @@ class MlflowTracker(Callback):
         params.update({"resolved_device": str(trainer.rt.device), "resolved_kernel": trainer.rt.kernel,
                        "amp_dtype": str(trainer.rt.amp_dtype).replace("torch.", "") if trainer.rt.amp_dtype else "none",
                        "num_users": self.data.seqs.num_users, "num_items": self.data.seqs.num_items})
+        if env_run:
+            # `mlflow run` already logged the entry point's raw parameters (e.g. embedding_dim=''
+            # meaning "dataset default"); MLflow params are immutable, so resolved values that
+            # differ are logged as resolved.<key>.
+            existing = run.data.params
+            params = {(k if k not in existing else f"resolved.{k}"): v for k, v in params.items()
+                      if k not in existing or str(existing[k]) != str(v)}
         mlflow.log_params(params)
         commit, dirty = _git_state()
         import torch

@@ -27,12 +27,12 @@ from xlrec.rec_models.base import SequentialRecommender, right_align, undo_right
 class XLSTMRec(SequentialRecommender):
     family = "xlstm"
 
-    def __init__(self, num_items: int, cfg: TrainConfig, kernel: str = "native"):
+    def __init__(self, num_items: int, cfg: TrainConfig, kernel: str = "native", chunk_size: int | None = None):
         super().__init__(num_items, cfg)
         from xlstm.xlstm_large.model import xLSTMLargeBlockStack, xLSTMLargeConfig
 
         # Triton chunkwise kernels take chunks of 16..64; the native kernels any size.
-        self.chunk_size = 64 if kernel == "triton" else 16
+        self.chunk_size = chunk_size or (64 if kernel == "triton" else 16)
         self.item_embedding = nn.Embedding(num_items + 1, cfg.embedding_dim, padding_idx=0)
         self.dropout = nn.Dropout(cfg.dropout)
         config = xLSTMLargeConfig(

@@ -4,7 +4,7 @@ Flow: resolve the tracking server (with the embedded default, start a local `mlf
 server` on sqlite:///mlflow.db for the sweep's duration), open the parent run (adopting
 `mlflow run`'s MLFLOW_RUN_ID), run the trials with `tune.Tuner` (OptunaSearch with a
 seeded TPE sampler and an RDB study in search mode, `tune.grid_search` in grid mode;
-ASHA on validation Recall@10), then log the trials table, Optuna's plots or the
+ASHA on validation Recall@10 in search mode), then log the trials table, Optuna's plots or the
 Table-4 aggregate to the parent and print one JSON line.
 """
 
@@ -22,7 +22,8 @@ from typing import Any
 
 import pandas as pd
 
-from xlrec.errors import ConfigError, XlrecError
+from xlrec.errors import ConfigError
+from xlrec.platform.reports import aggregate_table4
 from xlrec.sweeps.trial import METRIC, run_trial
 
 
@@ -170,7 +171,9 @@ def run_sweep(spec: SweepSpec) -> dict[str, Any]:
                                   grace_period=spec.grace_period, reduction_factor=2)
         study_name = f"{name}-{parent_id[:8]}"
         tune_config = tune.TuneConfig(
-            scheduler=scheduler, num_samples=spec.trials if spec.mode == "search" else 1,
+            # ASHA prunes searches only: every grid cell (model, max_len, seed) must finish for Table 4
+            scheduler=scheduler if spec.mode == "search" else None,
+            num_samples=spec.trials if spec.mode == "search" else 1,
             search_alg=_search_alg(spec, study_name) if spec.mode == "search" else None,
             max_concurrent_trials=spec.max_concurrent or None)
         run_config = tune.RunConfig(name=f"{name}-{parent_id[:8]}", storage_path=storage_path,
@@ -201,15 +204,18 @@ def _finish(spec: SweepSpec, results, parent_id: str, study_name: str) -> dict[s
             status = "FINISHED"
         else:
             status = "PRUNED"
+        reason = _failure_reason(res.error) if res.error is not None else ""
         if run_id:
             run = client.get_run(run_id)
             if run.info.status == "RUNNING":  # the trial was stopped by ASHA (or died) mid-training
                 client.set_tag(run_id, "xlrec.status", status.lower())
                 if status == "PRUNED":
                     client.set_tag(run_id, "xlrec.pruned", "true")
+                else:
+                    client.set_tag(run_id, "xlrec.failure_reason", reason[:4000])
                 client.set_terminated(run_id, "KILLED" if status == "PRUNED" else "FAILED")
-            elif status == "FAILED":
-                client.set_tag(run_id, "xlrec.failure_reason", str(res.error)[:4000])
+            elif status == "FAILED" and "xlrec.failure_reason" not in run.data.tags:  # keep the trial's own
+                client.set_tag(run_id, "xlrec.failure_reason", reason[:4000])
         fixed = {**base_defaults(spec), **spec.overrides}
         row = {"trial_id": m.get("trial_id"), "status": status, "mlflow_run_id": run_id,
                "model": cfg.get("model", spec.model), "dataset": cfg.get("dataset", spec.dataset),
@@ -218,7 +224,7 @@ def _finish(spec: SweepSpec, results, parent_id: str, study_name: str) -> dict[s
                "num_heads": cfg.get("num_heads", fixed.get("num_heads")),
                "num_blocks": cfg.get("num_blocks", fixed.get("num_blocks")), "lr": cfg.get("lr", fixed.get("lr")),
                "dropout": cfg.get("dropout", fixed.get("dropout")), "epochs": m.get("epoch"), METRIC: m.get(METRIC),
-               "error": str(res.error)[:300] if res.error is not None else ""}
+               "error": reason[:300]}
         if run_id:
             rm = client.get_run(run_id).data.metrics
             row.update({"test_recall_at_10": rm.get("test_recall_at_10"), "test_ndcg_at_10": rm.get("test_ndcg_at_10"),
@@ -258,6 +264,13 @@ def _finish(spec: SweepSpec, results, parent_id: str, study_name: str) -> dict[s
             "best_trial": _jsonable(best[0]) if best else None, "champion": champion}
 
 
+def _failure_reason(error: BaseException) -> str:
+    """The trial's own exception (Ray wraps it in a RayTaskError whose text is a remote traceback)."""
+    cause = getattr(error, "cause", None)
+    cause = cause if isinstance(cause, BaseException) else error
+    return f"{type(cause).__name__}: {cause}"
+
+
 def base_defaults(spec: SweepSpec) -> dict[str, Any]:
     """max_len and seed a search trial inherits when it does not sample them."""
     from xlrec.config import resolve_config
@@ -268,21 +281,6 @@ def base_defaults(spec: SweepSpec) -> dict[str, Any]:
 
 def _jsonable(row: dict) -> dict:
     return {k: (None if (isinstance(v, float) and v != v) else v) for k, v in row.items()}
-
-
-def aggregate_table4(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± std over seeds per (model, dataset, max_len): the layout of the paper's Table 4."""
-    done = table[table["status"] == "FINISHED"]
-    out = []
-    for (model, dataset, max_len), g in done.groupby(["model", "dataset", "max_len"]):
-        row = {"model": model, "dataset": dataset, "max_len": max_len, "seeds": len(g),
-               "params": int(g["params_total"].iloc[0]) if g["params_total"].notna().any() else None}
-        for key, label in (("test_recall_at_10", "Recall@10"), ("test_ndcg_at_10", "NDCG@10"),
-                           ("test_mrr_at_10", "MRR@10")):
-            row[label] = f"{g[key].mean():.4f} ± {g[key].std(ddof=1) if len(g) > 1 else 0.0:.4f}"
-        row["avg_epoch_time_s"] = round(float(g["avg_epoch_time_s"].mean()), 3)
-        out.append(row)
-    return pd.DataFrame(out)
 
 
 def _optuna_plots(spec: SweepSpec, study_name: str, tmp: Path) -> list[Path]:
