@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import optuna
@@ -44,14 +45,14 @@ def free_port() -> int:
 
 
 def clean_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("MLFLOW_") and k not in ("RAY_ADDRESS", "XLREC_DATA_MIRROR")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_AUTH_"))
+           and k not in ("RAY_ADDRESS", "XLREC_DATA_MIRROR")}
     env.update({"XLREC_DATA_DIR": str(data_dir), "RAY_USAGE_STATS_ENABLED": "0", **extra})
     return env
 
 
-def sweep(cwd: Path, *args: str, data_dir: Path | None = None) -> subprocess.CompletedProcess:
-    env = clean_env(data_dir or cwd / "data")
+def sweep(cwd: Path, *args: str, data_dir: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = clean_env(data_dir or cwd / "data", **(env or {}))
     return subprocess.run([sys.executable, "-m", "xlrec", "sweep", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=900)
 
@@ -119,18 +120,22 @@ def gpu_ray_cluster(tmp_path_factory):
     log_path = tmp_path_factory.mktemp("ray-log") / "ray-start.log"
     port = free_port()
     log = open(log_path, "wb")
+    # Token authentication with this cluster's own token (a driver that names --ray-address must opt in
+    # with RAY_AUTH_MODE=token; a `ray start` cluster turns it on whenever ~/.ray/auth_token exists).
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": uuid.uuid4().hex + uuid.uuid4().hex}
     # With --ray-address the driver passes no runtime_env: the workers get XLREC_DATA_DIR from here.
     proc = subprocess.Popen(
         [RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
-         "--num-gpus=2", "--include-dashboard=false", f"--temp-dir={temp_dir}", "--disable-usage-stats"],
-        env=clean_env(data_dir), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+         "--num-gpus=2", "--include-dashboard=false", f"--dashboard-port={free_port()}",
+         f"--ray-client-server-port={free_port()}", f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+        env=clean_env(data_dir, **auth), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 180
         while b"Ray runtime started" not in log_path.read_bytes():
             assert proc.poll() is None, log_path.read_text(errors="replace")[-3000:]
             assert time.monotonic() < deadline, log_path.read_text(errors="replace")[-3000:]
             time.sleep(0.5)
-        yield f"127.0.0.1:{port}", data_dir
+        yield f"127.0.0.1:{port}", data_dir, auth
     finally:
         # Only this cluster's processes: its process group, then anything still using its temp dir.
         for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -139,7 +144,7 @@ def gpu_ray_cluster(tmp_path_factory):
             except ProcessLookupError:
                 break
             try:
-                proc.wait(timeout=20)
+                proc.wait(timeout=5)
                 break
             except subprocess.TimeoutExpired:
                 continue
@@ -167,12 +172,12 @@ def _pids_using(path: str) -> list[int]:
 @pytest.fixture(scope="module")
 def search_sweep(gpu_ray_cluster, tmp_path_factory) -> SweepOutcome:
     """4 Optuna trials of gru4rec (architecture searched: embedding_dim is not fixed), half a GPU each."""
-    address, data_dir = gpu_ray_cluster
+    address, data_dir, auth = gpu_ray_cluster
     cwd = tmp_path_factory.mktemp("search")
     proc = sweep(cwd, "--mode", "search", "--model", "gru4rec", "--dataset", "synthetic", "--trials", "4",
                  "--epochs", "3", "--grace-period", "2", *TINY, "--set", "max_len=10",
                  "--ray-address", address, "--gpus-per-trial", "0.5", "--cpus-per-trial", "0.5",
-                 data_dir=data_dir)
+                 data_dir=data_dir, env=auth)
     return SweepOutcome(cwd, proc)
 
 

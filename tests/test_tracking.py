@@ -289,14 +289,15 @@ def test_recommend_prints_ten_titles(trained, env, mlflow_server, tmp_path):
 # --- other backends and run lifecycles ----------------------------------------------------------------
 
 
-def test_embedded_sqlite_default(tmp_path, env):
+def test_embedded_sqlite_default(tmp_path, env, sqlite_tracking_uri):
     proc = run_xlrec(["train", "--model", "gru4rec", "--dataset", "ml-100k", "--epochs", "1", "--max-len", "10",
                       "--embedding-dim", "8", "--batch-size", "512", "--device", "cpu", "--experiment", "default-db"],
                      env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-5000:]
     db = tmp_path / "mlflow.db"
     assert db.is_file()
-    client = MlflowClient(f"sqlite:///{db}")
+    assert sqlite_tracking_uri == f"sqlite:///{db}"  # MLflow's default sqlite:///mlflow.db, resolved in the cwd
+    client = MlflowClient(sqlite_tracking_uri)
     exp = client.get_experiment_by_name("default-db")
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == 1

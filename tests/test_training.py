@@ -97,3 +97,32 @@ def test_nan_loss_stops_with_clear_reason():
 
     with pytest.raises(TrainingDiverged, match="loss became"):
         _train("gru4rec", epochs=3, lr=1e12, grad_clip=0.0)
+
+
+def test_resume_from_checkpoint_continues_identically():
+    """Stopping after epoch 2 and resuming from Trainer.state() gives the same run as no stop."""
+    import io
+
+    from xlrec.training.trainer import Callback, StopTraining
+
+    full = _train("sasrec", epochs=4, patience=10, seed=3)
+
+    class StopAfter2(Callback):
+        state = None
+
+        def on_epoch_end(self, trainer, record):
+            if record["epoch"] == 2:
+                buf = io.BytesIO()
+                torch.save(trainer.state(), buf)  # as a Tune checkpoint would hold it
+                StopAfter2.state = buf.getvalue()
+                raise StopTraining("simulated node loss")
+
+    cfg = resolve_config("sasrec", "synthetic", overrides={**SMALL, "epochs": 4, "patience": 10, "seed": 3,
+                                                           "device": "cpu"})
+    data = prepare("synthetic", cfg.prep)
+    Trainer(cfg, data, [StopAfter2()]).fit()
+    resumed = Trainer(cfg, data)
+    resumed.restore(torch.load(io.BytesIO(StopAfter2.state), weights_only=False))
+    res = resumed.fit()
+    assert [h["train_loss"] for h in res.history] == [h["train_loss"] for h in full.history]
+    assert res.test.metrics == full.test.metrics

@@ -40,11 +40,11 @@ class MlflowServer:
     """`python -m mlflow server` on a free loopback port; use as a context manager."""
 
     def __init__(self, backend_store_uri: str, artifacts_dir: str | Path, workers: int = 2,
-                 log_path: str | Path | None = None):
+                 log_path: str | Path | None = None, port: int | None = None):
         self.backend_store_uri = backend_store_uri
         self.artifacts_dir = Path(artifacts_dir)
         self.workers = workers
-        self.port = free_port()
+        self.port = port or free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(log_path) if log_path else self.artifacts_dir.parent / f"mlflow-server-{self.port}.log"
         self.proc: subprocess.Popen | None = None
@@ -104,8 +104,8 @@ class MlflowServer:
         self.stop()
 
 
-def local_sqlite_server(workdir: str | Path = ".") -> MlflowServer:
+def local_sqlite_server(workdir: str | Path = ".", port: int | None = None) -> MlflowServer:
     """The embedded default served over HTTP: sqlite:///mlflow.db with artifacts in ./mlartifacts."""
     workdir = Path(workdir).resolve()
     return MlflowServer(f"sqlite:///{workdir / 'mlflow.db'}", workdir / "mlartifacts", workers=2,
-                        log_path=workdir / ".mlflow-server.log")
+                        log_path=workdir / ".mlflow-server.log", port=port)

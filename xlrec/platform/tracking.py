@@ -115,7 +115,8 @@ class MlflowTracker(Callback):
 
     def __init__(self, data: PreparedDataset, uri: str | None = None, experiment: str | None = None,
                  run_name: str | None = None, parent_run_id: str | None = None, tags: dict[str, str] | None = None,
-                 register: bool = True, system_metrics: bool = False, adopt_env_run: bool = True):
+                 register: bool = True, system_metrics: bool = False, adopt_env_run: bool = True,
+                 resume_run_id: str | None = None):
         self.data = data
         self.uri = tracking_uri(uri)
         self.experiment = experiment
@@ -125,6 +126,7 @@ class MlflowTracker(Callback):
         self.register = register
         self.system_metrics = system_metrics
         self.adopt_env_run = adopt_env_run
+        self.resume_run_id = resume_run_id  # continue this run (a trial restored from a checkpoint)
         self.run_id: str | None = None
         self.promotion: PromotionResult | None = None
         self.model_version: int | None = None
@@ -135,6 +137,7 @@ class MlflowTracker(Callback):
         cfg: TrainConfig = trainer.cfg
         mlflow.set_tracking_uri(self.uri)
         env_run = os.environ.get("MLFLOW_RUN_ID") if self.adopt_env_run else None
+        env_run = self.resume_run_id or env_run
         if env_run:
             run = mlflow.start_run(run_id=env_run, log_system_metrics=self.system_metrics or None)
         else:

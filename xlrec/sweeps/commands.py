@@ -46,7 +46,9 @@ def add_sweep_command(sub, lenient) -> None:
     p.add_argument("--storage-path", default=None, type=lenient(str), help="Ray Tune results (default ./ray_results)")
     p.add_argument("--study-storage", default=None, type=lenient(str),
                    help="Optuna RDB storage URL (default sqlite:///optuna.db; PostgreSQL in server mode)")
-    p.add_argument("--name", default=None, type=lenient(str))
+    p.add_argument("--name", default=None, type=lenient(str), help="sweep name (needed to --resume it)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the sweep of this --name after the driver died (Tuner.restore)")
     p.add_argument("--source", default=None, type=lenient(str), help="dataset mirror directory or base URL")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="fixed training setting for every trial, e.g. --set window_stride=0")
@@ -75,6 +77,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, max_failures=args.max_failures,
         tracking_uri=args.tracking_uri, experiment=args.experiment, ray_address=args.ray_address,
         storage_path=args.storage_path, study_storage=args.study_storage, name=args.name, source=args.source,
-        overrides=overrides)
+        overrides=overrides, resume=args.resume)
     run_sweep(spec)
     return 0

@@ -55,8 +55,18 @@ class SweepSpec:
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
-def _tracking(spec: SweepSpec, stack: contextlib.ExitStack) -> str:
-    from xlrec.platform.server import local_sqlite_server
+def _kill_group(pid: int) -> None:
+    import signal
+
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _tracking(spec: SweepSpec, stack: contextlib.ExitStack, port: int | None = None,
+              server_pid: int | None = None) -> str:
+    from xlrec.platform.server import health, local_sqlite_server
     from xlrec.platform.tracking import check_reachable
 
     uri = spec.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
@@ -66,18 +76,24 @@ def _tracking(spec: SweepSpec, stack: contextlib.ExitStack) -> str:
     if uri and not uri.startswith("sqlite:///mlflow.db"):
         raise ConfigError(f"A sweep logs its trials over HTTP; {uri!r} is not a tracking server. Pass "
                           f"--tracking-uri http://HOST:PORT, or leave it unset to serve ./mlflow.db locally.")
-    server = local_sqlite_server(Path.cwd())
+    server = local_sqlite_server(Path.cwd(), port=port)  # a resumed sweep reuses its port: trials keep their URI
+    if port and health(server.uri) == 200:  # the killed driver's server is still serving ./mlflow.db
+        if server_pid:
+            stack.callback(_kill_group, server_pid)
+        return server.uri
     print(f"[xlrec] serving sqlite:///mlflow.db at {server.uri} for the sweep", file=sys.stderr)
     server.start()
     stack.callback(server.stop)
+    spec._server_pid = server.proc.pid  # recorded so a resumed sweep can stop it if this driver dies
     return server.uri
 
 
-def _parent_run(spec: SweepSpec, uri: str):
+def _parent_run(spec: SweepSpec, uri: str, resume_run: str | None = None):
     import mlflow
 
     mlflow.set_tracking_uri(uri)
     env_run = os.environ.pop("MLFLOW_RUN_ID", None)  # `mlflow run . -e sweep` made the parent for us
+    env_run = resume_run or env_run
     if env_run:
         run = mlflow.start_run(run_id=env_run)
     else:
@@ -144,16 +160,32 @@ def run_sweep(spec: SweepSpec) -> dict[str, Any]:
                          else f"grid-{'_'.join(spec.models)}-{'_'.join(spec.datasets)}")
     spec.name = name
     storage_path = str(Path(spec.storage_path or Path.cwd() / "ray_results").resolve())
+    state_file = Path(storage_path) / f"{name}.xlrec-sweep.json"
+    saved = None
+    if spec.resume:
+        if not state_file.is_file():
+            raise ConfigError(f"There is no sweep named {name!r} to resume under {storage_path} (no {state_file.name}). "
+                              f"Run it without --resume, or pass the --name and --storage-path it was started with.")
+        saved = json.loads(state_file.read_text())
     with contextlib.ExitStack() as stack:
-        uri = _tracking(spec, stack)
-        parent = _parent_run(spec, uri)
+        uri = _tracking(spec, stack, port=saved.get("server_port") if saved else None,
+                        server_pid=saved.get("server_pid") if saved else None)
+        parent = _parent_run(spec, uri, resume_run=saved["parent_run_id"] if saved else None)
         stack.callback(lambda: mlflow.end_run() if mlflow.active_run() else None)
         parent_id = parent.info.run_id
-        mlflow.log_params({"sweep.mode": spec.mode, "sweep.trials": spec.trials, "sweep.epochs": spec.epochs,
-                           "sweep.models": ",".join(spec.models if spec.mode == "grid" else [spec.model]),
-                           "sweep.datasets": ",".join(spec.datasets if spec.mode == "grid" else [spec.dataset]),
-                           "sweep.gpus_per_trial": spec.gpus_per_trial, "sweep.cpus_per_trial": spec.cpus_per_trial,
-                           "sweep.seed": spec.seed})
+        if not saved:
+            Path(storage_path).mkdir(parents=True, exist_ok=True)
+            state_file.write_text(json.dumps({"parent_run_id": parent_id, "experiment_dir": f"{name}-{parent_id[:8]}",
+                                              "server_port": int(uri.rsplit(":", 1)[1]) if not spec.tracking_uri
+                                              and uri.startswith("http://127.0.0.1") else None,
+                                              "server_pid": getattr(spec, "_server_pid", None)}))
+        if not saved:
+            mlflow.log_params({
+                "sweep.mode": spec.mode, "sweep.trials": spec.trials, "sweep.epochs": spec.epochs,
+                "sweep.models": ",".join(spec.models if spec.mode == "grid" else [spec.model]),
+                "sweep.datasets": ",".join(spec.datasets if spec.mode == "grid" else [spec.dataset]),
+                "sweep.gpus_per_trial": spec.gpus_per_trial, "sweep.cpus_per_trial": spec.cpus_per_trial,
+                "sweep.seed": spec.seed})
         mlflow.set_tags({"xlrec.sweep": "parent", "xlrec.sweep_name": name})
         base = {"model": spec.model, "dataset": spec.dataset, "tracking_uri": uri, "experiment": spec.experiment,
                 "parent_run_id": parent_id, "overrides": {"epochs": spec.epochs, "source": spec.source,
@@ -178,8 +210,13 @@ def run_sweep(spec: SweepSpec) -> dict[str, Any]:
             max_concurrent_trials=spec.max_concurrent or None)
         run_config = tune.RunConfig(name=f"{name}-{parent_id[:8]}", storage_path=storage_path,
                                     failure_config=tune.FailureConfig(max_failures=spec.max_failures), verbose=0)
-        tuner = tune.Tuner(trainable, param_space=_param_space(spec, base), tune_config=tune_config,
-                           run_config=run_config)
+        if saved:
+            tuner = tune.Tuner.restore(str(Path(storage_path) / saved["experiment_dir"]), trainable=trainable,
+                                       param_space=_param_space(spec, base), resume_unfinished=True,
+                                       resume_errored=True)
+        else:
+            tuner = tune.Tuner(trainable, param_space=_param_space(spec, base), tune_config=tune_config,
+                               run_config=run_config)
         results = tuner.fit()
         summary = _finish(spec, results, parent_id, study_name)
         mlflow.end_run()

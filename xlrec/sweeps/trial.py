@@ -11,11 +11,15 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import tempfile
+
+import torch
 from ray import tune
 
 from xlrec.training.trainer import Callback
 
 METRIC = "val_recall_at_10"
+CHECKPOINT_FILE = "trainer.pt"
 
 
 class TuneReporter(Callback):
@@ -23,11 +27,17 @@ class TuneReporter(Callback):
         self.tracker = tracker
 
     def on_epoch_end(self, trainer, record: dict[str, float]) -> None:
-        tune.report({METRIC: record["val_recall@10"], "val_ndcg_at_10": record["val_ndcg@10"],
-                     "epoch": record["epoch"], "train_loss": record["train_loss"],
-                     "epoch_time_s": record["epoch_time_s"],
-                     "gpu_peak_allocated_mb": record.get("gpu_peak_allocated_mb", 0.0),
-                     "mlflow_run_id": self.tracker.run_id, "trial_finished": False})
+        metrics = {METRIC: record["val_recall@10"], "val_ndcg_at_10": record["val_ndcg@10"],
+                   "epoch": record["epoch"], "train_loss": record["train_loss"],
+                   "epoch_time_s": record["epoch_time_s"],
+                   "gpu_peak_allocated_mb": record.get("gpu_peak_allocated_mb", 0.0),
+                   "mlflow_run_id": self.tracker.run_id, "trial_finished": False}
+        # A checkpoint every epoch: a trial retried after a node failure (or a resumed sweep)
+        # continues from here, in the same MLflow run.
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.save({"trainer": trainer.state(), "mlflow_run_id": self.tracker.run_id},
+                       os.path.join(tmp, CHECKPOINT_FILE))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
     def on_train_end(self, trainer, result) -> None:
         final = {METRIC: result.best_val.get("recall@10", 0.0), "epoch": result.epochs_run,
@@ -55,10 +65,19 @@ def run_trial(config: dict[str, Any]) -> None:
         cfg.num_threads = spec["threads"]
     data = prepare(cfg.dataset, cfg.prep, cfg.source)
     ctx = tune.get_context()
+    resume_state, resume_run = None, None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as ckpt_dir:
+            saved = torch.load(os.path.join(ckpt_dir, CHECKPOINT_FILE), map_location="cpu", weights_only=False)
+        resume_state, resume_run = saved["trainer"], saved["mlflow_run_id"]
     tracker = MlflowTracker(
         data, uri=spec["tracking_uri"], experiment=spec["experiment"], parent_run_id=spec["parent_run_id"],
         run_name=f"trial-{ctx.get_trial_id()}-{cfg.model}-L{cfg.max_len}-s{cfg.seed}",
         tags={"xlrec.sweep_run_id": spec["parent_run_id"], "xlrec.trial_id": ctx.get_trial_id(),
               "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")},
-        adopt_env_run=False)
-    Trainer(cfg, data, [tracker, TuneReporter(tracker)]).fit()
+        adopt_env_run=False, resume_run_id=resume_run)
+    trainer = Trainer(cfg, data, [tracker, TuneReporter(tracker)])
+    if resume_state is not None:
+        trainer.restore(resume_state)
+    trainer.fit()

@@ -115,6 +115,9 @@ class Trainer:
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_epoch = 0
         self.best_val: dict[str, float] = {}
+        self.bad_epochs = 0
+        self.opt = self.sched = None
+        self._resume: dict[str, Any] | None = None
 
     # --- helpers ------------------------------------------------------------------
     def _notify(self, hook: str, *args) -> None:
@@ -177,6 +180,26 @@ class Trainer:
             )
         return {"train_loss": train_loss, "grad_norm": float(norm_sum) / max(1, n_batches), "targets": n_targets}
 
+    # --- checkpoints (fault-tolerant sweeps) ------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue after the current epoch, bit for bit on CPU."""
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict() if self.opt else None,
+                "sched": self.sched.state_dict() if self.sched else None, "epoch": self.epoch,
+                "best_state": self.best_state, "best_val": self.best_val, "best_epoch": self.best_epoch,
+                "bad_epochs": self.bad_epochs, "history": self.history,
+                "shuffle_gen": self.shuffle_gen.get_state(), "generator": self.generator.get_state(),
+                "torch_rng": torch.get_rng_state()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from `state` (from `state()`); optimizer state is loaded when fit() creates it."""
+        self.model.load_state_dict(state["model"])
+        self.epoch, self.best_state, self.best_val = state["epoch"], state["best_state"], state["best_val"]
+        self.best_epoch, self.bad_epochs, self.history = state["best_epoch"], state["bad_epochs"], state["history"]
+        self.shuffle_gen.set_state(state["shuffle_gen"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self._resume = state
+
     # --- the loop -----------------------------------------------------------------
     def fit(self) -> TrainResult:
         cfg, model = self.cfg, self.model
@@ -185,9 +208,16 @@ class Trainer:
         stopped = "completed"
         try:
             if model.trainable and cfg.epochs > 0:
-                opt, sched = self._optimizer()
-                bad_epochs = 0
-                for epoch in range(1, cfg.epochs + 1):
+                self.opt, self.sched = opt, sched = self._optimizer()
+                if self._resume is not None:
+                    if self._resume["opt"]:
+                        opt.load_state_dict(self._resume["opt"])
+                    if sched is not None and self._resume["sched"]:
+                        sched.load_state_dict(self._resume["sched"])
+                bad_epochs = self.bad_epochs
+                if bad_epochs >= cfg.patience:  # resumed after the stopping epoch
+                    stopped = "early_stopped"
+                for epoch in range(self.epoch + 1, cfg.epochs + 1 if bad_epochs < cfg.patience else 0):
                     self.epoch = epoch
                     reset_peak_memory(self.rt)
                     lr = opt.param_groups[0]["lr"]
@@ -210,6 +240,7 @@ class Trainer:
                         self.best_state = copy.deepcopy({k: v.detach().clone() for k, v in model.state_dict().items()})
                     else:
                         bad_epochs += 1
+                    self.bad_epochs = bad_epochs
                     self._notify("on_epoch_end", record)
                     if bad_epochs >= cfg.patience:
                         stopped = "early_stopped"

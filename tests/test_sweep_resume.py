@@ -1,0 +1,76 @@
+"""A sweep driver killed with SIGKILL and restarted with --resume finishes without duplicates."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+GRID = ["--mode", "grid", "--models", "gru4rec", "--datasets", "synthetic", "--max-lens", "5,10", "--seeds", "1",
+        "--epochs", "2", "--max-concurrent", "1", "--name", "resumable",
+        "--set", "synthetic_users=60", "--set", "synthetic_items=40", "--set", "synthetic_mean_len=12",
+        "--set", "embedding_dim=16", "--set", "window_stride=0"]
+
+
+def _env(tmp_path: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_"))}
+    env.update({"XLREC_DATA_DIR": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1"})
+    return env
+
+
+def _finished_children(uri: str) -> list:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    exps = client.search_experiments()
+    runs = client.search_runs([e.experiment_id for e in exps], "tags.`xlrec.trial_id` != ''")
+    return runs
+
+
+def test_killed_driver_resumes_without_duplicating_trials(tmp_path):
+    env = _env(tmp_path)
+    cmd = [sys.executable, "-m", "xlrec", "sweep", *GRID]
+    log = open(tmp_path / "first.log", "w")
+    driver = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    state = tmp_path / "ray_results" / "resumable.xlrec-sweep.json"
+    deadline = time.monotonic() + 600
+    killed = False
+    while time.monotonic() < deadline and driver.poll() is None:
+        time.sleep(2)
+        if not state.is_file():
+            continue
+        port = json.loads(state.read_text())["server_port"]
+        runs = _finished_children(f"http://127.0.0.1:{port}")
+        if any(r.info.status == "FINISHED" for r in runs):
+            os.kill(driver.pid, signal.SIGKILL)  # the driver only; Ray's processes share its fate
+            driver.wait()
+            killed = True
+            break
+    assert killed, (tmp_path / "first.log").read_text()[-3000:]
+    db = f"sqlite:///{tmp_path / 'mlflow.db'}"  # the killed driver's server died with it; read the store itself
+    before = {r.data.tags["xlrec.trial_id"]: r.info.status for r in _finished_children(db)}
+    assert 1 <= sum(s == "FINISHED" for s in before.values()) < 2
+
+    proc = subprocess.run(cmd + ["--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["trials_done"] == 2 and summary["trials_failed"] == 0
+    runs = _finished_children(db)
+    trial_ids = [r.data.tags["xlrec.trial_id"] for r in runs]
+    assert len(trial_ids) == len(set(trial_ids)) == 2, trial_ids  # no trial logged twice
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert all(r.data.tags.get("mlflow.parentRunId") == summary["parent_run_id"] for r in runs)
+    # the trials finished before the kill kept their results (same run, same metrics)
+    for r in runs:
+        if before.get(r.data.tags["xlrec.trial_id"]) == "FINISHED":
+            assert "test_recall_at_10" in r.data.metrics
+    # the resumed driver stopped its server: nothing is left listening
+    from xlrec.platform.server import health
+
+    assert health(f"http://127.0.0.1:{json.loads(state.read_text())['server_port']}") is None
