@@ -12,7 +12,6 @@ import torch
 
 from xlrec.config import resolve_config
 from xlrec.data_prep import prepare
-from xlrec.device import select_runtime
 from xlrec.rec_models import build_model
 from xlrec.training.trainer import Trainer
 

@@ -9,25 +9,16 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
+
+from xlrec.platform.server import MlflowServer, free_port, health  # noqa: F401 (re-exported for tests)
 
 PG_HOST = os.environ.get("XLREC_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("XLREC_TEST_PG_PORT", "5432"))
 PG_USERS = [os.environ["XLREC_TEST_PG_USER"]] if os.environ.get("XLREC_TEST_PG_USER") else ["postgres", "root"]
 PG_ADMIN_DB = os.environ.get("XLREC_TEST_PG_ADMIN_DB", "test")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def closed_port() -> int:
@@ -74,85 +65,6 @@ def drop_database(uri: str) -> None:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         conn.close()
-
-
-def health(uri: str, timeout: float = 2.0) -> int | None:
-    try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except (urllib.error.URLError, OSError):
-        return None
-
-
-class MlflowServer:
-    """`python -m mlflow server` on a free loopback port; use as a context manager."""
-
-    def __init__(self, backend_store_uri: str, artifacts_dir: str | Path, workers: int = 2,
-                 log_path: str | Path | None = None):
-        self.backend_store_uri = backend_store_uri
-        self.artifacts_dir = Path(artifacts_dir)
-        self.workers = workers
-        self.port = free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self.log_path = Path(log_path) if log_path else self.artifacts_dir.parent / f"mlflow-server-{self.port}.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 120.0) -> str:
-        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "mlflow", "server",
-               "--host", "127.0.0.1", "--port", str(self.port),
-               "--backend-store-uri", self.backend_store_uri,
-               "--serve-artifacts", "--artifacts-destination", str(self.artifacts_dir),
-               "--workers", str(self.workers)]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-        self._log = open(self.log_path, "wb")
-        # Own process group: stop() ends the server and its uvicorn workers, and only those.
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True, cwd=str(self.artifacts_dir.parent))
-        deadline = time.monotonic() + timeout  # the first start runs the DB migrations
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            if health(self.uri) == 200:
-                return self.uri
-            time.sleep(0.5)
-        tail = self.log_tail()
-        self.stop()
-        raise RuntimeError(f"mlflow server did not become healthy at {self.uri} within {timeout:.0f}s "
-                           f"(exit code {self.proc.returncode}). Log tail:\n{tail}")
-
-    def log_tail(self, n: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-n:]
-        except OSError:
-            return ""
-
-    def stop(self, timeout: float = 20.0) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(timeout=timeout)
-        self._log.close()
-
-    def __enter__(self) -> "MlflowServer":
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 class PostgresMlflowServer(MlflowServer):

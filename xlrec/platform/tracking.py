@@ -8,7 +8,6 @@ unrelated one. A crashed run ends FAILED and an interrupted one KILLED, never RU
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import os
 import platform
