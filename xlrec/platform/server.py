@@ -104,8 +104,8 @@ class MlflowServer:
         self.stop()
 
 
-def local_sqlite_server(workdir: str | Path = ".", port: int | None = None) -> MlflowServer:
-    """The embedded default served over HTTP: sqlite:///mlflow.db with artifacts in ./mlartifacts."""
-    workdir = Path(workdir).resolve()
-    return MlflowServer(f"sqlite:///{workdir / 'mlflow.db'}", workdir / "mlartifacts", workers=2,
-                        log_path=workdir / ".mlflow-server.log", port=port)
+def local_sqlite_server(db: str | Path = "mlflow.db", port: int | None = None) -> MlflowServer:
+    """A sqlite store (the embedded default ./mlflow.db) served over HTTP, artifacts in mlartifacts/ beside it."""
+    db = Path(db).resolve()
+    return MlflowServer(f"sqlite:///{db}", db.parent / "mlartifacts", workers=2,
+                        log_path=db.parent / ".mlflow-server.log", port=port)

@@ -73,15 +73,18 @@ def _tracking(spec: SweepSpec, stack: contextlib.ExitStack, port: int | None = N
     if uri and uri.startswith(("http://", "https://")):
         check_reachable(uri)
         return uri
-    if uri and not uri.startswith("sqlite:///mlflow.db"):
-        raise ConfigError(f"A sweep logs its trials over HTTP; {uri!r} is not a tracking server. Pass "
-                          f"--tracking-uri http://HOST:PORT, or leave it unset to serve ./mlflow.db locally.")
-    server = local_sqlite_server(Path.cwd(), port=port)  # a resumed sweep reuses its port: trials keep their URI
+    db = Path.cwd() / "mlflow.db"
+    if uri:  # `mlflow run` exports the sqlite store it uses, e.g. sqlite:////abs/path/mlflow.db
+        if not uri.startswith("sqlite:///"):
+            raise ConfigError(f"A sweep logs its trials over HTTP; {uri!r} is neither a tracking server nor a "
+                              f"sqlite file it could serve. Pass --tracking-uri http://HOST:PORT.")
+        db = Path(uri[len("sqlite:///"):]).resolve()
+    print(f"[xlrec] serving sqlite:///{db} over HTTP for the sweep", file=sys.stderr)
+    server = local_sqlite_server(db, port=port)  # a resumed sweep reuses its port: trials keep their URI
     if port and health(server.uri) == 200:  # the killed driver's server is still serving ./mlflow.db
         if server_pid:
             stack.callback(_kill_group, server_pid)
         return server.uri
-    print(f"[xlrec] serving sqlite:///mlflow.db at {server.uri} for the sweep", file=sys.stderr)
     server.start()
     stack.callback(server.stop)
     spec._server_pid = server.proc.pid  # recorded so a resumed sweep can stop it if this driver dies
@@ -193,10 +196,19 @@ def run_sweep(spec: SweepSpec) -> dict[str, Any]:
                 "threads": max(1, int(spec.cpus_per_trial))}
         if not ray.is_initialized():
             address = spec.ray_address or os.environ.get("RAY_ADDRESS")
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {"XLREC_DATA_DIR": os.environ.get("XLREC_DATA_DIR", ""),
-                                               "XLREC_DATA_MIRROR": os.environ.get("XLREC_DATA_MIRROR", "")}}
-                     if not address else None)
+            try:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                         runtime_env={"env_vars": {"XLREC_DATA_DIR": os.environ.get("XLREC_DATA_DIR", ""),
+                                                   "XLREC_DATA_MIRROR": os.environ.get("XLREC_DATA_MIRROR", "")}}
+                         if not address else None)
+            except ConnectionError as exc:  # also a cluster that wants a token (RAY_AUTH_MODE=token)
+                from xlrec.errors import XlrecError
+
+                lines = str(exc.__cause__ or "").strip().splitlines()  # Ray embeds a remote traceback here
+                cause = f" ({lines[-1][:300]})." if lines else "."
+                raise XlrecError(f"Cannot connect to the Ray cluster at {address}: {exc}{cause} Check --ray-address "
+                                 f"/ RAY_ADDRESS; a cluster started with token authentication needs RAY_AUTH_MODE=token "
+                                 f"(and its token) in this environment too.") from None
             stack.callback(ray.shutdown)
         trainable = tune.with_resources(run_trial, {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
         scheduler = ASHAScheduler(metric=METRIC, mode="max", time_attr="training_iteration", max_t=spec.epochs + 1,
