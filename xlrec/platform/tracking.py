@@ -140,8 +140,12 @@ class MlflowTracker(Callback):
         if env_run:
             run = mlflow.start_run(run_id=env_run, log_system_metrics=self.system_metrics or None)
         else:
-            mlflow.set_experiment(self.experiment or f"xlrec-{cfg.dataset}")
-            run = mlflow.start_run(run_name=self.run_name or f"{cfg.model}-{cfg.dataset}-L{cfg.max_len}-s{cfg.seed}",
+            if self.parent_run_id:  # children live in their parent's experiment, or the UI cannot nest them
+                experiment_id = MlflowClient().get_run(self.parent_run_id).info.experiment_id
+            else:
+                experiment_id = mlflow.set_experiment(self.experiment or f"xlrec-{cfg.dataset}").experiment_id
+            run = mlflow.start_run(experiment_id=experiment_id,
+                                   run_name=self.run_name or f"{cfg.model}-{cfg.dataset}-L{cfg.max_len}-s{cfg.seed}",
                                    parent_run_id=self.parent_run_id, log_system_metrics=self.system_metrics or None)
         self.run_id = run.info.run_id
         params = flatten_config(cfg)

@@ -206,9 +206,9 @@ def run_sweep(spec: SweepSpec) -> dict[str, Any]:
 
                 lines = str(exc.__cause__ or "").strip().splitlines()  # Ray embeds a remote traceback here
                 cause = f" ({lines[-1][:300]})." if lines else "."
-                raise XlrecError(f"Cannot connect to the Ray cluster at {address}: {exc}{cause} Check --ray-address "
-                                 f"/ RAY_ADDRESS; a cluster started with token authentication needs RAY_AUTH_MODE=token "
-                                 f"(and its token) in this environment too.") from None
+                raise XlrecError(f"Cannot connect to the Ray cluster at {address}: {exc}{cause} Check --ray-address"
+                                 f" / RAY_ADDRESS; a cluster started with token authentication needs "
+                                 f"RAY_AUTH_MODE=token (and its token) in this environment too.") from None
             stack.callback(ray.shutdown)
         trainable = tune.with_resources(run_trial, {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
         scheduler = ASHAScheduler(metric=METRIC, mode="max", time_attr="training_iteration", max_t=spec.epochs + 1,
@@ -263,6 +263,9 @@ def _finish(spec: SweepSpec, results, parent_id: str, study_name: str) -> dict[s
                 else:
                     client.set_tag(run_id, "xlrec.failure_reason", reason[:4000])
                 client.set_terminated(run_id, "KILLED" if status == "PRUNED" else "FAILED")
+            elif status == "PRUNED" and run.data.tags.get("xlrec.pruned") != "true":  # closed by the dying trial
+                client.set_tag(run_id, "xlrec.status", "pruned")
+                client.set_tag(run_id, "xlrec.pruned", "true")
             elif status == "FAILED" and "xlrec.failure_reason" not in run.data.tags:  # keep the trial's own
                 client.set_tag(run_id, "xlrec.failure_reason", reason[:4000])
         fixed = {**base_defaults(spec), **spec.overrides}

@@ -37,7 +37,22 @@ class TuneReporter(Callback):
         with tempfile.TemporaryDirectory() as tmp:
             torch.save({"trainer": trainer.state(), "mlflow_run_id": self.tracker.run_id},
                        os.path.join(tmp, CHECKPOINT_FILE))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+            try:
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+            except SystemExit:  # Tune stops the trial here (ASHA pruned it): the run ends KILLED as pruned
+                self._end_pruned()
+                raise
+
+    def _end_pruned(self) -> None:
+        import mlflow
+
+        active = mlflow.active_run()
+        if active is None or active.info.run_id != self.tracker.run_id:
+            return
+        try:  # the tracker's on_exception then finds no active run and leaves it alone
+            mlflow.set_tags({"xlrec.status": "pruned", "xlrec.pruned": "true"})
+        finally:
+            mlflow.end_run(status="KILLED")
 
     def on_train_end(self, trainer, result) -> None:
         final = {METRIC: result.best_val.get("recall@10", 0.0), "epoch": result.epochs_run,
