@@ -38,6 +38,15 @@ CHILD_STATES = {"FINISHED", "KILLED"}  # completed, pruned by ASHA
 # --- helpers ------------------------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    """Each test in its own working directory, with no tracking server or run inherited."""
+    monkeypatch.chdir(tmp_path)
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "RAY_ADDRESS"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("XLREC_DATA_DIR", str(tmp_path / "data"))
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -51,7 +60,9 @@ def clean_env(data_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def sweep(cwd: Path, *args: str, data_dir: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+def sweep(cwd: Path, *args: str, data_dir: Path | None = None,
+          env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m xlrec sweep ...` in cwd, with no MLflow/Ray address inherited from this process."""
     env = clean_env(data_dir or cwd / "data", **(env or {}))
     return subprocess.run([sys.executable, "-m", "xlrec", "sweep", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=900)
@@ -171,11 +182,15 @@ def _pids_using(path: str) -> list[int]:
 
 @pytest.fixture(scope="module")
 def search_sweep(gpu_ray_cluster, tmp_path_factory) -> SweepOutcome:
-    """4 Optuna trials of gru4rec (architecture searched: embedding_dim is not fixed), half a GPU each."""
+    """4 Optuna trials of gru4rec (architecture searched: embedding_dim is not fixed), half a GPU each.
+
+    With TPE seed 4 the second (random) trial scores well below the first after epoch 1 (0.46 vs 0.70
+    validation Recall@10), so ASHA (grace period 1) prunes it when the first reported before it did."""
     address, data_dir, auth = gpu_ray_cluster
     cwd = tmp_path_factory.mktemp("search")
     proc = sweep(cwd, "--mode", "search", "--model", "gru4rec", "--dataset", "synthetic", "--trials", "4",
-                 "--epochs", "3", "--grace-period", "2", *TINY, "--set", "max_len=10",
+                 "--epochs", "3", "--grace-period", "1", "--seed", "4", *TINY, "--set", "max_len=10",
+                 "--set", "batch_size=8",
                  "--ray-address", address, "--gpus-per-trial", "0.5", "--cpus-per-trial", "0.5",
                  data_dir=data_dir, env=auth)
     return SweepOutcome(cwd, proc)
@@ -190,8 +205,10 @@ def test_search_nests_every_trial_under_one_finished_parent(search_sweep):
     assert by_status == {"FINISHED": s["trials_done"], "KILLED": s["trials_pruned"]}
     for child in out.children:
         assert child.info.status in CHILD_STATES
-        if child.info.status == "KILLED":
-            assert child.data.tags["xlrec.pruned"] == "true"
+        if child.info.status == "KILLED":  # pruned, which is not a failure
+            assert (child.data.tags["xlrec.pruned"], child.data.tags["xlrec.status"]) == ("true", "pruned")
+            assert "xlrec.failure_reason" not in child.data.tags
+            assert "test_recall_at_10" not in child.data.metrics
         else:  # a completed trial trained all epochs and was evaluated on the test split
             assert child.data.metrics["epochs_run"] == 3
             assert 0.0 <= child.data.metrics["test_recall_at_10"] <= 1.0
@@ -359,3 +376,13 @@ def test_unknown_mode_is_rejected_by_argparse(tmp_path):
     assert proc.returncode == 2
     assert "invalid choice: 'bogus'" in proc.stderr and "Traceback" not in proc.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_ray_cluster_refusing_the_driver_gives_one_clean_error(gpu_ray_cluster, tmp_path):
+    address, data_dir, _ = gpu_ray_cluster  # no RAY_AUTH_MODE=token here: the cluster rejects the driver
+    proc = sweep(tmp_path, "--model", "gru4rec", "--dataset", "synthetic", "--trials", "2", "--epochs", "2",
+                 "--ray-address", address, *TINY, data_dir=data_dir)
+    assert proc.returncode != 0
+    assert proc.stderr.count("xlrec: error: Cannot connect to the Ray cluster at " + address) == 1
+    assert "RAY_AUTH_MODE=token" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "optuna.db").exists()

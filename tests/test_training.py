@@ -96,7 +96,7 @@ def test_nan_loss_stops_with_clear_reason():
     from xlrec.training.trainer import TrainingDiverged
 
     with pytest.raises(TrainingDiverged, match="loss became"):
-        _train("gru4rec", epochs=3, lr=1e12, grad_clip=0.0)
+        _train("gru4rec", epochs=3, lr=1e37, grad_clip=0.0)
 
 
 def test_resume_from_checkpoint_continues_identically():

@@ -52,6 +52,12 @@ class MlflowServer:
 
     def start(self, timeout: float = 120.0) -> str:
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        if self.backend_store_uri.startswith("sqlite:"):
+            # Create/migrate the schema once, here: the server's workers would otherwise race to
+            # create the same tables in a new sqlite file ("table ... already exists").
+            from mlflow import MlflowClient
+
+            MlflowClient(tracking_uri=self.backend_store_uri).search_experiments(max_results=1)
         cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
                "--backend-store-uri", self.backend_store_uri,
                "--serve-artifacts", "--artifacts-destination", str(self.artifacts_dir),
