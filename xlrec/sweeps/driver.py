@@ -229,8 +229,13 @@ def run_sweep(spec: SweepSpec) -> dict[str, Any]:
         else:
             tuner = tune.Tuner(trainable, param_space=_param_space(spec, base), tune_config=tune_config,
                                run_config=run_config)
-        results = tuner.fit()
-        summary = _finish(spec, results, parent_id, study_name)
+        try:
+            results = tuner.fit()
+            summary = _finish(spec, results, parent_id, study_name)
+        except BaseException as exc:  # the parent run must not end FINISHED (or stay RUNNING) on a crash
+            mlflow.set_tag("xlrec.failure_reason", f"{type(exc).__name__}: {exc}"[:4000])
+            mlflow.end_run(status="KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            raise
         mlflow.end_run()
     print(json.dumps(summary))
     return summary
