@@ -46,6 +46,9 @@ class TrainConfig:
     dropout: float = 0.2
     slstm_at: list[int] = field(default_factory=lambda: [0])  # xlstm-s only
     mask_prob: float = 0.2  # bert4rec only
+    # sasrec/bert4rec: score items with the input item embedding (the original papers' weight
+    # tying) instead of a separate output layer; off = the paper's untied layout (Table 6 counts)
+    tied_output: bool = False
     # optimisation
     lr: float = 1e-3
     weight_decay: float = 0.0

@@ -6,8 +6,6 @@ import argparse
 import json
 import sys
 
-import mlflow
-
 from xlrec.errors import XlrecError
 
 
@@ -26,6 +24,8 @@ def add_train_tracking_args(p: argparse.ArgumentParser) -> None:
 
 
 def _connect(args) -> None:
+    import mlflow  # imported when used: `xlrec train --no-tracking` should not pay for it
+
     from xlrec.platform.tracking import check_reachable, tracking_uri
 
     uri = tracking_uri(args.tracking_uri)
@@ -59,6 +59,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     summary = {"model": cfg.model, "dataset": cfg.dataset, "seed": cfg.seed, "max_len": cfg.max_len,
                "params": trainer.params["total"], "model_uri": args.model_uri, "run_id": loaded.run_id}
     if loaded.run_id:
+        import mlflow
+
         run = mlflow.get_run(loaded.run_id)
         summary.update({"epochs_run": int(run.data.metrics.get("epochs_run", 0)),
                         "best_epoch": int(run.data.metrics.get("best_epoch", 0)),
@@ -114,6 +116,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def cmd_registry_list(args: argparse.Namespace) -> int:
+    import mlflow
     from mlflow import MlflowClient
 
     from xlrec.platform.registry import METRIC_TAG

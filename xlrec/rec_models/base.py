@@ -54,17 +54,18 @@ class SequentialRecommender(nn.Module):
         """Hidden states at target positions and their targets for a (B, L+1) window batch.
 
         Causal models: input = window[:, :-1], target = window[:, 1:]; the last
-        `num_targets` positions whose input is a real item are targets, earlier ones are
-        context only (1 = the paper's prefix scheme).
+        `num_targets` positions are targets, earlier ones are context only (1 = the
+        paper's prefix scheme). Positions whose input is padding get target -1, which the
+        loss ignores: the shapes stay fixed, so no device-to-host sync is needed to count
+        the targets (a boolean-mask selection would stall the GPU pipeline every step).
         """
         inputs, targets = window[:, :-1], window[:, 1:]
         hidden = self.encode(inputs)
         if num_targets == 1:
             return hidden[:, -1], targets[:, -1]
-        mask = inputs != 0
-        if num_targets < inputs.shape[1]:
-            mask[:, : inputs.shape[1] - num_targets] = False
-        return hidden[mask], targets[mask]
+        k = min(num_targets, inputs.shape[1])
+        tgt = targets[:, -k:].masked_fill(inputs[:, -k:] == 0, -1)
+        return hidden[:, -k:].reshape(-1, hidden.shape[-1]), tgt.reshape(-1)
 
 
 def component_of(param_name: str) -> str:

@@ -71,12 +71,23 @@ class SASRec(SequentialRecommender):
             TransformerBlock(cfg.embedding_dim, cfg.num_heads, cfg.dropout, ffn_mult, activation)
             for _ in range(cfg.num_blocks)])
         self.final_norm = nn.LayerNorm(cfg.embedding_dim)
-        self.output = nn.Linear(cfg.embedding_dim, num_items + 1, bias=False)
+        self.tied_output = cfg.tied_output
+        if not self.tied_output:
+            self.output = nn.Linear(cfg.embedding_dim, num_items + 1, bias=False)
         # Small embedding init (BERT-style); N(0, 1) would swamp the position embedding.
         for emb in (self.item_embedding, self.position_embedding):
             nn.init.normal_(emb.weight, std=0.02)
         with torch.no_grad():
             self.item_embedding.weight[0].zero_()
+
+    @property
+    def output_weight(self) -> torch.Tensor:
+        if self.tied_output:  # rows 0..N of the input embedding ([MASK] is never a target)
+            return self.item_embedding.weight[: self.num_items + 1]
+        return self.output.weight
+
+    def score(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden @ self.output_weight.t() if self.tied_output else self.output(hidden)
 
     def encode(self, ids: torch.Tensor) -> torch.Tensor:
         L = ids.shape[1]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
 from xlrec.errors import ConfigError
 from xlrec.platform.reports import aggregate_table4
@@ -283,7 +284,12 @@ def _finish(spec: SweepSpec, results, parent_id: str, study_name: str) -> dict[s
                "dropout": cfg.get("dropout", fixed.get("dropout")), "epochs": m.get("epoch"), METRIC: m.get(METRIC),
                "error": reason[:300]}
         if run_id:
-            rm = client.get_run(run_id).data.metrics
+            run_data = client.get_run(run_id).data
+            rm = run_data.metrics
+            row["cuda_visible_devices"] = run_data.tags.get("cuda_visible_devices", "")
+            for key in ("embedding_dim", "num_heads", "num_blocks", "lr", "dropout"):  # as the trial resolved them
+                if row[key] is None and key in run_data.params:
+                    row[key] = yaml.safe_load(run_data.params[key])
             row.update({"test_recall_at_10": rm.get("test_recall_at_10"), "test_ndcg_at_10": rm.get("test_ndcg_at_10"),
                         "test_mrr_at_10": rm.get("test_mrr_at_10"), "avg_epoch_time_s": rm.get("avg_epoch_time_s"),
                         "gpu_peak_allocated_mb": rm.get("gpu_peak_allocated_mb"), "params_total": rm.get("params_total")})

@@ -157,21 +157,23 @@ class Trainer:
         model.train()
         loss_sum = torch.zeros((), device=self.rt.device)
         norm_sum = torch.zeros((), device=self.rt.device)
-        n_targets = 0
+        n_targets = torch.zeros((), dtype=torch.long, device=self.rt.device)  # summed on the device: no sync per step
         n_batches = 0
         for i in range(0, len(ends), cfg.batch_size):
             window = gather_windows(self.items, ends[i:i + cfg.batch_size], ustarts[i:i + cfg.batch_size], width)
             with self.rt.autocast():
                 hidden, targets = model.training_pairs(window, n_tgt, self.generator)
-                loss = full_softmax_ce(hidden, model.output_weight, targets)
+                loss = full_softmax_ce(hidden, model.output_weight, targets, kernel=self.rt.kernel)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
             opt.step()
-            loss_sum += loss.detach() * targets.shape[0]
+            count = (targets >= 0).sum()  # negative targets are ignored rows (see training_pairs)
+            loss_sum += loss.detach() * count
             norm_sum += norm.detach()
-            n_targets += targets.shape[0]
+            n_targets += count
             n_batches += 1
+        n_targets = int(n_targets)
         train_loss = float(loss_sum) / max(1, n_targets)
         if not math.isfinite(train_loss):
             raise TrainingDiverged(

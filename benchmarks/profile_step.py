@@ -1,0 +1,55 @@
+"""Where a training epoch's GPU time goes: torch.profiler over a few window-mode steps.
+
+    python benchmarks/profile_step.py --shape ml-10m --model xlstm --steps 10
+Prints the kernels by total CUDA time (the table torch.profiler gives), to decide what to
+optimise; not a benchmark (profiling adds overhead).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from speed import ARCH, SHAPES  # same shapes as the benchmark
+from xlrec.config import resolve_config
+from xlrec.data_prep import prepare
+from xlrec.training.trainer import Trainer
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shape", default="ml-1m")
+    ap.add_argument("--model", default="xlstm")
+    ap.add_argument("--batch-size", type=int, default=512)
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--rows", type=int, default=30)
+    args = ap.parse_args()
+    over = {**SHAPES[args.shape], **ARCH, "batch_size": args.batch_size, "epochs": 1}
+    cfg = resolve_config(args.model, "synthetic", overrides=over)
+    trainer = Trainer(cfg, prepare(cfg.dataset, cfg.prep))
+    opt, _ = trainer._optimizer()
+    # a shortened epoch: keep only the first few batches' windows
+    n = args.batch_size * args.steps
+    split = trainer.split
+    trainer._train_epoch(opt)  # warm-up (compilation, autotuning)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        import xlrec.training.trainer as tr
+        orig = tr.sample_ends
+
+        def few(*a, **k):
+            e, s = orig(*a, **k)
+            return e[:n], s[:n]
+        tr.sample_ends = few
+        trainer._train_epoch(opt)
+        tr.sample_ends = orig
+        torch.cuda.synchronize()
+    del split
+    print(f"# {args.model} {args.shape} batch {args.batch_size}, {args.steps} steps on {torch.cuda.get_device_name()}")
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=args.rows, max_name_column_width=70))
+
+
+if __name__ == "__main__":
+    main()
