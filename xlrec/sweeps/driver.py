@@ -195,6 +195,9 @@ def run_sweep(spec: SweepSpec) -> dict[str, Any]:
                 "parent_run_id": parent_id, "overrides": {"epochs": spec.epochs, "source": spec.source,
                                                            **spec.overrides},
                 "threads": max(1, int(spec.cpus_per_trial))}
+        # Trials checkpoint every epoch on purpose (fault tolerance); Tune warns about frequent
+        # experiment snapshots then, which says nothing actionable to a sweep user.
+        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
         if not ray.is_initialized():
             address = spec.ray_address or os.environ.get("RAY_ADDRESS")
             try:
@@ -222,7 +225,9 @@ def run_sweep(spec: SweepSpec) -> dict[str, Any]:
             search_alg=_search_alg(spec, study_name) if spec.mode == "search" else None,
             max_concurrent_trials=spec.max_concurrent or None)
         run_config = tune.RunConfig(name=f"{name}-{parent_id[:8]}", storage_path=storage_path,
-                                    failure_config=tune.FailureConfig(max_failures=spec.max_failures), verbose=0)
+                                    failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+                                    # trials checkpoint every epoch; a retry needs only the latest
+                                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=0)
         if saved:
             tuner = tune.Tuner.restore(str(Path(storage_path) / saved["experiment_dir"]), trainable=trainable,
                                        param_space=_param_space(spec, base), resume_unfinished=True,

@@ -86,11 +86,19 @@ def run_trial(config: dict[str, Any]) -> None:
         with checkpoint.as_directory() as ckpt_dir:
             saved = torch.load(os.path.join(ckpt_dir, CHECKPOINT_FILE), map_location="cpu", weights_only=False)
         resume_state, resume_run = saved["trainer"], saved["mlflow_run_id"]
+    import ray
+
+    # Where this attempt runs; a trial retried after a node failure overwrites these tags in
+    # the same run, and says from which epoch's checkpoint it continued.
+    tags = {"xlrec.sweep_run_id": spec["parent_run_id"], "xlrec.trial_id": ctx.get_trial_id(),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+            "xlrec.ray_node_id": ray.get_runtime_context().get_node_id()}
+    if resume_state is not None:
+        tags["xlrec.resumed_from_epoch"] = str(resume_state["epoch"])
     tracker = MlflowTracker(
         data, uri=spec["tracking_uri"], experiment=spec["experiment"], parent_run_id=spec["parent_run_id"],
         run_name=f"trial-{ctx.get_trial_id()}-{cfg.model}-L{cfg.max_len}-s{cfg.seed}",
-        tags={"xlrec.sweep_run_id": spec["parent_run_id"], "xlrec.trial_id": ctx.get_trial_id(),
-              "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")},
+        tags=tags,
         adopt_env_run=False, resume_run_id=resume_run)
     trainer = Trainer(cfg, data, [tracker, TuneReporter(tracker)])
     if resume_state is not None:
