@@ -105,7 +105,7 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "xlstm": {"window_stride": 10, "batch_size": 64, "dropout": 0.3, "lr": 2e-3, "scheduler": "cosine",
               "epochs": 30},
-    "sasrec": {"num_blocks": 2, "window_stride": 10, "batch_size": 128, "dropout": 0.3},
+    "sasrec": {"num_blocks": 2, "window_stride": 10, "batch_size": 128, "dropout": 0.2},
     "bert4rec": {"num_blocks": 2, "batch_size": 64, "dropout": 0.1},
     "gru4rec": {"window_stride": 10, "batch_size": 64, "dropout": 0.3},
     "lstm": {"window_stride": 10, "batch_size": 64, "dropout": 0.3},

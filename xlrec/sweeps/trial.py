@@ -13,6 +13,7 @@ from typing import Any
 
 import tempfile
 
+import ray
 import torch
 from ray import tune
 
@@ -86,8 +87,6 @@ def run_trial(config: dict[str, Any]) -> None:
         with checkpoint.as_directory() as ckpt_dir:
             saved = torch.load(os.path.join(ckpt_dir, CHECKPOINT_FILE), map_location="cpu", weights_only=False)
         resume_state, resume_run = saved["trainer"], saved["mlflow_run_id"]
-    import ray
-
     # Where this attempt runs; a trial retried after a node failure overwrites these tags in
     # the same run, and says from which epoch's checkpoint it continued.
     tags = {"xlrec.sweep_run_id": spec["parent_run_id"], "xlrec.trial_id": ctx.get_trial_id(),

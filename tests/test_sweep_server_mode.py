@@ -1,0 +1,54 @@
+"""Server mode: a sweep logs to a real `mlflow server` on PostgreSQL and keeps its Optuna
+study in PostgreSQL (the deployment of a shared team server), on a local Ray."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+from mlflow_server import create_database, drop_database
+from test_sweeps import TINY, summary_of, sweep
+
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture
+def study_storage():
+    uri = create_database("xlrec_optuna")
+    try:
+        yield uri
+    finally:
+        drop_database(uri)
+
+
+def test_search_sweep_on_postgres_backed_mlflow_and_optuna(tmp_path, mlflow_server, study_storage):
+    proc = sweep(tmp_path, "--mode", "search", "--model", "gru4rec", "--dataset", "synthetic", "--trials", "2",
+                 "--epochs", "2", "--seed", "3", *TINY, "--set", "max_len=10", "--experiment", "server-mode",
+                 "--tracking-uri", mlflow_server, "--study-storage", study_storage, "--cpus-per-trial", "1")
+    summary = summary_of(proc)
+    assert summary["trials_done"] + summary["trials_pruned"] == 2 and summary["trials_failed"] == 0
+    assert not (tmp_path / "mlflow.db").exists()  # nothing went to the embedded sqlite default
+    assert not (tmp_path / "optuna.db").exists()
+
+    client = MlflowClient(mlflow_server)
+    parent = client.get_run(summary["parent_run_id"])
+    assert parent.info.status == "FINISHED"
+    children = client.search_runs([parent.info.experiment_id],
+                                  f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert len(children) == 2
+    assert {c.info.status for c in children} <= {"FINISHED", "KILLED"}
+    assert all("val_recall_at_10" in c.data.metrics for c in children)
+
+    # the study lives in PostgreSQL, named after the sweep, with both trials in a final state
+    name = f"{parent.data.tags['xlrec.sweep_name']}-{parent.info.run_id[:8]}"
+    assert name in optuna.study.get_all_study_names(study_storage)
+    study = optuna.load_study(study_name=name, storage=study_storage)
+    states = [t.state for t in study.trials]
+    assert len(states) == 2
+    assert set(states) <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+    # the champion alias points at a version of the sweep's best trial run
+    champion = summary["champion"]
+    mv = client.get_model_version_by_alias(champion["name"], "champion")
+    assert int(mv.version) == champion["version"]
+    assert mv.run_id in {c.info.run_id for c in children}
