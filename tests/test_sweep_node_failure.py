@@ -27,7 +27,7 @@ from test_sweeps import RAY, clean_env, free_port, _pids_using
 
 pytestmark = pytest.mark.server
 
-EPOCHS = 30
+EPOCHS = 15
 GRID = ["--mode", "grid", "--models", "gru4rec", "--datasets", "synthetic", "--max-lens", "10", "--seeds", "1",
         "--epochs", str(EPOCHS), "--max-failures", "2", "--cpus-per-trial", "1", "--name", "nodefail",
         "--set", "synthetic_users=300", "--set", "synthetic_items=60", "--set", "synthetic_mean_len=20",
