@@ -371,6 +371,31 @@ def test_unreachable_tracking_server_fails_fast_without_traceback(tmp_path):
     assert not any((tmp_path / p).exists() for p in ("mlflow.db", "optuna.db", "ray_results"))
 
 
+@pytest.mark.parametrize("bad", [["--source", "{tmp}/no-such-mirror"], ["--set", "no_such_setting=1"]])
+def test_bad_data_location_or_setting_fails_before_anything_starts(tmp_path, bad):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in bad]
+    proc = sweep(tmp_path, "--mode", "grid", "--models", "gru4rec", "--datasets", "ml-100k", "--max-lens", "10",
+                 "--seeds", "1", *args)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.startswith("xlrec: error: ") and "Traceback" not in proc.stderr
+    assert ("no-such-mirror" in proc.stderr) or ("no_such_setting" in proc.stderr)
+    assert proc.stdout.strip() == ""
+    assert not any((tmp_path / p).exists() for p in ("mlflow.db", "optuna.db", "ray_results", "mlartifacts"))
+
+
+def test_relative_mirror_path_reaches_every_trial(tmp_path, shared_data):
+    """`XLREC_DATA_MIRROR=../mirror` (the README's main job) means the driver's directory, though
+    Ray runs each trial in its own working directory."""
+    (tmp_path / "mirror").symlink_to(shared_data)
+    cwd = tmp_path / "project"
+    cwd.mkdir()
+    proc = sweep(cwd, "--mode", "grid", "--models", "gru4rec", "--datasets", "ml-100k", "--max-lens", "10",
+                 "--seeds", "1", "--epochs", "1", "--set", "embedding_dim=16", "--set", "window_stride=0",
+                 data_dir=tmp_path / "cache", env={"XLREC_DATA_MIRROR": "../mirror"})
+    summary = summary_of(proc)
+    assert summary["trials_done"] == 1 and summary["trials_failed"] == 0, summary
+
+
 def test_unknown_mode_is_rejected_by_argparse(tmp_path):
     proc = sweep(tmp_path, "--mode", "bogus")
     assert proc.returncode == 2

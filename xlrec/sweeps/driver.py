@@ -150,6 +150,36 @@ def _param_space(spec: SweepSpec, base: dict[str, Any]) -> dict[str, Any]:
             "max_len": tune.grid_search(spec.max_lens), "seed": tune.grid_search(spec.seeds)}
 
 
+def _absolute(location: str | None) -> str | None:
+    """A local path made absolute (URLs unchanged): trials run in their own working directories."""
+    if not location or "://" in location:
+        return location
+    return str(Path(location).expanduser().resolve())
+
+
+def _prepare_data(spec: SweepSpec) -> None:
+    """Check the settings and prepare every dataset once, here, before any server or Ray starts.
+
+    A wrong --set key or data location then fails the sweep at once with one clear error
+    (instead of failing every trial), and trials find the processed data in the cache. Data
+    locations become absolute: `XLREC_DATA_MIRROR=../shared/data` means the driver's
+    directory, not each trial's.
+    """
+    from xlrec.config import resolve_config
+    from xlrec.data_prep import prepare
+
+    spec.source = _absolute(spec.source)
+    for var in ("XLREC_DATA_MIRROR", "XLREC_DATA_DIR"):
+        if os.environ.get(var):
+            os.environ[var] = _absolute(os.environ[var])
+    models = spec.models if spec.mode == "grid" else [spec.model]
+    datasets = spec.datasets if spec.mode == "grid" else [spec.dataset]
+    for dataset in datasets:
+        for model in models:  # validates the fixed settings against every model's config
+            cfg = resolve_config(model, dataset, overrides={**spec.overrides, "source": spec.source})
+        prepare(cfg.dataset, cfg.prep, cfg.source)
+
+
 def run_sweep(spec: SweepSpec) -> dict[str, Any]:
     import mlflow
     import ray
@@ -163,6 +193,7 @@ def run_sweep(spec: SweepSpec) -> dict[str, Any]:
     name = spec.name or (f"{spec.mode}-{spec.model}-{spec.dataset}" if spec.mode == "search"
                          else f"grid-{'_'.join(spec.models)}-{'_'.join(spec.datasets)}")
     spec.name = name
+    _prepare_data(spec)
     storage_path = str(Path(spec.storage_path or Path.cwd() / "ray_results").resolve())
     state_file = Path(storage_path) / f"{name}.xlrec-sweep.json"
     saved = None
