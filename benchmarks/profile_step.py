@@ -29,11 +29,11 @@ def main() -> None:
     over = {**SHAPES[args.shape], **ARCH, "batch_size": args.batch_size, "epochs": 1}
     cfg = resolve_config(args.model, "synthetic", overrides=over)
     trainer = Trainer(cfg, prepare(cfg.dataset, cfg.prep))
-    opt, _ = trainer._optimizer()
+    opt = trainer.setup_optimizer()
     # a shortened epoch: keep only the first few batches' windows
     n = args.batch_size * args.steps
     split = trainer.split
-    trainer._train_epoch(opt)  # warm-up (compilation, autotuning)
+    trainer.train_epoch()  # warm-up (compilation, autotuning)
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         import xlrec.training.trainer as tr
@@ -43,7 +43,7 @@ def main() -> None:
             e, s = orig(*a, **k)
             return e[:n], s[:n]
         tr.sample_ends = few
-        trainer._train_epoch(opt)
+        trainer.train_epoch()
         tr.sample_ends = orig
         torch.cuda.synchronize()
     del split

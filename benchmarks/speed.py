@@ -35,11 +35,10 @@ SHAPES = {  # synthetic datasets with the real datasets' shapes
 ARCH = {"embedding_dim": 128, "num_heads": 2, "num_blocks": 2, "max_len": 200}
 
 
-def timed_epoch(trainer: Trainer, opt) -> tuple[float, dict]:
+def timed_epoch(trainer: Trainer) -> tuple[float, dict]:
     synchronize(trainer.rt)
-    torch.cuda.reset_peak_memory_stats() if trainer.rt.is_cuda else None
     t0 = time.perf_counter()
-    stats = trainer._train_epoch(opt)
+    stats = trainer.train_epoch()
     synchronize(trainer.rt)
     return time.perf_counter() - t0, stats
 
@@ -84,6 +83,7 @@ def main() -> None:
     ap.add_argument("--prefix-steps", type=int, default=0, help="0 = no prefix baseline")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--source", default=None, help="mirror for the real ml-100k")
+    ap.add_argument("--no-cuda-graph", action="store_true", help="run the training step eagerly")
     ap.add_argument("--out", default="speed.jsonl")
     args = ap.parse_args()
     dev_name = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
@@ -95,15 +95,18 @@ def main() -> None:
                 else:
                     over = {**SHAPES[shape], **ARCH, "batch_size": args.batch_size, "epochs": args.epochs}
                     cfg = resolve_config(model, "synthetic", overrides=over)
+                cfg.cuda_graph = not args.no_cuda_graph
                 cfg.prefix_batch_size = args.prefix_batch_size  # type: ignore[attr-defined]
                 t_data = time.perf_counter()
                 data = prepare(cfg.dataset, cfg.prep, cfg.source)
                 t_data = time.perf_counter() - t_data
                 trainer = Trainer(cfg, data)
-                opt, _ = trainer._optimizer()
+                opt = trainer.setup_optimizer()
+                if trainer.rt.is_cuda:  # peak over all epochs: a graphed step allocates once, at capture
+                    torch.cuda.reset_peak_memory_stats()
                 times = []
                 for _ in range(args.epochs):
-                    t, stats = timed_epoch(trainer, opt)
+                    t, stats = timed_epoch(trainer)
                     times.append(t)
                 peak = torch.cuda.max_memory_allocated() / 2**20 if trainer.rt.is_cuda else 0.0
                 evals = []  # the first call includes kernel selection/compilation; report both
@@ -116,7 +119,7 @@ def main() -> None:
                 t_eval = min(evals)
                 row = {"device": dev_name, "shape": shape, "model": model, "users": data.seqs.num_users,
                        "items": data.seqs.num_items, "interactions": int(data.seqs.offsets[-1]),
-                       "batch_size": cfg.batch_size, "max_len": cfg.max_len, "dim": cfg.embedding_dim, "epoch_times_s": [round(x, 4) for x in times],
+                       "batch_size": cfg.batch_size, "cuda_graph": trainer.graphed, "max_len": cfg.max_len, "dim": cfg.embedding_dim, "epoch_times_s": [round(x, 4) for x in times],
                        "epoch_s": min(times), "targets": stats["targets"],
                        "throughput": stats["targets"] / min(times), "peak_gpu_mb": round(peak, 1),
                        "eval_all_users_s": round(t_eval, 4), "eval_first_call_s": round(evals[0], 4), "test_recall@10": res.metrics["recall@10"],

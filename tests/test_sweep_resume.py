@@ -1,4 +1,8 @@
-"""A sweep driver killed with SIGKILL and restarted with --resume finishes without duplicates."""
+"""A sweep driver killed with SIGKILL and restarted with --resume finishes without duplicates.
+
+The sweep reads real ML-100K through a relative `XLREC_DATA_MIRROR=../mirror`, as the README's
+main job does: the path means the driver's directory though Ray runs each trial in its own one,
+and the resumed driver must resolve it the same way."""
 
 from __future__ import annotations
 
@@ -11,15 +15,15 @@ import time
 from pathlib import Path
 
 
-GRID = ["--mode", "grid", "--models", "gru4rec", "--datasets", "synthetic", "--max-lens", "5,10", "--seeds", "1",
+GRID = ["--mode", "grid", "--models", "gru4rec", "--datasets", "ml-100k", "--max-lens", "5,10", "--seeds", "1",
         "--epochs", "2", "--max-concurrent", "1", "--name", "resumable",
-        "--set", "synthetic_users=60", "--set", "synthetic_items=40", "--set", "synthetic_mean_len=12",
         "--set", "embedding_dim=16", "--set", "window_stride=0"]
 
 
 def _env(tmp_path: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_"))}
-    env.update({"XLREC_DATA_DIR": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1"})
+    env.update({"XLREC_DATA_DIR": str(tmp_path / "data"), "XLREC_DATA_MIRROR": "../mirror",
+                "PYTHONUNBUFFERED": "1"})
     return env
 
 
@@ -32,13 +36,16 @@ def _finished_children(uri: str) -> list:
     return runs
 
 
-def test_killed_driver_resumes_without_duplicating_trials(tmp_path):
+def test_killed_driver_resumes_without_duplicating_trials(tmp_path, shared_data):
+    (tmp_path / "mirror").symlink_to(shared_data)
+    cwd = tmp_path / "project"  # the driver's directory; ../mirror is the mirror
+    cwd.mkdir()
     env = _env(tmp_path)
     cmd = [sys.executable, "-m", "xlrec", "sweep", *GRID]
-    log = open(tmp_path / "first.log", "w")
-    driver = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+    log = open(cwd / "first.log", "w")
+    driver = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
                               start_new_session=True)
-    state = tmp_path / "ray_results" / "resumable.xlrec-sweep.json"
+    state = cwd / "ray_results" / "resumable.xlrec-sweep.json"
     deadline = time.monotonic() + 600
     killed = False
     while time.monotonic() < deadline and driver.poll() is None:
@@ -52,12 +59,12 @@ def test_killed_driver_resumes_without_duplicating_trials(tmp_path):
             driver.wait()
             killed = True
             break
-    assert killed, (tmp_path / "first.log").read_text()[-3000:]
-    db = f"sqlite:///{tmp_path / 'mlflow.db'}"  # the killed driver's server died with it; read the store itself
+    assert killed, (cwd / "first.log").read_text()[-3000:]
+    db = f"sqlite:///{cwd / 'mlflow.db'}"  # the killed driver's server died with it; read the store itself
     before = {r.data.tags["xlrec.trial_id"]: r.info.status for r in _finished_children(db)}
     assert 1 <= sum(s == "FINISHED" for s in before.values()) < 2
 
-    proc = subprocess.run(cmd + ["--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd + ["--resume"], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["trials_done"] == 2 and summary["trials_failed"] == 0

@@ -300,20 +300,21 @@ def test_gpu_trials_each_get_one_logical_gpu(search_sweep):
 
 
 def test_grid_runs_every_combination_and_aggregates_table4(tmp_path):
+    # 2 models x 1 length x 2 seeds (the resume test grids over lengths): 4 trials keep CI short
     proc = sweep(tmp_path, "--mode", "grid", "--models", "gru4rec,lstm", "--datasets", "synthetic",
-                 "--max-lens", "5,10", "--seeds", "1,2", "--epochs", "2", "--cpus-per-trial", "0.5", *TINY,
+                 "--max-lens", "10", "--seeds", "1,2", "--epochs", "2", "--cpus-per-trial", "0.5", *TINY,
                  "--set", "embedding_dim=16")
     out = SweepOutcome(tmp_path, proc)
-    assert_nested_and_closed(out, 8)
-    assert out.summary["mode"] == "grid" and out.summary["trials_done"] == 8
+    assert_nested_and_closed(out, 4)
+    assert out.summary["mode"] == "grid" and out.summary["trials_done"] == 4
     combos = {(c.data.params["model"], int(c.data.params["max_len"]), int(c.data.params["seed"]))
               for c in out.children}
-    assert combos == set(itertools.product(["gru4rec", "lstm"], [5, 10], [1, 2]))
+    assert combos == set(itertools.product(["gru4rec", "lstm"], [10], [1, 2]))
     assert all(c.info.status == "FINISHED" and c.data.params["embedding_dim"] == "16" for c in out.children)
-    assert len(out.parent_csv("trials.csv")) == 8
+    assert len(out.parent_csv("trials.csv")) == 4
     table4 = out.parent_csv("table4.csv")
-    assert len(table4) == 4
-    assert set(zip(table4["model"], table4["max_len"])) == set(itertools.product(["gru4rec", "lstm"], [5, 10]))
+    assert len(table4) == 2
+    assert set(zip(table4["model"], table4["max_len"])) == {("gru4rec", 10), ("lstm", 10)}
     assert (table4["seeds"] == 2).all() and (table4["dataset"] == "synthetic").all()
     for _, row in table4.iterrows():
         runs = [c for c in out.children
@@ -383,19 +384,6 @@ def test_bad_data_location_or_setting_fails_before_anything_starts(tmp_path, bad
     assert not any((tmp_path / p).exists() for p in ("mlflow.db", "optuna.db", "ray_results", "mlartifacts"))
 
 
-def test_relative_mirror_path_reaches_every_trial(tmp_path, shared_data):
-    """`XLREC_DATA_MIRROR=../mirror` (the README's main job) means the driver's directory, though
-    Ray runs each trial in its own working directory."""
-    (tmp_path / "mirror").symlink_to(shared_data)
-    cwd = tmp_path / "project"
-    cwd.mkdir()
-    proc = sweep(cwd, "--mode", "grid", "--models", "gru4rec", "--datasets", "ml-100k", "--max-lens", "10",
-                 "--seeds", "1", "--epochs", "1", "--set", "embedding_dim=16", "--set", "window_stride=0",
-                 data_dir=tmp_path / "cache", env={"XLREC_DATA_MIRROR": "../mirror"})
-    summary = summary_of(proc)
-    assert summary["trials_done"] == 1 and summary["trials_failed"] == 0, summary
-
-
 def test_unknown_mode_is_rejected_by_argparse(tmp_path):
     proc = sweep(tmp_path, "--mode", "bogus")
     assert proc.returncode == 2
@@ -405,8 +393,9 @@ def test_unknown_mode_is_rejected_by_argparse(tmp_path):
 
 def test_ray_cluster_refusing_the_driver_gives_one_clean_error(gpu_ray_cluster, tmp_path):
     address, data_dir, _ = gpu_ray_cluster  # no RAY_AUTH_MODE=token here: the cluster rejects the driver
+    # Ray retries a refused connection once a second for 20 s by default; 2 tries show the same error
     proc = sweep(tmp_path, "--model", "gru4rec", "--dataset", "synthetic", "--trials", "2", "--epochs", "2",
-                 "--ray-address", address, *TINY, data_dir=data_dir)
+                 "--ray-address", address, *TINY, data_dir=data_dir, env={"RAY_gcs_server_port_wait_time_s": "2"})
     assert proc.returncode != 0
     assert proc.stderr.count("xlrec: error: Cannot connect to the Ray cluster at " + address) == 1
     assert "RAY_AUTH_MODE=token" in proc.stderr and "Traceback" not in proc.stderr

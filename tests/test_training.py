@@ -11,6 +11,8 @@ import torch
 from xlrec.config import resolve_config
 from xlrec.data_prep import leave_two_out, prepare
 from xlrec.training.batches import gather_windows, num_targets, sample_ends
+from xlrec.training.cuda_graph import PAD_END, PAD_START
+from xlrec.training.losses import full_softmax_ce
 from xlrec.training.trainer import Trainer
 
 SMALL = {"synthetic_users": 300, "synthetic_items": 120, "synthetic_mean_len": 30, "embedding_dim": 32,
@@ -126,3 +128,33 @@ def test_resume_from_checkpoint_continues_identically():
     res = resumed.fit()
     assert [h["train_loss"] for h in res.history] == [h["train_loss"] for h in full.history]
     assert res.test.metrics == full.test.metrics
+
+
+@pytest.mark.parametrize("model", ["xlstm", "sasrec", "gru4rec"])
+def test_padding_rows_of_a_graphed_batch_change_nothing(model):
+    """A CUDA-graphed step pads the epoch's last batch to full size with (PAD_END, PAD_START)
+    rows: they must add no target, and leave the loss and every gradient as they were."""
+    cfg = resolve_config(model, "synthetic", overrides={**SMALL, "epochs": 1, "device": "cpu",
+                                                        "window_stride": 5})
+    trainer = Trainer(cfg, prepare("synthetic", cfg.prep))
+    trainer.model.eval()  # no dropout: both passes see the same network
+    ends, starts = sample_ends(trainer.split, cfg.max_len, "window", True, 5)
+    ends, starts = torch.as_tensor(ends[:7]), torch.as_tensor(starts[:7])
+
+    def loss_and_grads(e, s):
+        trainer.model.zero_grad(set_to_none=True)
+        window = gather_windows(trainer.items, e, s, cfg.max_len + 1)
+        hidden, targets = trainer.model.training_pairs(window, 5)
+        loss = full_softmax_ce(hidden, trainer.model.output_weight, targets)
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+        return loss.detach(), int((targets >= 0).sum()), grads
+
+    pad = torch.full((5,), PAD_END), torch.full((5,), PAD_START)
+    loss, count, grads = loss_and_grads(ends, starts)
+    loss_p, count_p, grads_p = loss_and_grads(torch.cat([ends, pad[0]]), torch.cat([starts, pad[1]]))
+    assert count_p == count > 0
+    torch.testing.assert_close(loss_p, loss)
+    assert grads_p.keys() == grads.keys()
+    for name in grads:
+        torch.testing.assert_close(grads_p[name], grads[name], atol=1e-6, rtol=1e-5, msg=name)

@@ -97,6 +97,11 @@ def _add_run_args(p: argparse.ArgumentParser, with_model: bool = True) -> None:
                       help="rank only items not in the user's history (default; --exclude-seen=false turns it off)")
     excl.add_argument("--no-exclude-seen", dest="exclude_seen", action="store_false",
                       help="rank every item (the paper's protocol)")
+    graph = p.add_mutually_exclusive_group()
+    graph.add_argument("--cuda-graph", dest="cuda_graph", nargs="?", const=True, type=_bool, default=None,
+                       help="on CUDA, replay the training step of causal models as one CUDA graph (default)")
+    graph.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
+                       help="run every training step eagerly (for debugging or comparison)")
     _add_flags(p, _TRAIN_FLAGS)
     _add_flags(p, _PREP_FLAGS)
 
@@ -106,6 +111,7 @@ def resolve_from_args(args: argparse.Namespace):
 
     overrides = {**_overrides(args, _TRAIN_FLAGS), **_overrides(args, _PREP_FLAGS)}
     overrides["exclude_seen"] = args.exclude_seen
+    overrides["cuda_graph"] = args.cuda_graph
     overrides["source"] = args.source
     cfg = resolve_config(getattr(args, "model", None), args.dataset, args.config, overrides)
     preflight(cfg)

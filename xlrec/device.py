@@ -61,6 +61,17 @@ def select_runtime(device: str = "auto", kernel: str = "auto", amp: bool = True)
     return Runtime(device=dev, amp_dtype=amp_dtype, kernel=kernel)
 
 
+def use_cuda_graph(rt: Runtime, wanted: bool, causal: bool, sample_mode: str) -> bool:
+    """Whether the trainer captures its step as a CUDA graph (xlrec.training.cuda_graph).
+
+    Only on CUDA, and only for causal models in window mode: their step has fixed shapes and
+    draws random numbers only through dropout (the default CUDA generator, which graphs
+    handle). BERT4Rec's masks come from the trainer's own generator and prefix mode's
+    targets include padding ids, so those run eagerly.
+    """
+    return wanted and rt.is_cuda and causal and sample_mode == "window"
+
+
 def mlstm_kernel_names(kernel: str) -> dict[str, str]:
     """xLSTMLargeConfig kernel fields for a backend ("triton" on CUDA, "native" anywhere)."""
     if kernel == "triton":
@@ -70,10 +81,14 @@ def mlstm_kernel_names(kernel: str) -> dict[str, str]:
             "sequence_kernel": "native_sequence__native", "step_kernel": "native"}
 
 
-def reset_peak_memory(rt: Runtime) -> None:
-    if rt.is_cuda:
+def start_usage_interval(rt: Runtime, reset_gpu_peak: bool) -> None:
+    """Start the CPU-percent interval that resource_usage() reads; with `reset_gpu_peak` also
+    the torch peak-memory counter. The trainer resets the peak once per run, not per epoch: a
+    CUDA-graphed step allocates its memory once, when it is captured, so a per-epoch peak
+    would miss it in every later epoch."""
+    if rt.is_cuda and reset_gpu_peak:
         torch.cuda.reset_peak_memory_stats(rt.device)
-    psutil.Process().cpu_percent(None)  # starts the CPU-percent interval
+    psutil.Process().cpu_percent(None)
 
 
 _NVML = None
@@ -98,7 +113,8 @@ def _nvml_used_mb(rt: Runtime) -> float | None:
 
 
 def resource_usage(rt: Runtime) -> dict[str, float]:
-    """Peak torch memory since the last reset, NVML device memory, process RSS and CPU%."""
+    """Peak torch memory since the last reset (the run's start), NVML device memory, process RSS
+    and CPU% since start_usage_interval()."""
     proc = psutil.Process()
     out = {"rss_mb": proc.memory_info().rss / 2**20, "cpu_percent": proc.cpu_percent(None)}
     if rt.is_cuda:

@@ -22,11 +22,13 @@ import torch
 from xlrec.config import TrainConfig
 from xlrec.data_prep import PreparedDataset, Split, leave_two_out
 from xlrec.data_prep.split import item_popularity
-from xlrec.device import Runtime, reset_peak_memory, resource_usage, select_runtime, synchronize
+from xlrec.device import (Runtime, resource_usage, select_runtime, start_usage_interval, synchronize,
+                          use_cuda_graph)
 from xlrec.errors import XlrecError
 from xlrec.rec_models import SequentialRecommender, build_model, parameter_breakdown
 from xlrec.rec_models.pop import PopRec
 from xlrec.training.batches import gather_windows, passes_per_epoch, sample_ends
+from xlrec.training.cuda_graph import GraphedStep
 from xlrec.training.evaluate import EvalResult, evaluate
 from xlrec.training.losses import full_softmax_ce
 
@@ -117,6 +119,7 @@ class Trainer:
         self.best_val: dict[str, float] = {}
         self.bad_epochs = 0
         self.opt = self.sched = None
+        self.graphed = use_cuda_graph(self.rt, cfg.cuda_graph, self.model.causal, cfg.sample_mode)
         self._resume: dict[str, Any] | None = None
 
     # --- helpers ------------------------------------------------------------------
@@ -125,9 +128,10 @@ class Trainer:
             getattr(cb, hook)(self, *args)
 
     def _optimizer(self):
-        # fused Adam on CUDA: one kernel for all parameters (fewer launches per step)
+        # fused Adam on CUDA: one kernel for all parameters (fewer launches per step); a graphed
+        # step needs its step count on the device (capturable)
         opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay,
-                               fused=self.rt.is_cuda or None)
+                               fused=self.rt.is_cuda or None, capturable=self.graphed)
         if self.cfg.scheduler == "step":
             sched = torch.optim.lr_scheduler.StepLR(opt, step_size=self.cfg.step_size, gamma=self.cfg.gamma)
         elif self.cfg.scheduler == "cosine":
@@ -142,10 +146,54 @@ class Trainer:
                         self.cfg.exclude_seen, self.popularity if which != "val" else None,
                         self.cfg.eval_batch_size)
 
-    def _train_epoch(self, opt) -> dict[str, float]:
+    def setup_optimizer(self) -> torch.optim.Optimizer:
+        """Optimizer, schedule (restored when resuming) and the training step; before train_epoch()."""
+        self.opt, self.sched = opt, sched = self._optimizer()
+        if self._resume is not None:
+            if self._resume["opt"]:
+                opt.load_state_dict(self._resume["opt"])
+            if sched is not None and self._resume["sched"]:
+                sched.load_state_dict(self._resume["sched"])
+        self._make_step(opt)
+        return opt
+
+    def _make_step(self, opt) -> None:
+        """Build the per-batch training step (eager, or replayed as a CUDA graph) and the
+        device-side accumulators it adds into (fixed addresses: a graph writes to them)."""
+        cfg, model, dev = self.cfg, self.model, self.rt.device
+        n_tgt = 1 if cfg.sample_mode == "prefix" else (cfg.window_stride or cfg.max_len)
+        width = cfg.max_len + 1 if model.causal else cfg.max_len
+        clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+        # summed on the device: no host sync per step
+        self._acc = {"loss": torch.zeros((), device=dev), "norm": torch.zeros((), device=dev),
+                     "targets": torch.zeros((), dtype=torch.long, device=dev)}
+        acc = self._acc
+
+        def step(ends: torch.Tensor, ustarts: torch.Tensor) -> None:
+            window = gather_windows(self.items, ends, ustarts, width)
+            opt.zero_grad(set_to_none=True)
+            with self.rt.autocast():
+                hidden, targets = model.training_pairs(window, n_tgt, self.generator)
+                loss = full_softmax_ce(hidden, model.output_weight, targets, kernel=self.rt.kernel)
+            loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            opt.step()
+            count = (targets >= 0).sum()  # negative targets are ignored rows (see training_pairs)
+            acc["loss"] += loss.detach() * count
+            acc["norm"] += norm.detach()
+            acc["targets"] += count
+
+        if self.graphed:
+            for group in opt.param_groups:  # on the device, so the scheduler's in-place update reaches the graph
+                group["lr"] = torch.tensor(float(group["lr"]), device=dev)
+            self._step = GraphedStep(step, cfg.batch_size, dev)
+        else:
+            self._step = step
+
+    def train_epoch(self) -> dict[str, float]:
+        """One epoch of training (every training interaction a target once); see setup_optimizer()."""
         cfg, model = self.cfg, self.model
         stride = cfg.window_stride or cfg.max_len
-        n_tgt = 1 if cfg.sample_mode == "prefix" else stride
         ends_np, starts_np = sample_ends(self.split, cfg.max_len, cfg.sample_mode, model.causal, stride)
         if cfg.sample_mode == "window":
             reps = passes_per_epoch(model.causal, cfg.mask_prob)
@@ -153,34 +201,22 @@ class Trainer:
         order = torch.randperm(len(ends_np), generator=self.shuffle_gen)
         ends = torch.as_tensor(ends_np, device=self.rt.device)[order.to(self.rt.device)]
         ustarts = torch.as_tensor(starts_np, device=self.rt.device)[order.to(self.rt.device)]
-        width = cfg.max_len + 1 if model.causal else cfg.max_len
         model.train()
-        loss_sum = torch.zeros((), device=self.rt.device)
-        norm_sum = torch.zeros((), device=self.rt.device)
-        n_targets = torch.zeros((), dtype=torch.long, device=self.rt.device)  # summed on the device: no sync per step
+        for value in self._acc.values():
+            value.zero_()
         n_batches = 0
         for i in range(0, len(ends), cfg.batch_size):
-            window = gather_windows(self.items, ends[i:i + cfg.batch_size], ustarts[i:i + cfg.batch_size], width)
-            with self.rt.autocast():
-                hidden, targets = model.training_pairs(window, n_tgt, self.generator)
-                loss = full_softmax_ce(hidden, model.output_weight, targets, kernel=self.rt.kernel)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
-            opt.step()
-            count = (targets >= 0).sum()  # negative targets are ignored rows (see training_pairs)
-            loss_sum += loss.detach() * count
-            norm_sum += norm.detach()
-            n_targets += count
+            self._step(ends[i:i + cfg.batch_size], ustarts[i:i + cfg.batch_size])
             n_batches += 1
-        n_targets = int(n_targets)
-        train_loss = float(loss_sum) / max(1, n_targets)
+        n_targets = int(self._acc["targets"])
+        train_loss = float(self._acc["loss"]) / max(1, n_targets)
         if not math.isfinite(train_loss):
             raise TrainingDiverged(
                 f"Training loss became {train_loss} in epoch {self.epoch}; the run was stopped. Lower --lr, "
                 f"keep gradient clipping on (--grad-clip), or check the data."
             )
-        return {"train_loss": train_loss, "grad_norm": float(norm_sum) / max(1, n_batches), "targets": n_targets}
+        return {"train_loss": train_loss, "grad_norm": float(self._acc["norm"]) / max(1, n_batches),
+                "targets": n_targets}
 
     # --- checkpoints (fault-tolerant sweeps) ------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -210,21 +246,18 @@ class Trainer:
         stopped = "completed"
         try:
             if model.trainable and cfg.epochs > 0:
-                self.opt, self.sched = opt, sched = self._optimizer()
-                if self._resume is not None:
-                    if self._resume["opt"]:
-                        opt.load_state_dict(self._resume["opt"])
-                    if sched is not None and self._resume["sched"]:
-                        sched.load_state_dict(self._resume["sched"])
+                opt = self.setup_optimizer()
+                sched = self.sched
                 bad_epochs = self.bad_epochs
                 if bad_epochs >= cfg.patience:  # resumed after the stopping epoch
                     stopped = "early_stopped"
-                for epoch in range(self.epoch + 1, cfg.epochs + 1 if bad_epochs < cfg.patience else 0):
+                first_epoch = self.epoch + 1
+                for epoch in range(first_epoch, cfg.epochs + 1 if bad_epochs < cfg.patience else 0):
                     self.epoch = epoch
-                    reset_peak_memory(self.rt)
-                    lr = opt.param_groups[0]["lr"]
+                    start_usage_interval(self.rt, reset_gpu_peak=epoch == first_epoch)
+                    lr = float(opt.param_groups[0]["lr"])
                     t0 = time.perf_counter()
-                    stats = self._train_epoch(opt)
+                    stats = self.train_epoch()
                     synchronize(self.rt)
                     train_time = time.perf_counter() - t0
                     val = self.evaluate("val").metrics
