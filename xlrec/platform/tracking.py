@@ -151,6 +151,7 @@ class MlflowTracker(Callback):
         params = flatten_config(cfg)
         params.update({"resolved_device": str(trainer.rt.device), "resolved_kernel": trainer.rt.kernel,
                        "amp_dtype": str(trainer.rt.amp_dtype).replace("torch.", "") if trainer.rt.amp_dtype else "none",
+                       "resolved_cuda_graph": trainer.graphed,
                        "num_users": self.data.seqs.num_users, "num_items": self.data.seqs.num_items})
         if env_run:
             # `mlflow run` already logged the entry point's raw parameters (e.g. embedding_dim=''

@@ -25,6 +25,9 @@ class SequentialRecommender(nn.Module):
     causal: bool = True
     #: has parameters to train (False for `pop`)
     trainable: bool = True
+    #: its training step has fixed shapes, draws random numbers only through dropout and was
+    #: captured and checked as a CUDA graph on a GPU (xlrec.device.use_cuda_graph)
+    graph_capturable: bool = False
 
     def __init__(self, num_items: int, cfg: TrainConfig):
         super().__init__()

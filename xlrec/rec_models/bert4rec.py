@@ -19,6 +19,7 @@ class BERT4Rec(SASRec):
     family = "bert4rec"
     causal = False
     causal_attention = False
+    graph_capturable = False  # masks come from the trainer's own generator
 
     def __init__(self, num_items: int, cfg: TrainConfig, kernel: str = "native"):
         super().__init__(num_items, cfg, vocab_extra=1, ffn_mult=4, activation=nn.GELU)

@@ -15,6 +15,7 @@ from xlrec.rec_models.base import SequentialRecommender, right_align, undo_right
 
 
 class _RNNRec(SequentialRecommender):
+    graph_capturable = True  # cuDNN's RNN kernels capture (GRU4Rec checked on an H100)
     cell: type[nn.Module] = nn.GRU
 
     def __init__(self, num_items: int, cfg: TrainConfig, kernel: str = "native"):

@@ -60,6 +60,7 @@ def attention_mask(ids: torch.Tensor, causal: bool) -> torch.Tensor:
 class SASRec(SequentialRecommender):
     family = "sasrec"
     causal_attention = True
+    graph_capturable = True
 
     def __init__(self, num_items: int, cfg: TrainConfig, vocab_extra: int = 0, ffn_mult: int = 1,
                  activation=nn.ReLU):

@@ -26,6 +26,7 @@ from xlrec.rec_models.base import SequentialRecommender, right_align, undo_right
 
 class XLSTMRec(SequentialRecommender):
     family = "xlstm"
+    graph_capturable = True
 
     def __init__(self, num_items: int, cfg: TrainConfig, kernel: str = "native", chunk_size: int | None = None):
         super().__init__(num_items, cfg)

@@ -119,7 +119,8 @@ class Trainer:
         self.best_val: dict[str, float] = {}
         self.bad_epochs = 0
         self.opt = self.sched = None
-        self.graphed = use_cuda_graph(self.rt, cfg.cuda_graph, self.model.causal, cfg.sample_mode)
+        self.graphed = use_cuda_graph(self.rt, cfg.cuda_graph, self.model.causal and self.model.graph_capturable,
+                                      cfg.sample_mode)
         self._resume: dict[str, Any] | None = None
 
     # --- helpers ------------------------------------------------------------------
@@ -154,6 +155,8 @@ class Trainer:
                 opt.load_state_dict(self._resume["opt"])
             if sched is not None and self._resume["sched"]:
                 sched.load_state_dict(self._resume["sched"])
+            for group in opt.param_groups:  # a graphed run saved its learning rate as a tensor
+                group["lr"] = float(group["lr"])
         self._make_step(opt)
         return opt
 
