@@ -61,7 +61,7 @@ def prefix_epoch_estimate(trainer: Trainer, opt, steps: int) -> tuple[float, int
             w = gather_windows(trainer.items, ends[i:i + bs], starts[i:i + bs], width)
             with trainer.rt.autocast():
                 h, t = model.training_pairs(w, 1, trainer.generator)
-                loss = full_softmax_ce(h, model.output_weight, t, kernel=trainer.rt.kernel)
+                loss = full_softmax_ce(*model.output_operands(h), t, kernel=trainer.rt.kernel)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -87,6 +87,13 @@ b = full_softmax_ce(h, w, t, max_logits=30 * 7, kernel="native")
 gb = torch.autograd.grad(b, (h, w))
 assert torch.allclose(a, b, rtol=1e-6), (a, b)
 assert all(torch.allclose(x, y, rtol=1e-5, atol=1e-6) for x, y in zip(ga, gb))
+# targets as the prefix scheme passes them: a strided column of the window batch
+window = torch.randint(1, 30, (40, 6), generator=g)
+t = window[:, 1:][:, -1]
+assert not t.is_contiguous()
+a = full_softmax_ce(h, w, t, kernel="triton")
+b = full_softmax_ce(h, w, t.contiguous(), kernel="native")
+assert torch.allclose(a, b, rtol=1e-6), (a, b)
 print("ok")
 """
 

@@ -1,13 +1,22 @@
-"""Model interface, parameter counts (the paper's Table 6) and padding invariance."""
+"""Model interface, parameter counts (the paper's Tables 4 and 6) and padding invariance."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from xlrec.config import TrainConfig, resolve_config
 from xlrec.errors import ConfigError
 from xlrec.rec_models import MODELS, build_model, parameter_breakdown
+from xlrec.training.losses import full_softmax_ce
+
+PAPER_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "paper"
+# the paper's layouts (configs/paper/*.yaml) as TrainConfig fields
+SASREC_PAPER = {"num_blocks": 1, "ffn_mult": 4, "norm_first": False, "output_bias": True}
+BERT4REC_PAPER = {"num_blocks": 2, "ffn_mult": 1, "norm_first": False, "output_head": True, "output_bias": True}
 
 
 @pytest.mark.parametrize("num_items,dim,heads,blocks,expected", [
@@ -24,18 +33,67 @@ def test_xlstm_parameter_count_matches_paper_table6(num_items, dim, heads, block
         expected - 2 * (num_items + 1) * dim
 
 
+@pytest.mark.parametrize("name,expected", [
+    ("sasrec", {32: 269_139, 64: 271_187, 128: 275_283}),
+    ("bert4rec", {32: 273_811, 64: 275_859, 128: 279_955}),
+])
+def test_paper_layouts_match_table4_parameter_counts(name, expected):
+    for max_len, count in expected.items():
+        cfg = resolve_config(name, "ml-100k", PAPER_CONFIGS / f"{name}.yaml", {"max_len": max_len})
+        assert parameter_breakdown(build_model(name, 1682, cfg))["total"] == count, max_len
+    assert resolve_config("sasrec", "ml-100k", PAPER_CONFIGS / "sasrec.yaml").sample_mode == "prefix"
+
+
+def test_layout_settings_are_refused_for_models_without_them():
+    with pytest.raises(ConfigError, match="output_bias, norm_first only shape the sasrec and bert4rec layouts"):
+        resolve_config("gru4rec", "ml-100k", overrides={"output_bias": True, "norm_first": False})
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_biased_output_layer_reaches_the_fused_loss(tied):
+    """output_operands folds the bias into one matrix; loss and gradients equal F.cross_entropy's."""
+    torch.manual_seed(0)
+    cfg = TrainConfig(model="sasrec", embedding_dim=16, max_len=10, output_bias=True, tied_output=tied)
+    model = build_model("sasrec", 30, cfg)
+    with torch.no_grad():
+        model.output_bias.normal_()
+    hidden = torch.randn(7, 16, requires_grad=True)
+    targets = torch.randint(1, 31, (7,))
+    wrt = (hidden, model.output_bias, model.output_weight if not tied else model.item_embedding.weight)
+    ref = F.cross_entropy(model.score(hidden), targets)
+    got = full_softmax_ce(*model.output_operands(hidden), targets)
+    torch.testing.assert_close(got, ref)
+    for a, b in zip(torch.autograd.grad(got, wrt), torch.autograd.grad(ref, wrt)):
+        torch.testing.assert_close(a, b)
+
+
+def test_bert4rec_last_item_windows():
+    cfg = TrainConfig(model="bert4rec", embedding_dim=16, max_len=10, mask_last_share=1.0)
+    model = build_model("bert4rec", 30, cfg)
+    window = _batch(30, 10, B=6)
+    _, targets = model.training_pairs(window, 10, torch.Generator().manual_seed(0))
+    assert torch.equal(targets, window[:, -1])  # each window trains its last item only
+    model.mask_last_share = 0.0
+    _, targets = model.training_pairs(window, 10, torch.Generator().manual_seed(0))
+    assert len(targets) > 6  # cloze masks: about mask_prob of all 60 positions
+
+
 def _batch(num_items: int, L: int, B: int = 3) -> torch.Tensor:
     g = torch.Generator().manual_seed(1)
     return torch.randint(1, num_items + 1, (B, L), generator=g)
 
 
-@pytest.mark.parametrize("name", ["xlstm", "xlstm-s", "sasrec", "bert4rec", "gru4rec", "lstm"])
-def test_left_padding_does_not_change_outputs(name):
+@pytest.mark.parametrize("name,layout", [
+    ("xlstm", {}), ("xlstm-s", {}), ("sasrec", {}), ("bert4rec", {}), ("gru4rec", {}), ("lstm", {}),
+    ("sasrec", SASREC_PAPER), ("bert4rec", BERT4REC_PAPER),
+])
+def test_left_padding_does_not_change_outputs(name, layout):
     """Outputs at real positions are the same with 0 or 13 extra pads on the left."""
     torch.manual_seed(0)
     L = 12
     cfg = TrainConfig(embedding_dim=16, num_heads=2, num_blocks=2 if name == "xlstm-s" else 1, max_len=L + 13,
                       dropout=0.0, slstm_at=[1])
+    cfg = TrainConfig(**{**cfg.to_dict(), "prep": cfg.prep, **layout})
     model = build_model(name, 40, cfg).eval()
     ids = _batch(40, L)
     padded = torch.cat([torch.zeros(3, 13, dtype=ids.dtype), ids], dim=1)

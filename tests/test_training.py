@@ -145,7 +145,7 @@ def test_padding_rows_of_a_graphed_batch_change_nothing(model):
         trainer.model.zero_grad(set_to_none=True)
         window = gather_windows(trainer.items, e, s, cfg.max_len + 1)
         hidden, targets = trainer.model.training_pairs(window, 5)
-        loss = full_softmax_ce(hidden, trainer.model.output_weight, targets)
+        loss = full_softmax_ce(*trainer.model.output_operands(hidden), targets)
         loss.backward()
         grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
         return loss.detach(), int((targets >= 0).sum()), grads

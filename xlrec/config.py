@@ -46,9 +46,22 @@ class TrainConfig:
     dropout: float = 0.2
     slstm_at: list[int] = field(default_factory=lambda: [0])  # xlstm-s only
     mask_prob: float = 0.2  # bert4rec only
+    # bert4rec only: share of training windows that mask only their last item, the samples
+    # BERT4Rec adds "to better match the sequential recommendation task" (Sun et al. 2019, 3.6)
+    mask_last_share: float = 0.0
     # sasrec/bert4rec: score items with the input item embedding (the original papers' weight
     # tying) instead of a separate output layer; off = the paper's untied layout (Table 6 counts)
     tied_output: bool = False
+    # sasrec/bert4rec block layout. ffn_mult: feed-forward width as a multiple of embedding_dim
+    # (unset = the family's own: SASRec's original 1, BERT4Rec's 4); output_bias: a per-item
+    # bias in the output layer; norm_first false = post-LN blocks and no final norm
+    # (nn.TransformerEncoderLayer's default); output_head: a dense layer and activation before
+    # the output layer (BERT4Rec's prediction head). configs/paper/ holds the layouts whose
+    # parameter counts are the paper's Table 4 rows.
+    ffn_mult: int | None = None
+    output_bias: bool = False
+    norm_first: bool = True
+    output_head: bool = False
     # optimisation
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -195,9 +208,17 @@ def validate(cfg: TrainConfig) -> None:
         (0 <= cfg.window_stride <= cfg.max_len, f"window_stride must be in [0, max_len], got {cfg.window_stride}"),
         (cfg.sample_mode in ("window", "prefix"), f"sample_mode must be window or prefix, got {cfg.sample_mode!r}"),
         (cfg.kernel in ("auto", "triton", "native"), f"kernel must be auto, triton or native, got {cfg.kernel!r}"),
+        (cfg.ffn_mult is None or cfg.ffn_mult > 0, f"ffn_mult must be positive, got {cfg.ffn_mult}"),
         (0.0 < cfg.mask_prob < 1.0, f"mask_prob must be in (0, 1), got {cfg.mask_prob}"),
+        (0.0 <= cfg.mask_last_share <= 1.0, f"mask_last_share must be in [0, 1], got {cfg.mask_last_share}"),
         (cfg.cold_start_threshold >= 3, f"cold_start_threshold must be at least 3, got {cfg.cold_start_threshold}"),
     ]
+    layout = {"tied_output": cfg.tied_output, "ffn_mult": cfg.ffn_mult is not None, "output_bias": cfg.output_bias,
+              "norm_first": not cfg.norm_first, "output_head": cfg.output_head}
+    if cfg.model not in ("sasrec", "bert4rec") and any(layout.values()):
+        set_here = ", ".join(k for k, v in layout.items() if v)
+        checks.append((False, f"{set_here} only shape the sasrec and bert4rec layouts; model {cfg.model!r} "
+                              f"has no such setting, so remove it"))
     for ok, message in checks:
         if not ok:
             raise ConfigError(f"Invalid configuration: {message}. Fix the flag or the --config file and run again.")

@@ -48,6 +48,11 @@ class SequentialRecommender(nn.Module):
     def score(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.output(hidden)
 
+    def output_operands(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(hidden', weight) with hidden' @ weight.T = the logits of `score`: the fused loss
+        (xlrec.training.losses) never forms all logits, so it takes the layer as one matrix."""
+        return hidden, self.output_weight
+
     def next_item_scores(self, history: torch.Tensor) -> torch.Tensor:
         """(B, L) left-padded histories -> (B, N+1) scores for the next item."""
         return self.score(self.encode(history)[:, -1])
@@ -81,7 +86,7 @@ def component_of(param_name: str) -> str:
     for part in parts:
         if part in ("item_embedding", "position_embedding"):
             return "embedding" if part == "item_embedding" else "position_embedding"
-        if part == "output":
+        if part in ("output", "output_bias"):
             return "output"
         if "norm" in part:
             return "final_norm"
@@ -97,7 +102,10 @@ def parameter_breakdown(model: nn.Module) -> "OrderedDict[str, int]":
         if p.requires_grad:
             key = component_of(name)
             counts[key] = counts.get(key, 0) + p.numel()
-    counts["total"] = sum(v for k, v in counts.items())
+    # input side first, output last, whatever order the module registered them in
+    rank = {"embedding": 0, "position_embedding": 1, "output": 3}
+    counts = OrderedDict(sorted(counts.items(), key=lambda kv: rank.get(kv[0], 2)))
+    counts["total"] = sum(counts.values())
     return counts
 
 

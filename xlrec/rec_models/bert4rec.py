@@ -1,8 +1,9 @@
 """BERT4Rec (Sun et al., 2019): bidirectional transformer trained by masked-item prediction.
 
 Training masks each item of a window with probability `mask_prob` (at least one per
-window) and predicts the masked items; inference appends a [MASK] after the history
-and scores that position. The [MASK] token is id N+1 of the input vocabulary only;
+window) and predicts the masked items; a share `mask_last_share` of the windows masks only
+its last item instead (the original's samples that mimic the next-item task). Inference
+appends a [MASK] after the history and scores that position. The [MASK] token is id N+1 of the input vocabulary only;
 outputs score items 0..N like every other model.
 """
 
@@ -20,11 +21,13 @@ class BERT4Rec(SASRec):
     causal = False
     causal_attention = False
     graph_capturable = False  # masks come from the trainer's own generator
+    default_ffn_mult = 4
 
     def __init__(self, num_items: int, cfg: TrainConfig, kernel: str = "native"):
-        super().__init__(num_items, cfg, vocab_extra=1, ffn_mult=4, activation=nn.GELU)
+        super().__init__(num_items, cfg, vocab_extra=1, activation=nn.GELU)
         self.mask_token = num_items + 1
         self.mask_prob = cfg.mask_prob
+        self.mask_last_share = cfg.mask_last_share
 
     def next_item_scores(self, history: torch.Tensor) -> torch.Tensor:
         # Drop the oldest item and append [MASK] so the window keeps length L.
@@ -44,6 +47,9 @@ class BERT4Rec(SASRec):
             draw = torch.rand(window.shape, device=window.device, generator=generator)
             masked = (draw < self.mask_prob) & real
             masked[:, : window.shape[1] - num_targets] = False
+            if self.mask_last_share > 0:  # these windows mask their last item only
+                last_only = torch.rand(window.shape[:1], device=window.device, generator=generator) < self.mask_last_share
+                masked[last_only] = False
             none = ~masked.any(dim=1)
             masked[none, -1] = True  # every window trains at least its last item
         ids = torch.where(masked, torch.full_like(window, self.mask_token), window)

@@ -1,9 +1,12 @@
 """SASRec (Kang & McAuley, 2018): causal self-attention over the item sequence.
 
-Pre-LN transformer blocks with learned absolute positions (the latest item is always
-position L-1, as in the original's left padding), PyTorch SDPA for attention (flash /
-memory-efficient kernels on GPU), and a key-padding mask so real items never attend
-to padding.
+Transformer blocks (pre-LN by default, post-LN with `norm_first: false`) with learned
+absolute positions (the latest item is always position L-1, as in the original's left
+padding), PyTorch SDPA for attention (flash / memory-efficient kernels on GPU), and a
+key-padding mask so real items never attend to padding. The feed-forward width
+(`ffn_mult`), an output bias (`output_bias`) and a prediction head (`output_head`) are
+settings, so the original SASRec layout (width d, no bias) and the paper's (width 4d,
+biased output, post-LN, one block: its Table 4 parameter counts) are one config apart.
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ class SelfAttention(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    def __init__(self, dim: int, heads: int, dropout: float, ffn_mult: int = 1, activation=nn.ReLU):
+    def __init__(self, dim: int, heads: int, dropout: float, ffn_mult: int = 1, activation=nn.ReLU,
+                 norm_first: bool = True):
         super().__init__()
+        self.norm_first = norm_first
         self.norm1 = nn.LayerNorm(dim)
         self.attn = SelfAttention(dim, heads, dropout)
         self.norm2 = nn.LayerNorm(dim)
@@ -43,8 +48,11 @@ class TransformerBlock(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.norm1(x), mask))
-        return x + self.drop(self.ffn(self.norm2(x)))
+        if self.norm_first:
+            x = x + self.drop(self.attn(self.norm1(x), mask))
+            return x + self.drop(self.ffn(self.norm2(x)))
+        x = self.norm1(x + self.drop(self.attn(x, mask)))
+        return self.norm2(x + self.drop(self.ffn(x)))
 
 
 def attention_mask(ids: torch.Tensor, causal: bool) -> torch.Tensor:
@@ -61,20 +69,26 @@ class SASRec(SequentialRecommender):
     family = "sasrec"
     causal_attention = True
     graph_capturable = True
+    #: feed-forward width / embedding_dim when the config leaves `ffn_mult` unset
+    default_ffn_mult = 1
 
-    def __init__(self, num_items: int, cfg: TrainConfig, vocab_extra: int = 0, ffn_mult: int = 1,
-                 activation=nn.ReLU):
+    def __init__(self, num_items: int, cfg: TrainConfig, vocab_extra: int = 0, activation=nn.ReLU):
         super().__init__(num_items, cfg)
+        ffn_mult = cfg.ffn_mult or self.default_ffn_mult
         self.item_embedding = nn.Embedding(num_items + 1 + vocab_extra, cfg.embedding_dim, padding_idx=0)
         self.position_embedding = nn.Embedding(cfg.max_len, cfg.embedding_dim)
         self.dropout = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList([
-            TransformerBlock(cfg.embedding_dim, cfg.num_heads, cfg.dropout, ffn_mult, activation)
+            TransformerBlock(cfg.embedding_dim, cfg.num_heads, cfg.dropout, ffn_mult, activation, cfg.norm_first)
             for _ in range(cfg.num_blocks)])
-        self.final_norm = nn.LayerNorm(cfg.embedding_dim)
+        # post-LN blocks end in a norm already
+        self.final_norm = nn.LayerNorm(cfg.embedding_dim) if cfg.norm_first else nn.Identity()
+        self.head = (nn.Sequential(nn.Linear(cfg.embedding_dim, cfg.embedding_dim), activation())
+                     if cfg.output_head else nn.Identity())
         self.tied_output = cfg.tied_output
         if not self.tied_output:
             self.output = nn.Linear(cfg.embedding_dim, num_items + 1, bias=False)
+        self.output_bias = nn.Parameter(torch.zeros(num_items + 1)) if cfg.output_bias else None
         # Small embedding init (BERT-style); N(0, 1) would swamp the position embedding.
         for emb in (self.item_embedding, self.position_embedding):
             nn.init.normal_(emb.weight, std=0.02)
@@ -88,7 +102,16 @@ class SASRec(SequentialRecommender):
         return self.output.weight
 
     def score(self, hidden: torch.Tensor) -> torch.Tensor:
-        return hidden @ self.output_weight.t() if self.tied_output else self.output(hidden)
+        logits = hidden @ self.output_weight.t()
+        return logits if self.output_bias is None else logits + self.output_bias
+
+    def output_operands(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.output_bias is None:
+            return hidden, self.output_weight
+        # the bias as one more input feature fixed at 1: the fused loss needs a single matrix
+        ones = torch.ones_like(hidden[:, :1])
+        return (torch.cat([hidden, ones], dim=1),
+                torch.cat([self.output_weight, self.output_bias[:, None].to(self.output_weight.dtype)], dim=1))
 
     def encode(self, ids: torch.Tensor) -> torch.Tensor:
         L = ids.shape[1]
@@ -98,4 +121,4 @@ class SASRec(SequentialRecommender):
         mask = attention_mask(ids, self.causal_attention)
         for block in self.blocks:
             x = block(x, mask)
-        return self.final_norm(x)
+        return self.head(self.final_norm(x))

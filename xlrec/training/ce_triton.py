@@ -56,6 +56,7 @@ def ce_rows_and_grad_(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tens
     and gradient 0."""
     rows, n_cols = logits.shape
     assert logits.stride(1) == 1, "rows must be contiguous"
+    targets = targets.contiguous()  # the kernel reads target i at offset i (the prefix scheme passes a strided column)
     loss = torch.empty(rows, dtype=torch.float32, device=logits.device)
     if rows:
         block = min(4096, triton.next_power_of_2(n_cols))

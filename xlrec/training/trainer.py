@@ -177,7 +177,7 @@ class Trainer:
             opt.zero_grad(set_to_none=True)
             with self.rt.autocast():
                 hidden, targets = model.training_pairs(window, n_tgt, self.generator)
-                loss = full_softmax_ce(hidden, model.output_weight, targets, kernel=self.rt.kernel)
+                loss = full_softmax_ce(*model.output_operands(hidden), targets, kernel=self.rt.kernel)
             loss.backward()
             norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             opt.step()
