@@ -3,8 +3,8 @@
 Training masks each item of a window with probability `mask_prob` (at least one per
 window) and predicts the masked items; a share `mask_last_share` of the windows masks only
 its last item instead (the original's samples that mimic the next-item task). Inference
-appends a [MASK] after the history and scores that position. The [MASK] token is id N+1 of the input vocabulary only;
-outputs score items 0..N like every other model.
+appends a [MASK] after the history and scores that position. The [MASK] token is id N+1
+of the input vocabulary only; outputs score items 0..N like every other model.
 """
 
 from __future__ import annotations

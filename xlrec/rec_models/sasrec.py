@@ -102,7 +102,7 @@ class SASRec(SequentialRecommender):
         return self.output.weight
 
     def score(self, hidden: torch.Tensor) -> torch.Tensor:
-        logits = hidden @ self.output_weight.t()
+        logits = hidden @ self.output_weight.t() if self.tied_output else self.output(hidden)
         return logits if self.output_bias is None else logits + self.output_bias
 
     def output_operands(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
