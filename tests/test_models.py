@@ -136,6 +136,8 @@ def test_config_resolution_order(tmp_path):
         resolve_config("xlstm", "ml-100k", overrides={"bogus": 1})
     with pytest.raises(ConfigError, match="divisible"):
         resolve_config("xlstm", "ml-100k", overrides={"embedding_dim": 30, "num_heads": 4})
+    with pytest.raises(ConfigError, match="ema_decay must be in"):
+        resolve_config("sasrec", "ml-100k", overrides={"ema_decay": 1.0})
 
 
 def test_xlstm_cpu_kernel_path_is_chunk_size_invariant():

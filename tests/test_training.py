@@ -102,12 +102,13 @@ def test_nan_loss_stops_with_clear_reason():
 
 
 def test_resume_from_checkpoint_continues_identically():
-    """Stopping after epoch 2 and resuming from Trainer.state() gives the same run as no stop."""
+    """Stopping after epoch 2 and resuming from Trainer.state() gives the same run as no stop
+    (the weight average, which lives outside the model, included)."""
     import io
 
     from xlrec.training.trainer import Callback, StopTraining
 
-    full = _train("sasrec", epochs=4, patience=10, seed=3)
+    full = _train("sasrec", epochs=4, patience=10, seed=3, ema_decay=0.9)
 
     class StopAfter2(Callback):
         state = None
@@ -120,7 +121,7 @@ def test_resume_from_checkpoint_continues_identically():
                 raise StopTraining("simulated node loss")
 
     cfg = resolve_config("sasrec", "synthetic", overrides={**SMALL, "epochs": 4, "patience": 10, "seed": 3,
-                                                           "device": "cpu"})
+                                                           "device": "cpu", "ema_decay": 0.9})
     data = prepare("synthetic", cfg.prep)
     Trainer(cfg, data, [StopAfter2()]).fit()
     resumed = Trainer(cfg, data)
@@ -128,6 +129,53 @@ def test_resume_from_checkpoint_continues_identically():
     res = resumed.fit()
     assert [h["train_loss"] for h in res.history] == [h["train_loss"] for h in full.history]
     assert res.test.metrics == full.test.metrics
+
+
+def test_weight_average_follows_every_step_and_is_what_validation_and_test_use():
+    """ema_decay: the averaged weights follow torch's EMA recurrence over every optimizer step;
+    validation, the best-epoch checkpoint and the test use them, while training itself goes on
+    from the trained weights."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    from xlrec.training.trainer import Callback
+
+    decay = 0.9
+    cfg = resolve_config("sasrec", "synthetic", overrides={**SMALL, "epochs": 3, "patience": 10, "device": "cpu",
+                                                           "ema_decay": decay})
+    at_epoch_end: dict[int, tuple[list, list]] = {}  # epoch -> (averaged weights, trained weights)
+
+    class Watch(Callback):
+        def on_epoch_end(self, trainer, record):
+            at_epoch_end[record["epoch"]] = ([t.clone() for t in trainer.ema],
+                                             [p.detach().clone() for p in trainer.model.parameters()])
+
+    trainer = Trainer(cfg, prepare("synthetic", cfg.prep), [Watch()])
+    reference = [p.detach().clone() for p in trainer.model.parameters()]  # the average starts at the init
+    steps, last_step = 0, []
+
+    def after_step(opt, args, kwargs):
+        nonlocal steps, last_step
+        steps += 1
+        last_step = [p.detach().clone() for p in trainer.model.parameters()]
+        for avg, p in zip(reference, last_step):
+            avg.lerp_(p, 1 - decay)
+
+    handle = register_optimizer_step_post_hook(after_step)
+    try:
+        res = trainer.fit()
+    finally:
+        handle.remove()
+    assert steps > 3 * 10  # several steps per epoch
+    for avg, ref in zip(trainer.ema, reference):
+        torch.testing.assert_close(avg, ref)
+    averaged, trained = at_epoch_end[3]
+    assert not all(torch.equal(a, t) for a, t in zip(averaged, trained))  # the average is not the weights
+    # after validation the model holds the trained weights again (training goes on from them)
+    assert all(torch.equal(t, last) for t, last in zip(trained, last_step))
+    best_averaged = at_epoch_end[res.best_epoch][0]
+    for p, a in zip(trainer.model.parameters(), best_averaged):  # restored: the best epoch's average
+        assert torch.equal(p.detach(), a)
+    assert trainer.evaluate("val").metrics == res.best_val  # validation scored the averaged weights
 
 
 @pytest.mark.parametrize("model", ["xlstm", "sasrec", "gru4rec"])

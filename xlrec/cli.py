@@ -27,6 +27,7 @@ _TRAIN_FLAGS: list[tuple[str, type, str]] = [
     ("--scheduler", str, "learning-rate schedule: none | step | cosine"),
     ("--batch-size", int, "training batch size (windows, or prefixes in prefix mode)"),
     ("--grad-clip", float, "gradient-norm clipping (0 disables)"),
+    ("--ema-decay", float, "moving average of the weights, e.g. 0.99 (0 disables)"),
     ("--patience", int, "early-stopping patience in epochs (validation Recall@10)"),
     ("--sample-mode", str, "window (all positions) | prefix (the paper's one prefix per target)"),
     ("--window-stride", int, "window mode: targets per window; smaller overlaps windows for more context (0 = max_len)"),

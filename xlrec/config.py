@@ -71,6 +71,9 @@ class TrainConfig:
     epochs: int = 200
     batch_size: int = 128
     grad_clip: float = 1.0
+    # exponential moving average of the weights, updated after every optimizer step; validation,
+    # the best-epoch checkpoint and the test use the averaged weights. 0 = off
+    ema_decay: float = 0.0
     patience: int = 3
     sample_mode: str = "window"  # window (all positions) | prefix (the paper's scheme)
     # Window mode: a new window every `window_stride` targets (0 = max_len, no overlap). With a
@@ -121,10 +124,10 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "xlstm": {"window_stride": 10, "batch_size": 64, "dropout": 0.3, "lr": 2e-3, "scheduler": "cosine",
               "epochs": 30},
-    "sasrec": {"num_blocks": 2, "window_stride": 10, "batch_size": 128, "dropout": 0.2},
-    "bert4rec": {"num_blocks": 2, "batch_size": 64, "dropout": 0.1},
-    "gru4rec": {"window_stride": 10, "batch_size": 64, "dropout": 0.3},
-    "lstm": {"window_stride": 10, "batch_size": 64, "dropout": 0.3},
+    "sasrec": {"num_blocks": 2, "window_stride": 10, "batch_size": 128, "dropout": 0.2, "ema_decay": 0.998},
+    "bert4rec": {"num_blocks": 2, "batch_size": 64, "dropout": 0.1, "ema_decay": 0.98},
+    "gru4rec": {"window_stride": 10, "batch_size": 64, "dropout": 0.3, "ema_decay": 0.99},
+    "lstm": {"window_stride": 10, "batch_size": 64, "dropout": 0.3, "ema_decay": 0.998},
 }
 
 
@@ -203,6 +206,7 @@ def validate(cfg: TrainConfig) -> None:
         (0.0 <= cfg.dropout < 1.0, f"dropout must be in [0, 1), got {cfg.dropout}"),
         (cfg.lr > 0, f"lr must be positive, got {cfg.lr}"),
         (cfg.batch_size > 0, f"batch_size must be positive, got {cfg.batch_size}"),
+        (0.0 <= cfg.ema_decay < 1.0, f"ema_decay must be in [0, 1), got {cfg.ema_decay}"),
         (cfg.epochs >= 0, f"epochs must be >= 0, got {cfg.epochs}"),
         (cfg.scheduler in ("none", "step", "cosine"), f"scheduler must be none, step or cosine, got {cfg.scheduler!r}"),
         (0 <= cfg.window_stride <= cfg.max_len, f"window_stride must be in [0, max_len], got {cfg.window_stride}"),

@@ -2,22 +2,26 @@
 
 One epoch = every training interaction a target once (window mode) or the paper's
 one-prefix-per-target scheme. Adam, optional StepLR/cosine schedule, gradient
-clipping, early stopping on validation Recall@10 with restore of the best weights,
+clipping, an optional moving average of the weights (what validation and test then
+score), early stopping on validation Recall@10 with restore of the best weights,
 then test and cold-start evaluation. Observers (MLflow logging, progress printing,
 Ray/Tune reporting) plug in through `Callback` without touching the loop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from xlrec.config import TrainConfig
 from xlrec.data_prep import PreparedDataset, Split, leave_two_out
@@ -119,6 +123,7 @@ class Trainer:
         self.best_val: dict[str, float] = {}
         self.bad_epochs = 0
         self.opt = self.sched = None
+        self.ema: list[torch.Tensor] | None = None  # the averaged weights, aligned with model.parameters()
         self.graphed = use_cuda_graph(self.rt, cfg.cuda_graph, self.model.causal and self.model.graph_capturable,
                                       cfg.sample_mode)
         self._resume: dict[str, Any] | None = None
@@ -157,6 +162,9 @@ class Trainer:
                 sched.load_state_dict(self._resume["sched"])
             for group in opt.param_groups:  # a graphed run saved its learning rate as a tensor
                 group["lr"] = float(group["lr"])
+        if self.cfg.ema_decay > 0:
+            saved = self._resume.get("ema") if self._resume is not None else None
+            self.ema = [t.detach().clone() for t in (saved or self.model.parameters())]
         self._make_step(opt)
         return opt
 
@@ -171,6 +179,11 @@ class Trainer:
         self._acc = {"loss": torch.zeros((), device=dev), "norm": torch.zeros((), device=dev),
                      "targets": torch.zeros((), dtype=torch.long, device=dev)}
         acc = self._acc
+        # torch's EMA arithmetic (a foreach lerp) on tensors held here rather than in
+        # swa_utils.AveragedModel: its update branches on a device counter, a host sync per step
+        # that a CUDA graph cannot capture
+        ema, ema_update = self.ema, get_ema_multi_avg_fn(cfg.ema_decay)
+        params = [p.detach() for p in model.parameters()]
 
         def step(ends: torch.Tensor, ustarts: torch.Tensor) -> None:
             window = gather_windows(self.items, ends, ustarts, width)
@@ -181,6 +194,8 @@ class Trainer:
             loss.backward()
             norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             opt.step()
+            if ema is not None:
+                ema_update(ema, params, None)
             count = (targets >= 0).sum()  # negative targets are ignored rows (see training_pairs)
             acc["loss"] += loss.detach() * count
             acc["norm"] += norm.detach()
@@ -225,7 +240,7 @@ class Trainer:
     def state(self) -> dict[str, Any]:
         """Everything needed to continue after the current epoch, bit for bit on CPU."""
         return {"model": self.model.state_dict(), "opt": self.opt.state_dict() if self.opt else None,
-                "sched": self.sched.state_dict() if self.sched else None, "epoch": self.epoch,
+                "sched": self.sched.state_dict() if self.sched else None, "ema": self.ema, "epoch": self.epoch,
                 "best_state": self.best_state, "best_val": self.best_val, "best_epoch": self.best_epoch,
                 "bad_epochs": self.bad_epochs, "history": self.history,
                 "shuffle_gen": self.shuffle_gen.get_state(), "generator": self.generator.get_state(),
@@ -240,6 +255,23 @@ class Trainer:
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self._resume = state
+
+    @contextlib.contextmanager
+    def averaged_weights(self) -> Iterator[None]:
+        """Inside: the model holds the moving average of its weights (when ema_decay is on),
+        copied in place so a captured CUDA graph still finds them; the trained weights return after."""
+        if self.ema is None:
+            yield
+            return
+        params = [p.detach() for p in self.model.parameters()]
+        trained = [p.clone() for p in params]
+        for p, averaged in zip(params, self.ema):
+            p.copy_(averaged)
+        try:
+            yield
+        finally:
+            for p, weights in zip(params, trained):
+                p.copy_(weights)
 
     # --- the loop -----------------------------------------------------------------
     def fit(self) -> TrainResult:
@@ -263,7 +295,12 @@ class Trainer:
                     stats = self.train_epoch()
                     synchronize(self.rt)
                     train_time = time.perf_counter() - t0
-                    val = self.evaluate("val").metrics
+                    with self.averaged_weights():
+                        val = self.evaluate("val").metrics
+                        improved = val[MONITOR] > self.best_val.get(MONITOR, -1.0)
+                        if improved:
+                            self.best_state = copy.deepcopy({k: v.detach().clone()
+                                                             for k, v in model.state_dict().items()})
                     epoch_time = time.perf_counter() - t0
                     if sched is not None:
                         sched.step()
@@ -272,10 +309,8 @@ class Trainer:
                               "throughput": stats["targets"] / train_time,
                               **{f"val_{k}": v for k, v in val.items()}, **resource_usage(self.rt)}
                     self.history.append(record)
-                    improved = val[MONITOR] > self.best_val.get(MONITOR, -1.0)
                     if improved:
                         self.best_val, self.best_epoch, bad_epochs = val, epoch, 0
-                        self.best_state = copy.deepcopy({k: v.detach().clone() for k, v in model.state_dict().items()})
                     else:
                         bad_epochs += 1
                     self.bad_epochs = bad_epochs
