@@ -22,7 +22,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 def run_one(job: dict) -> dict:
     import torch
 
-    torch.set_num_threads(job.get("threads", 1))
+    if job.get("threads", 1) > 0:
+        torch.set_num_threads(job.get("threads", 1))
     from xlrec.config import resolve_config
     from xlrec.data_prep import prepare
     from xlrec.training.trainer import Trainer
@@ -63,6 +64,7 @@ def main() -> None:
     ap.add_argument("--protocols", default="paper,exclude", help="paper = --no-exclude-seen; exclude = default")
     ap.add_argument("--set", action="append", default=[], help="MODEL:json overrides, e.g. sasrec:{\"dropout\":0.3}")
     ap.add_argument("--workers", type=int, default=os.cpu_count())
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per run (0 = torch's default)")
     ap.add_argument("--source", default=None)
     ap.add_argument("--out", default="accuracy.jsonl")
     args = ap.parse_args()
@@ -76,7 +78,7 @@ def main() -> None:
             for protocol in args.protocols.split(","):
                 for seed in map(int, args.seeds.split(",")):
                     jobs.append({"model": model, "dataset": args.dataset, "seed": seed, "protocol": protocol,
-                                 "overrides": ov, "source": args.source})
+                                 "overrides": ov, "source": args.source, "threads": args.threads})
     print(f"{len(jobs)} runs on {args.workers} workers, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores", file=sys.stderr)
     rows = []

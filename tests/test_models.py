@@ -138,6 +138,8 @@ def test_config_resolution_order(tmp_path):
         resolve_config("xlstm", "ml-100k", overrides={"embedding_dim": 30, "num_heads": 4})
     with pytest.raises(ConfigError, match="ema_decay must be in"):
         resolve_config("sasrec", "ml-100k", overrides={"ema_decay": 1.0})
+    with pytest.raises(ConfigError, match="adam_beta2 must be in"):
+        resolve_config("sasrec", "ml-100k", overrides={"adam_beta2": 1.0})
 
 
 def test_xlstm_cpu_kernel_path_is_chunk_size_invariant():

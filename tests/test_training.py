@@ -55,6 +55,21 @@ def test_xlstm_s_trains_one_epoch():
     assert res.epochs_run == 1 and np.isfinite(res.history[0]["train_loss"])
 
 
+def test_adam_beta2_reaches_the_optimizer():
+    cfg = resolve_config("sasrec", "synthetic", overrides={**SMALL, "device": "cpu", "adam_beta2": 0.98})
+    opt = Trainer(cfg, prepare("synthetic", cfg.prep)).setup_optimizer()
+    assert opt.param_groups[0]["betas"] == (0.9, 0.98)
+
+
+def test_min_epochs_holds_off_early_stopping():
+    """With no progress (a negligible learning rate) patience 1 ends the run at epoch 2; with
+    min_epochs 4 it ends at epoch 4, and the best epoch is still the best-validation one."""
+    frozen = {"lr": 1e-12, "patience": 1, "epochs": 8}
+    assert _train("gru4rec", **frozen).epochs_run == 2
+    held = _train("gru4rec", **frozen, min_epochs=4)
+    assert (held.epochs_run, held.best_epoch, held.stopped_reason) == (4, 1, "early_stopped")
+
+
 def test_same_seed_same_metrics_and_different_seed_differs():
     a = _train("sasrec", epochs=2, seed=7)
     b = _train("sasrec", epochs=2, seed=7)

@@ -65,6 +65,8 @@ class TrainConfig:
     # optimisation
     lr: float = 1e-3
     weight_decay: float = 0.0
+    # Adam's second-moment decay; the original SASRec trains with 0.98 (torch's default 0.999)
+    adam_beta2: float = 0.999
     scheduler: str = "none"  # none | step | cosine
     step_size: int = 10
     gamma: float = 0.5
@@ -75,6 +77,9 @@ class TrainConfig:
     # the best-epoch checkpoint and the test use the averaged weights. 0 = off
     ema_decay: float = 0.0
     patience: int = 3
+    # early stopping may end the run only from this epoch on (Lightning's min_epochs; Keras calls
+    # it start_from_epoch); the best-validation weights are still tracked from epoch 1
+    min_epochs: int = 0
     sample_mode: str = "window"  # window (all positions) | prefix (the paper's scheme)
     # Window mode: a new window every `window_stride` targets (0 = max_len, no overlap). With a
     # smaller stride, windows overlap and the earlier positions serve as context only, so every
@@ -123,8 +128,9 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 # windows trains ~640 targets, vs 128 targets in a prefix-mode batch of 128.
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "xlstm": {"window_stride": 10, "batch_size": 64, "dropout": 0.3, "lr": 2e-3, "scheduler": "cosine",
-              "epochs": 30},
-    "sasrec": {"num_blocks": 2, "window_stride": 10, "batch_size": 128, "dropout": 0.2, "ema_decay": 0.998},
+              "epochs": 30, "min_epochs": 15},
+    "sasrec": {"num_blocks": 2, "window_stride": 10, "batch_size": 128, "dropout": 0.2, "ema_decay": 0.998,
+               "min_epochs": 20},
     "bert4rec": {"num_blocks": 2, "batch_size": 64, "dropout": 0.1, "ema_decay": 0.98},
     "gru4rec": {"window_stride": 10, "batch_size": 64, "dropout": 0.3, "ema_decay": 0.99},
     "lstm": {"window_stride": 10, "batch_size": 64, "dropout": 0.3, "ema_decay": 0.998},
@@ -205,9 +211,11 @@ def validate(cfg: TrainConfig) -> None:
          f"embedding_dim ({cfg.embedding_dim}) must be divisible by num_heads ({cfg.num_heads})"),
         (0.0 <= cfg.dropout < 1.0, f"dropout must be in [0, 1), got {cfg.dropout}"),
         (cfg.lr > 0, f"lr must be positive, got {cfg.lr}"),
+        (0.0 < cfg.adam_beta2 < 1.0, f"adam_beta2 must be in (0, 1), got {cfg.adam_beta2}"),
         (cfg.batch_size > 0, f"batch_size must be positive, got {cfg.batch_size}"),
         (0.0 <= cfg.ema_decay < 1.0, f"ema_decay must be in [0, 1), got {cfg.ema_decay}"),
         (cfg.epochs >= 0, f"epochs must be >= 0, got {cfg.epochs}"),
+        (cfg.min_epochs >= 0, f"min_epochs must be >= 0, got {cfg.min_epochs}"),
         (cfg.scheduler in ("none", "step", "cosine"), f"scheduler must be none, step or cosine, got {cfg.scheduler!r}"),
         (0 <= cfg.window_stride <= cfg.max_len, f"window_stride must be in [0, max_len], got {cfg.window_stride}"),
         (cfg.sample_mode in ("window", "prefix"), f"sample_mode must be window or prefix, got {cfg.sample_mode!r}"),

@@ -137,6 +137,7 @@ class Trainer:
         # fused Adam on CUDA: one kernel for all parameters (fewer launches per step); a graphed
         # step needs its step count on the device (capturable)
         opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay,
+                               betas=(0.9, self.cfg.adam_beta2),
                                fused=self.rt.is_cuda or None, capturable=self.graphed)
         if self.cfg.scheduler == "step":
             sched = torch.optim.lr_scheduler.StepLR(opt, step_size=self.cfg.step_size, gamma=self.cfg.gamma)
@@ -274,6 +275,11 @@ class Trainer:
                 p.copy_(weights)
 
     # --- the loop -----------------------------------------------------------------
+    def _should_stop(self, epoch: int, bad_epochs: int) -> bool:
+        """Early stopping: `patience` epochs without a better validation Recall@10, once at least
+        `min_epochs` epochs have run."""
+        return bad_epochs >= self.cfg.patience and epoch >= self.cfg.min_epochs
+
     def fit(self) -> TrainResult:
         cfg, model = self.cfg, self.model
         t_start = time.perf_counter()
@@ -284,10 +290,11 @@ class Trainer:
                 opt = self.setup_optimizer()
                 sched = self.sched
                 bad_epochs = self.bad_epochs
-                if bad_epochs >= cfg.patience:  # resumed after the stopping epoch
+                done = self._should_stop(self.epoch, bad_epochs)
+                if done:  # resumed after the stopping epoch
                     stopped = "early_stopped"
                 first_epoch = self.epoch + 1
-                for epoch in range(first_epoch, cfg.epochs + 1 if bad_epochs < cfg.patience else 0):
+                for epoch in range(first_epoch, 0 if done else cfg.epochs + 1):
                     self.epoch = epoch
                     start_usage_interval(self.rt, reset_gpu_peak=epoch == first_epoch)
                     lr = float(opt.param_groups[0]["lr"])
@@ -315,7 +322,7 @@ class Trainer:
                         bad_epochs += 1
                     self.bad_epochs = bad_epochs
                     self._notify("on_epoch_end", record)
-                    if bad_epochs >= cfg.patience:
+                    if self._should_stop(epoch, bad_epochs):
                         stopped = "early_stopped"
                         break
                 if self.best_state is not None:
