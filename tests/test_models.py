@@ -140,6 +140,10 @@ def test_config_resolution_order(tmp_path):
         resolve_config("sasrec", "ml-100k", overrides={"ema_decay": 1.0})
     with pytest.raises(ConfigError, match="adam_beta2 must be in"):
         resolve_config("sasrec", "ml-100k", overrides={"adam_beta2": 1.0})
+    with pytest.raises(ConfigError, match="min_epochs must be >= 0"):
+        resolve_config("xlstm", "ml-100k", overrides={"min_epochs": -1})
+    assert (resolve_config("xlstm", "ml-100k").min_epochs, resolve_config("sasrec", "ml-100k").min_epochs,
+            resolve_config("sasrec", "ml-1m").min_epochs) == (15, 20, 0)  # ML-100K defaults only
 
 
 def test_xlstm_cpu_kernel_path_is_chunk_size_invariant():
