@@ -228,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return func(args)
     except XlrecError as exc:
-        print(f"xlrec: error: {exc}", file=sys.stderr)
+        from xlrec.redact import redact
+
+        print(f"xlrec: error: {redact(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("xlrec: interrupted", file=sys.stderr)
