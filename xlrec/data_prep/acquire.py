@@ -19,17 +19,22 @@ archive's SHA-256 beside it at ``<base>/<name>.zip.sha256`` (``sha256sum`` outpu
 it does the archive is verified against it, otherwise the archive is accepted only if it
 is a complete, valid zip (every member's CRC is checked).
 
-Downloads (official or mirror URL) are streamed in chunks into
-``data_dir()/downloads/<file>.part`` with a progress bar on stderr (only when stderr is a
-terminal), checked against the known size and SHA-256 (MD5 where GroupLens publishes only
-that), and renamed into place with `os.replace`, so ``downloads/<file>`` is always a
-complete, verified archive. A transfer that ends short of its Content-Length or drops is
+Downloads (official or mirror URL) are streamed in chunks into a temporary file of
+their own beside ``data_dir()/downloads/<file>`` with a progress bar on stderr (only when
+stderr is a terminal), checked against the known size and SHA-256 (MD5 where GroupLens
+publishes only that), and renamed into place with `os.replace`, so ``downloads/<file>`` is
+always a complete, verified archive. A transfer that ends short of its Content-Length or drops is
 retried a few times and then raises `DataError`; its partial file is deleted. A cached
 archive that no longer matches its checksum is deleted and fetched again, never used.
 The verified archive is then extracted into a temporary folder under ``data_dir()/raw/``
 and renamed to ``data_dir()/raw/<name>/`` in one step; an archive whose contents sit in a
 single top folder (``ml-100k/``, ``ml-10M100K/``, ``ml-20m/``) is flattened, so
 ``raw/ml-100k/u.data`` exists. A finished ``raw/<name>/`` is reused by later runs.
+Unpacking refuses unsafe paths, duplicate members and zip bombs (see `unpack`).
+
+Processes sharing one cache (a sweep's trials, parallel runs) take a lock per download
+and per ``raw/<name>/`` (see `locks`): the first one fetches and unpacks, the others wait
+and then use its result, so a dataset is downloaded once however many runs start at once.
 
 `data_dir()` is ``$XLREC_DATA_DIR`` or ``~/.cache/xlrec``. Only the standard library
 (urllib) is used for downloads.
@@ -53,6 +58,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Mapping, TextIO
 
+from xlrec.data_prep import locks
+from xlrec.data_prep.unpack import extract_zip, limits_problem
 from xlrec.errors import ConfigError, DataError
 
 CHUNK = 1 << 20  # bytes per read while streaming
@@ -137,6 +144,11 @@ def data_dir() -> Path:
     return Path(os.environ.get("XLREC_DATA_DIR") or Path.home() / ".cache" / "xlrec")
 
 
+def lock(target: Path, what: str, stream: TextIO | None = None):
+    """The cache's inter-process lock guarding `target` (a context manager)."""
+    return locks.locked(locks.lock_path(data_dir(), target), what, stream)
+
+
 # --------------------------------------------------------------------------- resolution
 
 
@@ -159,6 +171,15 @@ def raw_dir(name: str, source: str | None = None, *, sources: Mapping[str, Sourc
     target = data_dir() / "raw" / name
     if target.is_dir():  # only ever created complete (atomic rename), so it is usable as is
         return target
+    with lock(target, f"fetching {name}"):
+        if target.is_dir():  # another process finished it while we waited
+            return target
+        return _acquire(name, source, target, sources, retries, backoff, timeout)
+
+
+def _acquire(name: str, source: str | None, target: Path, sources: Mapping[str, Source] | None,
+             retries: int, backoff: float, timeout: float) -> Path:
+    """Download and unpack `name` into `target` (the caller holds `target`'s lock)."""
     if source:  # mirror base URL
         base = source.rstrip("/")
         url = f"{base}/{name}.zip"
@@ -175,7 +196,31 @@ def raw_dir(name: str, source: str | None = None, *, sources: Mapping[str, Sourc
     archive = data_dir() / "downloads" / spec.filename
     fetch(spec.url, archive, spec.sha256, spec.size, md5=spec.md5, check=_integrity_check(spec),
           retries=retries, backoff=backoff, timeout=timeout)
-    return install(name, archive, spec.kind)
+    return _install(name, archive, spec.kind)
+
+
+def discard(name: str) -> list[Path]:
+    """Remove the cached raw folder and downloaded archive of `name`; return what was removed.
+
+    Used when the unpacked files turn out to be unreadable, so that the next run fetches
+    them again (e.g. from a mirror that has been fixed) instead of reusing them.
+    """
+    target = data_dir() / "raw" / name
+    removed = []
+    with lock(target, f"fetching {name}"):
+        if target.is_dir():
+            # Renamed aside first, so no reader finds a half-deleted folder under the real name.
+            aside = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}-", suffix=".old"))
+            os.replace(target, aside / name)
+            shutil.rmtree(aside, ignore_errors=True)
+            removed.append(target)
+        names = {f"{name}.zip"} | ({SOURCES[name].filename} if name in SOURCES else set())
+        for archive in (data_dir() / "downloads" / n for n in sorted(names)):
+            with lock(archive, f"downloading {archive.name}"):
+                if archive.is_file():
+                    archive.unlink()
+                    removed.append(archive)
+    return removed
 
 
 def _mirror_sha256(url: str, timeout: float) -> str | None:
@@ -203,13 +248,15 @@ def fetch(url: str, dest: str | os.PathLike, sha256: str | None = None, size: in
           stream: TextIO | None = None) -> Path:
     """Download `url` to `dest` unless a verified copy is already there; return `dest`.
 
-    The body is streamed into ``<dest>.part`` and renamed to `dest` only once it is
-    complete and verified: its size must equal `size`, its digest `sha256` (and `md5`)
+    The body is streamed into a temporary file of its own beside `dest` (so concurrent
+    downloads never share one) and renamed to `dest` only once it is complete and verified: its size must equal `size`, its digest `sha256` (and `md5`)
     where given. When no digest is known, `check(path)` (an integrity check returning a
     problem or None) must pass, and if there is no check either, the file is refused.
     An existing `dest` that fails verification is deleted and fetched again. Transient
     failures (short transfer, dropped connection, timeout, HTTP 5xx) are retried up to
-    `retries` attempts in all; a complete file with the wrong checksum is not.
+    `retries` attempts in all; a complete file with the wrong checksum is not. Processes
+    fetching the same `dest` at once take turns (an inter-process lock): the first one
+    downloads, the others find its verified copy.
     """
     dest = Path(dest)
     if sha256 is None and md5 is None and check is None:
@@ -218,6 +265,13 @@ def fetch(url: str, dest: str | os.PathLike, sha256: str | None = None, size: in
             f"corrupt copy could not be detected. {_OFFLINE_HINT}."
         )
     stream = sys.stderr if stream is None else stream
+    with lock(dest, f"downloading {dest.name}", stream):
+        return _fetch_locked(url, dest, sha256, size, md5, check, retries, backoff, timeout, stream)
+
+
+def _fetch_locked(url: str, dest: Path, sha256: str | None, size: int | None, md5: str | None,
+                  check: Callable[[Path], str | None] | None, retries: int, backoff: float, timeout: float,
+                  stream: TextIO) -> Path:
     if dest.is_file():
         problem = _verify(dest, sha256, size, md5, check)
         if problem is None:
@@ -225,13 +279,16 @@ def fetch(url: str, dest: str | os.PathLike, sha256: str | None = None, size: in
         print(f"xlrec: cached {dest} is corrupt ({problem}); deleting it and downloading it again.", file=stream)
         dest.unlink()
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
+    locks.remove_stale(dest.parent, f".{dest.name}.", ".part")  # from a killed download
+    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    os.close(fd)
+    part = Path(name)
     attempts = max(1, retries)
     last = ""
     try:
         for attempt in range(1, attempts + 1):
             try:
-                hashes = _download(url, part, size, timeout, stream)
+                hashes = _download(url, part, dest, size, timeout, stream)
             except _Transient as exc:
                 last = str(exc)
                 if attempt < attempts:
@@ -269,8 +326,12 @@ def _request(url: str) -> urllib.request.Request:
     return urllib.request.Request(url, headers={"User-Agent": "xlrec-data/1", "Accept-Encoding": "identity"})
 
 
-def _download(url: str, part: Path, size: int | None, timeout: float, stream: TextIO) -> tuple[str, str]:
-    """Stream `url` into `part`; return its (sha256, md5) hex digests. Raises _Transient or DataError."""
+def _download(url: str, part: Path, dest: Path, size: int | None, timeout: float,
+              stream: TextIO) -> tuple[str, str]:
+    """Stream `url` into `part` (the temp file for `dest`); return its (sha256, md5) hex digests.
+
+    Raises _Transient or DataError.
+    """
     try:
         resp = urllib.request.urlopen(_request(url), timeout=timeout)
     except urllib.error.HTTPError as exc:
@@ -286,7 +347,7 @@ def _download(url: str, part: Path, size: int | None, timeout: float, stream: Te
             raise _Transient(str(reason)) from None
         raise DataError(
             f"Cannot reach {url} ({reason}); this machine may have no internet access. {_OFFLINE_HINT}; or put "
-            f"a copy of the file at {part.with_name(part.name.removesuffix('.part'))} (it is verified before use)."
+            f"a copy of the file at {dest} (it is verified before use)."
         ) from None
     except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
         raise _Transient(f"{type(exc).__name__}: {exc}") from None
@@ -302,7 +363,7 @@ def _download(url: str, part: Path, size: int | None, timeout: float, stream: Te
                 f"server or the URL is wrong. Nothing was downloaded. {_OFFLINE_HINT}."
             )
         received = 0
-        bar = _Progress(part.name.removesuffix(".part"), expected or size, stream)
+        bar = _Progress(dest.name, expected or size, stream)
         try:
             with open(part, "wb") as fh:
                 while True:
@@ -364,6 +425,9 @@ def _integrity_check(spec: Source) -> Callable[[Path], str | None] | None:
 def _check_zip(path: Path) -> str | None:
     try:
         with zipfile.ZipFile(path) as zf:
+            too_large = limits_problem(zf)  # before testzip, which would inflate a zip bomb
+            if too_large:
+                return too_large
             bad = zf.testzip()
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as exc:
         return f"not a valid zip archive ({exc})"
@@ -384,17 +448,30 @@ def _check_gzip(path: Path) -> str | None:
 
 
 def install(name: str, archive: str | os.PathLike, kind: str = "zip") -> Path:
-    """Unpack a verified `archive` into ``data_dir()/raw/<name>/`` atomically; return that folder."""
-    archive = Path(archive)
+    """Unpack a verified `archive` into ``data_dir()/raw/<name>/`` atomically; return that folder.
+
+    Concurrent installs of one dataset take turns; the later ones find the folder done.
+    """
+    target = data_dir() / "raw" / name
+    if target.is_dir():
+        return target
+    with lock(target, f"fetching {name}"):
+        return _install(name, Path(archive), kind)
+
+
+def _install(name: str, archive: Path, kind: str) -> Path:
+    """`install` for a caller that holds the lock on ``raw/<name>``."""
     raw = data_dir() / "raw"
     target = raw / name
     if target.is_dir():
         return target
     raw.mkdir(parents=True, exist_ok=True)
+    for suffix in (".tmp", ".old"):  # from a killed install or discard
+        locks.remove_stale(raw, f".{name}-", suffix)
     tmp = Path(tempfile.mkdtemp(dir=raw, prefix=f".{name}-", suffix=".tmp"))
     try:
         if kind == "zip":
-            _extract_zip(archive, tmp)
+            extract_zip(archive, tmp)
         else:
             dest = tmp / archive.name
             try:
@@ -414,43 +491,6 @@ def install(name: str, archive: str | os.PathLike, kind: str = "zip") -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
-
-
-def _extract_zip(archive: Path, dest: Path) -> None:
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            members = [m for m in zf.infolist() if not _junk(m.filename)]
-            for m in members:
-                p = PurePosixPath(m.filename.replace("\\", "/"))
-                if p.is_absolute() or ".." in p.parts or (p.parts and ":" in p.parts[0]):
-                    raise DataError(
-                        f"{archive} contains the unsafe path {m.filename!r}; refusing to unpack it. "
-                        f"Delete the file and get the dataset from a trusted source."
-                    )
-            tops = {PurePosixPath(m.filename).parts[0] for m in members if PurePosixPath(m.filename).parts}
-            strip = 0
-            if len(tops) == 1 and all(m.is_dir() or len(PurePosixPath(m.filename).parts) > 1 for m in members):
-                strip = 1  # everything sits in one top folder (ml-100k/, ml-10M100K/): flatten it
-            if not members:
-                raise DataError(f"{archive} is an empty zip archive. Delete it and fetch the dataset again.")
-            for m in members:
-                parts = PurePosixPath(m.filename).parts[strip:]
-                if not parts:
-                    continue
-                out = dest.joinpath(*parts)
-                if m.is_dir():
-                    out.mkdir(parents=True, exist_ok=True)
-                    continue
-                out.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(m) as src, open(out, "wb") as dst:
-                    shutil.copyfileobj(src, dst, CHUNK)
-    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-        raise DataError(f"{archive} is not a readable zip archive ({exc}). Delete it and fetch it again.") from None
-
-
-def _junk(filename: str) -> bool:
-    parts = PurePosixPath(filename).parts
-    return not parts or parts[0] == "__MACOSX" or parts[-1] == ".DS_Store"
 
 
 # ------------------------------------------------------------------------------ progress
