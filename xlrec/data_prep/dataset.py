@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from xlrec.config import PrepConfig
-from xlrec.data_prep import acquire, locks, synthetic
+from xlrec.data_prep import acquire, synthetic
+from xlrec.data_prep.cache import lock, remove_stale
 from xlrec.data_prep.preprocess import Sequences, build_sequences
 from xlrec.data_prep.readers import READERS
 from xlrec.data_prep.stats import published_mismatch, raw_counts, table1_stats
@@ -142,11 +143,11 @@ def prepare(name: str, prep: PrepConfig | None = None, source: str | None = None
     loaded = _load(cache)
     from_cache = loaded is not None
     if loaded is None:
-        with acquire.lock(cache, f"preparing {name}"):
+        with lock(cache, f"preparing {name}"):
             loaded = _load(cache)  # another process may have written it while we waited
             from_cache = loaded is not None
             if loaded is None:
-                locks.remove_stale(cache.parent, f".{cache.name}.", ".tmp")  # from a killed run
+                remove_stale(cache.parent, f".{cache.name}.", ".tmp")  # from a killed run
                 loaded = _build(name, root, prep)
                 _save(cache, *loaded)
     seqs, counts = loaded

@@ -1,4 +1,4 @@
-"""Advisory inter-process locks for the data cache (downloads, raw folders, processed files).
+"""The data cache's root and its advisory inter-process locks (downloads, raw folders, processed files).
 
 Several processes (a sweep's trials, parallel `xlrec data prepare` runs) may fill one
 cache at the same time. Writes are already atomic (unique temp file + rename), so a
@@ -24,16 +24,28 @@ import sys
 from pathlib import Path
 from typing import Iterator, TextIO
 
+from xlrec.errors import DataError
+
 try:
     import fcntl
 except ImportError:  # not POSIX: no inter-process lock; atomic renames still keep files whole
     fcntl = None  # type: ignore[assignment]
 
 
-def lock_path(root: Path, target: Path) -> Path:
-    """The lock file guarding `target`: named after it, unique per absolute path."""
+def data_dir() -> Path:
+    """Root of xlrec's data cache: ``$XLREC_DATA_DIR`` or ``~/.cache/xlrec``."""
+    return Path(os.environ.get("XLREC_DATA_DIR") or Path.home() / ".cache" / "xlrec")
+
+
+def lock_path(target: Path) -> Path:
+    """The lock file guarding `target`: ``<cache>/locks/<name>-<hash of its absolute path>.lock``."""
     digest = hashlib.sha256(str(Path(target).absolute()).encode()).hexdigest()[:12]
-    return root / "locks" / f"{Path(target).name}-{digest}.lock"
+    return data_dir() / "locks" / f"{Path(target).name}-{digest}.lock"
+
+
+def lock(target: Path, what: str, stream: TextIO | None = None):
+    """Hold the cache's inter-process lock guarding `target` (a context manager); see `locked`."""
+    return locked(lock_path(target), what, stream)
 
 
 @contextlib.contextmanager
@@ -46,8 +58,12 @@ def locked(path: Path, what: str, stream: TextIO | None = None) -> Iterator[None
     if fcntl is None:
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise DataError(f"Cannot create the lock file {path} ({exc}). The data cache must be writable: fix its "
+                        f"permissions or set XLREC_DATA_DIR to a writable folder.") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
