@@ -8,6 +8,7 @@ import io
 import re
 import socket
 import threading
+import time
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -61,6 +62,17 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True  # drop the connection mid-body
             return
+        if mode == "stall":  # half the body, then nothing until the server closes
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            srv.release.wait(60)
+            return
+        if mode == "slow":  # in pieces, so that concurrent clients overlap
+            for start in range(0, len(body), 1 << 16):
+                self.wfile.write(body[start:start + (1 << 16)])
+                self.wfile.flush()
+                time.sleep(0.02)
+            return
         self.wfile.write(body)
 
     def log_message(self, *args):
@@ -70,7 +82,7 @@ class _Handler(BaseHTTPRequestHandler):
 class Server:
     def __init__(self):
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self.httpd.routes, self.httpd.hits = {}, []
+        self.httpd.routes, self.httpd.hits, self.httpd.release = {}, [], threading.Event()
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
         self.thread.start()
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
@@ -84,6 +96,7 @@ class Server:
         return self.httpd.hits
 
     def close(self):
+        self.httpd.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -292,8 +305,8 @@ def test_mirror_directory_from_env(shared_data, monkeypatch, tmp_path):
     other = tmp_path / "other"
     (other / "ml-100k").mkdir(parents=True)
     assert raw_dir("ml-100k", str(other)) == other / "ml-100k"  # --source wins over the variable
-    with pytest.raises(DataError, match=r"has no folder ml-1m/") as err:
-        raw_dir("ml-1m")
+    with pytest.raises(DataError, match=r"has no folder ml-20m/") as err:
+        raw_dir("ml-20m")  # the shared mirror holds ml-100k and ml-1m only
     assert str(shared_data) in str(err.value)
 
 

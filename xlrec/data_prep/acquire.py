@@ -19,46 +19,45 @@ archive's SHA-256 beside it at ``<base>/<name>.zip.sha256`` (``sha256sum`` outpu
 it does the archive is verified against it, otherwise the archive is accepted only if it
 is a complete, valid zip (every member's CRC is checked).
 
-Downloads (official or mirror URL) are streamed in chunks into
-``data_dir()/downloads/<file>.part`` with a progress bar on stderr (only when stderr is a
-terminal), checked against the known size and SHA-256 (MD5 where GroupLens publishes only
-that), and renamed into place with `os.replace`, so ``downloads/<file>`` is always a
-complete, verified archive. A transfer that ends short of its Content-Length or drops is
+Downloads (official or mirror URL) are streamed in chunks into a temporary file of
+their own beside ``data_dir()/downloads/<file>`` with a progress bar on stderr (only when
+stderr is a terminal), checked against the known size and SHA-256 (MD5 where GroupLens
+publishes only that), and renamed into place with `os.replace`, so ``downloads/<file>`` is
+always a complete, verified archive (see `download`). A transfer that ends short of its Content-Length or drops is
 retried a few times and then raises `DataError`; its partial file is deleted. A cached
 archive that no longer matches its checksum is deleted and fetched again, never used.
 The verified archive is then extracted into a temporary folder under ``data_dir()/raw/``
 and renamed to ``data_dir()/raw/<name>/`` in one step; an archive whose contents sit in a
 single top folder (``ml-100k/``, ``ml-10M100K/``, ``ml-20m/``) is flattened, so
-``raw/ml-100k/u.data`` exists. A finished ``raw/<name>/`` is reused by later runs.
+``raw/ml-100k/u.data`` exists. A finished ``raw/<name>/`` is reused by later runs, unless
+its files fail to parse: then `discard` removes it and the archive, so the next run fetches
+them again. Unpacking refuses unsafe paths, duplicate members and zip bombs (see `unpack`).
 
-`data_dir()` is ``$XLREC_DATA_DIR`` or ``~/.cache/xlrec``. Only the standard library
-(urllib) is used for downloads.
+Processes sharing one cache (a sweep's trials, parallel runs) take a lock per download
+and per ``raw/<name>/`` (see `cache`): the first one fetches and unpacks, the others wait
+and then use its result, so a dataset is downloaded once however many runs start at once.
+
+`data_dir()` is ``$XLREC_DATA_DIR`` or ``~/.cache/xlrec``.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import http.client
 import os
 import shutil
-import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
-import zipfile
-import zlib
+import http.client
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable, Mapping, TextIO
+from typing import Callable, Mapping
 
+from xlrec.data_prep.cache import data_dir, lock, remove_stale
+from xlrec.data_prep.download import (  # noqa: F401 (fetch and the checks are part of this module's API)
+    BACKOFF, CONNECT_TIMEOUT, RETRIES, _OFFLINE_HINT, _check_gzip, _check_zip, _request, fetch,
+)
+from xlrec.data_prep.unpack import extract_zip
 from xlrec.errors import ConfigError, DataError
-
-CHUNK = 1 << 20  # bytes per read while streaming
-CONNECT_TIMEOUT = 30.0  # seconds; urllib applies it to the connect and to every read
-RETRIES = 3  # attempts per download for transient failures (drops, short transfers, 5xx)
-BACKOFF = 1.0  # seconds before the 2nd attempt, doubled for each further one
 
 
 @dataclass(frozen=True)
@@ -125,18 +124,6 @@ SOURCES: dict[str, Source] = {
     ),
 }
 
-_OFFLINE = (
-    "pass --source DIR (or set XLREC_DATA_MIRROR=DIR) where DIR holds one folder per dataset with its "
-    "raw files (e.g. DIR/ml-100k/u.data)"
-)
-_OFFLINE_HINT = f"To work offline, {_OFFLINE}"
-
-
-def data_dir() -> Path:
-    """Root of xlrec's data cache: ``$XLREC_DATA_DIR`` or ``~/.cache/xlrec``."""
-    return Path(os.environ.get("XLREC_DATA_DIR") or Path.home() / ".cache" / "xlrec")
-
-
 # --------------------------------------------------------------------------- resolution
 
 
@@ -159,6 +146,15 @@ def raw_dir(name: str, source: str | None = None, *, sources: Mapping[str, Sourc
     target = data_dir() / "raw" / name
     if target.is_dir():  # only ever created complete (atomic rename), so it is usable as is
         return target
+    with lock(target, f"fetching {name}"):
+        if target.is_dir():  # another process finished it while we waited
+            return target
+        return _acquire(name, source, target, sources, retries, backoff, timeout)
+
+
+def _acquire(name: str, source: str | None, target: Path, sources: Mapping[str, Source] | None,
+             retries: int, backoff: float, timeout: float) -> Path:
+    """Download and unpack `name` into `target` (the caller holds `target`'s lock)."""
     if source:  # mirror base URL
         base = source.rstrip("/")
         url = f"{base}/{name}.zip"
@@ -175,7 +171,31 @@ def raw_dir(name: str, source: str | None = None, *, sources: Mapping[str, Sourc
     archive = data_dir() / "downloads" / spec.filename
     fetch(spec.url, archive, spec.sha256, spec.size, md5=spec.md5, check=_integrity_check(spec),
           retries=retries, backoff=backoff, timeout=timeout)
-    return install(name, archive, spec.kind)
+    return _install(name, archive, spec.kind)
+
+
+def discard(name: str) -> list[Path]:
+    """Remove the cached raw folder and downloaded archive of `name`; return what was removed.
+
+    Used when the unpacked files turn out to be unreadable, so that the next run fetches
+    them again (e.g. from a mirror that has been fixed) instead of reusing them.
+    """
+    target = data_dir() / "raw" / name
+    removed = []
+    with lock(target, f"fetching {name}"):
+        if target.is_dir():
+            # Renamed aside first, so no reader finds a half-deleted folder under the real name.
+            aside = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}-", suffix=".old"))
+            os.replace(target, aside / name)
+            shutil.rmtree(aside, ignore_errors=True)
+            removed.append(target)
+        names = {f"{name}.zip"} | ({SOURCES[name].filename} if name in SOURCES else set())
+        for archive in (data_dir() / "downloads" / n for n in sorted(names)):
+            with lock(archive, f"downloading {archive.name}"):
+                if archive.is_file():
+                    archive.unlink()
+                    removed.append(archive)
+    return removed
 
 
 def _mirror_sha256(url: str, timeout: float) -> str | None:
@@ -193,165 +213,6 @@ def _mirror_sha256(url: str, timeout: float) -> str | None:
         )
     return word
 
-
-# ------------------------------------------------------------------------------ download
-
-
-def fetch(url: str, dest: str | os.PathLike, sha256: str | None = None, size: int | None = None, *,
-          md5: str | None = None, check: Callable[[Path], str | None] | None = None,
-          retries: int = RETRIES, backoff: float = BACKOFF, timeout: float = CONNECT_TIMEOUT,
-          stream: TextIO | None = None) -> Path:
-    """Download `url` to `dest` unless a verified copy is already there; return `dest`.
-
-    The body is streamed into ``<dest>.part`` and renamed to `dest` only once it is
-    complete and verified: its size must equal `size`, its digest `sha256` (and `md5`)
-    where given. When no digest is known, `check(path)` (an integrity check returning a
-    problem or None) must pass, and if there is no check either, the file is refused.
-    An existing `dest` that fails verification is deleted and fetched again. Transient
-    failures (short transfer, dropped connection, timeout, HTTP 5xx) are retried up to
-    `retries` attempts in all; a complete file with the wrong checksum is not.
-    """
-    dest = Path(dest)
-    if sha256 is None and md5 is None and check is None:
-        raise DataError(
-            f"Refusing to download {url}: no checksum is known for it and no integrity check applies, so a "
-            f"corrupt copy could not be detected. {_OFFLINE_HINT}."
-        )
-    stream = sys.stderr if stream is None else stream
-    if dest.is_file():
-        problem = _verify(dest, sha256, size, md5, check)
-        if problem is None:
-            return dest
-        print(f"xlrec: cached {dest} is corrupt ({problem}); deleting it and downloading it again.", file=stream)
-        dest.unlink()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    attempts = max(1, retries)
-    last = ""
-    try:
-        for attempt in range(1, attempts + 1):
-            try:
-                hashes = _download(url, part, size, timeout, stream)
-            except _Transient as exc:
-                last = str(exc)
-                if attempt < attempts:
-                    print(f"xlrec: download of {url} failed ({last}); retrying ({attempt + 1}/{attempts}).",
-                          file=stream)
-                    time.sleep(backoff * 2 ** (attempt - 1))
-                continue
-            problem = _verify(part, sha256, size, md5, check, hashes)
-            if problem is not None:
-                raise DataError(
-                    f"The download of {url} is not the expected file: {problem}. Nothing was kept. The file may "
-                    f"have changed on the server or a proxy may have altered it; try again later, or download it "
-                    f"by other means and use a mirror directory. {_OFFLINE_HINT}."
-                )
-            if sha256 is None and md5 is None:
-                print(f"xlrec: note: {url} has no published checksum; accepted after an integrity check "
-                      f"(SHA-256 {hashes[0]}).", file=stream)
-            os.replace(part, dest)
-            return dest
-    finally:
-        if part.exists():
-            part.unlink()
-    raise DataError(
-        f"Could not download {url} after {attempts} attempt(s): {last}. Nothing was kept. Check the network and "
-        f"try again; to work offline, {_OFFLINE}; or put a copy of the file at {dest} (it is "
-        f"verified before use)."
-    )
-
-
-class _Transient(Exception):
-    """A failure worth retrying: short transfer, reset, timeout, server error."""
-
-
-def _request(url: str) -> urllib.request.Request:
-    return urllib.request.Request(url, headers={"User-Agent": "xlrec-data/1", "Accept-Encoding": "identity"})
-
-
-def _download(url: str, part: Path, size: int | None, timeout: float, stream: TextIO) -> tuple[str, str]:
-    """Stream `url` into `part`; return its (sha256, md5) hex digests. Raises _Transient or DataError."""
-    try:
-        resp = urllib.request.urlopen(_request(url), timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        if exc.code >= 500 or exc.code in (408, 429):
-            raise _Transient(f"HTTP {exc.code} {exc.reason}") from None
-        raise DataError(
-            f"Downloading {url} failed with HTTP {exc.code} {exc.reason}. The URL may have moved. "
-            f"{_OFFLINE_HINT}."
-        ) from None
-    except urllib.error.URLError as exc:
-        reason = exc.reason
-        if isinstance(reason, (TimeoutError, ConnectionResetError)):
-            raise _Transient(str(reason)) from None
-        raise DataError(
-            f"Cannot reach {url} ({reason}); this machine may have no internet access. {_OFFLINE_HINT}; or put "
-            f"a copy of the file at {part.with_name(part.name.removesuffix('.part'))} (it is verified before use)."
-        ) from None
-    except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
-        raise _Transient(f"{type(exc).__name__}: {exc}") from None
-    except ValueError as exc:  # malformed URL
-        raise DataError(f"{url!r} is not a usable download URL ({exc}). Fix --source or XLREC_DATA_MIRROR.") from None
-    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-    with resp:
-        length_header = resp.headers.get("Content-Length")
-        expected = int(length_header) if length_header and length_header.isdigit() else None
-        if expected is not None and size is not None and expected != size:
-            raise DataError(
-                f"{url} is {expected:,} bytes but the expected file is {size:,} bytes: it has changed on the "
-                f"server or the URL is wrong. Nothing was downloaded. {_OFFLINE_HINT}."
-            )
-        received = 0
-        bar = _Progress(part.name.removesuffix(".part"), expected or size, stream)
-        try:
-            with open(part, "wb") as fh:
-                while True:
-                    chunk = resp.read(CHUNK)
-                    if not chunk:
-                        break
-                    fh.write(chunk)
-                    sha.update(chunk)
-                    md5.update(chunk)
-                    received += len(chunk)
-                    bar.update(received)
-        except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
-            raise _Transient(f"connection lost after {received:,} bytes ({type(exc).__name__}: {exc})") from None
-        except OSError as exc:  # disk full, permissions: not worth retrying
-            raise DataError(f"Cannot write {part} ({exc}). Free disk space or set XLREC_DATA_DIR elsewhere.") from None
-        finally:
-            bar.close()
-    if expected is not None and received != expected:
-        raise _Transient(f"the transfer ended after {received:,} of {expected:,} bytes")
-    return sha.hexdigest(), md5.hexdigest()
-
-
-def _file_hashes(path: Path) -> tuple[str, str]:
-    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            sha.update(block)
-            md5.update(block)
-    return sha.hexdigest(), md5.hexdigest()
-
-
-def _verify(path: Path, sha256: str | None, size: int | None, md5: str | None,
-            check: Callable[[Path], str | None] | None, hashes: tuple[str, str] | None = None) -> str | None:
-    """What is wrong with `path` as a copy of the expected file, or None if it checks out."""
-    actual = path.stat().st_size
-    if size is not None and actual != size:
-        return f"it is {actual:,} bytes, expected {size:,}"
-    if sha256 is not None or md5 is not None:
-        got_sha, got_md5 = hashes or _file_hashes(path)
-        if sha256 is not None and got_sha != sha256.lower():
-            return f"SHA-256 {got_sha}, expected {sha256.lower()}"
-        if md5 is not None and got_md5 != md5.lower():
-            return f"MD5 {got_md5}, expected {md5.lower()}"
-        return None
-    if check is None:
-        return "no checksum is known and no integrity check applies"
-    return check(path)
-
-
 def _integrity_check(spec: Source) -> Callable[[Path], str | None] | None:
     """A structural check for files without a known digest, from the file's format."""
     if spec.kind == "zip":
@@ -360,41 +221,34 @@ def _integrity_check(spec: Source) -> Callable[[Path], str | None] | None:
         return _check_gzip
     return None  # nothing to check: `fetch` refuses such a file unless a digest is known
 
-
-def _check_zip(path: Path) -> str | None:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            bad = zf.testzip()
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as exc:
-        return f"not a valid zip archive ({exc})"
-    return None if bad is None else f"zip member {bad} is corrupt"
-
-
-def _check_gzip(path: Path) -> str | None:
-    try:
-        with gzip.open(path, "rb") as fh:
-            while fh.read(1 << 22):
-                pass
-    except (OSError, EOFError, zlib.error) as exc:
-        return f"not a complete gzip file ({exc})"
-    return None
-
-
 # ------------------------------------------------------------------------------- install
 
 
 def install(name: str, archive: str | os.PathLike, kind: str = "zip") -> Path:
-    """Unpack a verified `archive` into ``data_dir()/raw/<name>/`` atomically; return that folder."""
-    archive = Path(archive)
+    """Unpack a verified `archive` into ``data_dir()/raw/<name>/`` atomically; return that folder.
+
+    Concurrent installs of one dataset take turns; the later ones find the folder done.
+    """
+    target = data_dir() / "raw" / name
+    if target.is_dir():
+        return target
+    with lock(target, f"fetching {name}"):
+        return _install(name, Path(archive), kind)
+
+
+def _install(name: str, archive: Path, kind: str) -> Path:
+    """`install` for a caller that holds the lock on ``raw/<name>``."""
     raw = data_dir() / "raw"
     target = raw / name
     if target.is_dir():
         return target
     raw.mkdir(parents=True, exist_ok=True)
+    for suffix in (".tmp", ".old"):  # from a killed install or discard
+        remove_stale(raw, f".{name}-", suffix)
     tmp = Path(tempfile.mkdtemp(dir=raw, prefix=f".{name}-", suffix=".tmp"))
     try:
         if kind == "zip":
-            _extract_zip(archive, tmp)
+            extract_zip(archive, tmp)
         else:
             dest = tmp / archive.name
             try:
@@ -414,82 +268,3 @@ def install(name: str, archive: str | os.PathLike, kind: str = "zip") -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
-
-
-def _extract_zip(archive: Path, dest: Path) -> None:
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            members = [m for m in zf.infolist() if not _junk(m.filename)]
-            for m in members:
-                p = PurePosixPath(m.filename.replace("\\", "/"))
-                if p.is_absolute() or ".." in p.parts or (p.parts and ":" in p.parts[0]):
-                    raise DataError(
-                        f"{archive} contains the unsafe path {m.filename!r}; refusing to unpack it. "
-                        f"Delete the file and get the dataset from a trusted source."
-                    )
-            tops = {PurePosixPath(m.filename).parts[0] for m in members if PurePosixPath(m.filename).parts}
-            strip = 0
-            if len(tops) == 1 and all(m.is_dir() or len(PurePosixPath(m.filename).parts) > 1 for m in members):
-                strip = 1  # everything sits in one top folder (ml-100k/, ml-10M100K/): flatten it
-            if not members:
-                raise DataError(f"{archive} is an empty zip archive. Delete it and fetch the dataset again.")
-            for m in members:
-                parts = PurePosixPath(m.filename).parts[strip:]
-                if not parts:
-                    continue
-                out = dest.joinpath(*parts)
-                if m.is_dir():
-                    out.mkdir(parents=True, exist_ok=True)
-                    continue
-                out.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(m) as src, open(out, "wb") as dst:
-                    shutil.copyfileobj(src, dst, CHUNK)
-    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-        raise DataError(f"{archive} is not a readable zip archive ({exc}). Delete it and fetch it again.") from None
-
-
-def _junk(filename: str) -> bool:
-    parts = PurePosixPath(filename).parts
-    return not parts or parts[0] == "__MACOSX" or parts[-1] == ".DS_Store"
-
-
-# ------------------------------------------------------------------------------ progress
-
-
-class _Progress:
-    """A one-line progress bar on a terminal (``\\r`` updates); silent when not a TTY."""
-
-    def __init__(self, label: str, total: int | None, stream: TextIO, interval: float = 0.2):
-        self.label, self.total, self.stream, self.interval = label, total, stream, interval
-        isatty = getattr(stream, "isatty", None)
-        self.enabled = bool(isatty and isatty())
-        self.start = self.last = time.monotonic()
-        self.done = 0
-        self.shown = False
-
-    def update(self, done: int) -> None:
-        self.done = done
-        now = time.monotonic()
-        if self.enabled and (now - self.last >= self.interval or (self.total and done >= self.total)):
-            self.last = now
-            self._draw(now)
-
-    def _draw(self, now: float) -> None:
-        rate = self.done / max(now - self.start, 1e-6)
-        mb = 1 << 20
-        if self.total:
-            frac = min(self.done / self.total, 1.0)
-            bar = "#" * int(frac * 30)
-            text = (f"\r{self.label} [{bar:<30}] {frac:4.0%} {self.done / mb:,.1f}/{self.total / mb:,.1f} MB "
-                    f"{rate / mb:,.1f} MB/s")
-        else:
-            text = f"\r{self.label} {self.done / mb:,.1f} MB {rate / mb:,.1f} MB/s"
-        self.stream.write(text)
-        self.stream.flush()
-        self.shown = True
-
-    def close(self) -> None:
-        if self.enabled:
-            self._draw(time.monotonic())
-            self.stream.write("\n")
-            self.stream.flush()

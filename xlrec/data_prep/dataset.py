@@ -2,8 +2,15 @@
 
 Processed data is cached as .npz under a key derived from the raw files' SHA-256 and
 the preprocessing config, so a second run skips parsing and a changed config never
-reuses a stale cache. The cache file is written to a temporary name and renamed into
-place, so an interrupted run leaves nothing half-written.
+reuses a stale cache. The cache file is written to a temporary file of its own and
+renamed into place, so an interrupted run leaves nothing half-written and a reader never
+sees a partial entry; processes preparing the same entry at once take turns (a lock), so
+one parses and the others load its result.
+
+The raw counts (interactions, users, items before filtering) are kept with the entry and
+compared with the dataset's published ones on every prepare: a mismatch (e.g. a mirror
+file cut short at a line boundary, which parses cleanly) prints one warning line and sets
+`PreparedDataset.data_warning`, which tracking can record.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -21,13 +29,15 @@ import numpy as np
 
 from xlrec.config import PrepConfig
 from xlrec.data_prep import acquire, synthetic
+from xlrec.data_prep.cache import lock, remove_stale
 from xlrec.data_prep.preprocess import Sequences, build_sequences
 from xlrec.data_prep.readers import READERS
-from xlrec.data_prep.stats import table1_stats
-from xlrec.errors import ConfigError
+from xlrec.data_prep.stats import published_mismatch, raw_counts, table1_stats
+from xlrec.errors import ConfigError, DataError
 
 DATASETS = tuple(READERS) + ("synthetic",)
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: raw_counts stored with the sequences
+_COUNT_KEYS = ("interactions", "users", "items")
 
 
 @dataclass
@@ -39,6 +49,8 @@ class PreparedDataset:
     cache_path: Path | None
     from_cache: bool
     prep: PrepConfig
+    raw_counts: dict[str, int] | None = None  # interactions/users/items before any filtering
+    data_warning: str | None = None  # set when raw_counts differ from the dataset's published ones
 
 
 def _file_sha256(path: Path) -> str:
@@ -63,9 +75,9 @@ def _content_hash(seqs: Sequences) -> str:
     return h.hexdigest()
 
 
-def _save(path: Path, seqs: Sequences) -> None:
+def _save(path: Path, seqs: Sequences, counts: dict[str, int]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         with open(tmp, "wb") as fh:
@@ -74,20 +86,44 @@ def _save(path: Path, seqs: Sequences) -> None:
                 user_ids=seqs.user_ids.astype(str) if seqs.user_ids.dtype == object else seqs.user_ids,
                 item_ids=seqs.item_ids.astype(str) if seqs.item_ids.dtype == object else seqs.item_ids,
                 titles=np.array(seqs.titles, dtype=str),
+                raw_counts=np.array([counts[k] for k in _COUNT_KEYS], dtype=np.int64),
             )
+            fh.flush()
+            os.fsync(fh.fileno())  # the rename must not land before the bytes (power loss)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
-def _load(path: Path) -> Sequences | None:
+def _load(path: Path) -> tuple[Sequences, dict[str, int]] | None:
+    if not path.is_file():
+        return None
     try:
         with np.load(path, allow_pickle=False) as z:
-            return Sequences(items=z["items"], offsets=z["offsets"], timestamps=z["timestamps"],
+            seqs = Sequences(items=z["items"], offsets=z["offsets"], timestamps=z["timestamps"],
                              user_ids=z["user_ids"], item_ids=z["item_ids"], titles=z["titles"].tolist())
+            counts = dict(zip(_COUNT_KEYS, (int(v) for v in z["raw_counts"])))
+            return seqs, counts
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
         return None  # unreadable cache: rebuild it
+
+
+def _build(name: str, root: Path | None, prep: PrepConfig) -> tuple[Sequences, dict[str, int]]:
+    if name == "synthetic":
+        interactions = synthetic.generate(prep.synthetic_users, prep.synthetic_items,
+                                          prep.synthetic_mean_len, prep.synthetic_seed)
+    else:
+        try:
+            interactions = READERS[name](root)
+        except DataError as exc:
+            if root != acquire.data_dir() / "raw" / name:
+                raise  # a mirror directory: the user's files, never deleted
+            # Unpacked from a download: drop it, or every later run would reuse the bad copy.
+            removed = acquire.discard(name)
+            raise DataError(f"{exc} The downloaded copy was removed from the cache "
+                            f"({', '.join(str(p) for p in removed)}), so the next run fetches it again.") from None
+    return build_sequences(interactions, prep, source=str(root or name)), raw_counts(interactions)
 
 
 def prepare(name: str, prep: PrepConfig | None = None, source: str | None = None) -> PreparedDataset:
@@ -104,15 +140,20 @@ def prepare(name: str, prep: PrepConfig | None = None, source: str | None = None
         root = None
     key = hashlib.sha256(json.dumps(key_src, sort_keys=True).encode()).hexdigest()[:20]
     cache = acquire.data_dir() / "processed" / f"{name}-{key}.npz"
-    seqs = _load(cache) if cache.is_file() else None
-    from_cache = seqs is not None
-    if seqs is None:
-        if name == "synthetic":
-            interactions = synthetic.generate(prep.synthetic_users, prep.synthetic_items,
-                                              prep.synthetic_mean_len, prep.synthetic_seed)
-        else:
-            interactions = READERS[name](root)
-        seqs = build_sequences(interactions, prep, source=str(root or name))
-        _save(cache, seqs)
+    loaded = _load(cache)
+    from_cache = loaded is not None
+    if loaded is None:
+        with lock(cache, f"preparing {name}"):
+            loaded = _load(cache)  # another process may have written it while we waited
+            from_cache = loaded is not None
+            if loaded is None:
+                remove_stale(cache.parent, f".{cache.name}.", ".tmp")  # from a killed run
+                loaded = _build(name, root, prep)
+                _save(cache, *loaded)
+    seqs, counts = loaded
+    warning = published_mismatch(name, counts)
+    if warning:
+        print(warning, file=sys.stderr)
     return PreparedDataset(name=name, seqs=seqs, stats=table1_stats(seqs), content_hash=_content_hash(seqs),
-                           cache_path=cache, from_cache=from_cache, prep=prep)
+                           cache_path=cache, from_cache=from_cache, prep=prep, raw_counts=counts,
+                           data_warning=warning)
