@@ -7,6 +7,10 @@ from the paper's Table 3 (`DATASET_DEFAULTS`), a YAML file (`--config`), then fl
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
+import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,6 +141,98 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+# YAML 1.1 (PyYAML) reads 1e-3 (no dot) as a string; such strings are numbers, nothing else is.
+_YAML11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _describe(hint: Any) -> str:
+    args = typing.get_args(hint)
+    if type(None) in args:
+        return " or ".join(_describe(a) for a in args if a is not type(None)) + " or null"
+    if typing.get_origin(hint) is list:
+        return f"a list of {_describe(typing.get_args(hint)[0]).removeprefix('an ').removeprefix('a ')}s"
+    return {int: "an integer", float: "a finite number", bool: "true or false", str: "a string"}.get(hint, str(hint))
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def coerce(key: str, value: Any, hint: Any, origin: str) -> Any:
+    """`value` as the type `hint` of setting `key`, or a ConfigError naming key, value and type.
+
+    Hand-written rather than a validation library: the rules are few and strict on purpose
+    (a quoted "no" is not a boolean, 1.5 is not an integer, NaN is not a learning rate),
+    and the message must say which setting came from where.
+    """
+    args = typing.get_args(hint)
+    if type(None) in args:
+        if value is None:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            try:
+                return coerce(key, value, inner[0], origin)
+            except ConfigError:
+                pass
+        raise _type_error(key, value, hint, origin)
+    if typing.get_origin(hint) is list:
+        if not isinstance(value, list):
+            raise _type_error(key, value, hint, origin)
+        elem = typing.get_args(hint)[0]
+        try:
+            return [coerce(key, v, elem, origin) for v in value]
+        except ConfigError:
+            raise _type_error(key, value, hint, origin) from None
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+    elif hint is int:
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return int(value)
+        number = _number(value)
+        if number is not None and math.isfinite(number) and number.is_integer():
+            return int(number)
+    elif hint is float:
+        number = _number(value)
+        if number is not None and math.isfinite(number):
+            return number
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    else:  # a field type this loader does not know: a programming error, not a user's
+        raise TypeError(f"no coercion for setting {key!r} of type {hint!r}")
+    raise _type_error(key, value, hint, origin)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Real):
+        try:
+            return float(value)
+        except (OverflowError, ValueError):
+            return None
+    if isinstance(value, str) and _YAML11_FLOAT.fullmatch(value.strip()):
+        return float(value)
+    return None
+
+
+def _type_error(key: str, value: Any, hint: Any, origin: str) -> ConfigError:
+    finite = " (NaN and infinity are not accepted)" if hint in (float, float | None) else ""
+    return ConfigError(
+        f"{origin}: setting {key!r} must be {_describe(hint)}{finite}, got {_show(value)} "
+        f"({type(value).__name__}). Fix the flag or the --config file and run again."
+    )
+
+
+_TRAIN_HINTS = typing.get_type_hints(TrainConfig)
+_PREP_HINTS = typing.get_type_hints(PrepConfig)
+
+
 def _merge(cfg: TrainConfig, overrides: dict[str, Any], origin: str) -> TrainConfig:
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     prep_known = {f.name for f in dataclasses.fields(PrepConfig)}
@@ -146,21 +242,23 @@ def _merge(cfg: TrainConfig, overrides: dict[str, Any], origin: str) -> TrainCon
             continue
         if key == "prep":
             if not isinstance(value, dict):
-                raise ConfigError(f"{origin}: 'prep' must be a mapping of preprocessing settings, got {value!r}.")
+                raise ConfigError(f"{origin}: 'prep' must be a mapping of preprocessing settings, got {_show(value)}.")
             unknown = set(value) - prep_known
             if unknown:
                 raise ConfigError(
-                    f"{origin}: unknown preprocessing setting(s) {sorted(unknown)}. "
+                    f"{origin}: unknown preprocessing setting(s) {sorted(map(str, unknown))}. "
                     f"Known settings are: {', '.join(sorted(prep_known))}."
                 )
-            values["prep"].update(value)
+            values["prep"].update({k: coerce(f"prep.{k}", v, _PREP_HINTS[k], origin)
+                                   for k, v in value.items() if v is not None})
         elif key in prep_known:
-            values["prep"][key] = value
+            values["prep"][key] = coerce(key, value, _PREP_HINTS[key], origin)
         elif key in known:
-            values[key] = value
+            values[key] = coerce(key, value, _TRAIN_HINTS[key], origin)
         else:
             raise ConfigError(
-                f"{origin}: unknown setting {key!r}. Known settings are: {', '.join(sorted(known | prep_known))}."
+                f"{origin}: unknown setting {_show(key)}. Known settings are: "
+                f"{', '.join(sorted(known | prep_known))}."
             )
     prep = PrepConfig(**values.pop("prep"))
     return TrainConfig(**values, prep=prep)
@@ -171,9 +269,23 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"Config file {path} does not exist. Pass --config with the path of a YAML file.")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"Config file {path} is not UTF-8 text (byte {exc.start} cannot be decoded); it may be a "
+                          f"binary file. Pass --config with the path of a YAML file.") from None
+    except OSError as exc:
+        raise ConfigError(f"Config file {path} cannot be read ({exc.strerror or exc}). Check the path and its "
+                          f"permissions.") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"Config file {path} is not valid YAML ({exc}). Fix the file and run again.") from None
+        reason = " ".join(str(exc).split())  # PyYAML's message spans lines; the error is one paragraph
+        raise ConfigError(f"Config file {path} is not valid YAML ({reason}). Fix the file and run again.") from None
+    except RecursionError:
+        raise ConfigError(f"Config file {path} is nested too deeply to be a settings file. Fix the file and "
+                          f"run again.") from None
+    if data is None:
+        return {}
     if not isinstance(data, dict):
         raise ConfigError(f"Config file {path} must hold a mapping of settings, got {type(data).__name__}.")
     return data
@@ -188,6 +300,10 @@ def resolve_config(
     """Build the final config: defaults < dataset defaults (Table 3) < model defaults < YAML < flags."""
     file_values = load_yaml(config_file) if config_file else {}
     overrides = dict(overrides or {})
+    for values, origin in ((file_values, f"config file {config_file}"), (overrides, "command line")):
+        for key in ("model", "dataset"):  # needed as names before anything else is merged
+            if values.get(key) is not None:
+                values[key] = coerce(key, values[key], str, origin)
     dataset = dataset or overrides.pop("dataset", None) or file_values.get("dataset") or TrainConfig.dataset
     model = model or overrides.pop("model", None) or file_values.get("model") or TrainConfig.model
     overrides.pop("dataset", None)
@@ -224,6 +340,24 @@ def validate(cfg: TrainConfig) -> None:
         (0.0 < cfg.mask_prob < 1.0, f"mask_prob must be in (0, 1), got {cfg.mask_prob}"),
         (0.0 <= cfg.mask_last_share <= 1.0, f"mask_last_share must be in [0, 1], got {cfg.mask_last_share}"),
         (cfg.cold_start_threshold >= 3, f"cold_start_threshold must be at least 3, got {cfg.cold_start_threshold}"),
+        (cfg.weight_decay >= 0, f"weight_decay must be >= 0, got {cfg.weight_decay}"),
+        (cfg.grad_clip >= 0, f"grad_clip must be >= 0 (0 disables clipping), got {cfg.grad_clip}"),
+        (cfg.patience >= 0, f"patience must be >= 0, got {cfg.patience}"),
+        (cfg.eval_batch_size > 0, f"eval_batch_size must be positive, got {cfg.eval_batch_size}"),
+        (cfg.step_size > 0, f"step_size must be positive, got {cfg.step_size}"),
+        (0.0 < cfg.gamma <= 1.0, f"gamma must be in (0, 1], got {cfg.gamma}"),
+        (cfg.num_threads >= 0, f"num_threads must be >= 0 (0 = torch's default), got {cfg.num_threads}"),
+        # numpy's and torch's generators take seeds in [0, 2**32)
+        (0 <= cfg.seed < 2 ** 32, f"seed must be in [0, 2**32), got {cfg.seed}"),
+        (all(b >= 0 for b in cfg.slstm_at), f"slstm_at must list block indices >= 0, got {cfg.slstm_at}"),
+        (cfg.prep.min_user_interactions >= 0,
+         f"min_user_interactions must be >= 0, got {cfg.prep.min_user_interactions}"),
+        (cfg.prep.min_item_interactions >= 0,
+         f"min_item_interactions must be >= 0, got {cfg.prep.min_item_interactions}"),
+        (cfg.prep.synthetic_users > 0, f"synthetic_users must be positive, got {cfg.prep.synthetic_users}"),
+        (cfg.prep.synthetic_items > 0, f"synthetic_items must be positive, got {cfg.prep.synthetic_items}"),
+        (cfg.prep.synthetic_mean_len > 0, f"synthetic_mean_len must be positive, got {cfg.prep.synthetic_mean_len}"),
+        (0 <= cfg.prep.synthetic_seed < 2 ** 32, f"synthetic_seed must be in [0, 2**32), got {cfg.prep.synthetic_seed}"),
     ]
     layout = {"tied_output": cfg.tied_output, "ffn_mult": cfg.ffn_mult is not None, "output_bias": cfg.output_bias,
               "norm_first": not cfg.norm_first, "output_head": cfg.output_head}
