@@ -7,9 +7,6 @@ from the paper's Table 3 (`DATASET_DEFAULTS`), a YAML file (`--config`), then fl
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
-import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from xlrec.config_types import coerce, show
 from xlrec.errors import ConfigError
 
 
@@ -141,94 +139,6 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-# YAML 1.1 (PyYAML) reads 1e-3 (no dot) as a string; such strings are numbers, nothing else is.
-_YAML11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-
-
-def _describe(hint: Any) -> str:
-    args = typing.get_args(hint)
-    if type(None) in args:
-        return " or ".join(_describe(a) for a in args if a is not type(None)) + " or null"
-    if typing.get_origin(hint) is list:
-        return f"a list of {_describe(typing.get_args(hint)[0]).removeprefix('an ').removeprefix('a ')}s"
-    return {int: "an integer", float: "a finite number", bool: "true or false", str: "a string"}.get(hint, str(hint))
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def coerce(key: str, value: Any, hint: Any, origin: str) -> Any:
-    """`value` as the type `hint` of setting `key`, or a ConfigError naming key, value and type.
-
-    Hand-written rather than a validation library: the rules are few and strict on purpose
-    (a quoted "no" is not a boolean, 1.5 is not an integer, NaN is not a learning rate),
-    and the message must say which setting came from where.
-    """
-    args = typing.get_args(hint)
-    if type(None) in args:
-        if value is None:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        if len(inner) == 1:
-            try:
-                return coerce(key, value, inner[0], origin)
-            except ConfigError:
-                pass
-        raise _type_error(key, value, hint, origin)
-    if typing.get_origin(hint) is list:
-        if not isinstance(value, list):
-            raise _type_error(key, value, hint, origin)
-        elem = typing.get_args(hint)[0]
-        try:
-            return [coerce(key, v, elem, origin) for v in value]
-        except ConfigError:
-            raise _type_error(key, value, hint, origin) from None
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-            return value.strip().lower() == "true"
-    elif hint is int:
-        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-            return int(value)
-        number = _number(value)
-        if number is not None and math.isfinite(number) and number.is_integer():
-            return int(number)
-    elif hint is float:
-        number = _number(value)
-        if number is not None and math.isfinite(number):
-            return number
-    elif hint is str:
-        if isinstance(value, str):
-            return value
-    else:  # a field type this loader does not know: a programming error, not a user's
-        raise TypeError(f"no coercion for setting {key!r} of type {hint!r}")
-    raise _type_error(key, value, hint, origin)
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, numbers.Real):
-        try:
-            return float(value)
-        except (OverflowError, ValueError):
-            return None
-    if isinstance(value, str) and _YAML11_FLOAT.fullmatch(value.strip()):
-        return float(value)
-    return None
-
-
-def _type_error(key: str, value: Any, hint: Any, origin: str) -> ConfigError:
-    finite = " (NaN and infinity are not accepted)" if hint in (float, float | None) else ""
-    return ConfigError(
-        f"{origin}: setting {key!r} must be {_describe(hint)}{finite}, got {_show(value)} "
-        f"({type(value).__name__}). Fix the flag or the --config file and run again."
-    )
-
-
 _TRAIN_HINTS = typing.get_type_hints(TrainConfig)
 _PREP_HINTS = typing.get_type_hints(PrepConfig)
 
@@ -242,7 +152,7 @@ def _merge(cfg: TrainConfig, overrides: dict[str, Any], origin: str) -> TrainCon
             continue
         if key == "prep":
             if not isinstance(value, dict):
-                raise ConfigError(f"{origin}: 'prep' must be a mapping of preprocessing settings, got {_show(value)}.")
+                raise ConfigError(f"{origin}: 'prep' must be a mapping of preprocessing settings, got {show(value)}.")
             unknown = set(value) - prep_known
             if unknown:
                 raise ConfigError(
@@ -257,7 +167,7 @@ def _merge(cfg: TrainConfig, overrides: dict[str, Any], origin: str) -> TrainCon
             values[key] = coerce(key, value, _TRAIN_HINTS[key], origin)
         else:
             raise ConfigError(
-                f"{origin}: unknown setting {_show(key)}. Known settings are: "
+                f"{origin}: unknown setting {show(key)}. Known settings are: "
                 f"{', '.join(sorted(known | prep_known))}."
             )
     prep = PrepConfig(**values.pop("prep"))
@@ -357,7 +267,8 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.prep.synthetic_users > 0, f"synthetic_users must be positive, got {cfg.prep.synthetic_users}"),
         (cfg.prep.synthetic_items > 0, f"synthetic_items must be positive, got {cfg.prep.synthetic_items}"),
         (cfg.prep.synthetic_mean_len > 0, f"synthetic_mean_len must be positive, got {cfg.prep.synthetic_mean_len}"),
-        (0 <= cfg.prep.synthetic_seed < 2 ** 32, f"synthetic_seed must be in [0, 2**32), got {cfg.prep.synthetic_seed}"),
+        (0 <= cfg.prep.synthetic_seed < 2 ** 32,
+         f"synthetic_seed must be in [0, 2**32), got {cfg.prep.synthetic_seed}"),
     ]
     layout = {"tied_output": cfg.tied_output, "ffn_mult": cfg.ffn_mult is not None, "output_bias": cfg.output_bias,
               "norm_first": not cfg.norm_first, "output_head": cfg.output_head}
