@@ -7,12 +7,14 @@ from the paper's Table 3 (`DATASET_DEFAULTS`), a YAML file (`--config`), then fl
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from xlrec.config_types import coerce, show
 from xlrec.errors import ConfigError
 
 
@@ -137,6 +139,10 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+_TRAIN_HINTS = typing.get_type_hints(TrainConfig)
+_PREP_HINTS = typing.get_type_hints(PrepConfig)
+
+
 def _merge(cfg: TrainConfig, overrides: dict[str, Any], origin: str) -> TrainConfig:
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     prep_known = {f.name for f in dataclasses.fields(PrepConfig)}
@@ -146,21 +152,23 @@ def _merge(cfg: TrainConfig, overrides: dict[str, Any], origin: str) -> TrainCon
             continue
         if key == "prep":
             if not isinstance(value, dict):
-                raise ConfigError(f"{origin}: 'prep' must be a mapping of preprocessing settings, got {value!r}.")
+                raise ConfigError(f"{origin}: 'prep' must be a mapping of preprocessing settings, got {show(value)}.")
             unknown = set(value) - prep_known
             if unknown:
                 raise ConfigError(
-                    f"{origin}: unknown preprocessing setting(s) {sorted(unknown)}. "
+                    f"{origin}: unknown preprocessing setting(s) {sorted(map(str, unknown))}. "
                     f"Known settings are: {', '.join(sorted(prep_known))}."
                 )
-            values["prep"].update(value)
+            values["prep"].update({k: coerce(f"prep.{k}", v, _PREP_HINTS[k], origin)
+                                   for k, v in value.items() if v is not None})
         elif key in prep_known:
-            values["prep"][key] = value
+            values["prep"][key] = coerce(key, value, _PREP_HINTS[key], origin)
         elif key in known:
-            values[key] = value
+            values[key] = coerce(key, value, _TRAIN_HINTS[key], origin)
         else:
             raise ConfigError(
-                f"{origin}: unknown setting {key!r}. Known settings are: {', '.join(sorted(known | prep_known))}."
+                f"{origin}: unknown setting {show(key)}. Known settings are: "
+                f"{', '.join(sorted(known | prep_known))}."
             )
     prep = PrepConfig(**values.pop("prep"))
     return TrainConfig(**values, prep=prep)
@@ -171,9 +179,23 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"Config file {path} does not exist. Pass --config with the path of a YAML file.")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"Config file {path} is not UTF-8 text (byte {exc.start} cannot be decoded); it may be a "
+                          f"binary file. Pass --config with the path of a YAML file.") from None
+    except OSError as exc:
+        raise ConfigError(f"Config file {path} cannot be read ({exc.strerror or exc}). Check the path and its "
+                          f"permissions.") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"Config file {path} is not valid YAML ({exc}). Fix the file and run again.") from None
+        reason = " ".join(str(exc).split())  # PyYAML's message spans lines; the error is one paragraph
+        raise ConfigError(f"Config file {path} is not valid YAML ({reason}). Fix the file and run again.") from None
+    except RecursionError:
+        raise ConfigError(f"Config file {path} is nested too deeply to be a settings file. Fix the file and "
+                          f"run again.") from None
+    if data is None:
+        return {}
     if not isinstance(data, dict):
         raise ConfigError(f"Config file {path} must hold a mapping of settings, got {type(data).__name__}.")
     return data
@@ -188,6 +210,10 @@ def resolve_config(
     """Build the final config: defaults < dataset defaults (Table 3) < model defaults < YAML < flags."""
     file_values = load_yaml(config_file) if config_file else {}
     overrides = dict(overrides or {})
+    for values, origin in ((file_values, f"config file {config_file}"), (overrides, "command line")):
+        for key in ("model", "dataset"):  # needed as names before anything else is merged
+            if values.get(key) is not None:
+                values[key] = coerce(key, values[key], str, origin)
     dataset = dataset or overrides.pop("dataset", None) or file_values.get("dataset") or TrainConfig.dataset
     model = model or overrides.pop("model", None) or file_values.get("model") or TrainConfig.model
     overrides.pop("dataset", None)
@@ -224,6 +250,25 @@ def validate(cfg: TrainConfig) -> None:
         (0.0 < cfg.mask_prob < 1.0, f"mask_prob must be in (0, 1), got {cfg.mask_prob}"),
         (0.0 <= cfg.mask_last_share <= 1.0, f"mask_last_share must be in [0, 1], got {cfg.mask_last_share}"),
         (cfg.cold_start_threshold >= 3, f"cold_start_threshold must be at least 3, got {cfg.cold_start_threshold}"),
+        (cfg.weight_decay >= 0, f"weight_decay must be >= 0, got {cfg.weight_decay}"),
+        (cfg.grad_clip >= 0, f"grad_clip must be >= 0 (0 disables clipping), got {cfg.grad_clip}"),
+        (cfg.patience >= 0, f"patience must be >= 0, got {cfg.patience}"),
+        (cfg.eval_batch_size > 0, f"eval_batch_size must be positive, got {cfg.eval_batch_size}"),
+        (cfg.step_size > 0, f"step_size must be positive, got {cfg.step_size}"),
+        (0.0 < cfg.gamma <= 1.0, f"gamma must be in (0, 1], got {cfg.gamma}"),
+        (cfg.num_threads >= 0, f"num_threads must be >= 0 (0 = torch's default), got {cfg.num_threads}"),
+        # numpy's and torch's generators take seeds in [0, 2**32)
+        (0 <= cfg.seed < 2 ** 32, f"seed must be in [0, 2**32), got {cfg.seed}"),
+        (all(b >= 0 for b in cfg.slstm_at), f"slstm_at must list block indices >= 0, got {cfg.slstm_at}"),
+        (cfg.prep.min_user_interactions >= 0,
+         f"min_user_interactions must be >= 0, got {cfg.prep.min_user_interactions}"),
+        (cfg.prep.min_item_interactions >= 0,
+         f"min_item_interactions must be >= 0, got {cfg.prep.min_item_interactions}"),
+        (cfg.prep.synthetic_users > 0, f"synthetic_users must be positive, got {cfg.prep.synthetic_users}"),
+        (cfg.prep.synthetic_items > 0, f"synthetic_items must be positive, got {cfg.prep.synthetic_items}"),
+        (cfg.prep.synthetic_mean_len > 0, f"synthetic_mean_len must be positive, got {cfg.prep.synthetic_mean_len}"),
+        (0 <= cfg.prep.synthetic_seed < 2 ** 32,
+         f"synthetic_seed must be in [0, 2**32), got {cfg.prep.synthetic_seed}"),
     ]
     layout = {"tied_output": cfg.tied_output, "ffn_mult": cfg.ffn_mult is not None, "output_bias": cfg.output_bias,
               "norm_first": not cfg.norm_first, "output_head": cfg.output_head}

@@ -12,6 +12,7 @@ import ast
 import csv
 import gzip
 import io
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -113,9 +114,14 @@ def _titles_from_delimited(path: Path, sep: str, id_col: int = 0, title_col: int
     with open(path, encoding="latin-1", newline="") as fh:
         for line in fh:
             parts = line.rstrip("\r\n").split(sep)
-            if len(parts) > title_col and parts[id_col].strip().isdigit():
+            if len(parts) > title_col and _is_id(parts[id_col].strip()):
                 titles[int(parts[id_col])] = parts[title_col]
     return titles
+
+
+def _is_id(text) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²', which int() then refuses."""
+    return isinstance(text, str) and text.isascii() and text.isdigit()
 
 
 def _frame_to_interactions(df: pd.DataFrame, titles: dict, files: list[Path]) -> Interactions:
@@ -158,10 +164,14 @@ def read_ml20m(root: Path) -> Interactions:
     titles = {}
     movies = base / "movies.csv"
     if movies.is_file():
-        with open(movies, encoding="utf-8", newline="") as fh:
-            for row in csv.DictReader(fh):
-                if row.get("movieId", "").isdigit():
-                    titles[int(row["movieId"])] = row.get("title", "")
+        # titles are labels only: an undecodable byte or a malformed row costs a title, never the run
+        with open(movies, encoding="utf-8", errors="replace", newline="") as fh:
+            try:
+                for row in csv.DictReader(fh):
+                    if _is_id(row.get("movieId")):
+                        titles[int(row["movieId"])] = row.get("title") or ""
+            except csv.Error:
+                pass
     files = [data] + ([movies] if movies.is_file() else [])
     return _frame_to_interactions(df, titles, files)
 
@@ -183,6 +193,7 @@ def read_steam(root: Path) -> Interactions:
     """Steam reviews (Kang & McAuley): gzipped, one Python-literal dict per line."""
     path = _require(root / STEAM_REVIEWS, "Steam reviews")
     users, items, times = [], [], []
+    lineno = 0
     try:
         with gzip.open(path, "rt", encoding="utf-8") as fh:
             for lineno, line in enumerate(fh, start=1):
@@ -190,7 +201,7 @@ def read_steam(root: Path) -> Interactions:
                     continue
                 try:
                     rec = ast.literal_eval(line)
-                except (ValueError, SyntaxError, MemoryError, RecursionError):
+                except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):  # TypeError: {[1]: 2}
                     raise DataError(
                         f"{path}, line {lineno}: not a Python dict literal ({line[:80]!r}). Re-download the file."
                     ) from None
@@ -200,26 +211,32 @@ def read_steam(root: Path) -> Interactions:
                         f"Re-download the Steam reviews file."
                     )
                 pid = str(rec["product_id"])
-                if not pid.isdigit():
+                if not _is_id(pid):
                     raise DataError(f"{path}, line {lineno}: product_id {pid!r} is not an integer. Re-download the file.")
                 users.append(str(rec["username"]))
                 items.append(int(pid))
                 times.append(_parse_steam_date(rec["date"], path, lineno))
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path} is not a readable gzip file ({exc}). Re-download it.") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}, line {lineno + 1}: not UTF-8 text ({exc.reason}). Re-download the Steam reviews "
+                        f"file.") from None
     if not users:
         raise DataError(f"Data file {path} holds no reviews (line 1). Re-download the Steam reviews file.")
     titles = {}
     games = root / STEAM_GAMES
-    if games.is_file():
-        with gzip.open(games, "rt", encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    rec = ast.literal_eval(line)
-                except (ValueError, SyntaxError):
-                    continue
-                if isinstance(rec, dict) and str(rec.get("id", "")).isdigit():
-                    titles[int(rec["id"])] = rec.get("app_name") or rec.get("title") or ""
+    if games.is_file():  # titles are labels only: a damaged games file costs titles, never the run
+        try:
+            with gzip.open(games, "rt", encoding="utf-8", errors="replace") as fh:
+                for line in fh:
+                    try:
+                        rec = ast.literal_eval(line)
+                    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                        continue
+                    if isinstance(rec, dict) and _is_id(str(rec.get("id", ""))):
+                        titles[int(rec["id"])] = str(rec.get("app_name") or rec.get("title") or "")
+        except (OSError, EOFError, zlib.error):
+            pass
     return Interactions(
         user=np.array(users, dtype=object), item=np.array(items, dtype=np.int64),
         rating=np.ones(len(users), np.float32), timestamp=np.array(times, dtype=np.int64),

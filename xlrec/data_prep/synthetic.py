@@ -12,10 +12,17 @@ from __future__ import annotations
 import numpy as np
 
 from xlrec.data_prep.readers import Interactions
+from xlrec.errors import ConfigError
 
 
 def generate(num_users: int, num_items: int, mean_len: int, seed: int = 0,
              successors: int = 4, follow: float = 0.7, zipf: float = 1.0) -> Interactions:
+    sizes = {"synthetic_users": num_users, "synthetic_items": num_items, "synthetic_mean_len": mean_len}
+    bad = {k: v for k, v in sizes.items() if not isinstance(v, (int, np.integer)) or v < 1}
+    if bad:  # numpy would fail deep inside (high <= 0, an empty reduction) with no hint of the setting
+        raise ConfigError(f"The synthetic dataset needs positive sizes; got "
+                          f"{', '.join(f'{k}={v!r}' for k, v in bad.items())}. Pass e.g. --synthetic-users 1000 "
+                          f"--synthetic-items 500 --synthetic-mean-len 40.")
     rng = np.random.default_rng(seed)
     pop = 1.0 / np.arange(1, num_items + 1) ** zipf
     pop /= pop.sum()

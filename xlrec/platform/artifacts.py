@@ -11,10 +11,23 @@ import pandas as pd
 import yaml
 
 from xlrec.data_prep.preprocess import Sequences
+from xlrec.redact import redact
+
+
+def _redacted(value):
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return value
 
 
 def write_config(path: Path, cfg) -> Path:
-    path.write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    """The resolved config as YAML, with credentials in any location (e.g. `source`) masked:
+    it travels with the registered model. Evaluating later needs --source again then."""
+    path.write_text(yaml.safe_dump(_redacted(dataclasses.asdict(cfg)), sort_keys=False))
     return path
 
 

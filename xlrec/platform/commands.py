@@ -125,7 +125,9 @@ def cmd_registry_list(args: argparse.Namespace) -> int:
     client = MlflowClient()
     models = client.search_registered_models()
     if not models:
-        print(f"No registered models at {mlflow.get_tracking_uri()}.")
+        from xlrec.redact import redact
+
+        print(f"No registered models at {redact(mlflow.get_tracking_uri())}.")
     for rm in models:
         aliases = {}
         for alias, ver in (rm.aliases or {}).items():

@@ -8,6 +8,7 @@ unrelated one. A crashed run ends FAILED and an interrupted one KILLED, never RU
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import os
 import platform
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from xlrec.errors import XlrecError
 from xlrec.platform import artifacts
 from xlrec.platform.registry import METRIC_TAG, PromotionResult, promote, registered_name, retry_on_conflict
 from xlrec.rec_models import build_model, parameter_table
+from xlrec.redact import redact
 from xlrec.training.trainer import Callback, TrainResult
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -50,7 +53,7 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
     if not uri.startswith(("http://", "https://")):
         return
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
+        with urllib.request.urlopen(_health_request(uri), timeout=timeout) as resp:
             if resp.status == 200:
                 return
     except (urllib.error.URLError, OSError, ValueError) as exc:
@@ -58,13 +61,29 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
     else:
         reason = f"HTTP {resp.status}"
     raise XlrecError(
-        f"Cannot reach the MLflow tracking server at {uri} ({reason}). Start it (e.g. `mlflow server --host "
-        f"127.0.0.1 --port 5000`) or fix --tracking-uri / MLFLOW_TRACKING_URI; nothing was trained."
+        f"Cannot reach the MLflow tracking server at {redact(uri)} ({redact(reason)}). Start it (e.g. `mlflow "
+        f"server --host 127.0.0.1 --port 5000`) or fix --tracking-uri / MLFLOW_TRACKING_URI; nothing was trained."
     )
 
 
+def _health_request(uri: str) -> urllib.request.Request:
+    """GET <uri>/health; credentials in the URI (http://user:pw@host, which MLflow's client
+    accepts) go into a Basic Authorization header, since urllib cannot parse them in the host."""
+    parts = urllib.parse.urlsplit(uri.rstrip("/"))
+    headers = {}
+    if parts.username is not None or parts.password is not None:
+        pair = f"{urllib.parse.unquote(parts.username or '')}:{urllib.parse.unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
+    return urllib.request.Request(urllib.parse.urlunsplit(parts) + "/health", headers=headers)
+
+
 def flatten_config(cfg: TrainConfig) -> dict[str, Any]:
-    """The resolved config as flat, stable param names (prep settings as prep.*)."""
+    """The resolved config as flat, stable param names (prep settings as prep.*).
+
+    Strings pass through `redact`: `source` (and any other location) may carry a password,
+    and params are stored and shown in the clear.
+    """
     flat: dict[str, Any] = {}
     for key, value in dataclasses.asdict(cfg).items():
         if isinstance(value, dict):
@@ -75,6 +94,8 @@ def flatten_config(cfg: TrainConfig) -> dict[str, Any]:
             flat[key] = str(value).lower()
         elif value is None:
             flat[key] = ""
+        elif isinstance(value, str):
+            flat[key] = redact(value)
         else:
             flat[key] = value
     return flat
@@ -183,7 +204,7 @@ class MlflowTracker(Callback):
 
     def _log_dataset(self) -> None:
         d = self.data
-        source = str(d.cache_path) if d.cache_path else d.name
+        source = redact(str(d.cache_path) if d.cache_path else d.name)
         ds = mlflow.data.from_numpy({"items": d.seqs.items, "offsets": d.seqs.offsets}, source=source,
                                     name=d.name, digest=d.content_hash[:16])
         stat_tags = {k: (f"{v:.6f}" if isinstance(v, float) else str(v)) for k, v in d.stats.items()}

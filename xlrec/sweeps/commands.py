@@ -13,9 +13,12 @@ _SCI = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 def _ints(text: str) -> list[int]:
     try:
-        return [int(float(x)) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        values = [float(x) for x in text.split(",") if x.strip()]
+        if all(v.is_integer() for v in values):  # "64.0" is 64 (MLproject has no integer type); 1.5 is not
+            return [int(v) for v in values]
+    except (ValueError, OverflowError):
+        pass
+    raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
 
 
 def _names(text: str) -> list[str]:
@@ -60,12 +63,21 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     from xlrec.sweeps.driver import SweepSpec, run_sweep
 
+    if args.mode == "search":
+        for flag, given in (("--models", args.models), ("--datasets", args.datasets)):
+            if given is not None:  # silently searching only --model would ignore what was asked for
+                raise ConfigError(f"{flag} applies to --mode grid only; a search tunes one --model on one "
+                                  f"--dataset. Pass --mode grid, or --model/--dataset.")
     overrides = {}
     for item in args.set:
         key, sep, value = item.partition("=")
-        if not sep:
+        if not sep or not key.strip():
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}.")
-        parsed = yaml.safe_load(value)
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {key.strip()}: cannot read the value {value!r}; write a number, true/false, "
+                              f"a string or a [list].") from None
         if isinstance(parsed, str) and _SCI.fullmatch(parsed.strip()):
             parsed = float(parsed)  # YAML 1.1 reads 1e-3 (no dot) as a string
         overrides[key.strip()] = parsed

@@ -160,24 +160,33 @@ def _absolute(location: str | None) -> str | None:
 def _prepare_data(spec: SweepSpec) -> None:
     """Check the settings and prepare every dataset once, here, before any server or Ray starts.
 
-    A wrong --set key or data location then fails the sweep at once with one clear error
-    (instead of failing every trial), and trials find the processed data in the cache. Data
-    locations become absolute: `XLREC_DATA_MIRROR=../shared/data` means the driver's
-    directory, not each trial's.
+    Every sweep argument, and the config of every grid cell (or the search's base config)
+    with the --set values, is checked first; a wrong one then fails the sweep at once with
+    one clear error (instead of failing every trial, or being ignored), and trials find the
+    processed data in the cache. Data that the metrics cannot score (too few items, no warm
+    user) is refused here too. Data locations become absolute: `XLREC_DATA_MIRROR=../shared/data`
+    means the driver's directory, not each trial's.
     """
     from xlrec.config import resolve_config
-    from xlrec.data_prep import prepare
+    from xlrec.data_prep import leave_two_out, prepare
+    from xlrec.sweeps.checks import check_spec, grid_cells
+    from xlrec.training.evaluate import check_evaluable
 
+    check_spec(spec)
     spec.source = _absolute(spec.source)
     for var in ("XLREC_DATA_MIRROR", "XLREC_DATA_DIR"):
         if os.environ.get(var):
             os.environ[var] = _absolute(os.environ[var])
-    models = spec.models if spec.mode == "grid" else [spec.model]
-    datasets = spec.datasets if spec.mode == "grid" else [spec.dataset]
-    for dataset in datasets:
-        for model in models:  # validates the fixed settings against every model's config
-            cfg = resolve_config(model, dataset, overrides={**spec.overrides, "source": spec.source})
-        prepare(cfg.dataset, cfg.prep, cfg.source)
+    configs = {}
+    for cell in grid_cells(spec):  # validates the fixed settings against every cell's config
+        cell = dict(cell)
+        cfg = resolve_config(cell.pop("model"), cell.pop("dataset"),
+                             overrides={**spec.overrides, **cell, "source": spec.source})
+        configs.setdefault(cfg.dataset, cfg)
+    for cfg in configs.values():
+        data = prepare(cfg.dataset, cfg.prep, cfg.source)
+        check_evaluable(cfg.dataset, data.seqs, leave_two_out(data.seqs, cfg.cold_start_threshold),
+                        cfg.cold_start_threshold)
 
 
 def run_sweep(spec: SweepSpec) -> dict[str, Any]:

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from xlrec.data_prep.split import EvalSet
+from xlrec.data_prep.preprocess import Sequences
+from xlrec.data_prep.split import EvalSet, Split
 from xlrec.device import Runtime
+from xlrec.errors import DataError
 from xlrec.rec_models.base import SequentialRecommender
 from xlrec.training.batches import gather_windows
 from xlrec.training.metrics import KS, beyond_accuracy, ranking_metrics
@@ -29,6 +31,31 @@ class EvalResult:
     targets: np.ndarray = field(repr=False)  # target item id per case
     ranks: np.ndarray = field(repr=False)  # 1-based rank of the target
     topk: np.ndarray = field(repr=False)  # (M, 20) recommended item ids
+
+
+def check_evaluable(name: str, seqs: Sequences, split: Split, cold_threshold: int) -> None:
+    """Refuse data the metrics cannot describe, before any training (or MLflow run) starts.
+
+    Ranking metrics are defined up to K = 20 (and the top-20 list is kept per user): a catalogue
+    of fewer items makes Recall@20 trivially 1 and the top-20 impossible. With no warm user
+    there is no validation case, so early stopping and the test have nothing to score.
+    """
+    largest_k = max(max(KS), TOPK)
+    if seqs.num_items < largest_k:
+        raise DataError(
+            f"Dataset {name} has {seqs.num_items} item(s) after preprocessing, fewer than {largest_k}, the largest "
+            f"cut-off of the ranking metrics (Recall/NDCG/MRR@{', '.join(map(str, KS))}); every metric at that cut-off "
+            f"would be trivially perfect. Use a dataset (or filters) that leave at least {largest_k} items."
+        )
+    if len(split.val) == 0:
+        longest = int(seqs.lengths.max()) if seqs.num_users else 0
+        fix = (f"Lower --cold-start-threshold to at most {longest} (the longest history)" if longest >= 3 else
+               "Use a dataset whose users have at least 3 interactions each")
+        raise DataError(
+            f"No user of dataset {name} has at least {cold_threshold} interactions (cold_start_threshold), so there "
+            f"is no warm user to validate or test on ({seqs.num_users} user(s), the longest history has {longest} "
+            f"interaction(s)). {fix}."
+        )
 
 
 @torch.no_grad()

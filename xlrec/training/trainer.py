@@ -33,7 +33,7 @@ from xlrec.rec_models import SequentialRecommender, build_model, parameter_break
 from xlrec.rec_models.pop import PopRec
 from xlrec.training.batches import gather_windows, passes_per_epoch, sample_ends
 from xlrec.training.cuda_graph import GraphedStep
-from xlrec.training.evaluate import EvalResult, evaluate
+from xlrec.training.evaluate import EvalResult, check_evaluable, evaluate
 from xlrec.training.losses import full_softmax_ce
 
 MONITOR = "recall@10"
@@ -103,6 +103,7 @@ class Trainer:
             torch.set_num_threads(cfg.num_threads)
         seed_everything(cfg.seed)
         self.split: Split = leave_two_out(data.seqs, cfg.cold_start_threshold)
+        check_evaluable(data.name, data.seqs, self.split, cfg.cold_start_threshold)
         self.popularity = item_popularity(data.seqs, self.split)
         dev = self.rt.device
         self.items = torch.as_tensor(data.seqs.items, device=dev)
