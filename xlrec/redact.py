@@ -30,3 +30,20 @@ def redact(text: object) -> str:
     s = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", s)
     s = _BARE_TOKEN.sub(lambda m: f"{m['scheme']}{MASK}@", s)
     return _QUERY.sub(lambda m: f"{m['key']}{MASK}", s)
+
+
+def basic_auth_request(url: str, headers: dict[str, str] | None = None):
+    """A urllib Request for `url` whose `user:password@` part (if any) travels as a Basic
+    Authorization header: urllib cannot parse credentials in the host part, and MLflow's client
+    and most mirrors accept them written into the URL."""
+    import base64
+    import urllib.parse
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(url)
+    headers = dict(headers or {})
+    if parts.username is not None or parts.password is not None:
+        pair = f"{urllib.parse.unquote(parts.username or '')}:{urllib.parse.unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
+    return urllib.request.Request(urllib.parse.urlunsplit(parts), headers=headers)

@@ -28,6 +28,7 @@ from typing import Callable, TextIO
 from xlrec.data_prep import cache
 from xlrec.data_prep.unpack import limits_problem
 from xlrec.errors import DataError
+from xlrec.redact import basic_auth_request, redact
 
 CHUNK = 1 << 20  # bytes per read while streaming
 CONNECT_TIMEOUT = 30.0  # seconds; urllib applies it to the connect and to every read
@@ -94,7 +95,7 @@ def _fetch_locked(url: str, dest: Path, sha256: str | None, size: int | None, md
             except _Transient as exc:
                 last = str(exc)
                 if attempt < attempts:
-                    print(f"xlrec: download of {url} failed ({last}); retrying ({attempt + 1}/{attempts}).",
+                    print(f"xlrec: download of {redact(url)} failed ({last}); retrying ({attempt + 1}/{attempts}).",
                           file=stream)
                     time.sleep(backoff * 2 ** (attempt - 1))
                 continue
@@ -106,7 +107,7 @@ def _fetch_locked(url: str, dest: Path, sha256: str | None, size: int | None, md
                     f"by other means and use a mirror directory. {_OFFLINE_HINT}."
                 )
             if sha256 is None and md5 is None:
-                print(f"xlrec: note: {url} has no published checksum; accepted after an integrity check "
+                print(f"xlrec: note: {redact(url)} has no published checksum; accepted after an integrity check "
                       f"(SHA-256 {hashes[0]}).", file=stream)
             os.replace(part, dest)
             return dest
@@ -125,7 +126,7 @@ class _Transient(Exception):
 
 
 def _request(url: str) -> urllib.request.Request:
-    return urllib.request.Request(url, headers={"User-Agent": "xlrec-data/1", "Accept-Encoding": "identity"})
+    return basic_auth_request(url, {"User-Agent": "xlrec-data/1", "Accept-Encoding": "identity"})
 
 
 def _download(url: str, part: Path, dest: Path, size: int | None, timeout: float,
