@@ -141,7 +141,9 @@ def test_old_pickle_champion_is_refused_without_running_it(command, crafted, env
             "recommend": ["recommend", "--model-uri", uri, "--items", "1,2", "--device", "cpu"],
             "download": ["registry", "download", "--name", crafted["name"], "--alias", "champion",
                          "--dst", str(tmp_path / "dl")]}[command]
-    proc = run_xlrec([*args, "--tracking-uri", mlflow_server], {**env, "TMPDIR": str(tmp_path)}, cwd=tmp_path)
+    # MLflow's own pickle switch on (a user may export it): the refusal must be xlrec's, not MLflow's
+    run_env = {**env, "TMPDIR": str(tmp_path), "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true"}
+    proc = run_xlrec([*args, "--tracking-uri", mlflow_server], run_env, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-3000:]
     msg = _error_line(proc.stderr)
     assert "saved by an older xlrec as a pickle" in msg and "unpickling" in msg

@@ -41,12 +41,12 @@ LEGACY_PICKLE = "data/model.pth"
 # dim 256, 4 blocks, L 200, ~27k items), low enough that a crafted config cannot make
 # xlrec allocate absurd memory while building the model or preparing data for evaluation.
 LIMITS: dict[str, int] = {
-    "max_len": 8192, "embedding_dim": 4096, "num_heads": 256, "num_blocks": 64, "ffn_mult": 64,
+    "max_len": 4096, "embedding_dim": 4096, "num_heads": 256, "num_blocks": 64, "ffn_mult": 64,
     "batch_size": 1_000_000, "eval_batch_size": 65_536, "num_threads": 1024,
     "synthetic_users": 10_000_000, "synthetic_items": 10_000_000, "synthetic_mean_len": 100_000,
 }
 MAX_ITEMS = 10_000_000
-MAX_PARAMETERS = 1_000_000_000  # 4 GB of float32
+MAX_PARAMETERS = 250_000_000  # 1 GB of float32; the largest real model here has ~9M
 
 
 @dataclass
@@ -189,6 +189,9 @@ def config_from_dict(raw: Any, where: str) -> TrainConfig:
         if value is not None and not 0 <= value <= cap:
             raise XlrecError(f"The config.yaml of {where} sets {key} = {value}, outside xlrec's limit of 0..{cap} "
                              f"for a model it loads; the config is damaged or crafted, so nothing was built.")
+    if any(not 0 <= i <= LIMITS["num_blocks"] for i in cfg.slstm_at):  # xlstm-s ignores indices past num_blocks
+        raise XlrecError(f"The config.yaml of {where} puts sLSTM blocks at {cfg.slstm_at[:10]}, outside "
+                         f"0..{LIMITS['num_blocks']}; the config is damaged or crafted.")
     try:
         validate(cfg)
     except ConfigError as exc:
@@ -223,11 +226,12 @@ def _expected_tensors(cfg: TrainConfig, num_items: int, where: str) -> dict[str,
 
     with torch.device("meta"):
         skeleton = build_model(cfg.model, num_items, cfg, kernel="native")
-    total = sum(p.numel() for p in skeleton.parameters())
+    state = skeleton.state_dict()
+    total = sum(v.numel() for v in state.values())
     if total > MAX_PARAMETERS:
         raise XlrecError(f"The config.yaml of {where} describes a model of {total:,} parameters, over xlrec's limit "
                          f"of {MAX_PARAMETERS:,}; nothing was built.")
-    return {k: (tuple(v.shape), v.dtype) for k, v in skeleton.state_dict().items()}
+    return {k: (tuple(v.shape), v.dtype) for k, v in state.items()}
 
 
 def load_weights(model, path: Path, expected: dict, where: str) -> None:
