@@ -150,8 +150,16 @@ def test_artifacts(trained, client, tmp_path):
         assert RUN_ARTIFACTS <= top, top
         model_files = {a.path for a in client.list_artifacts(rid, "model")}
         assert "model/MLmodel" in model_files
-        extra = {a.path for a in client.list_artifacts(rid, "model/extra_files")}
-        assert {"model/extra_files/config.yaml", "model/extra_files/item_map.json"} <= extra
+        # xlrec model format 2: no pickle; weights, config and item map under the pyfunc data folder
+        data = {a.path for a in client.list_artifacts(rid, "model/data/xlrec")}
+        assert data == {"model/data/xlrec/config.yaml", "model/data/xlrec/item_map.json",
+                        "model/data/xlrec/model.safetensors"}
+        assert not any(p.endswith((".pth", ".pkl")) for p in _all_artifacts(client, rid, "model"))
+        mlmodel = yaml.safe_load(Path(mlflow.artifacts.download_artifacts(
+            run_id=rid, artifact_path="model/MLmodel", dst_path=str(tmp_path / f"{m}-mlmodel"))).read_text())
+        assert set(mlmodel["flavors"]) == {"python_function"}
+        assert mlmodel["flavors"]["python_function"]["loader_module"] == "xlrec.platform.serving"
+        assert mlmodel["metadata"]["xlrec"]["format_version"] == 2
 
         local = Path(mlflow.artifacts.download_artifacts(run_id=rid, dst_path=str(tmp_path / m)))
         table = pd.read_parquet(local / "test_per_user.parquet")
@@ -169,6 +177,13 @@ def test_artifacts(trained, client, tmp_path):
         params_csv = pd.read_csv(local / "parameters.csv")
         assert int(params_csv.loc[params_csv["component"] == "total", "count"].iloc[0]) == \
             run.data.metrics["params_total"]
+
+
+def _all_artifacts(client, run_id: str, path: str) -> list[str]:
+    out = []
+    for a in client.list_artifacts(run_id, path):
+        out.extend(_all_artifacts(client, run_id, a.path) if a.is_dir else [a.path])
+    return out
 
 
 def test_dataset_lineage_and_tags(trained):
@@ -254,10 +269,11 @@ def test_registry_list_and_download(trained, env, mlflow_server, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = _last_json(proc.stdout)
     assert out["run_id"] == trained["runs"]["sasrec"].info.run_id
-    for f in ("MLmodel", "config.yaml", "item_map.json"):
-        assert (dst / f).is_file(), f
-    assert yaml.safe_load((dst / "config.yaml").read_text())["model"] == "sasrec"
-    item_map = json.loads((dst / "item_map.json").read_text())
+    assert (dst / "MLmodel").is_file()
+    for key in ("config", "item_map", "weights"):
+        assert Path(out[key]).is_file() and Path(out[key]).parent == dst / "data" / "xlrec", key
+    assert yaml.safe_load(Path(out["config"]).read_text())["model"] == "sasrec"
+    item_map = json.loads(Path(out["item_map"]).read_text())
     assert len(item_map["item_ids"]) == len(item_map["titles"]) == 1682 + 1  # index 0 is padding
 
 

@@ -58,7 +58,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     val, test = trainer.evaluate("val"), trainer.evaluate("test")
     summary = {"model": cfg.model, "dataset": cfg.dataset, "seed": cfg.seed, "max_len": cfg.max_len,
                "params": trainer.params["total"], "model_uri": args.model_uri, "run_id": loaded.run_id}
-    if loaded.run_id:
+    if loaded.run_id and not loaded.local:
         import mlflow
 
         run = mlflow.get_run(loaded.run_id)
@@ -72,25 +72,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
 
     from xlrec.device import select_runtime
     from xlrec.platform.models import load_model
-    from xlrec.training.batches import gather_windows
+    from xlrec.platform.serving import max_k, recommend
 
+    raw_items = None
+    if args.items is not None:
+        raw_items = [x.strip() for x in args.items.split(",") if x.strip()]
+        if not raw_items:
+            raise XlrecError(f"--items {args.items!r} names no item; pass comma-separated raw item ids, oldest "
+                             f"first (e.g. --items 50,172,133).")
+    elif args.user is None:
+        raise XlrecError("Pass --user ID or --items ID,ID,... to say whose next items to recommend.")
+    if args.k < 1:
+        raise XlrecError(f"--k must be at least 1 (how many items to recommend), got {args.k}.")
     _connect(args)
     rt = select_runtime(args.device or "auto", "auto", True)
     loaded = load_model(args.model_uri, rt)
     cfg = loaded.config
     index = {raw: i for i, raw in enumerate(loaded.item_ids) if i > 0}
-    if args.items:
-        raw_items = [x.strip() for x in args.items.split(",") if x.strip()]
+    if raw_items is not None:
         unknown = [x for x in raw_items if x not in index]
         if unknown:
             raise XlrecError(f"Item id(s) {', '.join(unknown)} are not in {cfg.dataset}'s catalogue of this model. "
                              f"Use the dataset's raw item ids, e.g. {', '.join(loaded.item_ids[1:4])}.")
         history = np.array([index[x] for x in raw_items], dtype=np.int64)
-    elif args.user is not None:
+    else:
         from xlrec.data_prep import prepare
 
         data = prepare(cfg.dataset, cfg.prep, args.source or cfg.source)
@@ -99,19 +107,15 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             raise XlrecError(f"User {args.user} is not in {cfg.dataset}. Pass a raw user id of that dataset.")
         u = users[str(args.user)]
         history = data.seqs.items[data.seqs.offsets[u]:data.seqs.offsets[u + 1]]
-    else:
-        raise XlrecError("Pass --user ID or --items ID,ID,... to say whose next items to recommend.")
-    items = torch.as_tensor(history, device=rt.device)
-    window = gather_windows(items, torch.tensor([len(history) - 1], device=rt.device),
-                            torch.tensor([0], device=rt.device), cfg.max_len)
-    with torch.no_grad(), rt.autocast():
-        scores = loaded.model.next_item_scores(window).float()[0]
-    scores[0] = float("-inf")
-    if cfg.exclude_seen:
-        scores[items] = float("-inf")
-    top = torch.topk(scores, args.k).indices.tolist()
-    for rank, i in enumerate(top, 1):
-        print(f"{rank:2d}. {loaded.titles[i]} (item {loaded.item_ids[i]}, score {scores[i].item():.3f})")
+    limit = max_k(len(loaded.item_ids) - 1, history, cfg.exclude_seen)
+    if args.k > limit:
+        seen = f", of which this history's {len(loaded.item_ids) - 1 - limit} are excluded as seen" \
+            if cfg.exclude_seen else ""
+        raise XlrecError(f"--k {args.k} is more than the {limit} items this model can recommend here (its catalogue "
+                         f"has {len(loaded.item_ids) - 1} items{seen}). Pass --k between 1 and {limit}.")
+    rec = recommend(loaded.model, history, args.k, cfg.max_len, cfg.exclude_seen, rt)
+    for rank, (i, score) in enumerate(zip(rec.indices, rec.scores), 1):
+        print(f"{rank:2d}. {loaded.titles[i]} (item {loaded.item_ids[i]}, score {score:.3f})")
     return 0
 
 
@@ -134,24 +138,25 @@ def cmd_registry_list(args: argparse.Namespace) -> int:
             aliases.setdefault(str(ver), []).append(alias)
         print(rm.name)
         for mv in sorted(client.search_model_versions(f"name='{rm.name}'"), key=lambda v: int(v.version)):
-            val = mv.tags.get(METRIC_TAG, "-")
+            val = mv.tags.get(METRIC_TAG, "-")  # the full tag: a cut value misreads (0.090137 vs 0.090138)
             tag = ",".join(aliases.get(str(mv.version), []))
-            print(f"  v{mv.version:<4} val_recall@10={val[:8]:<10} seed={mv.tags.get('seed', '-'):<6} "
+            print(f"  v{mv.version:<4} val_recall@10={val:<14} seed={mv.tags.get('seed', '-'):<6} "
                   f"run={mv.run_id} {('@' + tag) if tag else ''}")
     return 0
 
 
 def cmd_registry_download(args: argparse.Namespace) -> int:
-    from xlrec.device import select_runtime
-    from xlrec.platform.models import load_model
+    from pathlib import Path
+
+    from xlrec.platform.model_format import CONFIG, ITEM_MAP, WEIGHTS
+    from xlrec.platform.models import download_model
 
     _connect(args)
     ref = f"@{args.alias}" if args.alias else f"/{args.version}"
     uri = f"models:/{args.name}{ref}"
-    loaded = load_model(uri, select_runtime("cpu", "auto", False), dst=args.dst)
-    print(json.dumps({"model_uri": uri, "path": str(loaded.local_path), "run_id": loaded.run_id,
-                      "config": str(loaded.local_path / "config.yaml"),
-                      "item_map": str(loaded.local_path / "item_map.json")}))
+    path, data, run_id = download_model(uri, Path(args.dst))
+    print(json.dumps({"model_uri": uri, "path": str(path), "run_id": run_id, "config": str(data / CONFIG),
+                      "item_map": str(data / ITEM_MAP), "weights": str(data / WEIGHTS)}))
     return 0
 
 
@@ -180,7 +185,8 @@ def add_platform_commands(sub, add_run_args) -> None:
     rep.set_defaults(func=cmd_report)
 
     ev = sub.add_parser("evaluate", help="re-run the test evaluation of a logged or registered model")
-    ev.add_argument("--model-uri", required=True, help="models:/NAME@ALIAS, models:/NAME/VERSION or runs:/ID/model")
+    ev.add_argument("--model-uri", required=True,
+                    help="models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/model or a `registry download` folder")
     ev.add_argument("--dataset", default=None, help="dataset to evaluate on (must be the model's)")
     ev.add_argument("--source", default=None, help="mirror directory or base URL")
     ev.add_argument("--device", default=None, help="auto | cpu | cuda")
@@ -188,11 +194,12 @@ def add_platform_commands(sub, add_run_args) -> None:
     ev.set_defaults(func=cmd_evaluate)
 
     rec = sub.add_parser("recommend", help="top-k next items for a user or an item history")
-    rec.add_argument("--model-uri", required=True)
+    rec.add_argument("--model-uri", required=True,
+                     help="models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/model or a `registry download` folder")
     who = rec.add_mutually_exclusive_group()
     who.add_argument("--user", default=None, help="raw user id of the model's dataset")
     who.add_argument("--items", default=None, help="comma-separated raw item ids, oldest first")
-    rec.add_argument("--k", type=int, default=10)
+    rec.add_argument("--k", type=int, default=10, help="how many items (1 .. catalogue minus seen items)")
     rec.add_argument("--source", default=None)
     rec.add_argument("--device", default=None)
     add_tracking_args(rec)
@@ -203,7 +210,8 @@ def add_platform_commands(sub, add_run_args) -> None:
     ls = reg_sub.add_parser("list", help="registered models, versions, aliases and validation metrics")
     add_tracking_args(ls)
     ls.set_defaults(func=cmd_registry_list)
-    dl = reg_sub.add_parser("download", help="download a registered model with its config and item map")
+    dl = reg_sub.add_parser("download", help="copy a registered model's files (weights, config, item map) into a "
+                                             "new or empty folder; nothing is loaded")
     dl.add_argument("--name", required=True)
     g = dl.add_mutually_exclusive_group(required=True)
     g.add_argument("--alias")

@@ -31,7 +31,7 @@ from xlrec.data_prep import PreparedDataset
 from xlrec.errors import XlrecError
 from xlrec.platform import artifacts
 from xlrec.platform.registry import METRIC_TAG, PromotionResult, promote, registered_name, retry_on_conflict
-from xlrec.rec_models import build_model, parameter_table
+from xlrec.rec_models import parameter_table
 from xlrec.redact import redact
 from xlrec.training.trainer import Callback, TrainResult
 
@@ -126,7 +126,8 @@ def pip_requirements() -> list[str]:
 
     pins = ["xlstm==2.0.6", "mlstm-kernels==2.0.6", f"mlflow=={_version('mlflow')}",
             f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}",
-            f"pandas=={_version('pandas')}", f"pyyaml=={_version('pyyaml')}"]
+            f"pandas=={_version('pandas')}", f"pyyaml=={_version('pyyaml')}",
+            f"safetensors=={_version('safetensors')}"]
     return pins
 
 
@@ -266,32 +267,30 @@ class MlflowTracker(Callback):
                 self._log_model(trainer, result, tmp)
 
     def _log_model(self, trainer, result: TrainResult, tmp: Path) -> None:
-        import mlflow.pytorch
-        from mlflow.models import ModelSignature
-        from mlflow.types import Schema, TensorSpec
+        """Log the model as xlrec format 2 (safetensors + config + item map, no pickle) under a
+        pyfunc flavor, and register it: at most one version per run (a resumed run reuses it)."""
+        import mlflow.pyfunc
+
+        from xlrec.platform import model_format, serving
 
         cfg = trainer.cfg
-        seqs = self.data.seqs
-        # Export with the portable native kernels on CPU; `load_for_inference` rebuilds for CUDA.
-        export = build_model(cfg.model, seqs.num_items, cfg, kernel="native")
-        export.load_state_dict({k: v.detach().cpu() for k, v in trainer.model.state_dict().items()})
-        export.eval()
-        artifacts.write_item_map(tmp / "item_map.json", seqs)
-        signature = ModelSignature(
-            inputs=Schema([TensorSpec(np.dtype("int64"), (-1, cfg.max_len), "history")]),
-            outputs=Schema([TensorSpec(np.dtype("float32"), (-1, seqs.num_items + 1), "scores")]),
-        )
         name = registered_name(cfg.model, cfg.dataset) if self.register else None
-        info = mlflow.pytorch.log_model(
-            export, name="model", signature=signature, pip_requirements=pip_requirements(),
-            serialization_format="pickle",  # MLflow 3.x defaults to 'pt2', which needs an input_example
-            code_paths=[str(PROJECT_ROOT)], extra_files=[str(tmp / "config.yaml"), str(tmp / "item_map.json")],
-            registered_model_name=name, await_registration_for=60,
-        )
-        if name is None:
-            return
-        self.model_version = int(info.registered_model_version)
         client = MlflowClient()
+        existing = self._run_version(client, name) if name else None
+        if existing is None:
+            folder = tmp / "xlrec"  # pyfunc copies it to data/xlrec (model_format.DATA_DIR)
+            model_format.write_model_dir(folder, trainer.model.state_dict(), cfg,
+                                         artifacts.write_item_map(tmp / "item_map.json", self.data.seqs))
+            info = mlflow.pyfunc.log_model(
+                name="model", loader_module="xlrec.platform.serving", data_path=str(folder),
+                code_paths=[str(PROJECT_ROOT)], pip_requirements=pip_requirements(), signature=serving.signature(),
+                metadata={"xlrec": dict(model_format.FLAVOR)}, registered_model_name=name, await_registration_for=60,
+            )
+            if name is None:
+                return
+            self.model_version = int(info.registered_model_version)
+        else:
+            self.model_version = existing
         val = result.best_val.get("recall@10", 0.0)
         for key, value in {METRIC_TAG: f"{val:.10f}", "seed": str(cfg.seed), "run_id": self.run_id,
                            "max_len": str(cfg.max_len), "dataset_sha256": self.data.content_hash}.items():
@@ -300,6 +299,11 @@ class MlflowTracker(Callback):
         mlflow.log_metric("model_version", self.model_version)
         mlflow.set_tags({"xlrec.registered_model": name, "xlrec.model_version": str(self.model_version),
                          "xlrec.promotion": self.promotion.reason})
+
+    def _run_version(self, client: MlflowClient, name: str) -> int | None:
+        """The version of `name` this run already registered (a trial resumed after registering)."""
+        found = client.search_model_versions(f"name='{name}' and run_id='{self.run_id}'")
+        return min(int(v.version) for v in found) if found else None
 
 
 def make_tracker(args, cfg: TrainConfig, data: PreparedDataset) -> MlflowTracker:

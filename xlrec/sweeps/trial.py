@@ -85,7 +85,7 @@ def run_trial(config: dict[str, Any]) -> None:
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as ckpt_dir:
-            saved = torch.load(os.path.join(ckpt_dir, CHECKPOINT_FILE), map_location="cpu", weights_only=False)
+            saved = torch.load(os.path.join(ckpt_dir, CHECKPOINT_FILE), map_location="cpu", weights_only=True)
         resume_state, resume_run = saved["trainer"], saved["mlflow_run_id"]
     # Where this attempt runs; a trial retried after a node failure overwrites these tags in
     # the same run, and says from which epoch's checkpoint it continued.
