@@ -140,7 +140,7 @@ def test_resume_from_checkpoint_continues_identically():
     data = prepare("synthetic", cfg.prep)
     Trainer(cfg, data, [StopAfter2()]).fit()
     resumed = Trainer(cfg, data)
-    resumed.restore(torch.load(io.BytesIO(StopAfter2.state), weights_only=False))
+    resumed.restore(torch.load(io.BytesIO(StopAfter2.state), weights_only=True))
     res = resumed.fit()
     assert [h["train_loss"] for h in res.history] == [h["train_loss"] for h in full.history]
     assert res.test.metrics == full.test.metrics

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from xlrec.errors import XlrecError
 
@@ -33,6 +34,18 @@ def _connect(args) -> None:
     mlflow.set_tracking_uri(uri)
 
 
+def _data_source(flag: str | None, recorded: str | None) -> str | None:
+    """Where evaluate/recommend read the model's dataset: --source, else the model's recorded
+    source only when it is a local directory that exists here. A model file is untrusted input,
+    so a URL written into its config is never fetched (and it is stored redacted anyway);
+    without either, the usual XLREC_DATA_MIRROR / download resolution applies."""
+    if flag:
+        return flag
+    if recorded and "://" not in recorded and Path(recorded).is_dir():
+        return recorded
+    return None
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from xlrec.data_prep import prepare
     from xlrec.device import select_runtime
@@ -49,7 +62,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"there. Evaluate it with --dataset {cfg.dataset}, or pick a model registered for {args.dataset} "
             f"(e.g. models:/{cfg.model}-{args.dataset}@champion)."
         )
-    data = prepare(cfg.dataset, cfg.prep, args.source or cfg.source)
+    data = prepare(cfg.dataset, cfg.prep, _data_source(args.source, cfg.source))
     if data.seqs.num_items + 1 != len(loaded.item_ids):
         raise XlrecError(f"Dataset {cfg.dataset} now has {data.seqs.num_items} items but the model was trained on "
                          f"{len(loaded.item_ids) - 1}; the raw data or preprocessing differ from the training run.")
@@ -101,7 +114,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     else:
         from xlrec.data_prep import prepare
 
-        data = prepare(cfg.dataset, cfg.prep, args.source or cfg.source)
+        data = prepare(cfg.dataset, cfg.prep, _data_source(args.source, cfg.source))
         users = {str(u): i for i, u in enumerate(data.seqs.user_ids.tolist())}
         if str(args.user) not in users:
             raise XlrecError(f"User {args.user} is not in {cfg.dataset}. Pass a raw user id of that dataset.")
@@ -146,7 +159,6 @@ def cmd_registry_list(args: argparse.Namespace) -> int:
 
 
 def cmd_registry_download(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from xlrec.platform.model_format import CONFIG, ITEM_MAP, WEIGHTS
     from xlrec.platform.models import download_model
@@ -161,7 +173,6 @@ def cmd_registry_download(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from xlrec.platform.reports import aggregate_table4, runs_table
 
