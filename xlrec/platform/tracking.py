@@ -8,14 +8,16 @@ unrelated one. A crashed run ends FAILED and an interrupted one KILLED, never RU
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import platform
+import signal
 import socket
 import subprocess
 import tempfile
-import urllib.error
-import urllib.request
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +30,10 @@ from xlrec.config import TrainConfig
 from xlrec.data_prep import PreparedDataset
 from xlrec.errors import XlrecError
 from xlrec.platform import artifacts
+from xlrec.platform.runs import HEARTBEAT_TAG, pause_point, process_tags
 from xlrec.platform.registry import METRIC_TAG, PromotionResult, promote, registered_name, retry_on_conflict
 from xlrec.rec_models import build_model, parameter_table
+from xlrec.redact import redact
 from xlrec.training.trainer import Callback, TrainResult
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -46,21 +50,108 @@ def tracking_uri(explicit: str | None = None) -> str:
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """Fail fast (before any training) when an HTTP tracking server does not answer."""
-    if not uri.startswith(("http://", "https://")):
-        return
+    """Fail fast (before any training) when the store cannot be used: see xlrec.platform.store."""
+    from xlrec.platform.store import check_store
+
+    check_store(uri)
+
+
+class TrackingStoreError(XlrecError):
+    """The tracking store failed while a run was being logged (server died, database down)."""
+
+
+def _is_store_failure(exc: BaseException) -> bool:
+    import requests
+    import sqlalchemy.exc
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(exc, (MlflowException, requests.RequestException, sqlalchemy.exc.SQLAlchemyError))
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    return redact(text if len(text) <= limit else text[:limit] + "...")
+
+
+@contextlib.contextmanager
+def shield_signals() -> Iterator[None]:
+    """SIGINT/SIGTERM wait until the block is done: a run is never created (or closed) without
+    this process knowing it, whatever moment a signal picks. A pending signal fires right after."""
+    blocked = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
-            if resp.status == 200:
-                return
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-    else:
-        reason = f"HTTP {resp.status}"
-    raise XlrecError(
-        f"Cannot reach the MLflow tracking server at {uri} ({reason}). Start it (e.g. `mlflow server --host "
-        f"127.0.0.1 --port 5000`) or fix --tracking-uri / MLFLOW_TRACKING_URI; nothing was trained."
-    )
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+# Runs this process opened (or adopted) and has not closed yet: run_id -> tracking URI.
+_OPEN: dict[str, str] = {}
+
+
+def end_status(exc: BaseException) -> tuple[str, str]:
+    """(MLflow status, failure reason) for a run ended by `exc`."""
+    if isinstance(exc, KeyboardInterrupt):
+        what = str(exc) or "SIGINT"
+        return "KILLED", f"interrupted ({what})"
+    if isinstance(exc, SystemExit):
+        return "KILLED", f"stopped (SystemExit {exc.code})"
+    return "FAILED", redact(f"{type(exc).__name__}: {exc}")[:4000]
+
+
+def _forget_active(run_id: str) -> None:
+    """Drop the run from MLflow's active-run stack without calling the store: MLflow's atexit
+    hook would otherwise end it FINISHED (or retry a dead server) on the way out."""
+    from mlflow.tracking import fluent
+
+    stack = fluent._active_run_stack.get()  # no public API pops a run without a store call
+    while stack and stack[-1].info.run_id == run_id:
+        stack.pop()
+    if os.environ.get("MLFLOW_RUN_ID") == run_id:
+        del os.environ["MLFLOW_RUN_ID"]
+
+
+def close_run(run_id: str, uri: str, status: str, reason: str) -> bool:
+    """End a run with `status` and the xlrec.status / xlrec.failure_reason tags; False when the
+    store cannot be reached (the run is then left for `xlrec runs reap`)."""
+    from mlflow.entities import RunTag
+
+    _OPEN.pop(run_id, None)
+    with shield_signals():
+        try:
+            check_reachable(uri)  # seconds; a dead server would cost every call below its retries
+        except XlrecError:
+            _forget_active(run_id)
+            return False
+        try:
+            client = MlflowClient(uri)
+            if client.get_run(run_id).info.status != "RUNNING":
+                _forget_active(run_id)
+                return True
+            client.log_batch(run_id, tags=[RunTag("xlrec.status", status), RunTag("xlrec.failure_reason", reason)])
+            active = mlflow.active_run()
+            if active is not None and active.info.run_id == run_id:
+                mlflow.end_run(status=status)
+            else:
+                client.set_terminated(run_id, status)
+            return True
+        except Exception:
+            _forget_active(run_id)
+            return False
+
+
+def close_open_runs(exc: BaseException, adopted: tuple[str, str] | None = None) -> None:
+    """End every run this process still holds open, as `exc` says (the CLI calls this for any
+    error or signal, so setup, evaluation and result logging are covered as well as the loop).
+    `adopted` (run id, URI): the run `mlflow run` created for this process (MLFLOW_RUN_ID),
+    which exists before this process could open it."""
+    status, reason = end_status(exc)
+    runs = dict(_OPEN)
+    if adopted:
+        runs.setdefault(*adopted)
+    for run_id, uri in runs.items():
+        close_run(run_id, uri, status, reason)
 
 
 def flatten_config(cfg: TrainConfig) -> dict[str, Any]:
@@ -133,21 +224,38 @@ class MlflowTracker(Callback):
 
     # --- lifecycle ----------------------------------------------------------------
     def on_train_start(self, trainer) -> None:
+        try:
+            self._start(trainer)
+        except BaseException as exc:  # fit() guards only the loop: setup must close the run too
+            self._fail(trainer, exc, "setup")
+
+    def _start(self, trainer) -> None:
         cfg: TrainConfig = trainer.cfg
         mlflow.set_tracking_uri(self.uri)
         env_run = os.environ.get("MLFLOW_RUN_ID") if self.adopt_env_run else None
         env_run = self.resume_run_id or env_run
+        owner = process_tags()  # who to ask whether the run is still alive (`xlrec runs reap`)
         if env_run:
-            run = mlflow.start_run(run_id=env_run, log_system_metrics=self.system_metrics or None)
+            with shield_signals():  # from here on a signal finds the run in _OPEN and closes it
+                run = mlflow.start_run(run_id=env_run, log_system_metrics=self.system_metrics or None)
+                self.run_id = run.info.run_id
+                _OPEN[self.run_id] = self.uri
+            mlflow.set_tags(owner)
+            if "xlrec.failure_reason" in run.data.tags:  # a resumed run that was reaped or stopped
+                MlflowClient().delete_tag(self.run_id, "xlrec.failure_reason")
         else:
             if self.parent_run_id:  # children live in their parent's experiment, or the UI cannot nest them
                 experiment_id = MlflowClient().get_run(self.parent_run_id).info.experiment_id
             else:
                 experiment_id = mlflow.set_experiment(self.experiment or f"xlrec-{cfg.dataset}").experiment_id
-            run = mlflow.start_run(experiment_id=experiment_id,
-                                   run_name=self.run_name or f"{cfg.model}-{cfg.dataset}-L{cfg.max_len}-s{cfg.seed}",
-                                   parent_run_id=self.parent_run_id, log_system_metrics=self.system_metrics or None)
-        self.run_id = run.info.run_id
+            with shield_signals():  # the run and its owner tags exist together, and _OPEN knows it
+                run = mlflow.start_run(experiment_id=experiment_id,
+                                       run_name=self.run_name or f"{cfg.model}-{cfg.dataset}-L{cfg.max_len}-s{cfg.seed}",
+                                       parent_run_id=self.parent_run_id, tags=owner,
+                                       log_system_metrics=self.system_metrics or None)
+                self.run_id = run.info.run_id
+                _OPEN[self.run_id] = self.uri
+        pause_point("setup")
         params = flatten_config(cfg)
         params.update({"resolved_device": str(trainer.rt.device), "resolved_kernel": trainer.rt.kernel,
                        "amp_dtype": str(trainer.rt.amp_dtype).replace("torch.", "") if trainer.rt.amp_dtype else "none",
@@ -191,27 +299,54 @@ class MlflowTracker(Callback):
         retry_on_conflict(mlflow.log_input, ds, "training", {"content_sha256": d.content_hash, **stat_tags})
 
     def on_epoch_end(self, trainer, record: dict[str, float]) -> None:
-        metrics = {metric_key(k): float(v) for k, v in record.items() if k != "epoch"}
-        mlflow.log_metrics(metrics, step=int(record["epoch"]))
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        step = int(record["epoch"])
+        metrics = [Metric(metric_key(k), float(v), now, step) for k, v in record.items() if k != "epoch"]
+        try:  # one request: the metrics and a heartbeat (`xlrec runs reap --stale-minutes` reads it)
+            MlflowClient().log_batch(self.run_id, metrics=metrics, tags=[RunTag(HEARTBEAT_TAG, f"{now / 1000:.0f}")])
+        except Exception as exc:
+            err = self._translated(exc, f"epoch {step}")
+            if err is exc:
+                raise
+            raise err from exc
 
     def on_exception(self, trainer, exc: BaseException) -> None:
-        if mlflow.active_run() is None:
+        """End the run FAILED (an error) or KILLED (a signal), once; the store being the failure
+        itself is not asked again for long (close_run probes it first)."""
+        if self.run_id is None or self.run_id not in _OPEN:
             return
-        status = "KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "FAILED"
-        reason = f"{type(exc).__name__}: {exc}"[:4000]
-        try:
-            mlflow.set_tags({"xlrec.status": status, "xlrec.failure_reason": reason})
-        finally:
-            mlflow.end_run(status=status)
+        status, reason = end_status(exc)
+        if not close_run(self.run_id, self.uri, status, reason) and isinstance(exc, TrackingStoreError):
+            exc.args = (f"{exc.args[0]} The run {self.run_id} could not be closed and stays RUNNING until "
+                        f"`xlrec runs reap --tracking-uri {redact(self.uri)}` marks it FAILED.",)
 
     def on_train_end(self, trainer, result: TrainResult) -> None:
         try:
             self._log_results(trainer, result)
+            mlflow.set_tag("xlrec.status", result.stopped_reason)
+            with shield_signals():
+                mlflow.end_run(status="FINISHED")
+                _OPEN.pop(self.run_id, None)
         except BaseException as exc:
-            self.on_exception(trainer, exc)
-            raise
-        mlflow.set_tag("xlrec.status", result.stopped_reason)
-        mlflow.end_run(status="FINISHED")
+            self._fail(trainer, exc, "logging the results")
+
+    def _fail(self, trainer, exc: BaseException, phase: str) -> None:
+        """Close the run for `exc` and raise it, a failing store as one paragraph."""
+        err = self._translated(exc, phase)
+        self.on_exception(trainer, err)
+        if err is exc:
+            raise exc
+        raise err from exc
+
+    def _translated(self, exc: BaseException, phase: str) -> BaseException:
+        """A failing store as one paragraph (TrackingStoreError); anything else unchanged."""
+        if isinstance(exc, XlrecError) or not isinstance(exc, Exception) or not _is_store_failure(exc):
+            return exc
+        return TrackingStoreError(
+            f"The MLflow tracking store at {redact(self.uri)} failed during {phase} ({_short(exc)}). Check that "
+            f"the tracking server or database is up, then train again; nothing after that point was logged.")
 
     # --- results, artifacts, model ------------------------------------------------
     def _log_results(self, trainer, result: TrainResult) -> None:
