@@ -154,6 +154,15 @@ def close_open_runs(exc: BaseException, adopted: tuple[str, str] | None = None) 
         close_run(run_id, uri, status, reason)
 
 
+def finished_run_metrics(uri: str, run_id: str) -> dict[str, Any] | None:
+    """The metrics and tags of a run that already ended FINISHED with its final results (a trial
+    Tune restarts after it had finished: its results are reported, not trained and logged again)."""
+    run = MlflowClient(uri).get_run(run_id)
+    if run.info.status != "FINISHED" or "test_recall_at_10" not in run.data.metrics:
+        return None
+    return {**run.data.metrics, "model_version": int(run.data.tags.get("xlrec.model_version", 0) or 0)}
+
+
 def flatten_config(cfg: TrainConfig) -> dict[str, Any]:
     """The resolved config as flat, stable param names (prep settings as prep.*)."""
     flat: dict[str, Any] = {}
