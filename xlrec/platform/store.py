@@ -164,15 +164,17 @@ def _create(path: Path) -> None:
                 return
             os.replace(tmp, path)  # an empty file (e.g. `touch mlflow.db`) holds nothing to keep
     finally:
-        tmp.unlink(missing_ok=True)
+        for leftover in (tmp, *(tmp.with_name(tmp.name + ext) for ext in ("-journal", "-wal", "-shm"))):
+            leftover.unlink(missing_ok=True)
 
 
 def _remove_stale_temps(path: Path) -> None:
     """Temporary stores of creators that were killed (their pid is gone)."""
     import psutil
 
-    for tmp in path.parent.glob(f".{path.name}.creating-*"):
-        pid = tmp.name.rsplit("-", 1)[1]
+    prefix = f".{path.name}.creating-"
+    for tmp in path.parent.glob(prefix + "*"):  # the store and its -journal / -wal / -shm files
+        pid = tmp.name[len(prefix):].split("-", 1)[0]
         if pid.isdigit() and not psutil.pid_exists(int(pid)):
             tmp.unlink(missing_ok=True)
 

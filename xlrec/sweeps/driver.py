@@ -25,6 +25,7 @@ import yaml
 
 from xlrec.errors import ConfigError
 from xlrec.platform.reports import aggregate_table4
+from xlrec.sweeps.stopping import StopSignals, abort, reap_dead_trials, stop_ray
 from xlrec.sweeps.trial import METRIC, run_trial
 
 
@@ -60,120 +61,6 @@ def _kill_group(pid: int) -> None:
     from xlrec.platform.server import stop_process_group
 
     stop_process_group(pid)
-
-
-class _StopSignals:
-    """SIGINT/SIGTERM stop the sweep as a whole, once. Inside `tuner.fit()` the signal is passed
-    to Tune's own graceful stop (its SIGUSR1 handler: no new trial starts and the experiment
-    state is saved for --resume); elsewhere it unwinds as KeyboardInterrupt. Either way the
-    driver then stops what it started and marks the runs KILLED (`_abort`). A repeated signal
-    does not cut that cleanup short."""
-
-    def __init__(self):
-        self.signum: int | None = None
-        self.in_tune = False
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> "_StopSignals":
-        import signal
-
-        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # SIGINT stays ours (Tune would end FINISHED)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        import signal
-
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def _handle(self, signum, frame) -> None:
-        import signal
-
-        if self.signum is not None:
-            return
-        self.signum = signum
-        print(f"[xlrec] {signal.Signals(signum).name}: stopping the sweep (trials, Ray, the tracking server)",
-              file=sys.stderr, flush=True)
-        tune_stop = signal.getsignal(signal.SIGUSR1) if self.in_tune else None
-        if callable(tune_stop):
-            tune_stop(signal.SIGUSR1, frame)
-            return
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    def raise_if_stopped(self) -> None:
-        import signal
-
-        if self.signum is not None:
-            raise KeyboardInterrupt(signal.Signals(self.signum).name)
-
-
-def _descendants() -> list:
-    import psutil
-
-    try:
-        return psutil.Process().children(recursive=True)
-    except psutil.Error:
-        return []
-
-
-def _stop_ray(spec: SweepSpec) -> None:
-    """ray.shutdown() when this driver started Ray, then end any process it started that outlived
-    that (Ray workers of a local cluster still running trials), except the tracking server, which
-    the stack stops last (the runs are marked through it first)."""
-    import psutil
-    import ray
-
-    if not getattr(spec, "_ray_started", False):
-        return
-    server_pid = getattr(spec, "_server_pid", None)
-    started = [p for p in _descendants() if server_pid is None or _pgid(p.pid) != server_pid]
-    if ray.is_initialized():
-        ray.shutdown()
-    left = [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    for proc in left:
-        with contextlib.suppress(psutil.Error):
-            proc.terminate()
-    _, alive = psutil.wait_procs(left, timeout=10)
-    for proc in alive:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(alive, timeout=5)
-
-
-def _pgid(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except OSError:
-        return None
-
-
-def _abort(exc: BaseException, parent_id: str | None, spec: SweepSpec) -> None:
-    """The sweep ends early: stop its trials and Ray, then mark every trial run still RUNNING
-    and the parent KILLED (a signal) or FAILED (an error), with the reason."""
-    import mlflow
-    from mlflow import MlflowClient
-
-    from xlrec.platform.tracking import end_status
-
-    _stop_ray(spec)
-    if parent_id is None:
-        return
-    status, reason = end_status(exc)
-    reason = f"sweep {reason}" if status == "KILLED" else reason
-    try:
-        client = MlflowClient()
-        parent = client.get_run(parent_id)
-        for run in client.search_runs([parent.info.experiment_id], f"attributes.status = 'RUNNING' and "
-                                      f"tags.`xlrec.sweep_run_id` = '{parent_id}'", max_results=5000):
-            client.set_tag(run.info.run_id, "xlrec.status", status)
-            client.set_tag(run.info.run_id, "xlrec.failure_reason", reason)
-            client.set_terminated(run.info.run_id, status)
-        mlflow.set_tags({"xlrec.status": status, "xlrec.failure_reason": reason})
-        mlflow.end_run(status=status)
-    except Exception as close_exc:  # the original error matters more; `xlrec runs reap` can finish this
-        print(f"[xlrec] could not mark the sweep's runs {status}: {close_exc}", file=sys.stderr)
 
 
 def _tracking(spec: SweepSpec, stack: contextlib.ExitStack, port: int | None = None,
@@ -313,7 +200,7 @@ def run_sweep(spec: SweepSpec) -> dict[str, Any]:
             raise ConfigError(f"There is no sweep named {name!r} to resume under {storage_path} (no {state_file.name}). "
                               f"Run it without --resume, or pass the --name and --storage-path it was started with.")
         saved = json.loads(state_file.read_text())
-    with _StopSignals() as stop, contextlib.ExitStack() as stack:
+    with StopSignals() as stop, contextlib.ExitStack() as stack:
         uri = _tracking(spec, stack, port=saved.get("server_port") if saved else None,
                         server_pid=saved.get("server_pid") if saved else None)
         parent_id = None
@@ -321,35 +208,19 @@ def run_sweep(spec: SweepSpec) -> dict[str, Any]:
             parent = _parent_run(spec, uri, resume_run=saved["parent_run_id"] if saved else None)
             parent_id = parent.info.run_id
             if saved:
-                _resumed(parent, parent_id)
+                reap_dead_trials(parent, parent_id)
             summary = _run_trials(spec, stop, uri, parent_id, storage_path, state_file, saved)
         except BaseException as exc:  # the parent and its trials must not end FINISHED or stay RUNNING
             active = mlflow.active_run()
-            _abort(exc, parent_id or (active.info.run_id if active else None), spec)
+            abort(exc, parent_id or (active.info.run_id if active else None), spec)
             raise
-        _stop_ray(spec)
+        stop_ray(spec)
         mlflow.end_run()
     print(json.dumps(summary))
     return summary
 
 
-def _resumed(parent, parent_id: str) -> None:
-    """A resumed sweep: its trial runs whose process died with the old driver are marked FAILED
-    (a trial Tune restarts continues its run and clears that), and the parent's old reason goes."""
-    from mlflow import MlflowClient
-
-    from xlrec.platform.runs import reap
-
-    client = MlflowClient()
-    if "xlrec.failure_reason" in parent.data.tags:
-        client.delete_tag(parent_id, "xlrec.failure_reason")
-    for v in reap(client, [parent.info.experiment_id], filter_string=f"tags.`xlrec.sweep_run_id` = '{parent_id}'",
-                  reason_prefix="reaped when the sweep resumed"):
-        if v.action == "reaped":
-            print(f"[xlrec] trial run {v.run_id}: {v.detail}", file=sys.stderr)
-
-
-def _run_trials(spec: SweepSpec, stop: _StopSignals, uri: str, parent_id: str, storage_path: str,
+def _run_trials(spec: SweepSpec, stop: StopSignals, uri: str, parent_id: str, storage_path: str,
                 state_file: Path, saved: dict | None) -> dict[str, Any]:
     import mlflow
     import ray
@@ -394,6 +265,7 @@ def _run_trials(spec: SweepSpec, stop: _StopSignals, uri: str, parent_id: str, s
             raise XlrecError(f"Cannot connect to the Ray cluster at {address}: {exc}{cause} Check --ray-address"
                              f" / RAY_ADDRESS; a cluster started with token authentication needs "
                              f"RAY_AUTH_MODE=token (and its token) in this environment too.") from None
+        stop.install()
     trainable = tune.with_resources(run_trial, {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
     scheduler = ASHAScheduler(metric=METRIC, mode="max", time_attr="training_iteration", max_t=spec.epochs + 1,
                               grace_period=spec.grace_period, reduction_factor=2)
