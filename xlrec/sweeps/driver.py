@@ -320,6 +320,7 @@ def _finish(spec: SweepSpec, results, parent_id: str, study_name: str) -> dict[s
                 client.set_tag(run_id, "xlrec.status", status.lower())
                 if status == "PRUNED":
                     client.set_tag(run_id, "xlrec.pruned", "true")
+                    client.set_tag(run_id, "xlrec.failure_reason", "pruned by the ASHA scheduler")
                 else:
                     client.set_tag(run_id, "xlrec.failure_reason", reason[:4000])
                 client.set_terminated(run_id, "KILLED" if status == "PRUNED" else "FAILED")

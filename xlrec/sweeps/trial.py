@@ -41,17 +41,18 @@ class TuneReporter(Callback):
             try:
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
             except SystemExit:  # Tune stops the trial here (ASHA pruned it): the run ends KILLED as pruned
-                self._end_pruned()
+                self._end_pruned(int(record["epoch"]))
                 raise
 
-    def _end_pruned(self) -> None:
+    def _end_pruned(self, epoch: int) -> None:
         import mlflow
 
         active = mlflow.active_run()
         if active is None or active.info.run_id != self.tracker.run_id:
             return
         try:  # the tracker's on_exception then finds no active run and leaves it alone
-            mlflow.set_tags({"xlrec.status": "pruned", "xlrec.pruned": "true"})
+            mlflow.set_tags({"xlrec.status": "pruned", "xlrec.pruned": "true",
+                             "xlrec.failure_reason": f"pruned by the ASHA scheduler after epoch {epoch}"})
         finally:
             mlflow.end_run(status="KILLED")
 
