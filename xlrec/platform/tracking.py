@@ -8,16 +8,13 @@ unrelated one. A crashed run ends FAILED and an interrupted one KILLED, never RU
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import platform
-import signal
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +27,8 @@ from xlrec.config import TrainConfig
 from xlrec.data_prep import PreparedDataset
 from xlrec.errors import XlrecError
 from xlrec.platform import artifacts
-from xlrec.platform.runs import HEARTBEAT_TAG, pause_point, process_tags
+from xlrec.platform.runs import (_OPEN, HEARTBEAT_TAG, close_open_runs, close_run, end_status,  # noqa: F401
+                                 pause_point, process_tags, shield_signals)
 from xlrec.platform.registry import METRIC_TAG, PromotionResult, promote, registered_name, retry_on_conflict
 from xlrec.rec_models import build_model, parameter_table
 from xlrec.redact import redact
@@ -72,86 +70,6 @@ def _short(exc: BaseException, limit: int = 300) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     text = lines[0] if lines else type(exc).__name__
     return redact(text if len(text) <= limit else text[:limit] + "...")
-
-
-@contextlib.contextmanager
-def shield_signals() -> Iterator[None]:
-    """SIGINT/SIGTERM wait until the block is done: a run is never created (or closed) without
-    this process knowing it, whatever moment a signal picks. A pending signal fires right after."""
-    blocked = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-# Runs this process opened (or adopted) and has not closed yet: run_id -> tracking URI.
-_OPEN: dict[str, str] = {}
-
-
-def end_status(exc: BaseException) -> tuple[str, str]:
-    """(MLflow status, failure reason) for a run ended by `exc`."""
-    if isinstance(exc, KeyboardInterrupt):
-        what = str(exc) or "SIGINT"
-        return "KILLED", f"interrupted ({what})"
-    if isinstance(exc, SystemExit):
-        return "KILLED", f"stopped (SystemExit {exc.code})"
-    return "FAILED", redact(f"{type(exc).__name__}: {exc}")[:4000]
-
-
-def _forget_active(run_id: str) -> None:
-    """Drop the run from MLflow's active-run stack without calling the store: MLflow's atexit
-    hook would otherwise end it FINISHED (or retry a dead server) on the way out."""
-    from mlflow.tracking import fluent
-
-    stack = fluent._active_run_stack.get()  # no public API pops a run without a store call
-    while stack and stack[-1].info.run_id == run_id:
-        stack.pop()
-    if os.environ.get("MLFLOW_RUN_ID") == run_id:
-        del os.environ["MLFLOW_RUN_ID"]
-
-
-def close_run(run_id: str, uri: str, status: str, reason: str) -> bool:
-    """End a run with `status` and the xlrec.status / xlrec.failure_reason tags; False when the
-    store cannot be reached (the run is then left for `xlrec runs reap`)."""
-    from mlflow.entities import RunTag
-
-    _OPEN.pop(run_id, None)
-    with shield_signals():
-        try:
-            check_reachable(uri)  # seconds; a dead server would cost every call below its retries
-        except XlrecError:
-            _forget_active(run_id)
-            return False
-        try:
-            client = MlflowClient(uri)
-            if client.get_run(run_id).info.status != "RUNNING":
-                _forget_active(run_id)
-                return True
-            client.log_batch(run_id, tags=[RunTag("xlrec.status", status), RunTag("xlrec.failure_reason", reason)])
-            active = mlflow.active_run()
-            if active is not None and active.info.run_id == run_id:
-                mlflow.end_run(status=status)
-            else:
-                client.set_terminated(run_id, status)
-            return True
-        except Exception:
-            _forget_active(run_id)
-            return False
-
-
-def close_open_runs(exc: BaseException, adopted: tuple[str, str] | None = None) -> None:
-    """End every run this process still holds open, as `exc` says (the CLI calls this for any
-    error or signal, so setup, evaluation and result logging are covered as well as the loop).
-    `adopted` (run id, URI): the run `mlflow run` created for this process (MLFLOW_RUN_ID),
-    which exists before this process could open it."""
-    status, reason = end_status(exc)
-    runs = dict(_OPEN)
-    if adopted:
-        runs.setdefault(*adopted)
-    for run_id, uri in runs.items():
-        close_run(run_id, uri, status, reason)
 
 
 def finished_run_metrics(uri: str, run_id: str) -> dict[str, Any] | None:
