@@ -73,10 +73,16 @@ def test_killed_driver_resumes_without_duplicating_trials(tmp_path, shared_data)
     assert len(trial_ids) == len(set(trial_ids)) == 2, trial_ids  # no trial logged twice
     assert all(r.info.status == "FINISHED" for r in runs)
     assert all(r.data.tags.get("mlflow.parentRunId") == summary["parent_run_id"] for r in runs)
-    # the trials finished before the kill kept their results (same run, same metrics)
+    # the trials finished before the kill kept their results (same run, same metrics), logged once
+    from mlflow import MlflowClient
+
+    client = MlflowClient(db)
     for r in runs:
+        assert "xlrec.failure_reason" not in r.data.tags  # a reaped trial that resumed clears it
         if before.get(r.data.tags["xlrec.trial_id"]) == "FINISHED":
             assert "test_recall_at_10" in r.data.metrics
+            assert len(client.get_metric_history(r.info.run_id, "test_recall_at_10")) == 1
+            assert [m.step for m in client.get_metric_history(r.info.run_id, "val_recall_at_10")] == [1, 2]
     # the resumed driver stopped its server: nothing is left listening
     from xlrec.platform.server import health
 

@@ -153,6 +153,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = resolve_from_args(args)
     if not args.no_tracking:
+        from xlrec.platform.runs import pause_point
+
+        pause_point("start")  # test hook: a signal before the run exists
         from xlrec.platform.tracking import check_reachable, tracking_uri
 
         check_reachable(tracking_uri(args.tracking_uri))  # fail fast, before any data or training work
@@ -205,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         add_platform_commands(sub, _add_run_args)
     try:
+        from xlrec.platform.runs import add_runs_command
+    except ImportError:
+        pass
+    else:
+        add_runs_command(sub)
+    try:
         from xlrec.sweeps.commands import add_sweep_command
     except ImportError:
         pass
@@ -213,28 +222,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_stopping = False  # set once an error or signal is being handled: later signals wait for the cleanup
+
+
 def _terminate_as_interrupt(signum, frame) -> None:
-    # `kill`/Ray/`mlflow run` cancellation: unwind like Ctrl-C so the MLflow run ends KILLED.
-    raise KeyboardInterrupt(f"signal {signum}")
+    # SIGINT and `kill`/Ray/`mlflow run` SIGTERM alike unwind as KeyboardInterrupt, so every run
+    # this process holds ends KILLED; a repeated signal must not cut that cleanup short.
+    if not _stopping:
+        import signal
+
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _close_runs(args: argparse.Namespace, exc: BaseException) -> None:
+    """End the MLflow runs this process still holds (FAILED or KILLED), whatever step it was in."""
+    import os
+
+    tracking = sys.modules.get("xlrec.platform.tracking")
+    adopted = None
+    if getattr(args, "command", None) == "train" and not getattr(args, "no_tracking", True) \
+            and os.environ.get("MLFLOW_RUN_ID"):  # `mlflow run` made this run before we started
+        if tracking is None:
+            from xlrec.platform import tracking
+        adopted = (os.environ["MLFLOW_RUN_ID"], tracking.tracking_uri(getattr(args, "tracking_uri", None)))
+    if tracking is None:
+        return
+    try:
+        tracking.close_open_runs(exc, adopted)
+    except Exception as close_exc:  # never hide the original error behind a cleanup error
+        print(f"xlrec: warning: could not close the MLflow run: {close_exc}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
     import signal
 
+    global _stopping
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    signal.signal(signal.SIGINT, _terminate_as_interrupt)
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except XlrecError as exc:
-        from xlrec.redact import redact
+    except BaseException as exc:
+        _stopping = True
+        _close_runs(args, exc)
+        if isinstance(exc, XlrecError):
+            from xlrec.redact import redact
 
-        print(f"xlrec: error: {redact(exc)}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("xlrec: interrupted", file=sys.stderr)
-        return 130
+            print(f"xlrec: error: {redact(exc)}", file=sys.stderr)
+            return exc.exit_code
+        if isinstance(exc, KeyboardInterrupt):
+            print(f"xlrec: interrupted ({exc or 'SIGINT'})", file=sys.stderr)
+            return 130
+        raise
 
 
 if __name__ == "__main__":

@@ -36,6 +36,33 @@ def health(uri: str, timeout: float = 2.0) -> int | None:
         return None
 
 
+def stop_process_group(pgid: int, timeout: float = 20.0) -> None:
+    """SIGTERM a process group, then SIGKILL whatever of it is left after `timeout` seconds
+    (uvicorn workers and MLflow's job runners included: a stopped sweep leaves none behind)."""
+    import psutil
+
+    def members() -> list[psutil.Process]:
+        found = []
+        for proc in psutil.process_iter():
+            try:
+                if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                    found.append(proc)
+            except (psutil.Error, OSError):
+                continue
+        return found
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + (timeout if sig == signal.SIGTERM else 5.0)
+        while time.monotonic() < deadline:
+            if not members():
+                return
+            time.sleep(0.2)
+
+
 class MlflowServer:
     """`python -m mlflow server` on a free loopback port; use as a context manager."""
 
@@ -53,11 +80,11 @@ class MlflowServer:
     def start(self, timeout: float = 120.0) -> str:
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
         if self.backend_store_uri.startswith("sqlite:"):
-            # Create/migrate the schema once, here: the server's workers would otherwise race to
-            # create the same tables in a new sqlite file ("table ... already exists").
-            from mlflow import MlflowClient
+            # Create/migrate the schema once, here, atomically: the server's workers would otherwise
+            # race to create the same tables in a new sqlite file ("table ... already exists").
+            from xlrec.platform.store import ensure_sqlite_store
 
-            MlflowClient(tracking_uri=self.backend_store_uri).search_experiments(max_results=1)
+            ensure_sqlite_store(self.backend_store_uri)
         cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
                "--backend-store-uri", self.backend_store_uri,
                "--serve-artifacts", "--artifacts-destination", str(self.artifacts_dir),
@@ -89,16 +116,13 @@ class MlflowServer:
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                try:
-                    os.killpg(self.proc.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    self.proc.wait(timeout=timeout)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
+            stop_process_group(self.proc.pid, timeout)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        else:
+            stop_process_group(self.proc.pid, 0)  # workers the server left behind
         if self._log:
             self._log.close()
 

@@ -8,16 +8,13 @@ unrelated one. A crashed run ends FAILED and an interrupted one KILLED, never RU
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import os
 import platform
 import socket
 import subprocess
 import tempfile
-import urllib.error
-import urllib.parse
-import urllib.request
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +27,8 @@ from xlrec.config import TrainConfig
 from xlrec.data_prep import PreparedDataset
 from xlrec.errors import XlrecError
 from xlrec.platform import artifacts
+from xlrec.platform.runs import (_OPEN, HEARTBEAT_TAG, close_open_runs, close_run, end_status,  # noqa: F401
+                                 pause_point, process_tags, shield_signals)
 from xlrec.platform.registry import METRIC_TAG, PromotionResult, promote, registered_name, retry_on_conflict
 from xlrec.rec_models import parameter_table
 from xlrec.redact import redact
@@ -49,33 +48,37 @@ def tracking_uri(explicit: str | None = None) -> str:
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """Fail fast (before any training) when an HTTP tracking server does not answer."""
-    if not uri.startswith(("http://", "https://")):
-        return
-    try:
-        with urllib.request.urlopen(_health_request(uri), timeout=timeout) as resp:
-            if resp.status == 200:
-                return
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-    else:
-        reason = f"HTTP {resp.status}"
-    raise XlrecError(
-        f"Cannot reach the MLflow tracking server at {redact(uri)} ({redact(reason)}). Start it (e.g. `mlflow "
-        f"server --host 127.0.0.1 --port 5000`) or fix --tracking-uri / MLFLOW_TRACKING_URI; nothing was trained."
-    )
+    """Fail fast (before any training) when the store cannot be used: see xlrec.platform.store."""
+    from xlrec.platform.store import check_store
+
+    check_store(uri)
 
 
-def _health_request(uri: str) -> urllib.request.Request:
-    """GET <uri>/health; credentials in the URI (http://user:pw@host, which MLflow's client
-    accepts) go into a Basic Authorization header, since urllib cannot parse them in the host."""
-    parts = urllib.parse.urlsplit(uri.rstrip("/"))
-    headers = {}
-    if parts.username is not None or parts.password is not None:
-        pair = f"{urllib.parse.unquote(parts.username or '')}:{urllib.parse.unquote(parts.password or '')}"
-        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
-        parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
-    return urllib.request.Request(urllib.parse.urlunsplit(parts) + "/health", headers=headers)
+class TrackingStoreError(XlrecError):
+    """The tracking store failed while a run was being logged (server died, database down)."""
+
+
+def _is_store_failure(exc: BaseException) -> bool:
+    import requests
+    import sqlalchemy.exc
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(exc, (MlflowException, requests.RequestException, sqlalchemy.exc.SQLAlchemyError))
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    return redact(text if len(text) <= limit else text[:limit] + "...")
+
+
+def finished_run_metrics(uri: str, run_id: str) -> dict[str, Any] | None:
+    """The metrics and tags of a run that already ended FINISHED with its final results (a trial
+    Tune restarts after it had finished: its results are reported, not trained and logged again)."""
+    run = MlflowClient(uri).get_run(run_id)
+    if run.info.status != "FINISHED" or "test_recall_at_10" not in run.data.metrics:
+        return None
+    return {**run.data.metrics, "model_version": int(run.data.tags.get("xlrec.model_version", 0) or 0)}
 
 
 def flatten_config(cfg: TrainConfig) -> dict[str, Any]:
@@ -155,21 +158,38 @@ class MlflowTracker(Callback):
 
     # --- lifecycle ----------------------------------------------------------------
     def on_train_start(self, trainer) -> None:
+        try:
+            self._start(trainer)
+        except BaseException as exc:  # fit() guards only the loop: setup must close the run too
+            self._fail(trainer, exc, "setup")
+
+    def _start(self, trainer) -> None:
         cfg: TrainConfig = trainer.cfg
         mlflow.set_tracking_uri(self.uri)
         env_run = os.environ.get("MLFLOW_RUN_ID") if self.adopt_env_run else None
         env_run = self.resume_run_id or env_run
+        owner = process_tags()  # who to ask whether the run is still alive (`xlrec runs reap`)
         if env_run:
-            run = mlflow.start_run(run_id=env_run, log_system_metrics=self.system_metrics or None)
+            with shield_signals():  # from here on a signal finds the run in _OPEN and closes it
+                run = mlflow.start_run(run_id=env_run, log_system_metrics=self.system_metrics or None)
+                self.run_id = run.info.run_id
+                _OPEN[self.run_id] = self.uri
+            mlflow.set_tags(owner)
+            if "xlrec.failure_reason" in run.data.tags:  # a resumed run that was reaped or stopped
+                MlflowClient().delete_tag(self.run_id, "xlrec.failure_reason")
         else:
             if self.parent_run_id:  # children live in their parent's experiment, or the UI cannot nest them
                 experiment_id = MlflowClient().get_run(self.parent_run_id).info.experiment_id
             else:
                 experiment_id = mlflow.set_experiment(self.experiment or f"xlrec-{cfg.dataset}").experiment_id
-            run = mlflow.start_run(experiment_id=experiment_id,
-                                   run_name=self.run_name or f"{cfg.model}-{cfg.dataset}-L{cfg.max_len}-s{cfg.seed}",
-                                   parent_run_id=self.parent_run_id, log_system_metrics=self.system_metrics or None)
-        self.run_id = run.info.run_id
+            with shield_signals():  # the run and its owner tags exist together, and _OPEN knows it
+                run = mlflow.start_run(experiment_id=experiment_id,
+                                       run_name=self.run_name or f"{cfg.model}-{cfg.dataset}-L{cfg.max_len}-s{cfg.seed}",
+                                       parent_run_id=self.parent_run_id, tags=owner,
+                                       log_system_metrics=self.system_metrics or None)
+                self.run_id = run.info.run_id
+                _OPEN[self.run_id] = self.uri
+        pause_point("setup")
         params = flatten_config(cfg)
         params.update({"resolved_device": str(trainer.rt.device), "resolved_kernel": trainer.rt.kernel,
                        "amp_dtype": str(trainer.rt.amp_dtype).replace("torch.", "") if trainer.rt.amp_dtype else "none",
@@ -213,27 +233,54 @@ class MlflowTracker(Callback):
         retry_on_conflict(mlflow.log_input, ds, "training", {"content_sha256": d.content_hash, **stat_tags})
 
     def on_epoch_end(self, trainer, record: dict[str, float]) -> None:
-        metrics = {metric_key(k): float(v) for k, v in record.items() if k != "epoch"}
-        mlflow.log_metrics(metrics, step=int(record["epoch"]))
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        step = int(record["epoch"])
+        metrics = [Metric(metric_key(k), float(v), now, step) for k, v in record.items() if k != "epoch"]
+        try:  # one request: the metrics and a heartbeat (`xlrec runs reap --stale-minutes` reads it)
+            MlflowClient().log_batch(self.run_id, metrics=metrics, tags=[RunTag(HEARTBEAT_TAG, f"{now / 1000:.0f}")])
+        except Exception as exc:
+            err = self._translated(exc, f"epoch {step}")
+            if err is exc:
+                raise
+            raise err from exc
 
     def on_exception(self, trainer, exc: BaseException) -> None:
-        if mlflow.active_run() is None:
+        """End the run FAILED (an error) or KILLED (a signal), once; the store being the failure
+        itself is not asked again for long (close_run probes it first)."""
+        if self.run_id is None or self.run_id not in _OPEN:
             return
-        status = "KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "FAILED"
-        reason = f"{type(exc).__name__}: {exc}"[:4000]
-        try:
-            mlflow.set_tags({"xlrec.status": status, "xlrec.failure_reason": reason})
-        finally:
-            mlflow.end_run(status=status)
+        status, reason = end_status(exc)
+        if not close_run(self.run_id, self.uri, status, reason) and isinstance(exc, TrackingStoreError):
+            exc.args = (f"{exc.args[0]} The run {self.run_id} could not be closed and stays RUNNING until "
+                        f"`xlrec runs reap --tracking-uri {redact(self.uri)}` marks it FAILED.",)
 
     def on_train_end(self, trainer, result: TrainResult) -> None:
         try:
             self._log_results(trainer, result)
+            mlflow.set_tag("xlrec.status", result.stopped_reason)
+            with shield_signals():
+                mlflow.end_run(status="FINISHED")
+                _OPEN.pop(self.run_id, None)
         except BaseException as exc:
-            self.on_exception(trainer, exc)
-            raise
-        mlflow.set_tag("xlrec.status", result.stopped_reason)
-        mlflow.end_run(status="FINISHED")
+            self._fail(trainer, exc, "logging the results")
+
+    def _fail(self, trainer, exc: BaseException, phase: str) -> None:
+        """Close the run for `exc` and raise it, a failing store as one paragraph."""
+        err = self._translated(exc, phase)
+        self.on_exception(trainer, err)
+        if err is exc:
+            raise exc
+        raise err from exc
+
+    def _translated(self, exc: BaseException, phase: str) -> BaseException:
+        """A failing store as one paragraph (TrackingStoreError); anything else unchanged."""
+        if isinstance(exc, XlrecError) or not isinstance(exc, Exception) or not _is_store_failure(exc):
+            return exc
+        return TrackingStoreError(
+            f"The MLflow tracking store at {redact(self.uri)} failed during {phase} ({_short(exc)}). Check that "
+            f"the tracking server or database is up, then train again; nothing after that point was logged.")
 
     # --- results, artifacts, model ------------------------------------------------
     def _log_results(self, trainer, result: TrainResult) -> None:

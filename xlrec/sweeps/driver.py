@@ -25,6 +25,7 @@ import yaml
 
 from xlrec.errors import ConfigError
 from xlrec.platform.reports import aggregate_table4
+from xlrec.sweeps.stopping import StopSignals, abort, reap_dead_trials, stop_ray
 from xlrec.sweeps.trial import METRIC, run_trial
 
 
@@ -57,12 +58,9 @@ class SweepSpec:
 
 
 def _kill_group(pid: int) -> None:
-    import signal
+    from xlrec.platform.server import stop_process_group
 
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        pass
+    stop_process_group(pid)
 
 
 def _tracking(spec: SweepSpec, stack: contextlib.ExitStack, port: int | None = None,
@@ -97,12 +95,15 @@ def _parent_run(spec: SweepSpec, uri: str, resume_run: str | None = None):
 
     mlflow.set_tracking_uri(uri)
     env_run = os.environ.pop("MLFLOW_RUN_ID", None)  # `mlflow run . -e sweep` made the parent for us
+    from xlrec.platform.runs import process_tags
+    from xlrec.platform.tracking import shield_signals
+
     env_run = resume_run or env_run
-    if env_run:
-        run = mlflow.start_run(run_id=env_run)
-    else:
+    if not env_run:
         mlflow.set_experiment(spec.experiment)
-        run = mlflow.start_run(run_name=spec.name)
+    with shield_signals():  # the driver's handlers find the parent once it exists (and `runs reap` its owner)
+        run = mlflow.start_run(run_id=env_run) if env_run else mlflow.start_run(run_name=spec.name)
+    mlflow.set_tags(process_tags())
     return run
 
 
@@ -191,9 +192,6 @@ def _prepare_data(spec: SweepSpec) -> None:
 
 def run_sweep(spec: SweepSpec) -> dict[str, Any]:
     import mlflow
-    import ray
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
 
     if spec.mode not in ("search", "grid"):
         raise ConfigError(f"--mode must be search or grid, got {spec.mode!r}.")
@@ -211,80 +209,100 @@ def run_sweep(spec: SweepSpec) -> dict[str, Any]:
             raise ConfigError(f"There is no sweep named {name!r} to resume under {storage_path} (no {state_file.name}). "
                               f"Run it without --resume, or pass the --name and --storage-path it was started with.")
         saved = json.loads(state_file.read_text())
-    with contextlib.ExitStack() as stack:
+    with StopSignals() as stop, contextlib.ExitStack() as stack:
         uri = _tracking(spec, stack, port=saved.get("server_port") if saved else None,
                         server_pid=saved.get("server_pid") if saved else None)
-        parent = _parent_run(spec, uri, resume_run=saved["parent_run_id"] if saved else None)
-        stack.callback(lambda: mlflow.end_run() if mlflow.active_run() else None)
-        parent_id = parent.info.run_id
-        if not saved:
-            Path(storage_path).mkdir(parents=True, exist_ok=True)
-            state_file.write_text(json.dumps({"parent_run_id": parent_id, "experiment_dir": f"{name}-{parent_id[:8]}",
-                                              "server_port": int(uri.rsplit(":", 1)[1]) if not spec.tracking_uri
-                                              and uri.startswith("http://127.0.0.1") else None,
-                                              "server_pid": getattr(spec, "_server_pid", None)}))
-        if not saved:
-            mlflow.log_params({
-                "sweep.mode": spec.mode, "sweep.trials": spec.trials, "sweep.epochs": spec.epochs,
-                "sweep.models": ",".join(spec.models if spec.mode == "grid" else [spec.model]),
-                "sweep.datasets": ",".join(spec.datasets if spec.mode == "grid" else [spec.dataset]),
-                "sweep.gpus_per_trial": spec.gpus_per_trial, "sweep.cpus_per_trial": spec.cpus_per_trial,
-                "sweep.seed": spec.seed})
-        mlflow.set_tags({"xlrec.sweep": "parent", "xlrec.sweep_name": name})
-        base = {"model": spec.model, "dataset": spec.dataset, "tracking_uri": uri, "experiment": spec.experiment,
-                "parent_run_id": parent_id, "overrides": {"epochs": spec.epochs, "source": spec.source,
-                                                           **spec.overrides},
-                "threads": max(1, int(spec.cpus_per_trial))}
-        # Trials checkpoint every epoch on purpose (fault tolerance); Tune warns about frequent
-        # experiment snapshots then, which says nothing actionable to a sweep user.
-        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-        if not ray.is_initialized():
-            address = spec.ray_address or os.environ.get("RAY_ADDRESS")
-            try:
-                ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                         runtime_env={"env_vars": {"XLREC_DATA_DIR": os.environ.get("XLREC_DATA_DIR", ""),
-                                                   "XLREC_DATA_MIRROR": os.environ.get("XLREC_DATA_MIRROR", "")}}
-                         if not address else None)
-            except ConnectionError as exc:  # also a cluster that wants a token (RAY_AUTH_MODE=token)
-                from xlrec.errors import XlrecError
-
-                lines = str(exc.__cause__ or "").strip().splitlines()  # Ray embeds a remote traceback here
-                cause = f" ({lines[-1][:300]})." if lines else "."
-                raise XlrecError(f"Cannot connect to the Ray cluster at {address}: {exc}{cause} Check --ray-address"
-                                 f" / RAY_ADDRESS; a cluster started with token authentication needs "
-                                 f"RAY_AUTH_MODE=token (and its token) in this environment too.") from None
-            stack.callback(ray.shutdown)
-        trainable = tune.with_resources(run_trial, {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
-        scheduler = ASHAScheduler(metric=METRIC, mode="max", time_attr="training_iteration", max_t=spec.epochs + 1,
-                                  grace_period=spec.grace_period, reduction_factor=2)
-        study_name = f"{name}-{parent_id[:8]}"
-        tune_config = tune.TuneConfig(
-            # ASHA prunes searches only: every grid cell (model, max_len, seed) must finish for Table 4
-            scheduler=scheduler if spec.mode == "search" else None,
-            num_samples=spec.trials if spec.mode == "search" else 1,
-            search_alg=_search_alg(spec, study_name) if spec.mode == "search" else None,
-            max_concurrent_trials=spec.max_concurrent or None)
-        run_config = tune.RunConfig(name=f"{name}-{parent_id[:8]}", storage_path=storage_path,
-                                    failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-                                    # trials checkpoint every epoch; a retry needs only the latest
-                                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=0)
-        if saved:
-            tuner = tune.Tuner.restore(str(Path(storage_path) / saved["experiment_dir"]), trainable=trainable,
-                                       param_space=_param_space(spec, base), resume_unfinished=True,
-                                       resume_errored=True)
-        else:
-            tuner = tune.Tuner(trainable, param_space=_param_space(spec, base), tune_config=tune_config,
-                               run_config=run_config)
+        parent_id = None
         try:
-            results = tuner.fit()
-            summary = _finish(spec, results, parent_id, study_name)
-        except BaseException as exc:  # the parent run must not end FINISHED (or stay RUNNING) on a crash
-            mlflow.set_tag("xlrec.failure_reason", f"{type(exc).__name__}: {exc}"[:4000])
-            mlflow.end_run(status="KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            parent = _parent_run(spec, uri, resume_run=saved["parent_run_id"] if saved else None)
+            parent_id = parent.info.run_id
+            if saved:
+                reap_dead_trials(parent, parent_id)
+            summary = _run_trials(spec, stop, uri, parent_id, storage_path, state_file, saved)
+        except BaseException as exc:  # the parent and its trials must not end FINISHED or stay RUNNING
+            active = mlflow.active_run()
+            abort(exc, parent_id or (active.info.run_id if active else None), spec)
             raise
+        stop_ray(spec)
         mlflow.end_run()
     print(json.dumps(summary))
     return summary
+
+
+def _run_trials(spec: SweepSpec, stop: StopSignals, uri: str, parent_id: str, storage_path: str,
+                state_file: Path, saved: dict | None) -> dict[str, Any]:
+    import mlflow
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    name = spec.name
+    if not saved:
+        Path(storage_path).mkdir(parents=True, exist_ok=True)
+        state_file.write_text(json.dumps({"parent_run_id": parent_id, "experiment_dir": f"{name}-{parent_id[:8]}",
+                                          "server_port": int(uri.rsplit(":", 1)[1]) if not spec.tracking_uri
+                                          and uri.startswith("http://127.0.0.1") else None,
+                                          "server_pid": getattr(spec, "_server_pid", None)}))
+    if not saved:
+        mlflow.log_params({
+            "sweep.mode": spec.mode, "sweep.trials": spec.trials, "sweep.epochs": spec.epochs,
+            "sweep.models": ",".join(spec.models if spec.mode == "grid" else [spec.model]),
+            "sweep.datasets": ",".join(spec.datasets if spec.mode == "grid" else [spec.dataset]),
+            "sweep.gpus_per_trial": spec.gpus_per_trial, "sweep.cpus_per_trial": spec.cpus_per_trial,
+            "sweep.seed": spec.seed})
+    mlflow.set_tags({"xlrec.sweep": "parent", "xlrec.sweep_name": name})
+    base = {"model": spec.model, "dataset": spec.dataset, "tracking_uri": uri, "experiment": spec.experiment,
+            "parent_run_id": parent_id, "overrides": {"epochs": spec.epochs, "source": spec.source,
+                                                       **spec.overrides},
+            "threads": max(1, int(spec.cpus_per_trial))}
+    # Trials checkpoint every epoch on purpose (fault tolerance); Tune warns about frequent
+    # experiment snapshots then, which says nothing actionable to a sweep user.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if not ray.is_initialized():
+        address = spec.ray_address or os.environ.get("RAY_ADDRESS")
+        spec._ray_started = True
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"XLREC_DATA_DIR": os.environ.get("XLREC_DATA_DIR", ""),
+                                               "XLREC_DATA_MIRROR": os.environ.get("XLREC_DATA_MIRROR", "")}}
+                     if not address else None)
+        except ConnectionError as exc:  # also a cluster that wants a token (RAY_AUTH_MODE=token)
+            from xlrec.errors import XlrecError
+
+            lines = str(exc.__cause__ or "").strip().splitlines()  # Ray embeds a remote traceback here
+            cause = f" ({lines[-1][:300]})." if lines else "."
+            raise XlrecError(f"Cannot connect to the Ray cluster at {address}: {exc}{cause} Check --ray-address"
+                             f" / RAY_ADDRESS; a cluster started with token authentication needs "
+                             f"RAY_AUTH_MODE=token (and its token) in this environment too.") from None
+        stop.install()
+    trainable = tune.with_resources(run_trial, {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
+    scheduler = ASHAScheduler(metric=METRIC, mode="max", time_attr="training_iteration", max_t=spec.epochs + 1,
+                              grace_period=spec.grace_period, reduction_factor=2)
+    study_name = f"{name}-{parent_id[:8]}"
+    tune_config = tune.TuneConfig(
+        # ASHA prunes searches only: every grid cell (model, max_len, seed) must finish for Table 4
+        scheduler=scheduler if spec.mode == "search" else None,
+        num_samples=spec.trials if spec.mode == "search" else 1,
+        search_alg=_search_alg(spec, study_name) if spec.mode == "search" else None,
+        max_concurrent_trials=spec.max_concurrent or None)
+    run_config = tune.RunConfig(name=f"{name}-{parent_id[:8]}", storage_path=storage_path,
+                                failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+                                # trials checkpoint every epoch; a retry needs only the latest
+                                checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=0)
+    if saved:
+        tuner = tune.Tuner.restore(str(Path(storage_path) / saved["experiment_dir"]), trainable=trainable,
+                                   param_space=_param_space(spec, base), resume_unfinished=True,
+                                   resume_errored=True)
+    else:
+        tuner = tune.Tuner(trainable, param_space=_param_space(spec, base), tune_config=tune_config,
+                           run_config=run_config)
+    stop.in_tune = True
+    try:
+        results = tuner.fit()
+    finally:
+        stop.in_tune = False
+    stop.raise_if_stopped()  # Tune stopped gracefully on the signal: the sweep did not finish
+    return _finish(spec, results, parent_id, study_name)
 
 
 def _finish(spec: SweepSpec, results, parent_id: str, study_name: str) -> dict[str, Any]:
@@ -311,6 +329,7 @@ def _finish(spec: SweepSpec, results, parent_id: str, study_name: str) -> dict[s
                 client.set_tag(run_id, "xlrec.status", status.lower())
                 if status == "PRUNED":
                     client.set_tag(run_id, "xlrec.pruned", "true")
+                    client.set_tag(run_id, "xlrec.failure_reason", "pruned by the ASHA scheduler")
                 else:
                     client.set_tag(run_id, "xlrec.failure_reason", reason[:4000])
                 client.set_terminated(run_id, "KILLED" if status == "PRUNED" else "FAILED")

@@ -41,17 +41,18 @@ class TuneReporter(Callback):
             try:
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
             except SystemExit:  # Tune stops the trial here (ASHA pruned it): the run ends KILLED as pruned
-                self._end_pruned()
+                self._end_pruned(int(record["epoch"]))
                 raise
 
-    def _end_pruned(self) -> None:
+    def _end_pruned(self, epoch: int) -> None:
         import mlflow
 
         active = mlflow.active_run()
         if active is None or active.info.run_id != self.tracker.run_id:
             return
         try:  # the tracker's on_exception then finds no active run and leaves it alone
-            mlflow.set_tags({"xlrec.status": "pruned", "xlrec.pruned": "true"})
+            mlflow.set_tags({"xlrec.status": "pruned", "xlrec.pruned": "true",
+                             "xlrec.failure_reason": f"pruned by the ASHA scheduler after epoch {epoch}"})
         finally:
             mlflow.end_run(status="KILLED")
 
@@ -87,6 +88,13 @@ def run_trial(config: dict[str, Any]) -> None:
         with checkpoint.as_directory() as ckpt_dir:
             saved = torch.load(os.path.join(ckpt_dir, CHECKPOINT_FILE), map_location="cpu", weights_only=True)
         resume_state, resume_run = saved["trainer"], saved["mlflow_run_id"]
+    if resume_run is not None:
+        from xlrec.platform.tracking import finished_run_metrics
+
+        done = finished_run_metrics(spec["tracking_uri"], resume_run)
+        if done is not None:  # finished before the driver died: report it, log nothing twice
+            tune.report(_final_report(done, resume_run))
+            return
     # Where this attempt runs; a trial retried after a node failure overwrites these tags in
     # the same run, and says from which epoch's checkpoint it continued.
     tags = {"xlrec.sweep_run_id": spec["parent_run_id"], "xlrec.trial_id": ctx.get_trial_id(),
@@ -102,4 +110,16 @@ def run_trial(config: dict[str, Any]) -> None:
     trainer = Trainer(cfg, data, [tracker, TuneReporter(tracker)])
     if resume_state is not None:
         trainer.restore(resume_state)
-    trainer.fit()
+    try:
+        trainer.fit()
+    except BaseException as exc:  # e.g. stopped during the test evaluation, outside fit()'s own guard
+        tracker.on_exception(trainer, exc)
+        raise
+
+
+def _final_report(metrics: dict, run_id: str) -> dict:
+    """The last Tune report of a finished trial, from its MLflow run."""
+    report = {METRIC: metrics.get("best_val_recall_at_10", 0.0), "epoch": int(metrics.get("epochs_run", 0)),
+              "mlflow_run_id": run_id, "trial_finished": True, "model_version": metrics.get("model_version", 0)}
+    report.update({k: v for k, v in metrics.items() if k.startswith("test_")})
+    return report

@@ -231,8 +231,9 @@ class Trainer:
         n_targets = int(self._acc["targets"])
         train_loss = float(self._acc["loss"]) / max(1, n_targets)
         if not math.isfinite(train_loss):
+            what = "NaN" if math.isnan(train_loss) else "infinite"
             raise TrainingDiverged(
-                f"Training loss became {train_loss} in epoch {self.epoch}; the run was stopped. Lower --lr, "
+                f"Training loss became {what} at epoch {self.epoch}; the run was stopped. Lower --lr, "
                 f"keep gradient clipping on (--grad-clip), or check the data."
             )
         return {"train_loss": train_loss, "grad_norm": float(self._acc["norm"]) / max(1, n_batches),
