@@ -231,6 +231,8 @@ class MlflowTracker(Callback):
         stat_tags = {k: (f"{v:.6f}" if isinstance(v, float) else str(v)) for k, v in d.stats.items()}
         # Runs of one experiment logging the same dataset at once race on its row (UniqueViolation).
         retry_on_conflict(mlflow.log_input, ds, "training", {"content_sha256": d.content_hash, **stat_tags})
+        if d.data_warning:  # raw counts differ from the dataset's published ones (truncated or partial copy)
+            mlflow.set_tag("xlrec.data_warning", redact(d.data_warning)[:5000])
 
     def on_epoch_end(self, trainer, record: dict[str, float]) -> None:
         from mlflow.entities import Metric, RunTag

@@ -24,9 +24,10 @@ import pandas as pd
 import yaml
 
 from xlrec.errors import ConfigError
+from xlrec.redact import redact
 from xlrec.platform.reports import aggregate_table4
 from xlrec.sweeps.stopping import StopSignals, abort, reap_dead_trials, stop_ray
-from xlrec.sweeps.trial import METRIC, run_trial
+from xlrec.sweeps.trial import METRIC, SECRET_SOURCE_ENV, SECRET_URI_ENV, run_trial
 
 
 @dataclass
@@ -251,8 +252,12 @@ def _run_trials(spec: SweepSpec, stop: StopSignals, uri: str, parent_id: str, st
             "sweep.gpus_per_trial": spec.gpus_per_trial, "sweep.cpus_per_trial": spec.cpus_per_trial,
             "sweep.seed": spec.seed})
     mlflow.set_tags({"xlrec.sweep": "parent", "xlrec.sweep_name": name})
-    base = {"model": spec.model, "dataset": spec.dataset, "tracking_uri": uri, "experiment": spec.experiment,
-            "parent_run_id": parent_id, "overrides": {"epochs": spec.epochs, "source": spec.source,
+    # Tune writes the param space into ray_results (params.json, experiment state): a URI's
+    # password travels to the trials in their environment instead, never in the params.
+    secrets = _secret_env(uri, spec.source)
+    base = {"model": spec.model, "dataset": spec.dataset, "tracking_uri": redact(uri), "experiment": spec.experiment,
+            "parent_run_id": parent_id, "overrides": {"epochs": spec.epochs,
+                                                       "source": redact(spec.source) if spec.source else None,
                                                        **spec.overrides},
             "threads": max(1, int(spec.cpus_per_trial))}
     # Trials checkpoint every epoch on purpose (fault tolerance); Tune warns about frequent
@@ -262,10 +267,11 @@ def _run_trials(spec: SweepSpec, stop: StopSignals, uri: str, parent_id: str, st
         address = spec.ray_address or os.environ.get("RAY_ADDRESS")
         spec._ray_started = True
         try:
+            local = {} if address else {"XLREC_DATA_DIR": os.environ.get("XLREC_DATA_DIR", ""),
+                                        "XLREC_DATA_MIRROR": os.environ.get("XLREC_DATA_MIRROR", "")}
+            env_vars = {**local, **secrets}
             ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {"XLREC_DATA_DIR": os.environ.get("XLREC_DATA_DIR", ""),
-                                               "XLREC_DATA_MIRROR": os.environ.get("XLREC_DATA_MIRROR", "")}}
-                     if not address else None)
+                     runtime_env={"env_vars": env_vars} if env_vars else None)
         except ConnectionError as exc:  # also a cluster that wants a token (RAY_AUTH_MODE=token)
             from xlrec.errors import XlrecError
 
@@ -395,7 +401,17 @@ def _failure_reason(error: BaseException) -> str:
     """The trial's own exception (Ray wraps it in a RayTaskError whose text is a remote traceback)."""
     cause = getattr(error, "cause", None)
     cause = cause if isinstance(cause, BaseException) else error
-    return f"{type(cause).__name__}: {cause}"
+    return redact(f"{type(cause).__name__}: {cause}")
+
+
+def _secret_env(uri: str, source: str | None) -> dict[str, str]:
+    """The tracking URI and data source for the trials' environment, when they hold credentials."""
+    env = {}
+    if redact(uri) != uri:
+        env[SECRET_URI_ENV] = uri
+    if source and redact(source) != source:
+        env[SECRET_SOURCE_ENV] = source
+    return env
 
 
 def base_defaults(spec: SweepSpec) -> dict[str, Any]:

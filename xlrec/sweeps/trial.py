@@ -21,6 +21,9 @@ from xlrec.training.trainer import Callback
 
 METRIC = "val_recall_at_10"
 CHECKPOINT_FILE = "trainer.pt"
+# Where a URI holding credentials reaches a trial (set by the driver in the Ray runtime env).
+SECRET_URI_ENV = "XLREC_SWEEP_TRACKING_URI"
+SECRET_SOURCE_ENV = "XLREC_SWEEP_SOURCE"
 
 
 class TuneReporter(Callback):
@@ -72,9 +75,13 @@ def run_trial(config: dict[str, Any]) -> None:
     from xlrec.sweeps.space import trial_overrides
     from xlrec.training.trainer import Trainer
 
-    spec = config["_xlrec"]
+    spec = dict(config["_xlrec"])
     os.environ.pop("MLFLOW_RUN_ID", None)  # an inherited `mlflow run` id must not capture the trial
     overrides = {**spec["overrides"], **trial_overrides(config)}
+    # Credentials travel in the environment, never in Tune's (persisted) param space.
+    spec["tracking_uri"] = os.environ.get(SECRET_URI_ENV) or spec["tracking_uri"]
+    if os.environ.get(SECRET_SOURCE_ENV):
+        overrides["source"] = os.environ[SECRET_SOURCE_ENV]
     model = overrides.pop("model", spec["model"])
     dataset = overrides.pop("dataset", spec["dataset"])
     cfg = resolve_config(model, dataset, overrides=overrides)
