@@ -115,14 +115,14 @@ def test_no_command_shows_or_stores_a_password(tmp_path, pg_store):
 
 
 class _BasicAuthHealth(http.server.BaseHTTPRequestHandler):
-    """/health that answers 200 only with the expected Basic credentials (like a proxy in front of MLflow)."""
+    """/health (and the API call the store check makes) answering 200 only with the expected Basic credentials (like a proxy in front of MLflow)."""
 
     expected = "Basic " + base64.b64encode(f"admin:{SECRET}5".encode()).decode()
     seen: list[str] = []
 
     def do_GET(self):  # noqa: N802 (http.server's naming)
         self.seen.append(self.headers.get("Authorization", ""))
-        ok = self.path == "/health" and self.headers.get("Authorization") == self.expected
+        ok = self.path.split("?")[0] in ("/health", "/api/2.0/mlflow/experiments/search") and self.headers.get("Authorization") == self.expected
         self.send_response(200 if ok else 401)
         self.end_headers()
         self.wfile.write(b"OK" if ok else b"unauthorized")

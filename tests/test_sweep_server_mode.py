@@ -22,10 +22,19 @@ def study_storage():
         drop_database(uri)
 
 
+URI_SECRET = "Sw33pT0kenXyz"
+STUDY_SECRET = "0ptunaS3cretXyz"
+
+
 def test_search_sweep_on_postgres_backed_mlflow_and_optuna(tmp_path, mlflow_server, study_storage):
+    # Both URIs carry credentials (the server has no auth and PostgreSQL trusts loopback, so any
+    # password works): the sweep must run with them and never write them anywhere.
+    tracking_uri = mlflow_server.replace("http://", f"http://sweeper:{URI_SECRET}@")
+    user_part = study_storage.split("://", 1)[1].split("@", 1)[0]
+    storage_with_password = study_storage.replace(f"://{user_part}@", f"://{user_part}:{STUDY_SECRET}@")
     proc = sweep(tmp_path, "--mode", "search", "--model", "gru4rec", "--dataset", "synthetic", "--trials", "2",
                  "--epochs", "2", "--seed", "3", *TINY, "--set", "max_len=10", "--experiment", "server-mode",
-                 "--tracking-uri", mlflow_server, "--study-storage", study_storage, "--cpus-per-trial", "1")
+                 "--tracking-uri", tracking_uri, "--study-storage", storage_with_password, "--cpus-per-trial", "1")
     summary = summary_of(proc)
     assert summary["trials_done"] + summary["trials_pruned"] == 2 and summary["trials_failed"] == 0
     assert not (tmp_path / "mlflow.db").exists()  # nothing went to the embedded sqlite default
@@ -52,3 +61,12 @@ def test_search_sweep_on_postgres_backed_mlflow_and_optuna(tmp_path, mlflow_serv
     mv = client.get_model_version_by_alias(champion["name"], "champion")
     assert int(mv.version) == champion["version"]
     assert mv.run_id in {c.info.run_id for c in children}
+
+    # credentials: not in the output, not in any file the sweep left (Tune's params.json,
+    # experiment state, searcher checkpoint, trial checkpoints), not in MLflow params or tags
+    for secret in (URI_SECRET, STUDY_SECRET):
+        assert secret not in proc.stdout + proc.stderr
+        leaked = [str(p) for p in tmp_path.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+        assert leaked == []
+        for run in [parent, *children]:
+            assert secret not in repr(run.data.params) + repr(run.data.tags)

@@ -109,9 +109,22 @@ def _parent_run(spec: SweepSpec, uri: str, resume_run: str | None = None):
 
 
 def _study_storage(spec: SweepSpec) -> str:
-    if spec.study_storage:
-        return spec.study_storage
-    return f"sqlite:///{Path.cwd() / 'optuna.db'}"
+    """The Optuna storage URL, without a PostgreSQL password: Tune pickles the searcher, storage
+    URL included, into ray_results, so the password moves to PGPASSWORD (libpq reads it there)."""
+    if not spec.study_storage:
+        return f"sqlite:///{Path.cwd() / 'optuna.db'}"
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(spec.study_storage)
+    except ArgumentError:
+        raise ConfigError(f"--study-storage {redact(spec.study_storage)!r} is not a database URL; use e.g. "
+                          f"postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DB or sqlite:///optuna.db.") from None
+    if url.password and url.get_backend_name() == "postgresql":
+        os.environ["PGPASSWORD"] = str(url.password)
+        return url.set(password=None).render_as_string(hide_password=False)
+    return spec.study_storage
 
 
 def _search_alg(spec: SweepSpec, study_name: str):
@@ -335,7 +348,6 @@ def _finish(spec: SweepSpec, results, parent_id: str, study_name: str) -> dict[s
                 client.set_tag(run_id, "xlrec.status", status.lower())
                 if status == "PRUNED":
                     client.set_tag(run_id, "xlrec.pruned", "true")
-                    client.set_tag(run_id, "xlrec.failure_reason", "pruned by the ASHA scheduler")
                 else:
                     client.set_tag(run_id, "xlrec.failure_reason", reason[:4000])
                 client.set_terminated(run_id, "KILLED" if status == "PRUNED" else "FAILED")
