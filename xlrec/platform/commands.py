@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from xlrec.platform.mlflow_env import quiet_links_for
 from xlrec.errors import XlrecError
 
 
@@ -31,6 +32,7 @@ def _connect(args) -> None:
 
     uri = tracking_uri(args.tracking_uri)
     check_reachable(uri)
+    quiet_links_for(uri)
     mlflow.set_tracking_uri(uri)
 
 

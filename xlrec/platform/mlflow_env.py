@@ -32,3 +32,12 @@ DEFAULTS: dict[str, str] = {
 def apply_defaults() -> None:
     for key, value in DEFAULTS.items():
         os.environ.setdefault(key, value)
+
+
+def quiet_links_for(uri: str) -> None:
+    """MLflow prints 'View run ... at: <tracking URI>/#/...' when a run ends; with credentials
+    in the URI that line would show them, so it is switched off for such URIs."""
+    from xlrec.redact import redact
+
+    if redact(uri) != uri:
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"

@@ -104,8 +104,10 @@ def close_run(run_id: str, uri: str, status: str, reason: str) -> bool:
     from mlflow.entities import RunTag
 
     from xlrec.errors import XlrecError
+    from xlrec.platform.mlflow_env import quiet_links_for
     from xlrec.platform.store import check_store
 
+    quiet_links_for(uri)
     _OPEN.pop(run_id, None)
     with shield_signals():
         try:
@@ -211,6 +213,9 @@ def cmd_runs_reap(args: argparse.Namespace) -> int:
 
     uri = tracking_uri(args.tracking_uri)
     check_reachable(uri)
+    from xlrec.platform.mlflow_env import quiet_links_for
+
+    quiet_links_for(uri)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient()
     if args.experiment:

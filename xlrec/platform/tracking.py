@@ -25,6 +25,7 @@ from mlflow import MlflowClient
 import xlrec
 from xlrec.config import TrainConfig
 from xlrec.data_prep import PreparedDataset
+from xlrec.platform.mlflow_env import quiet_links_for
 from xlrec.errors import XlrecError
 from xlrec.platform import artifacts
 from xlrec.platform.runs import (_OPEN, HEARTBEAT_TAG, close_open_runs, close_run, end_status,  # noqa: F401
@@ -165,6 +166,7 @@ class MlflowTracker(Callback):
 
     def _start(self, trainer) -> None:
         cfg: TrainConfig = trainer.cfg
+        quiet_links_for(self.uri)
         mlflow.set_tracking_uri(self.uri)
         env_run = os.environ.get("MLFLOW_RUN_ID") if self.adopt_env_run else None
         env_run = self.resume_run_id or env_run

@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from xlrec.platform.mlflow_env import quiet_links_for
 from xlrec.errors import ConfigError
 from xlrec.redact import redact
 from xlrec.platform.reports import aggregate_table4
@@ -94,6 +95,7 @@ def _tracking(spec: SweepSpec, stack: contextlib.ExitStack, port: int | None = N
 def _parent_run(spec: SweepSpec, uri: str, resume_run: str | None = None):
     import mlflow
 
+    quiet_links_for(uri)
     mlflow.set_tracking_uri(uri)
     env_run = os.environ.pop("MLFLOW_RUN_ID", None)  # `mlflow run . -e sweep` made the parent for us
     from xlrec.platform.runs import process_tags
@@ -123,7 +125,7 @@ def _study_storage(spec: SweepSpec) -> str:
                           f"postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DB or sqlite:///optuna.db.") from None
     if url.password and url.get_backend_name() == "postgresql":
         os.environ["PGPASSWORD"] = str(url.password)
-        return url.set(password=None).render_as_string(hide_password=False)
+        return url._replace(password=None).render_as_string(hide_password=False)  # set(password=None) keeps it
     return spec.study_storage
 
 
