@@ -46,9 +46,12 @@ def add_sweep_command(sub, lenient) -> None:
                    help="MLflow server (http://...); default: serve ./mlflow.db locally for the sweep")
     p.add_argument("--experiment", default=None, type=lenient(str))
     p.add_argument("--ray-address", default=None, type=lenient(str), help="existing Ray cluster (else RAY_ADDRESS or local)")
-    p.add_argument("--storage-path", default=None, type=lenient(str), help="Ray Tune results (default ./ray_results)")
+    p.add_argument("--storage-path", default=None, type=lenient(str),
+                   help="Ray Tune results (default ./ray_results; in a Ray job, whose working directory Ray "
+                        "deletes, ~/.xlrec/ray_results; with several hosts, a shared filesystem or s3://)")
     p.add_argument("--study-storage", default=None, type=lenient(str),
-                   help="Optuna RDB storage URL (default sqlite:///optuna.db; PostgreSQL in server mode)")
+                   help="Optuna RDB storage URL (default sqlite:///optuna.db, in ~/.xlrec/ in a Ray job; "
+                        "PostgreSQL for a shared server)")
     p.add_argument("--name", default=None, type=lenient(str), help="sweep name (needed to --resume it)")
     p.add_argument("--resume", action="store_true",
                    help="continue the sweep of this --name after the driver died (Tuner.restore)")

@@ -27,6 +27,7 @@ from xlrec.platform.mlflow_env import quiet_links_for
 from xlrec.errors import ConfigError
 from xlrec.redact import redact
 from xlrec.platform.reports import aggregate_table4
+from xlrec.sweeps.paths import sweep_home
 from xlrec.sweeps.stopping import StopSignals, abort, reap_dead_trials, stop_ray
 from xlrec.sweeps.trial import METRIC, SECRET_SOURCE_ENV, SECRET_URI_ENV, run_trial
 
@@ -114,7 +115,7 @@ def _study_storage(spec: SweepSpec) -> str:
     """The Optuna storage URL, without a PostgreSQL password: Tune pickles the searcher, storage
     URL included, into ray_results, so the password moves to PGPASSWORD (libpq reads it there)."""
     if not spec.study_storage:
-        return f"sqlite:///{Path.cwd() / 'optuna.db'}"
+        return f"sqlite:///{sweep_home() / 'optuna.db'}"
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
@@ -217,7 +218,7 @@ def run_sweep(spec: SweepSpec) -> dict[str, Any]:
                          else f"grid-{'_'.join(spec.models)}-{'_'.join(spec.datasets)}")
     spec.name = name
     _prepare_data(spec)
-    storage_path = str(Path(spec.storage_path or Path.cwd() / "ray_results").resolve())
+    storage_path = str(Path(spec.storage_path or sweep_home() / "ray_results").expanduser().resolve())
     state_file = Path(storage_path) / f"{name}.xlrec-sweep.json"
     saved = None
     if spec.resume:

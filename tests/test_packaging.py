@@ -1,0 +1,124 @@
+"""One set of pins: pyproject.toml's, and every other place that names a version agrees with it.
+
+conda.yaml (what `mlflow run` builds without --env-manager local), the requirements every logged
+model carries (`pip_requirements`), the README's install commands, .ci/run, the Dockerfile and
+the developers' notes all name versions; a pin changed in one place and not the others builds
+a different environment than the one tested.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+_REQ = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)(?P<extras>\[[^\]]*\])?==(?P<version>[0-9][\w.+!-]*)$")
+# `name==version` inside any text: a package name not glued to a longer identifier
+_PIN_IN_TEXT = re.compile(r"(?<![\w.-])(?P<name>[A-Za-z][A-Za-z0-9_.-]*)(?:\[[^\]\s]*\])?==(?P<version>[0-9][\w.+!-]*)")
+_SKIP_DIRS = {".git", ".venv", "build", "dist", "outputs", "ray_results", "mlartifacts", "mlruns", ".whl", ".whl2",
+              "__pycache__", ".pytest_cache"}
+_TEXT_SUFFIXES = {".md", ".py", ".sh", ".toml", ".yaml", ".yml", ".txt", ".cfg"}
+_TEXT_NAMES = {"Dockerfile", "MLproject", "run"}
+
+
+def norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def pyproject() -> dict:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def exact_pins(requirements: list[str], where: str) -> dict[str, str]:
+    pins = {}
+    for req in requirements:
+        m = _REQ.match(req.replace(" ", ""))
+        assert m, f"{where}: {req!r} is not pinned to one version (name==version)"
+        pins[norm(m["name"]) + (m["extras"] or "")] = m["version"]
+    return pins
+
+
+def runtime_pins() -> dict[str, str]:
+    return exact_pins(pyproject()["project"]["dependencies"], "pyproject.toml dependencies")
+
+
+def all_pins_by_name() -> dict[str, str]:
+    """Runtime and test pins by bare package name (extras dropped)."""
+    reqs = list(pyproject()["project"]["dependencies"])
+    for extra in pyproject()["project"]["optional-dependencies"].values():
+        reqs += extra
+    return {key.split("[")[0]: v for key, v in exact_pins(reqs, "pyproject.toml").items()}
+
+
+def test_every_dependency_is_pinned_exactly():
+    pins = runtime_pins()
+    assert {"torch", "numpy", "mlflow", "ray[tune,default]"} <= set(pins)
+    all_pins_by_name()  # the test extras too
+
+
+def test_conda_yaml_has_exactly_pyprojects_runtime_pins():
+    env = yaml.safe_load((REPO / "conda.yaml").read_text())
+    pip_section = [d for d in env["dependencies"] if isinstance(d, dict)]
+    assert len(pip_section) == 1, "conda.yaml: one `pip:` list holds the pins"
+    reqs = [r for r in pip_section[0]["pip"] if r.strip() != "-e ."]
+    assert "-e ." in pip_section[0]["pip"], "conda.yaml must install xlrec itself"
+    assert exact_pins(reqs, "conda.yaml") == runtime_pins()
+    python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
+    low = pyproject()["project"]["requires-python"].removeprefix(">=")
+    major_minor = lambda v: tuple(int(x) for x in v.split(".")[:2])  # noqa: E731
+    assert major_minor(python.split("=", 1)[1]) >= major_minor(low)
+
+
+def repo_text_files() -> list[Path]:
+    files = []
+    for path in REPO.rglob("*"):
+        rel = path.relative_to(REPO)
+        if any(part in _SKIP_DIRS or part.endswith(".egg-info") for part in rel.parts[:-1]) or not path.is_file():
+            continue
+        if path.suffix in _TEXT_SUFFIXES or path.name in _TEXT_NAMES:
+            files.append(path)
+    return files
+
+
+def test_every_version_named_anywhere_matches_the_pin():
+    pins = all_pins_by_name()
+    files = repo_text_files()
+    assert {REPO / "README.md", REPO / ".ci" / "run", REPO / "docker" / "Dockerfile",
+            REPO / "xlrec" / "platform" / "tracking.py"} <= set(files)
+    drift, seen = [], set()
+    for path in files:
+        for m in _PIN_IN_TEXT.finditer(path.read_text(errors="replace")):
+            name = norm(m["name"])
+            if name in pins:
+                seen.add(path.relative_to(REPO).as_posix())
+                if m["version"] != pins[name]:
+                    drift.append(f"{path.relative_to(REPO)}: {m[0]} (pyproject.toml pins {name}=={pins[name]})")
+    assert not drift, "\n".join(drift)
+    assert {"README.md", ".ci/run", "docker/Dockerfile", "conda.yaml", "xlrec/platform/tracking.py"} <= seen
+
+
+def test_logged_models_require_the_pinned_versions():
+    from xlrec.platform.tracking import pip_requirements
+
+    pins = all_pins_by_name()
+    logged = exact_pins(pip_requirements(), "pip_requirements()")
+    assert {"torch", "numpy", "mlflow", "xlstm"} <= set(logged)
+    assert {name: v for name, v in logged.items() if pins.get(name) != v} == {}, \
+        "a logged model would ask for other versions than pyproject.toml pins (is this environment the pinned one?)"
+
+
+def test_readme_install_lines_are_the_cpu_and_cuda_builds_of_the_pinned_torch():
+    text = (REPO / "README.md").read_text()
+    first_block = re.search(r"```bash\n(.*?)\n```", text, re.S)[1]
+    commands = [ln for ln in first_block.splitlines() if ln.strip() and not ln.startswith("#")]
+    torch = runtime_pins()["torch"]
+    cpu, cuda = commands[0], commands[1]
+    # the first command: a fresh ordinary machine gets the CPU build (PyPI's Linux torch is CUDA)
+    assert f"pip install torch=={torch} --index-url https://download.pytorch.org/whl/cpu" in cpu
+    assert cpu.rstrip().endswith('pip install -e ".[test]"')
+    # right below it, the CUDA variant: PyPI's build
+    assert f"pip install torch=={torch} &&" in cuda and "--index-url" not in cuda
+    assert cuda.rstrip().endswith('pip install -e ".[test]"')
