@@ -70,6 +70,8 @@ def _recommend_cli(env: dict, cwd: Path, items: list[str], k: int) -> list[tuple
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """Train, then run the README's serve journey; yield what it answered. Stops the server."""
+    import psutil
+
     from xlrec.platform.server import stop_process_group
 
     if not (SHARED_DATA / "ml-100k" / "u.data").is_file():
@@ -95,6 +97,8 @@ def served(tmp_path_factory):
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_for_ping(url, server, log)
+        tree = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
+        assert any("uvicorn" in " ".join(p.cmdline()) for p in tree), [p.cmdline() for p in tree]
         outputs = []
         for line in script:
             if line in serve:
@@ -111,6 +115,16 @@ def served(tmp_path_factory):
         stop_process_group(server.pid)
         server.wait(timeout=30)
     assert _group_members(server.pid) == [], "processes of the served model left running"
+    assert [p.pid for p in tree if _alive(p)] == [], "a process of the served model (uvicorn) outlived it"
+
+
+def _alive(proc) -> bool:
+    import psutil
+
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _group_members(pgid: int) -> list[int]:
