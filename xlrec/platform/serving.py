@@ -118,9 +118,11 @@ def signature():
     )
 
 
-def input_example(history: Sequence[str], k: int = 5) -> list[dict]:
-    """One request row, logged with the model so the MLflow UI shows how to call it."""
-    return [{"history": [str(x) for x in history], "k": k}]
+def input_example(seqs, k: int = 5) -> list[dict]:
+    """One request row, logged with the model so the MLflow UI shows how to call it: the last
+    three items of the first user's history (ids of this model's own catalogue)."""
+    start, end = int(seqs.offsets[0]), int(seqs.offsets[1])
+    return [{"history": [str(seqs.item_ids[i]) for i in seqs.items[max(start, end - 3):end]], "k": k}]
 
 
 def _missing(value: Any) -> bool:

@@ -330,13 +330,11 @@ class MlflowTracker(Callback):
             folder = tmp / "xlrec"  # pyfunc copies it to data/xlrec (model_format.DATA_DIR)
             model_format.write_model_dir(folder, trainer.model.state_dict(), cfg,
                                          artifacts.write_item_map(tmp / "item_map.json", self.data.seqs))
-            seqs = self.data.seqs  # the example: the last 3 items of the first user's history
-            example = [seqs.item_ids[i] for i in seqs.items[max(int(seqs.offsets[0]), int(seqs.offsets[1]) - 3):
-                                                             int(seqs.offsets[1])]]
             info = mlflow.pyfunc.log_model(
                 name="model", loader_module="xlrec.platform.serving", data_path=str(folder),
                 code_paths=[str(PROJECT_ROOT)], pip_requirements=pip_requirements(), signature=serving.signature(),
-                input_example=serving.input_example(example), metadata={"xlrec": dict(model_format.FLAVOR)}, registered_model_name=name, await_registration_for=60,
+                input_example=serving.input_example(self.data.seqs), metadata={"xlrec": dict(model_format.FLAVOR)},
+                registered_model_name=name, await_registration_for=60,
             )
             if name is None:
                 return
