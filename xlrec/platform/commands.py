@@ -86,11 +86,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from xlrec.device import select_runtime
     from xlrec.platform.models import load_model
-    from xlrec.platform.serving import max_k, recommend
+    from xlrec.platform.serving import history_indices, top_items
 
     raw_items = None
     if args.items is not None:
@@ -106,13 +104,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     rt = select_runtime(args.device or "auto", "auto", True)
     loaded = load_model(args.model_uri, rt)
     cfg = loaded.config
-    index = {raw: i for i, raw in enumerate(loaded.item_ids) if i > 0}
     if raw_items is not None:
-        unknown = [x for x in raw_items if x not in index]
-        if unknown:
-            raise XlrecError(f"Item id(s) {', '.join(unknown)} are not in {cfg.dataset}'s catalogue of this model. "
-                             f"Use the dataset's raw item ids, e.g. {', '.join(loaded.item_ids[1:4])}.")
-        history = np.array([index[x] for x in raw_items], dtype=np.int64)
+        history = history_indices(raw_items, loaded.item_ids, cfg.dataset)
     else:
         from xlrec.data_prep import prepare
 
@@ -122,15 +115,10 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             raise XlrecError(f"User {args.user} is not in {cfg.dataset}. Pass a raw user id of that dataset.")
         u = users[str(args.user)]
         history = data.seqs.items[data.seqs.offsets[u]:data.seqs.offsets[u + 1]]
-    limit = max_k(len(loaded.item_ids) - 1, history, cfg.exclude_seen)
-    if args.k > limit:
-        seen = f", of which this history's {len(loaded.item_ids) - 1 - limit} are excluded as seen" \
-            if cfg.exclude_seen else ""
-        raise XlrecError(f"--k {args.k} is more than the {limit} items this model can recommend here (its catalogue "
-                         f"has {len(loaded.item_ids) - 1} items{seen}). Pass --k between 1 and {limit}.")
-    rec = recommend(loaded.model, history, args.k, cfg.max_len, cfg.exclude_seen, rt)
-    for rank, (i, score) in enumerate(zip(rec.indices, rec.scores), 1):
-        print(f"{rank:2d}. {loaded.titles[i]} (item {loaded.item_ids[i]}, score {score:.3f})")
+    # the same function the served model (xlrec.platform.serving) answers with
+    ranked = top_items(loaded, history, args.k, cfg.exclude_seen, rt, flag="--k")
+    for rank, (item, title, score) in enumerate(zip(ranked.item_ids, ranked.titles, ranked.scores), 1):
+        print(f"{rank:2d}. {title} (item {item}, score {score:.3f})")
     return 0
 
 

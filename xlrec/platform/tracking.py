@@ -335,7 +335,8 @@ class MlflowTracker(Callback):
             info = mlflow.pyfunc.log_model(
                 name="model", loader_module="xlrec.platform.serving", data_path=str(folder),
                 code_paths=[str(PROJECT_ROOT)], pip_requirements=pip_requirements(), signature=serving.signature(),
-                metadata={"xlrec": dict(model_format.FLAVOR)}, registered_model_name=name, await_registration_for=60,
+                input_example=serving.input_example(self.data.seqs), metadata={"xlrec": dict(model_format.FLAVOR)},
+                registered_model_name=name, await_registration_for=60,
             )
             if name is None:
                 return
