@@ -342,9 +342,10 @@ def _run_trials(spec: SweepSpec, stop: StopSignals, uri: str, parent_id: str, st
     from xlrec.sweeps.progress import SweepProgress, say, start_line
 
     spec._cells = len(list(grid_cells(spec))) if spec.mode == "grid" else spec.trials
-    progress = SweepProgress(spec._cells)
+    concurrency = _concurrency(spec, spec._cells)
+    progress = SweepProgress(spec._cells, concurrency)
     experiment_id = mlflow.get_run(parent_id).info.experiment_id
-    say(start_line(spec, uri, experiment_id, parent_id, _concurrency(spec, spec._cells)))
+    say(start_line(spec, uri, experiment_id, parent_id, concurrency))
     scheduler = ASHAScheduler(metric=METRIC, mode="max", time_attr="training_iteration", max_t=spec.epochs + 1,
                               grace_period=spec.grace_period, reduction_factor=2)
     study_name = f"{name}-{parent_id[:8]}"

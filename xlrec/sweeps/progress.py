@@ -56,12 +56,12 @@ class SweepProgress(Callback):
     far, elapsed time and an estimate of the time left (mean trial duration x trials left /
     trials running at once)."""
 
-    def __init__(self, total: int):
+    def __init__(self, total: int, concurrency: int = 1):
         self.total = total
         self.started = time.monotonic()
         self._start: dict[str, float] = {}
         self._durations: list[float] = []
-        self._concurrency = 1
+        self._concurrency = max(1, concurrency)  # what the cluster fits; raised if more are seen running
         self.best: tuple[float, int, str] | None = None  # (score, trial number, settings)
         self.outcomes: dict[str, int] = {"finished": 0, "pruned": 0, "failed": 0}
 

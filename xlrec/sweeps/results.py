@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +200,7 @@ def optuna_plots(study_name: str, storage: str, tmp: Path) -> list[Path]:
 
     study = optuna.load_study(study_name=study_name, storage=storage)
     pngs = []
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # says nothing to a sweep user
     for name, fn in (("optimization_history", ovm.plot_optimization_history),
                      ("param_importances", ovm.plot_param_importances),
                      ("parallel_coordinate", ovm.plot_parallel_coordinate),
