@@ -154,3 +154,16 @@ def test_compare_view_leads_with_validation_recall_and_cpu_is_measured(runs):
         assert next(iter(child.data.metrics)) == "val_recall_at_10"
         cpu = [m.value for m in client.get_metric_history(child.info.run_id, "cpu_percent")]
         assert cpu and max(cpu) > 0.0, cpu
+
+
+def test_cpu_percent_is_measured_over_the_interval():
+    """One psutil handle per process: a fresh handle per reading always said 0.0."""
+    from xlrec.device import resource_usage, select_runtime, start_usage_interval
+
+    rt = select_runtime("cpu")
+    start_usage_interval(rt, reset_gpu_peak=False)
+    total = 0
+    for i in range(3_000_000):  # CPU work inside the interval
+        total += i * i
+    assert total > 0
+    assert resource_usage(rt)["cpu_percent"] > 0.0
