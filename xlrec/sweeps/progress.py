@@ -38,15 +38,26 @@ def duration(seconds: float) -> str:
 
 
 def _error_line(trial) -> str:
-    """The trial's own exception, the last `Type: message` line of Tune's error trace."""
+    """The trial's own exception: Tune has just written it beside the trial (pickled, and as
+    text whose last `Type: message` line names it); its storage copy is synced later."""
     try:
-        text = trial.get_error() or ""
+        import cloudpickle
+
+        with open(trial.pickled_error_file, "rb") as f:
+            exc = cloudpickle.load(f)
+        cause = getattr(exc, "cause", None)
+        cause = cause if isinstance(cause, BaseException) else exc
+        return redact(f"{type(cause).__name__}: {cause}").splitlines()[0][:240]
     except Exception:
-        text = ""
-    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+        pass
+    try:
+        with open(trial.error_file) as f:
+            lines = [ln.strip() for ln in f.read().splitlines() if ln.strip()]
+    except Exception:
+        lines = []
     for line in reversed(lines):
         head, sep, message = line.partition(": ")
-        if sep and " " not in head:  # e.g. xlrec.errors.TrainingDiverged: Training loss became nan
+        if sep and " " not in head:  # e.g. xlrec.training.trainer.TrainingDiverged: Training loss became nan
             return redact(f"{head.rsplit('.', 1)[-1]}: {message}")[:240]
     return "see the trial's run in MLflow for the reason"
 
@@ -85,8 +96,8 @@ class SweepProgress(Callback):
         self.outcomes[outcome] += 1
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
-        self.outcomes["failed"] += 1
         self._report(trials, trial, self._number(trials, trial), f"failed ({_error_line(trial)})", None)
+        self.outcomes["failed"] += 1
 
     # --- lines --------------------------------------------------------------------
     def _number(self, trials: list, trial) -> int:
