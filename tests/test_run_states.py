@@ -229,7 +229,7 @@ def test_stopped_sweep_stops_everything_it_started_and_marks_its_runs_killed(tmp
         assert time.monotonic() < deadline, (tmp_path / "sweep.err").read_text()[-3000:]
         if state.is_file():
             uri = f"http://127.0.0.1:{json.loads(state.read_text())['server_port']}"
-            trials = [r for r in _runs(uri, "xlrec-sweep-synthetic") if "xlrec.trial_id" in r.data.tags]
+            trials = [r for r in _runs(uri, "xlrec-synthetic") if "xlrec.trial_id" in r.data.tags]
             if any("val_recall_at_10" in r.data.metrics for r in trials):
                 break
         time.sleep(1)
@@ -243,7 +243,7 @@ def test_stopped_sweep_stops_everything_it_started_and_marks_its_runs_killed(tmp
     while _alive(started) and time.monotonic() - stopped_at < 60:
         time.sleep(1)
     assert _alive(started) == []
-    runs = _runs(db, "xlrec-sweep-synthetic")
+    runs = _runs(db, "xlrec-synthetic")
     assert runs and all(r.info.status == "KILLED" for r in runs), [(r.info.run_name, r.info.status) for r in runs]
     parent = [r for r in runs if r.data.tags.get("xlrec.sweep") == "parent"]
     assert len(parent) == 1 and parent[0].data.tags["xlrec.failure_reason"] == f"sweep interrupted ({sig.name})"

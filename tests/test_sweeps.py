@@ -272,7 +272,7 @@ def test_search_registers_versions_and_points_champion_at_the_best(search_sweep)
 
 def test_gpu_trials_each_get_one_logical_gpu(search_sweep):
     out = search_sweep
-    assert out.parent.data.params["sweep.gpus_per_trial"] == "0.5"
+    assert out.parent.data.params["gpus_per_trial"] == "0.5"
     gpus = {c.info.run_id: c.data.tags["cuda_visible_devices"] for c in out.children}
     assert set(gpus.values()) <= {"0", "1"} and gpus
     for child in out.children:  # a logical GPU on a machine without CUDA: the trial trains on the CPU
@@ -312,6 +312,13 @@ def test_grid_runs_every_combination_and_aggregates_table4(tmp_path):
     assert combos == set(itertools.product(["gru4rec", "lstm"], [10], [1, 2]))
     assert all(c.info.status == "FINISHED" and c.data.params["embedding_dim"] == "16" for c in out.children)
     assert len(out.parent_csv("trials.csv")) == 4
+    # one experiment per dataset, the parent named after the sweep, trials after their grid cell
+    assert out.client.get_experiment(out.parent.info.experiment_id).name == "xlrec-synthetic"
+    assert out.parent.info.run_name == "grid-gru4rec_lstm-synthetic"
+    assert {c.info.run_name for c in out.children} == {f"{m} L10 s{s}" for m in ("gru4rec", "lstm") for s in (1, 2)}
+    lines = re.findall(r"^\[xlrec\] trial (\d)/4 finished  max_len=10 seed=\d  val Recall@10 \d\.\d{4}", proc.stderr,
+                       re.M)
+    assert sorted(lines) == ["1", "2", "3", "4"], proc.stderr[-4000:]
     table4 = out.parent_csv("table4.csv")
     assert len(table4) == 2
     assert set(zip(table4["model"], table4["max_len"])) == {("gru4rec", 10), ("lstm", 10)}
@@ -347,6 +354,8 @@ def test_diverging_trials_are_failed_in_mlflow_and_the_study_and_the_sweep_still
         assert child.info.status == "FAILED"
         assert child.data.params["lr"] == "1e+37"  # a --set value is not overridden by the search space
         assert "Training loss became" in child.data.tags["xlrec.failure_reason"]
+    failed = re.findall(r"^\[xlrec\] trial (\d)/2 failed \(TrainingDiverged: Training loss became", proc.stderr, re.M)
+    assert sorted(failed) == ["1", "2"], proc.stderr[-4000:]
     trials = out.parent_csv("trials.csv")
     assert list(trials["status"]) == ["FAILED", "FAILED"]
     assert trials["error"].str.contains("TrainingDiverged").all()

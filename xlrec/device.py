@@ -89,7 +89,19 @@ def start_usage_interval(rt: Runtime, reset_gpu_peak: bool) -> None:
     would miss it in every later epoch."""
     if rt.is_cuda and reset_gpu_peak:
         torch.cuda.reset_peak_memory_stats(rt.device)
-    psutil.Process().cpu_percent(None)
+    _process().cpu_percent(None)
+
+
+_PROC: psutil.Process | None = None
+
+
+def _process() -> psutil.Process:
+    """This process's psutil handle, one per process: `cpu_percent(None)` measures from the
+    previous call on the same object, so a fresh handle per call would always read 0.0."""
+    global _PROC
+    if _PROC is None or _PROC.pid != os.getpid():  # a forked child gets its own handle
+        _PROC = psutil.Process()
+    return _PROC
 
 
 _NVML = None
@@ -116,7 +128,7 @@ def _nvml_used_mb(rt: Runtime) -> float | None:
 def resource_usage(rt: Runtime) -> dict[str, float]:
     """Peak torch memory since the last reset (the run's start), NVML device memory, process RSS
     and CPU% since start_usage_interval()."""
-    proc = psutil.Process()
+    proc = _process()
     out = {"rss_mb": proc.memory_info().rss / 2**20, "cpu_percent": proc.cpu_percent(None)}
     if rt.is_cuda:
         out["gpu_peak_allocated_mb"] = torch.cuda.max_memory_allocated(rt.device) / 2**20

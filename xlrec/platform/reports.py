@@ -24,6 +24,8 @@ def runs_table(experiment: str) -> pd.DataFrame:
         raise XlrecError(f"Experiment {experiment!r} does not exist at {mlflow.get_tracking_uri()}. "
                          f"Pass --experiment with an existing name (see the MLflow UI) and check --tracking-uri.")
     df = mlflow.search_runs([exp.experiment_id], filter_string="params.model != ''")
+    if "tags.xlrec.sweep" in df.columns:  # a sweep's parent logs its model too, and shares the experiment
+        df = df[df["tags.xlrec.sweep"] != "parent"]
     keep = {k: v for k, v in COLUMNS.items() if k in df.columns}
     out = df[list(keep)].rename(columns=keep)
     if "max_len" in out:

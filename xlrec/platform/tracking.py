@@ -153,6 +153,7 @@ class MlflowTracker(Callback):
         self.adopt_env_run = adopt_env_run
         self.resume_run_id = resume_run_id  # continue this run (a trial restored from a checkpoint)
         self.run_id: str | None = None
+        self._pending: dict[str, float] = {}  # metrics held back until the first epoch's batch
         self.promotion: PromotionResult | None = None
         self.model_version: int | None = None
         check_reachable(self.uri)
@@ -223,7 +224,9 @@ class MlflowTracker(Callback):
         self._log_dataset()
         # Only the total as a metric, so every model's run has the same metric keys (comparable
         # side by side); the per-component counts differ by architecture and live in parameters.csv.
-        mlflow.log_metric("params_total", trainer.params["total"])
+        # It is logged with the first epoch, after validation Recall@10: MLflow's compare view
+        # colours its parallel-coordinates plot by the first metric a run logged.
+        self._pending = {"params_total": float(trainer.params["total"])}
 
     def _log_dataset(self) -> None:
         d = self.data
@@ -241,9 +244,12 @@ class MlflowTracker(Callback):
 
         now = int(time.time() * 1000)
         step = int(record["epoch"])
-        metrics = [Metric(metric_key(k), float(v), now, step) for k, v in record.items() if k != "epoch"]
+        first = sorted((k for k in record if k != "epoch"), key=lambda k: k != "val_recall@10")
+        metrics = [Metric(metric_key(k), float(record[k]), now, step) for k in first]
+        metrics += [Metric(k, v, now, 0) for k, v in self._pending.items()]
         try:  # one request: the metrics and a heartbeat (`xlrec runs reap --stale-minutes` reads it)
             MlflowClient().log_batch(self.run_id, metrics=metrics, tags=[RunTag(HEARTBEAT_TAG, f"{now / 1000:.0f}")])
+            self._pending = {}
         except Exception as exc:
             err = self._translated(exc, f"epoch {step}")
             if err is exc:
@@ -298,6 +304,8 @@ class MlflowTracker(Callback):
                 final[f"cold_{who}_{metric_key(k)}"] = v
         final.update({"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
                       "total_time_s": result.total_time_s, "avg_epoch_time_s": result.avg_epoch_time_s})
+        final.update(self._pending)  # a model without epochs (pop) logs params_total here
+        self._pending = {}
         mlflow.log_metrics(final)
         seqs = self.data.seqs
         with tempfile.TemporaryDirectory() as tmp:

@@ -13,20 +13,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import os
-import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-import yaml
-
-from xlrec.platform.mlflow_env import quiet_links_for
 from xlrec.errors import ConfigError
+from xlrec.platform.mlflow_env import quiet_links_for
 from xlrec.redact import redact
-from xlrec.platform.reports import aggregate_table4
 from xlrec.sweeps.paths import sweep_home
 from xlrec.sweeps.stopping import StopSignals, abort, reap_dead_trials, stop_ray
 from xlrec.sweeps.trial import METRIC, SECRET_SOURCE_ENV, SECRET_URI_ENV, run_trial
@@ -75,13 +70,13 @@ def _tracking(spec: SweepSpec, stack: contextlib.ExitStack, port: int | None = N
     if uri and uri.startswith(("http://", "https://")):
         check_reachable(uri)
         return uri
-    db = Path.cwd() / "mlflow.db"
+    db = sweep_home() / "mlflow.db"  # outside a Ray job: the working directory
     if uri:  # `mlflow run` exports the sqlite store it uses, e.g. sqlite:////abs/path/mlflow.db
         if not uri.startswith("sqlite:///"):
             raise ConfigError(f"A sweep logs its trials over HTTP; {uri!r} is neither a tracking server nor a "
                               f"sqlite file it could serve. Pass --tracking-uri http://HOST:PORT.")
         db = Path(uri[len("sqlite:///"):]).resolve()
-    print(f"[xlrec] serving sqlite:///{db} over HTTP for the sweep", file=sys.stderr)
+    spec._sqlite_db = str(db)
     server = local_sqlite_server(db, port=port)  # a resumed sweep reuses its port: trials keep their URI
     if port and health(server.uri) == 200:  # the killed driver's server is still serving ./mlflow.db
         if server_pid:
@@ -102,12 +97,22 @@ def _parent_run(spec: SweepSpec, uri: str, resume_run: str | None = None):
     from xlrec.platform.runs import process_tags
     from xlrec.platform.tracking import shield_signals
 
+    adopted = env_run and not resume_run
     env_run = resume_run or env_run
     if not env_run:
         mlflow.set_experiment(spec.experiment)
     with shield_signals():  # the driver's handlers find the parent once it exists (and `runs reap` its owner)
         run = mlflow.start_run(run_id=env_run) if env_run else mlflow.start_run(run_name=spec.name)
     mlflow.set_tags(process_tags())
+    if adopted:  # `mlflow run` named it at random and chose its experiment: name it after the sweep
+        mlflow.set_tag("mlflow.runName", spec.name)
+        wanted = spec.experiment
+        spec.experiment = mlflow.get_experiment(run.info.experiment_id).name  # the trials nest there too
+        if spec.experiment != wanted:
+            from xlrec.sweeps.progress import say
+
+            say(f"this sweep logs to the experiment {spec.experiment!r} that `mlflow run` chose; "
+                f"`mlflow run ... --experiment-name {wanted}` puts it beside the other {spec.dataset} runs")
     return run
 
 
@@ -157,6 +162,45 @@ def _search_alg(spec: SweepSpec, study_name: str):
     space = functools.partial(define_space, fixed=spec.overrides)  # --set values are fixed, not searched
     return _MarkingOptunaSearch(space=space, metric=METRIC, mode="max", sampler=sampler,
                                 study_name=study_name, storage=storage)
+
+
+def _log_sweep_params(spec: SweepSpec, parent_id: str) -> None:
+    """The sweep's settings, under the names of the MLproject parameters: `mlflow run` has logged
+    those already (params are immutable), so a key it logged with the same value is not logged
+    again, and a differing one is logged as resolved.<key>."""
+    import mlflow
+
+    if spec.mode == "search":
+        params = {"mode": spec.mode, "model": spec.model, "dataset": spec.dataset, "trials": spec.trials}
+    else:
+        params = {"mode": spec.mode, "models": ",".join(spec.models), "datasets": ",".join(spec.datasets),
+                  "max_lens": ",".join(map(str, spec.max_lens)), "seeds": ",".join(map(str, spec.seeds))}
+    params.update({"epochs": spec.epochs, "grace_period": spec.grace_period, "sampler_seed": spec.seed,
+                   "cpus_per_trial": spec.cpus_per_trial, "gpus_per_trial": spec.gpus_per_trial,
+                   "max_concurrent": spec.max_concurrent})
+    params.update({f"set.{k}": v for k, v in spec.overrides.items()})
+    existing = mlflow.get_run(parent_id).data.params
+
+    def same(a: str, b: Any) -> bool:
+        try:
+            return float(a) == float(b)
+        except (TypeError, ValueError):
+            return str(a) == str(b)
+
+    mlflow.log_params({(k if k not in existing else f"resolved.{k}"): redact(str(v)) for k, v in params.items()
+                       if k not in existing or not same(existing[k], v)})
+
+
+def _concurrency(spec: SweepSpec, total: int) -> int:
+    """How many trials Ray can run at once: the cluster's CPUs (and GPUs) over a trial's share."""
+    import ray
+
+    res = ray.cluster_resources()
+    fits = [res.get("CPU", 1.0) / spec.cpus_per_trial] if spec.cpus_per_trial else []
+    if spec.gpus_per_trial:
+        fits.append(res.get("GPU", 0.0) / spec.gpus_per_trial)
+    n = int(math.floor(min(fits) + 1e-9)) if fits else total
+    return max(1, min(total, n, spec.max_concurrent or total))
 
 
 def _param_space(spec: SweepSpec, base: dict[str, Any]) -> dict[str, Any]:
@@ -212,8 +256,10 @@ def run_sweep(spec: SweepSpec) -> dict[str, Any]:
 
     if spec.mode not in ("search", "grid"):
         raise ConfigError(f"--mode must be search or grid, got {spec.mode!r}.")
-    spec.experiment = spec.experiment or (f"xlrec-sweep-{spec.dataset}" if spec.mode == "search"
-                                          else "xlrec-grid")
+    # One experiment per dataset for every entry point (`xlrec train`, `xlrec sweep`, `mlflow run`,
+    # a Ray job), so a sweep's trials sit beside the single runs they compete with.
+    spec.experiment = spec.experiment or (f"xlrec-{spec.dataset}" if spec.mode == "search"
+                                          else f"xlrec-{'_'.join(spec.datasets)}")
     name = spec.name or (f"{spec.mode}-{spec.model}-{spec.dataset}" if spec.mode == "search"
                          else f"grid-{'_'.join(spec.models)}-{'_'.join(spec.datasets)}")
     spec.name = name
@@ -261,12 +307,7 @@ def _run_trials(spec: SweepSpec, stop: StopSignals, uri: str, parent_id: str, st
                                           and uri.startswith("http://127.0.0.1") else None,
                                           "server_pid": getattr(spec, "_server_pid", None)}))
     if not saved:
-        mlflow.log_params({
-            "sweep.mode": spec.mode, "sweep.trials": spec.trials, "sweep.epochs": spec.epochs,
-            "sweep.models": ",".join(spec.models if spec.mode == "grid" else [spec.model]),
-            "sweep.datasets": ",".join(spec.datasets if spec.mode == "grid" else [spec.dataset]),
-            "sweep.gpus_per_trial": spec.gpus_per_trial, "sweep.cpus_per_trial": spec.cpus_per_trial,
-            "sweep.seed": spec.seed})
+        _log_sweep_params(spec, parent_id)
     mlflow.set_tags({"xlrec.sweep": "parent", "xlrec.sweep_name": name})
     # Tune writes the param space into ray_results (params.json, experiment state): a URI's
     # password travels to the trials in their environment instead, never in the params.
@@ -275,7 +316,8 @@ def _run_trials(spec: SweepSpec, stop: StopSignals, uri: str, parent_id: str, st
             "parent_run_id": parent_id, "overrides": {"epochs": spec.epochs,
                                                        "source": redact(spec.source) if spec.source else None,
                                                        **spec.overrides},
-            "threads": max(1, int(spec.cpus_per_trial))}
+            "threads": max(1, int(spec.cpus_per_trial)),
+            "multi_dataset": spec.mode == "grid" and len(spec.datasets) > 1}
     # Trials checkpoint every epoch on purpose (fault tolerance); Tune warns about frequent
     # experiment snapshots then, which says nothing actionable to a sweep user.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -298,6 +340,14 @@ def _run_trials(spec: SweepSpec, stop: StopSignals, uri: str, parent_id: str, st
                              f"RAY_AUTH_MODE=token (and its token) in this environment too.") from None
         stop.install()
     trainable = tune.with_resources(run_trial, {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
+    from xlrec.sweeps.checks import grid_cells
+    from xlrec.sweeps.progress import SweepProgress, say, start_line
+
+    spec._cells = len(list(grid_cells(spec))) if spec.mode == "grid" else spec.trials
+    concurrency = _concurrency(spec, spec._cells)
+    progress = SweepProgress(spec._cells, concurrency)
+    experiment_id = mlflow.get_run(parent_id).info.experiment_id
+    say(start_line(spec, uri, experiment_id, parent_id, concurrency))
     scheduler = ASHAScheduler(metric=METRIC, mode="max", time_attr="training_iteration", max_t=spec.epochs + 1,
                               grace_period=spec.grace_period, reduction_factor=2)
     study_name = f"{name}-{parent_id[:8]}"
@@ -310,7 +360,8 @@ def _run_trials(spec: SweepSpec, stop: StopSignals, uri: str, parent_id: str, st
     run_config = tune.RunConfig(name=f"{name}-{parent_id[:8]}", storage_path=storage_path,
                                 failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                                 # trials checkpoint every epoch; a retry needs only the latest
-                                checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=0)
+                                checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=0,
+                                callbacks=[progress])
     if saved:
         tuner = tune.Tuner.restore(str(Path(storage_path) / saved["experiment_dir"]), trainable=trainable,
                                    param_space=_param_space(spec, base), resume_unfinished=True,
@@ -324,99 +375,25 @@ def _run_trials(spec: SweepSpec, stop: StopSignals, uri: str, parent_id: str, st
     finally:
         stop.in_tune = False
     stop.raise_if_stopped()  # Tune stopped gracefully on the signal: the sweep did not finish
-    return _finish(spec, results, parent_id, study_name)
+    from xlrec.sweeps.results import finish
+
+    summary = finish(spec, results, parent_id, study_name, _study_storage(spec) if spec.mode == "search" else "")
+    _say_summary(spec, progress, summary, uri, experiment_id, parent_id)
+    return summary
 
 
-def _finish(spec: SweepSpec, results, parent_id: str, study_name: str) -> dict[str, Any]:
-    """Mark pruned/failed trial runs, log the trials table, plots or Table 4 to the parent run."""
-    import mlflow
-    from mlflow import MlflowClient
+def _say_summary(spec: SweepSpec, progress, summary: dict, uri: str, experiment_id: str, parent_id: str) -> None:
+    from xlrec.sweeps.progress import say
 
-    client = MlflowClient()
-    rows = []
-    for res in results:
-        m = res.metrics or {}
-        cfg = res.config or {}
-        run_id = m.get("mlflow_run_id")
-        if res.error is not None:
-            status = "FAILED"
-        elif m.get("trial_finished"):
-            status = "FINISHED"
-        else:
-            status = "PRUNED"
-        reason = _failure_reason(res.error) if res.error is not None else ""
-        if run_id:
-            run = client.get_run(run_id)
-            if run.info.status == "RUNNING":  # the trial was stopped by ASHA (or died) mid-training
-                client.set_tag(run_id, "xlrec.status", status.lower())
-                if status == "PRUNED":
-                    client.set_tag(run_id, "xlrec.pruned", "true")
-                else:
-                    client.set_tag(run_id, "xlrec.failure_reason", reason[:4000])
-                client.set_terminated(run_id, "KILLED" if status == "PRUNED" else "FAILED")
-            elif status == "PRUNED" and run.data.tags.get("xlrec.pruned") != "true":  # closed by the dying trial
-                client.set_tag(run_id, "xlrec.status", "pruned")
-                client.set_tag(run_id, "xlrec.pruned", "true")
-            elif status == "FAILED" and "xlrec.failure_reason" not in run.data.tags:  # keep the trial's own
-                client.set_tag(run_id, "xlrec.failure_reason", reason[:4000])
-        fixed = {**base_defaults(spec), **spec.overrides}
-        row = {"trial_id": m.get("trial_id"), "status": status, "mlflow_run_id": run_id,
-               "model": cfg.get("model", spec.model), "dataset": cfg.get("dataset", spec.dataset),
-               "max_len": cfg.get("max_len", fixed.get("max_len")), "seed": cfg.get("seed", fixed.get("seed")),
-               "embedding_dim": cfg.get("embedding_dim", fixed.get("embedding_dim")),
-               "num_heads": cfg.get("num_heads", fixed.get("num_heads")),
-               "num_blocks": cfg.get("num_blocks", fixed.get("num_blocks")), "lr": cfg.get("lr", fixed.get("lr")),
-               "dropout": cfg.get("dropout", fixed.get("dropout")), "epochs": m.get("epoch"), METRIC: m.get(METRIC),
-               "error": reason[:300]}
-        if run_id:
-            run_data = client.get_run(run_id).data
-            rm = run_data.metrics
-            row["cuda_visible_devices"] = run_data.tags.get("cuda_visible_devices", "")
-            for key in ("embedding_dim", "num_heads", "num_blocks", "lr", "dropout"):  # as the trial resolved them
-                if row[key] is None and key in run_data.params:
-                    row[key] = yaml.safe_load(run_data.params[key])
-            row.update({"test_recall_at_10": rm.get("test_recall_at_10"), "test_ndcg_at_10": rm.get("test_ndcg_at_10"),
-                        "test_mrr_at_10": rm.get("test_mrr_at_10"), "avg_epoch_time_s": rm.get("avg_epoch_time_s"),
-                        "gpu_peak_allocated_mb": rm.get("gpu_peak_allocated_mb"), "params_total": rm.get("params_total")})
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        table.to_csv(tmp / "trials.csv", index=False)
-        mlflow.log_artifact(str(tmp / "trials.csv"))
-        if spec.mode == "search":
-            for png in _optuna_plots(spec, study_name, tmp):
-                mlflow.log_artifact(str(png), artifact_path="optuna")
-        else:
-            agg = aggregate_table4(table)
-            agg.to_csv(tmp / "table4.csv", index=False)
-            (tmp / "table4.md").write_text(agg.to_string(index=False))
-            mlflow.log_artifact(str(tmp / "table4.csv"))
-            mlflow.log_artifact(str(tmp / "table4.md"))
-    counts = table["status"].value_counts().to_dict() if len(table) else {}
-    done = table[table["status"] == "FINISHED"]
-    best = done.sort_values(METRIC, ascending=False).head(1).to_dict("records") if len(done) else []
-    champion = None
-    if best:
-        from xlrec.platform.registry import ALIAS, registered_name
-
-        name = registered_name(best[0]["model"], best[0]["dataset"])
-        try:
-            champion = {"name": name, "version": int(client.get_model_version_by_alias(name, ALIAS).version)}
-        except Exception:
-            champion = None
-    mlflow.log_metrics({"trials_done": counts.get("FINISHED", 0), "trials_failed": counts.get("FAILED", 0),
-                        "trials_pruned": counts.get("PRUNED", 0)})
-    return {"parent_run_id": parent_id, "mode": spec.mode, "trials_done": counts.get("FINISHED", 0),
-            "trials_failed": counts.get("FAILED", 0), "trials_pruned": counts.get("PRUNED", 0),
-            "best_trial": _jsonable(best[0]) if best else None, "champion": champion}
-
-
-def _failure_reason(error: BaseException) -> str:
-    """The trial's own exception (Ray wraps it in a RayTaskError whose text is a remote traceback)."""
-    cause = getattr(error, "cause", None)
-    cause = cause if isinstance(cause, BaseException) else error
-    return redact(f"{type(cause).__name__}: {cause}")
+    text = progress.summary()
+    champ = summary.get("champion")
+    if champ:
+        text += f"; champion models:/{champ['name']}@champion is version {champ['version']}"
+    say(text)
+    where = (f"mlflow ui --backend-store-uri sqlite:///{spec._sqlite_db}" if getattr(spec, "_sqlite_db", None)
+             else redact(uri))
+    say(f"compare the trials: {where}, experiment {spec.experiment!r}, parent run {spec.name!r} "
+        f"(#/experiments/{experiment_id}/runs/{parent_id})")
 
 
 def _secret_env(uri: str, source: str | None) -> dict[str, str]:
@@ -429,42 +406,3 @@ def _secret_env(uri: str, source: str | None) -> dict[str, str]:
     return env
 
 
-def base_defaults(spec: SweepSpec) -> dict[str, Any]:
-    """max_len and seed a search trial inherits when it does not sample them."""
-    from xlrec.config import resolve_config
-
-    cfg = resolve_config(spec.model, spec.dataset)
-    return {"max_len": cfg.max_len, "seed": cfg.seed}
-
-
-def _jsonable(row: dict) -> dict:
-    return {k: (None if (isinstance(v, float) and v != v) else v) for k, v in row.items()}
-
-
-def _optuna_plots(spec: SweepSpec, study_name: str, tmp: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import optuna
-    from optuna.visualization import matplotlib as ovm
-
-    study = optuna.load_study(study_name=study_name, storage=_study_storage(spec))
-    pngs = []
-    for name, fn in (("optimization_history", ovm.plot_optimization_history),
-                     ("param_importances", ovm.plot_param_importances),
-                     ("parallel_coordinate", ovm.plot_parallel_coordinate),
-                     ("intermediate_values", ovm.plot_intermediate_values)):
-        try:
-            ax = fn(study)
-        except Exception as exc:  # e.g. importances need >= 2 completed trials
-            print(f"[xlrec] skipped the {name} plot: {exc}", file=sys.stderr)
-            continue
-        fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
-        fig.set_size_inches(9, 5)
-        fig.tight_layout()
-        path = tmp / f"{name}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        pngs.append(path)
-    return pngs

@@ -47,3 +47,39 @@ def trial_overrides(config: dict[str, Any]) -> dict[str, Any]:
     if "head_dim" in config and "num_heads" in config:
         out["embedding_dim"] = int(config["num_heads"]) * int(config["head_dim"])
     return out
+
+
+# Short labels for run names (the MLflow runs list shows what differs between trials).
+_SHORT = {"embedding_dim": "d", "num_heads": "h", "num_blocks": "b", "lr": "lr", "dropout": "drop",
+          "max_len": "L", "seed": "s"}
+_ORDER = ("embedding_dim", "num_heads", "num_blocks", "lr", "dropout", "max_len", "seed")
+
+
+def _number(value: Any, key: str) -> str:
+    if key == "lr":  # 0.00213 -> 2.1e-3: the run list has no room for six decimals
+        mantissa, exp = f"{float(value):.1e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exp)}"
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.2f}"
+    return str(int(value)) if isinstance(value, float) else str(value)
+
+
+def sampled_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings a search trial sampled (embedding_dim derived from heads x width), or a grid
+    cell's max_len and seed, in a fixed readable order."""
+    out = trial_overrides(config)
+    return {k: out[k] for k in _ORDER if k in out}
+
+
+def trial_label(model: str, config: dict[str, Any], dataset: str | None = None) -> str:
+    """A trial's run name: the model and what this trial sampled, e.g. `xlstm d128 h4 b2 lr2e-3 drop0.12`
+    (search) or `sasrec L64 s123` (grid; `dataset` added when the grid spans several)."""
+    parts = [model] + ([dataset] if dataset else [])
+    parts += [f"{_SHORT[k]}{_number(v, k)}" for k, v in sampled_settings(config).items()]
+    return " ".join(parts)
+
+
+def settings_text(config: dict[str, Any]) -> str:
+    """The sampled settings as `key=value` pairs for the progress lines."""
+    return " ".join(f"{k}={_number(v, k) if k != 'lr' else f'{float(v):.3g}'}"
+                     for k, v in sampled_settings(config).items())

@@ -72,7 +72,7 @@ def run_trial(config: dict[str, Any]) -> None:
     from xlrec.config import resolve_config
     from xlrec.data_prep import prepare
     from xlrec.platform.tracking import MlflowTracker
-    from xlrec.sweeps.space import trial_overrides
+    from xlrec.sweeps.space import trial_label, trial_overrides
     from xlrec.training.trainer import Trainer
 
     spec = dict(config["_xlrec"])
@@ -111,7 +111,7 @@ def run_trial(config: dict[str, Any]) -> None:
         tags["xlrec.resumed_from_epoch"] = str(resume_state["epoch"])
     tracker = MlflowTracker(
         data, uri=spec["tracking_uri"], experiment=spec["experiment"], parent_run_id=spec["parent_run_id"],
-        run_name=f"trial-{ctx.get_trial_id()}-{cfg.model}-L{cfg.max_len}-s{cfg.seed}",
+        run_name=trial_label(cfg.model, config, cfg.dataset if spec.get("multi_dataset") else None),
         tags=tags,
         adopt_env_run=False, resume_run_id=resume_run)
     trainer = Trainer(cfg, data, [tracker, TuneReporter(tracker)])

@@ -1,0 +1,147 @@
+"""What a sweep prints while it runs: one line when it starts, one per finished, pruned or
+failed trial, one at the end.
+
+Tune runs quietly (verbose=0, worker logs not forwarded), because its own tables are wide and
+name trials by id; without these lines a 20-minute sweep printed nothing between Ray's banner
+and the final JSON. A Tune `Callback` runs in the driver as results arrive, so the lines come
+as trials end, on stderr (stdout keeps only the final JSON line).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any
+
+from ray.tune import Callback
+
+from xlrec.redact import redact
+from xlrec.sweeps.space import settings_text
+from xlrec.sweeps.trial import METRIC
+
+METRIC_LABEL = "val Recall@10"
+
+
+def say(text: str) -> None:
+    print(f"[xlrec] {text}", file=sys.stderr, flush=True)
+
+
+def duration(seconds: float) -> str:
+    """1h02m, 3m05s, 42s."""
+    s = int(round(max(0.0, seconds)))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+def _error_line(trial) -> str:
+    """The trial's own exception: Tune has just written it beside the trial (pickled, and as
+    text whose last `Type: message` line names it); its storage copy is synced later."""
+    try:
+        import cloudpickle
+
+        with open(trial.pickled_error_file, "rb") as f:
+            exc = cloudpickle.load(f)
+        cause = getattr(exc, "cause", None)
+        cause = cause if isinstance(cause, BaseException) else exc
+        return redact(f"{type(cause).__name__}: {cause}").splitlines()[0][:240]
+    except Exception:
+        pass
+    try:
+        with open(trial.error_file) as f:
+            lines = [ln.strip() for ln in f.read().splitlines() if ln.strip()]
+    except Exception:
+        lines = []
+    for line in reversed(lines):
+        head, sep, message = line.partition(": ")
+        if sep and " " not in head:  # e.g. xlrec.training.trainer.TrainingDiverged: Training loss became nan
+            return redact(f"{head.rsplit('.', 1)[-1]}: {message}")[:240]
+    return "see the trial's run in MLflow for the reason"
+
+
+class SweepProgress(Callback):
+    """Prints a progress line per ended trial: outcome, sampled settings, its score, the best so
+    far, elapsed time and an estimate of the time left (mean trial duration x trials left /
+    trials running at once)."""
+
+    def __init__(self, total: int, concurrency: int = 1):
+        self.total = total
+        self.started = time.monotonic()
+        self._start: dict[str, float] = {}
+        self._durations: list[float] = []
+        self._concurrency = max(1, concurrency)  # what the cluster fits; raised if more are seen running
+        self.best: tuple[float, int, str] | None = None  # (score, trial number, settings)
+        self.outcomes: dict[str, int] = {"finished": 0, "pruned": 0, "failed": 0}
+
+    # --- Tune hooks ---------------------------------------------------------------
+    def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        self._start.setdefault(trial.trial_id, time.monotonic())
+        running = sum(t.status == "RUNNING" for t in trials)
+        self._concurrency = max(self._concurrency, running)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        result = trial.last_result or {}
+        number = self._number(trials, trial)
+        score = result.get(METRIC)
+        if result.get("trial_finished"):
+            outcome, detail = "finished", ""
+            if score is not None and (self.best is None or score > self.best[0]):
+                self.best = (float(score), number, settings_text(trial.config))
+        else:
+            outcome, detail = "pruned", f" at epoch {int(result.get('epoch', 0))}"
+        self._report(trials, trial, number, outcome + detail, score)
+        self.outcomes[outcome] += 1
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self._report(trials, trial, self._number(trials, trial), f"failed ({_error_line(trial)})", None)
+        self.outcomes["failed"] += 1
+
+    # --- lines --------------------------------------------------------------------
+    def _number(self, trials: list, trial) -> int:
+        return next((i + 1 for i, t in enumerate(trials) if t is trial or t.trial_id == trial.trial_id), 0)
+
+    def _report(self, trials: list, trial, number: int, outcome: str, score: float | None) -> None:
+        now = time.monotonic()
+        self._durations.append(now - self._start.get(trial.trial_id, self.started))
+        done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+        done = max(done, sum(self.outcomes.values()) + 1)
+        parts = [f"trial {number}/{self.total} {outcome}", settings_text(trial.config)]
+        if score is not None:
+            parts.append(f"{METRIC_LABEL} {score:.4f}")
+        parts.append(f"best {self.best[0]:.4f} (trial {self.best[1]})" if self.best else "best -")
+        parts.append(f"{done}/{self.total} done")
+        parts.append(f"elapsed {duration(now - self.started)}")
+        left = self.total - done
+        if left > 0:
+            mean = sum(self._durations) / len(self._durations)
+            parts.append(f"~{duration(mean * math.ceil(left / max(1, self._concurrency)))} left")
+        say("  ".join(p for p in parts if p))
+
+    def summary(self) -> str:
+        o = self.outcomes
+        text = (f"sweep done in {duration(time.monotonic() - self.started)}: {o['finished']} finished, "
+                f"{o['pruned']} pruned, {o['failed']} failed")
+        if self.best:
+            text += f"; best {METRIC_LABEL} {self.best[0]:.4f} (trial {self.best[1]}: {self.best[2]})"
+        return text
+
+
+def start_line(spec: Any, uri: str, experiment_id: str, parent_id: str, concurrency: int) -> str:
+    """What runs, where, and where to watch it."""
+    if spec.mode == "search":
+        what = (f"{spec.trials} trials of {spec.model} on {spec.dataset} (Optuna TPE search, ASHA pruning, "
+                f"up to {spec.epochs} epochs each)")
+    else:
+        what = (f"{spec._cells} grid trials ({', '.join(spec.models)} on {', '.join(spec.datasets)}, max_len "
+                f"{'/'.join(map(str, spec.max_lens))}, seeds {'/'.join(map(str, spec.seeds))}, "
+                f"up to {spec.epochs} epochs each)")
+    where = f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{parent_id}"
+    line = (f"sweep {spec.name}: {what}, {concurrency} at a time; MLflow experiment {spec.experiment!r}, "
+            f"parent run {spec.name!r}: {redact(where)}")
+    if getattr(spec, "_sqlite_db", None):
+        line += (f" (served only while the sweep runs; afterwards: mlflow ui --backend-store-uri "
+                 f"sqlite:///{spec._sqlite_db})")
+    return line

@@ -1,0 +1,223 @@
+"""The end of a sweep: close the trial runs Tune stopped, and make the parent run tell the story.
+
+The parent gets the trials table (`trials.csv`), Optuna's plots (search) or Table 4 (grid),
+the best finished trial's scores as its own metrics (so the runs list ranks sweeps), tags and
+a markdown description naming the best trial and the registry's champion.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from xlrec.platform.reports import aggregate_table4
+from xlrec.redact import redact
+from xlrec.sweeps.trial import METRIC
+
+TARGET_NAME = "validation Recall@10"
+# The columns a reader looks at first; the rest follow.
+_FIRST = ["trial", "run_name", "status", METRIC, "test_recall_at_10", "test_ndcg_at_10", "test_mrr_at_10",
+          "epochs", "embedding_dim", "num_heads", "num_blocks", "lr", "dropout", "model", "dataset", "max_len",
+          "seed"]
+
+
+def _status(res) -> str:
+    if res.error is not None:
+        return "FAILED"
+    return "FINISHED" if (res.metrics or {}).get("trial_finished") else "PRUNED"
+
+
+def _close_trial_run(client, run_id: str, status: str, reason: str) -> None:
+    """A run Tune stopped (ASHA) or lost ends KILLED (pruned) or FAILED, with the reason."""
+    run = client.get_run(run_id)
+    if run.info.status == "RUNNING":  # the trial was stopped by ASHA (or died) mid-training
+        client.set_tag(run_id, "xlrec.status", status.lower())
+        if status == "PRUNED":
+            client.set_tag(run_id, "xlrec.pruned", "true")
+        else:
+            client.set_tag(run_id, "xlrec.failure_reason", reason[:4000])
+        client.set_terminated(run_id, "KILLED" if status == "PRUNED" else "FAILED")
+    elif status == "PRUNED" and run.data.tags.get("xlrec.pruned") != "true":  # closed by the dying trial
+        client.set_tag(run_id, "xlrec.status", "pruned")
+        client.set_tag(run_id, "xlrec.pruned", "true")
+    elif status == "FAILED" and "xlrec.failure_reason" not in run.data.tags:  # keep the trial's own
+        client.set_tag(run_id, "xlrec.failure_reason", reason[:4000])
+
+
+def trials_table(spec, results, client) -> pd.DataFrame:
+    rows = []
+    fixed = {**base_defaults(spec), **spec.overrides}
+    for number, res in enumerate(results, start=1):
+        m, cfg = res.metrics or {}, res.config or {}
+        run_id, status = m.get("mlflow_run_id"), _status(res)
+        reason = failure_reason(res.error) if res.error is not None else ""
+        if run_id:
+            _close_trial_run(client, run_id, status, reason)
+        # "trial_" keeps ids strings: MLflow's CSV preview types 00097008 as the number 97008
+        row = {"trial": number, "trial_id": f"trial_{m['trial_id']}" if m.get("trial_id") else "",
+               "status": status, "mlflow_run_id": run_id, "run_name": "",
+               "model": cfg.get("model", spec.model), "dataset": cfg.get("dataset", spec.dataset),
+               "max_len": cfg.get("max_len", fixed.get("max_len")), "seed": cfg.get("seed", fixed.get("seed")),
+               "embedding_dim": cfg.get("embedding_dim", fixed.get("embedding_dim")),
+               "num_heads": cfg.get("num_heads", fixed.get("num_heads")),
+               "num_blocks": cfg.get("num_blocks", fixed.get("num_blocks")), "lr": cfg.get("lr", fixed.get("lr")),
+               "dropout": cfg.get("dropout", fixed.get("dropout")), "epochs": m.get("epoch"), METRIC: m.get(METRIC),
+               "error": reason[:300]}
+        if run_id:
+            run = client.get_run(run_id)
+            rm = run.data.metrics
+            row["run_name"] = run.info.run_name
+            row["cuda_visible_devices"] = run.data.tags.get("cuda_visible_devices", "")
+            for key in ("embedding_dim", "num_heads", "num_blocks", "lr", "dropout"):  # as the trial resolved them
+                if row[key] is None and key in run.data.params:
+                    row[key] = yaml.safe_load(run.data.params[key])
+            row.update({"test_recall_at_10": rm.get("test_recall_at_10"), "test_ndcg_at_10": rm.get("test_ndcg_at_10"),
+                        "test_mrr_at_10": rm.get("test_mrr_at_10"), "avg_epoch_time_s": rm.get("avg_epoch_time_s"),
+                        "gpu_peak_allocated_mb": rm.get("gpu_peak_allocated_mb"), "params_total": rm.get("params_total")})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if len(table):
+        table = table[[c for c in _FIRST if c in table] + [c for c in table if c not in _FIRST]]
+    return table
+
+
+def finish(spec, results, parent_id: str, study_name: str, study_storage: str) -> dict[str, Any]:
+    """Mark pruned/failed trial runs; log the trials table, plots or Table 4, the best trial's
+    scores and the champion to the parent run; return the sweep's summary."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    table = trials_table(spec, results, client)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        table.to_csv(tmp / "trials.csv", index=False)
+        mlflow.log_artifact(str(tmp / "trials.csv"))
+        if spec.mode == "search":
+            for png in optuna_plots(study_name, study_storage, tmp):
+                mlflow.log_artifact(str(png), artifact_path="optuna")
+        else:
+            agg = aggregate_table4(table)
+            agg.to_csv(tmp / "table4.csv", index=False)
+            (tmp / "table4.md").write_text(agg.to_string(index=False))
+            mlflow.log_artifact(str(tmp / "table4.csv"))
+            mlflow.log_artifact(str(tmp / "table4.md"))
+    counts = table["status"].value_counts().to_dict() if len(table) else {}
+    done = table[table["status"] == "FINISHED"]
+    best = done.sort_values(METRIC, ascending=False).head(1).to_dict("records") if len(done) else []
+    champion = _champion(client, best[0]) if best else None
+    metrics = {}
+    if best:  # the best trial's scores, under the keys its own run uses: the runs list compares them
+        metrics["best_val_recall_at_10"] = float(best[0][METRIC])
+        metrics.update({k: float(best[0][k]) for k in ("test_recall_at_10", "test_ndcg_at_10", "test_mrr_at_10")
+                        if best[0].get(k) == best[0].get(k) and best[0].get(k) is not None})
+    metrics.update({"trials_done": counts.get("FINISHED", 0), "trials_failed": counts.get("FAILED", 0),
+                    "trials_pruned": counts.get("PRUNED", 0)})
+    mlflow.log_metrics(metrics)
+    tags = {"mlflow.note.content": _description(spec, table, best[0] if best else None, champion)}
+    if best:
+        tags.update({"xlrec.best_trial_run_id": str(best[0]["mlflow_run_id"]),
+                     "xlrec.best_trial": str(best[0]["run_name"])})
+    if champion:
+        tags.update({"xlrec.champion_model": champion["name"], "xlrec.champion_version": str(champion["version"]),
+                     "xlrec.champion_uri": champion["uri"]})
+    mlflow.set_tags(tags)
+    return {"parent_run_id": parent_id, "mode": spec.mode, "trials_done": counts.get("FINISHED", 0),
+            "trials_failed": counts.get("FAILED", 0), "trials_pruned": counts.get("PRUNED", 0),
+            "best_trial": _jsonable(best[0]) if best else None,
+            "champion": {"name": champion["name"], "version": champion["version"]} if champion else None}
+
+
+def _champion(client, best: dict) -> dict | None:
+    from xlrec.platform.registry import ALIAS, registered_name
+
+    name = registered_name(best["model"], best["dataset"])
+    try:
+        version = client.get_model_version_by_alias(name, ALIAS)
+    except Exception:
+        return None
+    return {"name": name, "version": int(version.version), "uri": f"models:/{name}@{ALIAS}",
+            "run_id": version.run_id, "is_best_trial": version.run_id == best["mlflow_run_id"]}
+
+
+def _description(spec, table: pd.DataFrame, best: dict | None, champion: dict | None) -> str:
+    """The parent run's description (MLflow shows `mlflow.note.content` as markdown)."""
+    counts = table["status"].value_counts().to_dict() if len(table) else {}
+    lines = [f"**{spec.name}**: {spec.mode} sweep, {len(table)} trials "
+             f"({counts.get('FINISHED', 0)} finished, {counts.get('PRUNED', 0)} pruned, "
+             f"{counts.get('FAILED', 0)} failed), up to {spec.epochs} epochs each.", ""]
+    if best:
+        lines.append(f"Best trial: **{best['run_name']}** (run `{best['mlflow_run_id']}`): {TARGET_NAME} "
+                     f"{_num(best[METRIC])}, test Recall@10 {_num(best.get('test_recall_at_10'))}, "
+                     f"NDCG@10 {_num(best.get('test_ndcg_at_10'))}.")
+    else:
+        lines.append("No trial finished: see `trials.csv` for each trial's status and error.")
+    if champion:
+        which = "this sweep's best trial" if champion["is_best_trial"] else f"run `{champion['run_id']}`"
+        lines += ["", f"Champion: `{champion['uri']}` = version {champion['version']} ({which}); load it with "
+                      f"`xlrec recommend --model-uri {champion['uri']} --user 1`."]
+    lines += ["", "Artifacts: `trials.csv` (one row per trial)"
+              + (", `optuna/` (Optuna's plots)." if spec.mode == "search" else ", `table4.csv` (mean ± std over seeds).")]
+    return "\n".join(lines)
+
+
+def _num(value) -> str:
+    return "n/a" if value is None or value != value else f"{float(value):.4f}"
+
+
+def failure_reason(error: BaseException) -> str:
+    """The trial's own exception (Ray wraps it in a RayTaskError whose text is a remote traceback)."""
+    cause = getattr(error, "cause", None)
+    cause = cause if isinstance(cause, BaseException) else error
+    return redact(f"{type(cause).__name__}: {cause}")
+
+
+def base_defaults(spec) -> dict[str, Any]:
+    """max_len and seed a search trial inherits when it does not sample them."""
+    from xlrec.config import resolve_config
+
+    cfg = resolve_config(spec.model, spec.dataset)
+    return {"max_len": cfg.max_len, "seed": cfg.seed}
+
+
+def _jsonable(row: dict) -> dict:
+    return {k: (None if (isinstance(v, float) and v != v) else v) for k, v in row.items()}
+
+
+def optuna_plots(study_name: str, storage: str, tmp: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna
+    from optuna.visualization import matplotlib as ovm
+
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    pngs = []
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # says nothing to a sweep user
+    for name, fn in (("optimization_history", ovm.plot_optimization_history),
+                     ("param_importances", ovm.plot_param_importances),
+                     ("parallel_coordinate", ovm.plot_parallel_coordinate),
+                     ("intermediate_values", ovm.plot_intermediate_values)):
+        try:  # the axis names the metric, not Optuna's generic "Objective Value"
+            ax = fn(study) if name == "intermediate_values" else fn(study, target_name=TARGET_NAME)
+        except Exception as exc:  # e.g. importances need >= 2 completed trials
+            print(f"[xlrec] skipped the {name} plot: {exc}", file=sys.stderr)
+            continue
+        if name == "intermediate_values":
+            ax.set_ylabel(f"{TARGET_NAME} (per epoch)")
+            ax.set_xlabel("epoch")
+        fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+        fig.set_size_inches(9, 5)
+        fig.tight_layout()
+        path = tmp / f"{name}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        pngs.append(path)
+    return pngs
