@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
 from mlflow import MlflowClient
 
 import xlrec
@@ -31,6 +30,7 @@ from xlrec.platform import artifacts
 from xlrec.platform.runs import (_OPEN, HEARTBEAT_TAG, close_open_runs, close_run, end_status,  # noqa: F401
                                  pause_point, process_tags, shield_signals)
 from xlrec.platform.registry import METRIC_TAG, PromotionResult, promote, registered_name, retry_on_conflict
+from xlrec.platform.requirements import pip_requirements
 from xlrec.rec_models import parameter_table
 from xlrec.redact import redact
 from xlrec.training.trainer import Callback, TrainResult
@@ -123,16 +123,6 @@ def _version(dist: str) -> str:
         return version(dist)
     except PackageNotFoundError:
         return "not installed"
-
-
-def pip_requirements() -> list[str]:
-    import torch
-
-    pins = ["xlstm==2.0.6", "mlstm-kernels==2.0.6", f"mlflow=={_version('mlflow')}",
-            f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}",
-            f"pandas=={_version('pandas')}", f"pyyaml=={_version('pyyaml')}",
-            f"safetensors=={_version('safetensors')}"]
-    return pins
 
 
 class MlflowTracker(Callback):
