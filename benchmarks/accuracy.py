@@ -41,18 +41,20 @@ def run_one(job: dict) -> dict:
 def table(rows: list[dict]) -> str:
     import numpy as np
 
-    lines = ["| model | protocol | runs | params | test Recall@10 | test NDCG@10 | test MRR@10 | val Recall@10 | epochs | s/epoch |",
+    lines = ["| model | protocol | runs | params | test Recall@10 | test NDCG@10 | test MRR@10 | val Recall@10 "
+             "| epochs | s/epoch |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     keys = sorted({(r["model"], r["protocol"], json.dumps(r.get("overrides", {}), sort_keys=True)) for r in rows})
     for model, protocol, ov in keys:
         rs = [r for r in rows if (r["model"], r["protocol"], json.dumps(r.get("overrides", {}), sort_keys=True)) ==
               (model, protocol, ov)]
-        f = lambda k, part="test": np.array([r[part][k] for r in rs])  # noqa: E731
+        f = lambda k, part="test", rs=rs: np.array([r[part][k] for r in rs])  # noqa: E731
         ms = lambda a: f"{a.mean():.4f} ± {a.std(ddof=1) if len(a) > 1 else 0:.4f}"  # noqa: E731
         label = model + ("" if ov == "{}" else f" {ov}")
         lines.append(f"| {label} | {protocol} | {len(rs)} | {rs[0]['params']:,} | {ms(f('recall@10'))} | "
                      f"{ms(f('ndcg@10'))} | {ms(f('mrr@10'))} | {ms(f('recall@10', 'val'))} | "
-                     f"{np.mean([r['epochs_run'] for r in rs]):.1f} | {np.mean([r['avg_epoch_time_s'] for r in rs]):.2f} |")
+                     f"{np.mean([r['epochs_run'] for r in rs]):.1f} | "
+                     f"{np.mean([r['avg_epoch_time_s'] for r in rs]):.2f} |")
     return "\n".join(lines)
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 
 import torch
+from speed import ARCH, SHAPES  # same shapes as the benchmark
 from torch.profiler import ProfilerActivity, profile
 
-from speed import ARCH, SHAPES  # same shapes as the benchmark
 from xlrec.config import resolve_config
 from xlrec.data_prep import prepare
 from xlrec.training.trainer import Trainer
@@ -29,7 +29,7 @@ def main() -> None:
     over = {**SHAPES[args.shape], **ARCH, "batch_size": args.batch_size, "epochs": 1}
     cfg = resolve_config(args.model, "synthetic", overrides=over)
     trainer = Trainer(cfg, prepare(cfg.dataset, cfg.prep))
-    opt = trainer.setup_optimizer()
+    trainer.setup_optimizer()
     # a shortened epoch: keep only the first few batches' windows
     n = args.batch_size * args.steps
     split = trainer.split

@@ -119,10 +119,13 @@ def main() -> None:
                 t_eval = min(evals)
                 row = {"device": dev_name, "shape": shape, "model": model, "users": data.seqs.num_users,
                        "items": data.seqs.num_items, "interactions": int(data.seqs.offsets[-1]),
-                       "batch_size": cfg.batch_size, "cuda_graph": trainer.graphed, "max_len": cfg.max_len, "dim": cfg.embedding_dim, "epoch_times_s": [round(x, 4) for x in times],
+                       "batch_size": cfg.batch_size, "cuda_graph": trainer.graphed, "max_len": cfg.max_len,
+                       "dim": cfg.embedding_dim,
+                       "epoch_times_s": [round(x, 4) for x in times],
                        "epoch_s": min(times), "targets": stats["targets"],
                        "throughput": stats["targets"] / min(times), "peak_gpu_mb": round(peak, 1),
-                       "eval_all_users_s": round(t_eval, 4), "eval_first_call_s": round(evals[0], 4), "test_recall@10": res.metrics["recall@10"],
+                       "eval_all_users_s": round(t_eval, 4), "eval_first_call_s": round(evals[0], 4),
+                       "test_recall@10": res.metrics["recall@10"],
                        "data_prep_s": round(t_data, 2)}
                 if args.prefix_steps and model != "bert4rec":
                     t_pre, steps, total = prefix_epoch_estimate(trainer, opt, args.prefix_steps)

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-# Real datasets shared beside the repository: ../shared/data/<name>/ (e.g. ml-100k/u.data).
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# MLflow's settings for xlrec processes (telemetry off: its thread mutates os.environ while
+# others iterate it) before any test module imports mlflow.
+import xlrec.platform  # noqa: F401
+from helpers import SHARED_DATA, Server
 
 
 @pytest.fixture
@@ -16,6 +18,24 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "ml-100k" / "u.data").is_file():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    """A private, empty data cache (XLREC_DATA_DIR); no mirror or unpack limit inherited."""
+    root = tmp_path / "cache"
+    monkeypatch.setenv("XLREC_DATA_DIR", str(root))
+    monkeypatch.delenv("XLREC_DATA_MIRROR", raising=False)
+    monkeypatch.delenv("XLREC_MAX_UNPACKED_BYTES", raising=False)
+    return root
+
+
+@pytest.fixture
+def server():
+    """A real HTTP server on 127.0.0.1 for dataset archives (helpers.Server)."""
+    srv = Server()
+    yield srv
+    srv.close()
 
 
 # --- MLflow platform fixtures (tests/mlflow_server.py) --------------------------------------------

@@ -1,6 +1,6 @@
 """Test helpers: a real `mlflow server` on 127.0.0.1 backed by a throwaway PostgreSQL database.
 
-Used by the `mlflow_server` fixture (tests/conftest.py) and by scripts/screenshot_compare.py.
+Used by the `mlflow_server` fixture (tests/conftest.py) and by tests that need a database of their own.
 Nothing here is mocked: the server is MLflow's own process (uvicorn workers), the backend
 store is PostgreSQL and artifacts are proxied (`--serve-artifacts`) into a local folder.
 """
@@ -9,21 +9,14 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
-import sys
 from pathlib import Path
 
-from xlrec.platform.server import MlflowServer, free_port, health  # noqa: F401 (re-exported for tests)
+from xlrec.platform.server import MlflowServer
 
 PG_HOST = os.environ.get("XLREC_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("XLREC_TEST_PG_PORT", "5432"))
 PG_USERS = [os.environ["XLREC_TEST_PG_USER"]] if os.environ.get("XLREC_TEST_PG_USER") else ["postgres", "root"]
 PG_ADMIN_DB = os.environ.get("XLREC_TEST_PG_ADMIN_DB", "test")
-
-
-def closed_port() -> int:
-    """A loopback port that nothing listens on (bound, then released)."""
-    return free_port()
 
 
 def _admin_connect():
@@ -83,21 +76,3 @@ class PostgresMlflowServer(MlflowServer):
             if self.db_uri:
                 drop_database(self.db_uri)
                 self.db_uri = None
-
-
-def xlrec_env(data_dir: str | Path, mirror: str | Path | None = None, **extra: str) -> dict[str, str]:
-    """Environment for an `xlrec` subprocess: private data cache, no inherited MLflow settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["XLREC_DATA_DIR"] = str(data_dir)
-    if mirror is not None:
-        env["XLREC_DATA_MIRROR"] = str(mirror)
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-def run_xlrec(args: list[str], env: dict[str, str], cwd: str | Path | None = None,
-              timeout: float = 600) -> subprocess.CompletedProcess:
-    """`python -m xlrec ARGS` with captured text output."""
-    return subprocess.run([sys.executable, "-m", "xlrec", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)

@@ -7,14 +7,10 @@ import hashlib
 import io
 import re
 import socket
-import threading
-import time
-import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
+from helpers import leftovers, make_zip, sha256
 from xlrec.data_prep import acquire
 from xlrec.data_prep.acquire import SOURCES, Source, fetch, raw_dir
 from xlrec.data_prep.dataset import prepare
@@ -23,108 +19,15 @@ from xlrec.errors import ConfigError, DataError
 U_DATA = "1\t10\t5\t300\n1\t20\t3\t100\n2\t10\t4\t50\n2\t30\t1\t60\n3\t20\t2\t10\n"
 U_ITEM = "10|Toy Story (1995)|01-Jan-1995\n20|GoldenEye (1995)|01-Jan-1995\n30|Four Rooms (1995)|01-Jan-1995\n"
 
-
-def make_zip(files: dict[str, str | bytes], top: str | None = "ml-100k") -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        if top:
-            zf.writestr(f"{top}/", "")
-        for name, data in files.items():
-            zf.writestr(f"{top}/{name}" if top else name, data)
-    return buf.getvalue()
+pytestmark = pytest.mark.usefixtures("cache")  # every test on a private, empty data cache
 
 
 ML100K_ZIP = make_zip({"u.data": U_DATA, "u.item": U_ITEM})
 
 
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 (http.server's naming)
-        srv = self.server
-        srv.hits.append(self.path)
-        route = srv.routes.get(self.path)
-        if route is None:
-            self.send_error(404)
-            return
-        body, mode = route
-        if mode == "error500":
-            self.send_error(500)
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(body)))  # the full length, even when truncating
-        self.end_headers()
-        if mode == "truncate":
-            self.wfile.write(body[: len(body) // 2])
-            self.wfile.flush()
-            self.close_connection = True  # drop the connection mid-body
-            return
-        if mode == "stall":  # half the body, then nothing until the server closes
-            self.wfile.write(body[: len(body) // 2])
-            self.wfile.flush()
-            srv.release.wait(60)
-            return
-        if mode == "slow":  # in pieces, so that concurrent clients overlap
-            for start in range(0, len(body), 1 << 16):
-                self.wfile.write(body[start:start + (1 << 16)])
-                self.wfile.flush()
-                time.sleep(0.02)
-            return
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-class Server:
-    def __init__(self):
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self.httpd.routes, self.httpd.hits, self.httpd.release = {}, [], threading.Event()
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-        self.thread.start()
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def serve(self, path: str, body: bytes, mode: str = "ok") -> str:
-        self.httpd.routes[path] = (body, mode)
-        return self.base + path
-
-    @property
-    def hits(self) -> list[str]:
-        return self.httpd.hits
-
-    def close(self):
-        self.httpd.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def server():
-    srv = Server()
-    yield srv
-    srv.close()
-
-
-@pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "cache"
-    monkeypatch.setenv("XLREC_DATA_DIR", str(root))
-    monkeypatch.delenv("XLREC_DATA_MIRROR", raising=False)
-    return root
-
-
 def table(url: str, body: bytes, **kw) -> dict[str, Source]:
     fields = {"sha256": sha256(body), "size": len(body), **kw}
     return {"ml-100k": Source(url=url, **fields)}
-
-
-def leftovers(cache: Path) -> list[str]:
-    """Every file or folder under downloads/ and raw/ (what a failure must not leave behind)."""
-    return sorted(str(p.relative_to(cache)) for sub in ("downloads", "raw") if (cache / sub).exists()
-                  for p in (cache / sub).rglob("*"))
 
 
 # ------------------------------------------------------------------------- official path

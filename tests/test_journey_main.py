@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from conftest import SHARED_DATA
+from helpers import SHARED_DATA
 from readme_script import journey
 
 ROOT = Path(__file__).resolve().parents[1]

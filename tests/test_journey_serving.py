@@ -23,8 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SHARED_DATA
-from mlflow_server import free_port, run_xlrec, xlrec_env
+from helpers import SHARED_DATA, free_port, run_xlrec, xlrec_env
 from readme_script import journey
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]

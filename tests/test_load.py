@@ -17,7 +17,7 @@ import uuid
 import pytest
 from mlflow import MlflowClient
 
-from mlflow_server import xlrec_env
+from helpers import xlrec_env
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -43,7 +43,7 @@ def test_concurrent_trainings_lose_nothing(mlflow_server, tmp_path):
                               env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for seed in range(N_RUNS)]
     outputs = [p.communicate(timeout=1200) for p in procs]
-    for p, (out, err) in zip(procs, outputs):
+    for p, (_, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]
         assert "Traceback" not in err, err[-3000:]
 

@@ -50,8 +50,8 @@ def test_fused_ce_without_grad_and_empty():
     assert val.item() == pytest.approx(F.cross_entropy(hidden @ weight.t(), targets).item(), rel=1e-6)
     empty = full_softmax_ce(hidden[:0], weight, targets[:0])
     assert empty.item() == 0.0
-    empty.backward()  # an empty batch still backpropagates (zero gradient)
-    assert weight.grad is None or torch.count_nonzero(weight.grad) == 0
+    empty.backward()  # an empty batch still backpropagates: no error, and nothing reaches the weights
+    assert weight.grad is None
 
 
 def test_fused_ce_only_weight_needs_grad():

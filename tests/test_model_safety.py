@@ -31,7 +31,7 @@ import yaml
 from mlflow import MlflowClient
 from safetensors.torch import load_file, save_file
 
-from mlflow_server import run_xlrec, xlrec_env
+from helpers import run_xlrec, xlrec_env
 from xlrec.cli import main as xlrec_main
 from xlrec.device import select_runtime
 from xlrec.errors import XlrecError

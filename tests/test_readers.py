@@ -12,13 +12,7 @@ from xlrec.config import PrepConfig, resolve_config
 from xlrec.data_prep.dataset import prepare
 from xlrec.errors import ConfigError, DataError
 
-
-@pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "cache"
-    monkeypatch.setenv("XLREC_DATA_DIR", str(root))
-    monkeypatch.delenv("XLREC_DATA_MIRROR", raising=False)
-    return root
+pytestmark = pytest.mark.usefixtures("cache")  # every test on a private, empty data cache
 
 
 @pytest.fixture

@@ -16,8 +16,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from conftest import SHARED_DATA
-from mlflow_server import closed_port, run_xlrec, xlrec_env
+from helpers import SHARED_DATA, closed_port, run_xlrec, xlrec_env
 from xlrec.errors import XlrecError
 from xlrec.platform.registry import ALIAS, METRIC_TAG, promote
 

@@ -9,7 +9,6 @@ run's status and `xlrec.status` / `xlrec.failure_reason` tags from the store aft
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -21,17 +20,12 @@ import psutil
 import pytest
 from mlflow import MlflowClient
 
+from helpers import run_xlrec, xlrec_env
 from xlrec.platform.server import MlflowServer
 
 TINY = ["--dataset", "synthetic", "--synthetic-users", "60", "--synthetic-items", "40", "--synthetic-mean-len", "12",
         "--embedding-dim", "8", "--max-len", "10", "--device", "cpu", "--no-register"]
 LONG = ["--epochs", "500", "--patience", "1000"]  # runs until signalled
-
-
-def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "XLREC_TEST_"))}
-    env.update({"XLREC_DATA_DIR": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1", **extra})
-    return env
 
 
 class Train:
@@ -42,7 +36,7 @@ class Train:
         self.out_path = tmp_path / f"{name}.out"
         with open(self.err_path, "w") as err, open(self.out_path, "w") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "xlrec", "train", *args], cwd=tmp_path,
-                                         env=_env(tmp_path, **env), stdout=out, stderr=err)
+                                         env=xlrec_env(tmp_path / "data", **env), stdout=out, stderr=err)
 
     @property
     def stderr(self) -> str:
@@ -66,8 +60,8 @@ def _runs(uri: str, experiment: str) -> list:
 
 
 def _xlrec(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "xlrec", *args], cwd=tmp_path, env=_env(tmp_path),
-                          capture_output=True, text=True, timeout=300)
+    """`python -m xlrec ARGS` in tmp_path, its data cache in tmp_path/data."""
+    return run_xlrec(list(args), xlrec_env(tmp_path / "data"), cwd=tmp_path, timeout=300)
 
 
 def test_signal_before_the_run_exists_ends_the_adopted_run_killed(tmp_path):
@@ -161,8 +155,8 @@ def test_training_process_runs_without_mlflow_telemetry(tmp_path):
         "print(json.dumps({'rc': rc, 'flag': os.environ.get('MLFLOW_DISABLE_TELEMETRY'),\n"
         "  'session': '_MLFLOW_TELEMETRY_SESSION_ID' in os.environ,\n"
         "  'threads': [t.name for t in threading.enumerate()]}))\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_env(tmp_path), capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=xlrec_env(tmp_path / "data"),
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     assert seen["rc"] == 0 and seen["flag"] == "true" and seen["session"] is False
@@ -213,7 +207,7 @@ def _alive(procs: list[psutil.Process]) -> list[str]:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM])
 def test_stopped_sweep_stops_everything_it_started_and_marks_its_runs_killed(tmp_path, sig):
-    env = {k: v for k, v in _env(tmp_path).items() if not k.startswith("RAY_")}
+    env = {k: v for k, v in xlrec_env(tmp_path / "data").items() if not k.startswith("RAY_")}
     env["RAY_USAGE_STATS_ENABLED"] = "0"
     cmd = [sys.executable, "-m", "xlrec", "sweep", "--mode", "search", "--model", "gru4rec", "--dataset", "synthetic",
            "--trials", "4", "--epochs", "400", "--grace-period", "400", "--max-concurrent", "2", "--name", "stopme",

@@ -16,22 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from xlrec.platform.server import free_port
+from helpers import free_port, run_xlrec, xlrec_env
 
 PG = os.environ.get("XLREC_TEST_PG_HOST", "127.0.0.1") + ":" + os.environ.get("XLREC_TEST_PG_PORT", "5432")
 TINY = ["--model", "gru4rec", "--dataset", "synthetic", "--synthetic-users", "60", "--synthetic-items", "40",
         "--epochs", "1", "--embedding-dim", "8", "--max-len", "10", "--device", "cpu"]
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "XLREC_TEST_"))}
-    env.update({"XLREC_DATA_DIR": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1"})
-    return env
-
-
 def _xlrec(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "xlrec", *args], cwd=tmp_path, env=_env(tmp_path),
-                          capture_output=True, text=True, timeout=300)
+    """`python -m xlrec ARGS` in tmp_path, its data cache in tmp_path/data."""
+    return run_xlrec(list(args), xlrec_env(tmp_path / "data"), cwd=tmp_path, timeout=300)
 
 
 @pytest.mark.parametrize("uri, expected", [
@@ -70,7 +64,7 @@ def test_killed_store_creation_never_leaves_a_half_made_store(tmp_path):
         d = tmp_path / f"attempt{i}"
         d.mkdir()
         cmd = [sys.executable, "-m", "xlrec", "registry", "list", "--tracking-uri", f"sqlite:///{d / 'mlflow.db'}"]
-        procs.append((d, delay, subprocess.Popen(cmd, cwd=d, env=_env(d), stdout=subprocess.DEVNULL,
+        procs.append((d, delay, subprocess.Popen(cmd, cwd=d, env=xlrec_env(d / "data"), stdout=subprocess.DEVNULL,
                                                  stderr=subprocess.DEVNULL)))
     killed = 0
     for d, delay, proc in procs:

@@ -4,7 +4,8 @@ last checkpoint, in the same MLflow run.
 A real three-node Ray cluster on loopback, each node its own `ray start` process group:
 a head with no CPUs (it only coordinates, so trials must run on workers) and two worker
 nodes with one CPU each. The sweep driver connects with --ray-address; when the trial has
-checkpointed a few epochs, every process of the node that runs it is SIGKILLed.
+checkpointed a few epochs, every process of the node that runs it is SIGKILLed. The trial is
+frozen (SIGSTOP) while the test reads its progress, so the kill always lands mid-training.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import psutil
 import pytest
 from mlflow import MlflowClient
 
-from test_sweeps import RAY, clean_env, free_port, _pids_using
+from helpers import RAY, free_port, pids_using, xlrec_env
 
 pytestmark = pytest.mark.server
 
@@ -59,26 +60,30 @@ class Node:
         except psutil.NoSuchProcess:
             return []
 
-    def runs_actor(self) -> bool:
-        """True while a Ray worker of this node holds an actor (a trial), not an idle worker."""
+    def actors(self) -> list[psutil.Process]:
+        """The Ray workers of this node that hold an actor (a trial), not idle workers or agents."""
+        found = []
         for p in self.processes():
             try:
                 title = " ".join(p.cmdline())
             except psutil.Error:
                 continue
-            # Ray workers are titled ray::<actor or task>; skip idle workers and the node's agents
             if title.startswith("ray::") and not any(w in title for w in ("IDLE", "Agent")):
-                return True
-        return False
+                found.append(p)
+        return found
+
+    @staticmethod
+    def signal_all(procs: list[psutil.Process], sig: int) -> None:
+        for p in procs:
+            try:
+                p.send_signal(sig)
+            except psutil.Error:
+                pass
 
     def kill(self) -> None:
         """SIGKILL every process of the node at once: the machine 'dies'."""
         procs = self.processes()
-        for p in procs:
-            try:
-                p.send_signal(signal.SIGKILL)
-            except psutil.Error:
-                pass
+        self.signal_all(procs, signal.SIGKILL)
         psutil.wait_procs(procs, timeout=10)
 
     def stop(self) -> None:
@@ -100,7 +105,7 @@ def three_node_cluster(tmp_path):
     data_dir = tmp_path / "data"
     temp_dir = tempfile.mkdtemp(prefix="xrn", dir="/tmp")  # short: Ray's socket paths are length-limited
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": uuid.uuid4().hex + uuid.uuid4().hex}
-    env = clean_env(data_dir, **auth, **HEALTH)
+    env = xlrec_env(data_dir, **auth, **HEALTH)
     port = free_port()
     nodes = []
     try:
@@ -114,7 +119,7 @@ def three_node_cluster(tmp_path):
     finally:
         for node in reversed(nodes):
             node.stop()
-        for pid in _pids_using(temp_dir):
+        for pid in pids_using(temp_dir):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -135,26 +140,34 @@ def test_killed_worker_node_trial_resumes_elsewhere_from_checkpoint(tmp_path, th
     results = tmp_path / "ray_results"
     db = f"sqlite:///{tmp_path / 'mlflow.db'}"
     victim, node_before, deadline = None, None, time.monotonic() + 600
-    seen = {}
+    seen: dict = {}
     while victim is None and time.monotonic() < deadline and driver.poll() is None:
-        time.sleep(0.5)
-        seen["titles"] = sorted({" ".join(p.cmdline())[:60] for w in workers for p in w.processes()
-                                 if p.is_running()})
+        time.sleep(0.2)
+        hosts = [w for w in workers if w.actors()]
+        seen["hosts"] = len(hosts)
         seen["checkpoints"] = len(list(results.glob("nodefail-*/*/checkpoint_*")))
-        if not seen["checkpoints"]:
+        if len(hosts) != 1 or not seen["checkpoints"]:
             continue
-        runs = _trial_runs(db) if (tmp_path / "mlflow.db").exists() else []
-        if not runs:
-            continue
-        epochs_logged = len(MlflowClient(db).get_metric_history(runs[0].info.run_id, "val_recall_at_10"))
-        hosts = [w for w in workers if w.runs_actor()]
-        seen["epochs_logged"], seen["hosts"] = epochs_logged, len(hosts)
-        if epochs_logged < 3 or len(hosts) != 1:  # a few epochs done and checkpointed, still running
-            continue
-        node_before = runs[0].data.tags.get("xlrec.ray_node_id")
-        victim = hosts[0]
-        victim.kill()
-    assert victim is not None, json.dumps(seen)
+        # Freeze the trial (SIGSTOP) before reading how far it got, so the node dies exactly
+        # there: a kill decided on a stale reading could land after the last epoch.
+        trial = hosts[0].actors()
+        Node.signal_all(trial, signal.SIGSTOP)
+        try:
+            runs = _trial_runs(db) if (tmp_path / "mlflow.db").exists() else []
+            epochs_logged = len(MlflowClient(db).get_metric_history(runs[0].info.run_id, "val_recall_at_10")) \
+                if runs else 0
+        except Exception as exc:  # the store busy: read again on the next round
+            seen["read_error"] = repr(exc)[:300]
+            epochs_logged = 0
+        seen["epochs_logged"] = epochs_logged
+        assert epochs_logged < EPOCHS, f"the trial ran all its epochs between two readings: {seen}"
+        if epochs_logged >= 3:  # a few epochs done and checkpointed (epoch 2's report returned)
+            node_before = runs[0].data.tags.get("xlrec.ray_node_id")
+            victim = hosts[0]
+            victim.kill()
+        else:
+            Node.signal_all(trial, signal.SIGCONT)
+    assert victim is not None, f"{json.dumps(seen)}\n{(tmp_path / 'driver.log').read_text()[-4000:]}"
     out, _ = driver.communicate(timeout=900)
     log.close()
     assert driver.returncode == 0, (tmp_path / "driver.log").read_text()[-6000:]

@@ -7,10 +7,13 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 
+from helpers import summary_of, sweep
 from mlflow_server import create_database, drop_database
-from test_sweeps import TINY, summary_of, sweep
 
 pytestmark = pytest.mark.server
+
+TINY = ["--set", "synthetic_users=80", "--set", "synthetic_items=40", "--set", "synthetic_mean_len=12",
+        "--set", "window_stride=0"]
 
 
 @pytest.fixture
@@ -34,7 +37,8 @@ def test_search_sweep_on_postgres_backed_mlflow_and_optuna(tmp_path, mlflow_serv
     storage_with_password = study_storage.replace(f"://{user_part}@", f"://{user_part}:{STUDY_SECRET}@")
     proc = sweep(tmp_path, "--mode", "search", "--model", "gru4rec", "--dataset", "synthetic", "--trials", "2",
                  "--epochs", "2", "--seed", "3", *TINY, "--set", "max_len=10", "--experiment", "server-mode",
-                 "--tracking-uri", tracking_uri, "--study-storage", storage_with_password, "--cpus-per-trial", "1")
+                 "--tracking-uri", tracking_uri, "--study-storage", storage_with_password, "--cpus-per-trial", "1",
+                 "--max-concurrent", "1")  # one at a time: ASHA sees the same reports in the same order
     summary = summary_of(proc)
     assert summary["trials_done"] + summary["trials_pruned"] == 2 and summary["trials_failed"] == 0
     assert not (tmp_path / "mlflow.db").exists()  # nothing went to the embedded sqlite default

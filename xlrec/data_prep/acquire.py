@@ -42,19 +42,27 @@ and then use its result, so a dataset is downloaded once however many runs start
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
-import http.client
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable, Mapping
 
 from xlrec.data_prep.cache import data_dir, lock, remove_stale
 from xlrec.data_prep.download import (  # noqa: F401 (fetch and the checks are part of this module's API)
-    BACKOFF, CONNECT_TIMEOUT, RETRIES, _OFFLINE_HINT, _check_gzip, _check_zip, _request, fetch,
+    _OFFLINE_HINT,
+    BACKOFF,
+    CONNECT_TIMEOUT,
+    RETRIES,
+    _check_gzip,
+    _check_zip,
+    _request,
+    fetch,
 )
 from xlrec.data_prep.unpack import extract_zip
 from xlrec.errors import ConfigError, DataError
@@ -77,7 +85,7 @@ class Source:
 
     @property
     def filename(self) -> str:
-        return PurePosixPath(urllib.request.urlparse(self.url).path).name
+        return PurePosixPath(urllib.parse.urlparse(self.url).path).name
 
 
 _GROUPLENS = "https://files.grouplens.org/datasets/movielens"

@@ -114,6 +114,7 @@ def _build(name: str, root: Path | None, prep: PrepConfig) -> tuple[Sequences, d
         interactions = synthetic.generate(prep.synthetic_users, prep.synthetic_items,
                                           prep.synthetic_mean_len, prep.synthetic_seed)
     else:
+        assert root is not None, "every dataset but synthetic is read from its raw folder"
         try:
             interactions = READERS[name](root)
         except DataError as exc:

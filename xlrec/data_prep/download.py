@@ -22,8 +22,9 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TextIO
 
 from xlrec.data_prep import cache
 from xlrec.data_prep.unpack import limits_problem
@@ -52,9 +53,10 @@ def fetch(url: str, dest: str | os.PathLike, sha256: str | None = None, size: in
     """Download `url` to `dest` unless a verified copy is already there; return `dest`.
 
     The body is streamed into a temporary file of its own beside `dest` (so concurrent
-    downloads never share one) and renamed to `dest` only once it is complete and verified: its size must equal `size`, its digest `sha256` (and `md5`)
-    where given. When no digest is known, `check(path)` (an integrity check returning a
-    problem or None) must pass, and if there is no check either, the file is refused.
+    downloads never share one) and renamed to `dest` only once it is complete and verified:
+    its size must equal `size`, its digest `sha256` (and `md5`) where given. When no digest is
+    known, `check(path)` (an integrity check returning a problem or None) must pass, and if
+    there is no check either, the file is refused.
     An existing `dest` that fails verification is deleted and fetched again. Transient
     failures (short transfer, dropped connection, timeout, HTTP 5xx) are retried up to
     `retries` attempts in all; a complete file with the wrong checksum is not. Processes

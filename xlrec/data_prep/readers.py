@@ -59,7 +59,8 @@ def _locate_bad_line(path: Path, sep: str, ncols: int, int_cols: tuple[int, ...]
                 continue
             line = line.rstrip("\r\n")
             if not line.strip():
-                return DataError(f"{path}, line {lineno}: empty line. Remove it (or re-download the file) and run again.")
+                return DataError(f"{path}, line {lineno}: empty line. Remove it (or re-download the file) and run "
+                                 f"again.")
             parts = line.split(sep)
             if len(parts) != ncols:
                 return DataError(
@@ -212,7 +213,8 @@ def read_steam(root: Path) -> Interactions:
                     )
                 pid = str(rec["product_id"])
                 if not _is_id(pid):
-                    raise DataError(f"{path}, line {lineno}: product_id {pid!r} is not an integer. Re-download the file.")
+                    raise DataError(f"{path}, line {lineno}: product_id {pid!r} is not an integer. Re-download the "
+                                    f"file.")
                 users.append(str(rec["username"]))
                 items.append(int(pid))
                 times.append(_parse_steam_date(rec["date"], path, lineno))

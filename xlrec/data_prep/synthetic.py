@@ -1,7 +1,8 @@
 """A seeded generator of user sequences with planted sequential structure.
 
 Items follow a Zipf-like popularity; each item has a few preferred successors, drawn
-uniformly (a sparse item-to-item Markov chain that popularity alone cannot predict). A user's next item follows the chain with probability
+uniformly (a sparse item-to-item Markov chain that popularity alone cannot predict). A user's
+next item follows the chain with probability
 `follow`, else is drawn by popularity. A sequential model can learn the chain, so it
 must clearly beat `pop`; the generator is vectorised over users so ML-20M-sized data
 (138k users, 20M interactions) takes seconds.

@@ -17,6 +17,7 @@ Why each one:
 from __future__ import annotations
 
 import os
+import sys
 
 DEFAULTS: dict[str, str] = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -32,6 +33,13 @@ DEFAULTS: dict[str, str] = {
 def apply_defaults() -> None:
     for key, value in DEFAULTS.items():
         os.environ.setdefault(key, value)
+    if "mlflow" in sys.modules:
+        # mlflow was imported first (a script that imports it before xlrec): it decided about
+        # telemetry at its import, and its config thread may still pop the session variable
+        # while another thread iterates os.environ. Drop the client now, on this thread.
+        from mlflow.telemetry import set_telemetry_client
+
+        set_telemetry_client()
 
 
 def quiet_links_for(uri: str) -> None:

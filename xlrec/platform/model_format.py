@@ -93,7 +93,7 @@ def check_layout(model_dir: Path, where: str, run_id: str | None = None) -> Path
     """The data folder of an xlrec format-2 model; refuse old pickled models without opening them."""
     mlmodel = read_mlmodel(model_dir, where)
     entry = (mlmodel.get("metadata") or {}).get("xlrec") if isinstance(mlmodel.get("metadata"), dict) else None
-    flavors = mlmodel.get("flavors") if isinstance(mlmodel.get("flavors"), dict) else {}
+    flavors: dict = mlmodel["flavors"] if isinstance(mlmodel.get("flavors"), dict) else {}
     run_id = run_id or (mlmodel.get("run_id") if isinstance(mlmodel.get("run_id"), str) else None)
     if not isinstance(entry, dict):
         if "pytorch" in flavors or (model_dir / LEGACY_PICKLE).exists():
@@ -159,7 +159,8 @@ def _typed_fields(cls: type, raw: dict, where: str) -> dict[str, Any]:
         value, hint = raw[name], hints[name]
         if not _type_ok(value, hint):
             raise XlrecError(f"The config.yaml of {where} sets {name} to {repr(value)[:80]}, which is not of type "
-                             f"{shown[name]}; the model's config is damaged or crafted. Re-train it with `xlrec train`.")
+                             f"{shown[name]}; the model's config is damaged or crafted. Re-train it with "
+                             f"`xlrec train`.")
         wants_float = hint is float or float in typing.get_args(hint)
         values[name] = float(value) if wants_float and isinstance(value, int) else value
     return values

@@ -75,10 +75,12 @@ def resolve_model_uri(uri: str) -> ModelRef:
             mv = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
             ref.run_id = mv.run_id
         else:
+            assert ref.run_id is not None, "a runs:/ URI names its run"
             client.get_run(ref.run_id)
     except MlflowException as exc:
         raise XlrecError(
-            f"Model {uri!r} was not found in the registry at {mlflow.get_tracking_uri()} ({exc.message.splitlines()[0]}). "
+            f"Model {uri!r} was not found in the registry at {mlflow.get_tracking_uri()} "
+            f"({exc.message.splitlines()[0]}). "
             f"List what exists with `xlrec registry list`, and check --tracking-uri."
         ) from None
     return ref
@@ -130,7 +132,7 @@ def _prepare_destination(dst: Path) -> list[Path]:
         if any(dst.iterdir()):
             raise XlrecError(f"Cannot download into {dst}: the directory is not empty, and xlrec does not merge a "
                              f"model into (or overwrite) existing files. Pass a new or empty directory as --dst.")
-    created = []
+    created: list[Path] = []
     for parent in reversed(dst.parents):
         if not parent.exists():
             try:

@@ -44,12 +44,11 @@ def _metric(v) -> float | None:
 
 
 def _best(versions) -> tuple[int, float] | None:
-    scored = [(int(v.version), _metric(v)) for v in versions if _metric(v) is not None]
+    scored = [(int(v.version), metric) for v in versions if (metric := _metric(v)) is not None]
     if not scored:
         return None
     # highest metric; among equals the oldest version (an equal score does not "beat" the champion)
-    version, metric = min(scored, key=lambda t: (-t[1], t[0]))
-    return version, metric
+    return min(scored, key=lambda t: (-t[1], t[0]))
 
 
 _CONFLICT_MARKERS = ("duplicate key", "uniqueviolation", "unique constraint", "integrityerror", "duplicate entry")

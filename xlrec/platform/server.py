@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import IO
 
 from xlrec.errors import XlrecError
 
@@ -75,7 +76,7 @@ class MlflowServer:
         self.uri = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(log_path) if log_path else self.artifacts_dir.parent / f"mlflow-server-{self.port}.log"
         self.proc: subprocess.Popen | None = None
-        self._log = None
+        self._log: IO[bytes] | None = None
 
     def start(self, timeout: float = 120.0) -> str:
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
@@ -126,7 +127,7 @@ class MlflowServer:
         if self._log:
             self._log.close()
 
-    def __enter__(self) -> "MlflowServer":
+    def __enter__(self) -> MlflowServer:
         self.start()
         return self
 
