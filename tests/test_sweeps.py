@@ -31,7 +31,6 @@ pytestmark = pytest.mark.server
 
 TINY = ["--set", "synthetic_users=80", "--set", "synthetic_items=40", "--set", "synthetic_mean_len=12",
         "--set", "window_stride=0"]
-CHILD_STATES = {"FINISHED", "KILLED"}  # completed, pruned by ASHA
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -143,9 +142,11 @@ def gpu_ray_cluster(tmp_path_factory):
 def search_sweep(gpu_ray_cluster, tmp_path_factory) -> SweepOutcome:
     """4 Optuna trials of gru4rec (architecture searched: embedding_dim is not fixed), half a GPU each.
 
-    One trial at a time, so TPE (seed 4) samples the same settings and ASHA (grace period 1) sees
-    the same reports in the same order on every run: the second trial scores well below the first
-    after epoch 1 (0.46 vs 0.70 validation Recall@10) and is pruned there."""
+    One trial at a time, so TPE (seed 4) samples the same settings and ASHA (grace period 1,
+    reduction factor 2) sees the same reports in the same order on every run. Validation Recall@10
+    per epoch: the first trial 0.70, 0.71, 0.78 (trains all 3 epochs); the second 0.46 and the
+    fourth 0.40 fall below the median at epoch 1; the third ties the first at epoch 1 (0.70) and
+    falls below it at epoch 2 (0.70 < 0.71). One finished, three pruned."""
     address, data_dir, auth = gpu_ray_cluster
     cwd = tmp_path_factory.mktemp("search")
     proc = sweep(cwd, "--mode", "search", "--model", "gru4rec", "--dataset", "synthetic", "--trials", "4",
@@ -160,18 +161,18 @@ def test_search_nests_every_trial_under_one_finished_parent(search_sweep):
     out = search_sweep
     assert_nested_and_closed(out, 4)
     s = out.summary
-    assert s["mode"] == "search" and s["trials_failed"] == 0 and s["trials_done"] >= 1
-    by_status = {st: sum(c.info.status == st for c in out.children) for st in ("FINISHED", "KILLED")}
-    assert by_status == {"FINISHED": s["trials_done"], "KILLED": s["trials_pruned"]}
-    for child in out.children:
-        assert child.info.status in CHILD_STATES
-        if child.info.status == "KILLED":  # pruned, which is not a failure
-            assert (child.data.tags["xlrec.pruned"], child.data.tags["xlrec.status"]) == ("true", "pruned")
-            assert "xlrec.failure_reason" not in child.data.tags
-            assert "test_recall_at_10" not in child.data.metrics
-        else:  # a completed trial trained all epochs and was evaluated on the test split
-            assert child.data.metrics["epochs_run"] == 3
-            assert 0.0 <= child.data.metrics["test_recall_at_10"] <= 1.0
+    assert (s["mode"], s["trials_done"], s["trials_pruned"], s["trials_failed"]) == ("search", 1, 3, 0)
+    finished, *pruned = sorted(out.children, key=lambda c: c.info.start_time)  # in the order they ran
+    # the first trained all epochs and was evaluated on the test split
+    assert finished.info.status == "FINISHED"
+    assert finished.data.metrics["epochs_run"] == 3
+    assert 0.0 <= finished.data.metrics["test_recall_at_10"] <= 1.0
+    assert [c.data.tags.get("xlrec.pruned_after_epoch") for c in pruned] == ["1", "2", "1"]
+    for child in pruned:  # pruned, which is not a failure
+        assert child.info.status == "KILLED"
+        assert (child.data.tags["xlrec.pruned"], child.data.tags["xlrec.status"]) == ("true", "pruned")
+        assert "xlrec.failure_reason" not in child.data.tags
+        assert "test_recall_at_10" not in child.data.metrics
 
 
 def test_search_logs_trials_table_and_optuna_plots_to_the_parent(search_sweep):
@@ -233,27 +234,11 @@ def test_search_registers_versions_and_points_champion_at_the_best(search_sweep)
 def test_gpu_trials_each_get_one_logical_gpu(search_sweep):
     out = search_sweep
     assert out.parent.data.params["gpus_per_trial"] == "0.5"
-    gpus = {c.info.run_id: c.data.tags["cuda_visible_devices"] for c in out.children}
-    assert set(gpus.values()) <= {"0", "1"} and gpus
-    for child in out.children:  # a logical GPU on a machine without CUDA: the trial trains on the CPU
+    for child in out.children:
+        # one trial at a time: Ray gives each half of the first logical GPU; on a machine without
+        # CUDA the trial trains on the CPU
+        assert child.data.tags["cuda_visible_devices"] == "0"
         assert child.data.params["resolved_device"] == "cpu"
-    # Ray never puts more than two half-GPU trials on one GPU; with more than two trials running at
-    # once, both GPUs must have been in use. A run's MLflow span lies inside its Ray resource span
-    # (a pruned run is closed late by the driver, so it ends at its last logged metric).
-    spans = {}
-    for c in out.children:
-        end = c.info.end_time
-        if c.info.status == "KILLED":
-            end = max(m.timestamp for m in out.client.get_metric_history(c.info.run_id, "val_recall_at_10"))
-        spans[c.info.run_id] = (c.info.start_time, end)
-    peak = 0
-    for run_id, (start, _) in spans.items():  # concurrency peaks at some run's start
-        live = [r for r, (s0, e0) in spans.items() if s0 <= start < e0]
-        peak = max(peak, len(live))
-        for gpu in ("0", "1"):
-            assert sum(gpus[r] == gpu for r in live) <= 2
-    if peak > 2:
-        assert set(gpus.values()) == {"0", "1"}
 
 
 # --- 3: the paper's grid -------------------------------------------------------------------------
