@@ -87,7 +87,7 @@ def test_every_version_named_anywhere_matches_the_pin():
     pins = all_pins_by_name()
     files = repo_text_files()
     assert {REPO / "README.md", REPO / ".ci" / "run", REPO / "docker" / "Dockerfile",
-            REPO / "xlrec" / "platform" / "tracking.py"} <= set(files)
+            REPO / "xlrec" / "platform" / "environment.py"} <= set(files)
     drift, seen = [], set()
     for path in files:
         for m in _PIN_IN_TEXT.finditer(path.read_text(errors="replace")):
@@ -97,11 +97,11 @@ def test_every_version_named_anywhere_matches_the_pin():
                 if m["version"] != pins[name]:
                     drift.append(f"{path.relative_to(REPO)}: {m[0]} (pyproject.toml pins {name}=={pins[name]})")
     assert not drift, "\n".join(drift)
-    assert {"README.md", ".ci/run", "docker/Dockerfile", "conda.yaml", "xlrec/platform/tracking.py"} <= seen
+    assert {"README.md", ".ci/run", "docker/Dockerfile", "conda.yaml", "xlrec/platform/environment.py"} <= seen
 
 
 def test_logged_models_require_the_pinned_versions():
-    from xlrec.platform.tracking import pip_requirements
+    from xlrec.platform.environment import pip_requirements
 
     pins = all_pins_by_name()
     logged = exact_pins(pip_requirements(), "pip_requirements()")
