@@ -156,12 +156,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         from xlrec.platform.runs import pause_point
 
         pause_point("start")  # test hook: a signal before the run exists
-        from xlrec.platform.tracking import check_reachable, tracking_uri
+        from xlrec.platform.tracking_uri import check_reachable, tracking_uri
 
         check_reachable(tracking_uri(args.tracking_uri))  # fail fast, before any data or training work
     data = prepare(cfg.dataset, cfg.prep, cfg.source)
     callbacks = [ProgressPrinter()]
-    tracker = _tracker(args, cfg, data)
+    tracker = _tracker(args, data)
     if tracker is not None:
         callbacks.append(tracker)
     result = Trainer(cfg, data, callbacks).fit()
@@ -169,15 +169,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tracker(args, cfg, data):
-    """The MLflow callback when the platform is available (see xlrec.platform)."""
-    if getattr(args, "no_tracking", False):
+def _tracker(args: argparse.Namespace, data):
+    """The MLflow callback when the platform is available (see xlrec.platform), from the
+    tracking flags (xlrec.platform.commands.add_train_tracking_args)."""
+    if args.no_tracking:
         return None
     try:
-        from xlrec.platform.tracking import make_tracker
+        from xlrec.platform.tracking import MlflowTracker
     except ImportError:
         return None
-    return make_tracker(args, cfg, data)
+    return MlflowTracker(data, uri=args.tracking_uri, experiment=args.experiment, run_name=args.run_name,
+                         parent_run_id=args.parent_run_id, register=not args.no_register,
+                         system_metrics=args.system_metrics)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -238,17 +241,18 @@ def _close_runs(args: argparse.Namespace, exc: BaseException) -> None:
     """End the MLflow runs this process still holds (FAILED or KILLED), whatever step it was in."""
     import os
 
-    tracking = sys.modules.get("xlrec.platform.tracking")
+    try:
+        from xlrec.platform import runs
+    except ImportError:  # no platform, no runs
+        return
     adopted = None
     if getattr(args, "command", None) == "train" and not getattr(args, "no_tracking", True) \
             and os.environ.get("MLFLOW_RUN_ID"):  # `mlflow run` made this run before we started
-        if tracking is None:
-            from xlrec.platform import tracking
-        adopted = (os.environ["MLFLOW_RUN_ID"], tracking.tracking_uri(getattr(args, "tracking_uri", None)))
-    if tracking is None:
-        return
+        from xlrec.platform.tracking_uri import tracking_uri
+
+        adopted = (os.environ["MLFLOW_RUN_ID"], tracking_uri(getattr(args, "tracking_uri", None)))
     try:
-        tracking.close_open_runs(exc, adopted)
+        runs.close_open_runs(exc, adopted)
     except Exception as close_exc:  # never hide the original error behind a cleanup error
         print(f"xlrec: warning: could not close the MLflow run: {close_exc}", file=sys.stderr)
 

@@ -28,7 +28,7 @@ def add_train_tracking_args(p: argparse.ArgumentParser) -> None:
 def _connect(args) -> None:
     import mlflow  # imported when used: `xlrec train --no-tracking` should not pay for it
 
-    from xlrec.platform.tracking import check_reachable, tracking_uri
+    from xlrec.platform.tracking_uri import check_reachable, tracking_uri
 
     uri = tracking_uri(args.tracking_uri)
     check_reachable(uri)

@@ -209,7 +209,7 @@ def cmd_runs_reap(args: argparse.Namespace) -> int:
     from mlflow import MlflowClient
 
     from xlrec.errors import XlrecError
-    from xlrec.platform.tracking import check_reachable, tracking_uri
+    from xlrec.platform.tracking_uri import check_reachable, tracking_uri
 
     uri = tracking_uri(args.tracking_uri)
     check_reachable(uri)

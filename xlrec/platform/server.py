@@ -20,6 +20,8 @@ from typing import IO
 
 from xlrec.errors import XlrecError
 
+_WORKER_HEALTHCHECK_S = 60
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -89,7 +91,10 @@ class MlflowServer:
         cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
                "--backend-store-uri", self.backend_store_uri,
                "--serve-artifacts", "--artifacts-destination", str(self.artifacts_dir),
-               "--workers", str(self.workers)]
+               "--workers", str(self.workers),
+               # uvicorn restarts a worker that misses a 5-s health ping; on a loaded machine a worker
+               # still importing mlflow misses it, and the restarts kept the server unhealthy for minutes
+               "--uvicorn-opts", f"--timeout-worker-healthcheck {_WORKER_HEALTHCHECK_S}"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
         self._log = open(self.log_path, "wb")
         # Own process group: stop() ends the server and its uvicorn workers, and only those.

@@ -1,58 +1,33 @@
-"""MLflow tracking of one training run, as a trainer callback.
+"""MLflow tracking of one training run, as a trainer callback: the run's lifecycle.
 
-Backends: the embedded default `sqlite:///mlflow.db` (MLflow's own default, nothing to
-start) or a tracking server (`--tracking-uri` / MLFLOW_TRACKING_URI). Under `mlflow run`
-the entry point adopts the run MLflow created (MLFLOW_RUN_ID) instead of opening an
-unrelated one. A crashed run ends FAILED and an interrupted one KILLED, never RUNNING.
+Backends: see xlrec.platform.tracking_uri. Under `mlflow run` the entry point adopts the run
+MLflow created (MLFLOW_RUN_ID) instead of opening an unrelated one. A crashed run ends FAILED
+and an interrupted one KILLED, never RUNNING. What a finished run logs (results, artifacts,
+the model) is xlrec.platform.run_results.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import platform
-import socket
-import subprocess
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
 
-import xlrec
 from xlrec.config import TrainConfig
 from xlrec.data_prep import PreparedDataset
-from xlrec.platform.mlflow_env import quiet_links_for
 from xlrec.errors import XlrecError
-from xlrec.platform import artifacts
-from xlrec.platform.runs import (_OPEN, HEARTBEAT_TAG, close_open_runs, close_run, end_status,  # noqa: F401
-                                 pause_point, process_tags, shield_signals)
-from xlrec.platform.registry import METRIC_TAG, PromotionResult, promote, registered_name, retry_on_conflict
-from xlrec.platform.requirements import pip_requirements
-from xlrec.rec_models import parameter_table
+from xlrec.platform import run_results
+from xlrec.platform.environment import environment_tags
+from xlrec.platform.mlflow_env import quiet_links_for
+from xlrec.platform.registry import PromotionResult, retry_on_conflict
+from xlrec.platform.run_results import metric_key
+from xlrec.platform.runs import _OPEN, HEARTBEAT_TAG, close_run, end_status, pause_point, process_tags, shield_signals
+from xlrec.platform.tracking_uri import check_reachable, tracking_uri
 from xlrec.redact import redact
 from xlrec.training.trainer import Callback, TrainResult
-
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-PROJECT_ROOT = Path(xlrec.__file__).resolve().parent
-
-
-def metric_key(name: str) -> str:
-    """MLflow metric names cannot hold '@': recall@10 -> recall_at_10."""
-    return name.replace("@", "_at_")
-
-
-def tracking_uri(explicit: str | None = None) -> str:
-    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-
-
-def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """Fail fast (before any training) when the store cannot be used: see xlrec.platform.store."""
-    from xlrec.platform.store import check_store
-
-    check_store(uri)
 
 
 class TrackingStoreError(XlrecError):
@@ -71,15 +46,6 @@ def _short(exc: BaseException, limit: int = 300) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     text = lines[0] if lines else type(exc).__name__
     return redact(text if len(text) <= limit else text[:limit] + "...")
-
-
-def finished_run_metrics(uri: str, run_id: str) -> dict[str, Any] | None:
-    """The metrics and tags of a run that already ended FINISHED with its final results (a trial
-    Tune restarts after it had finished: its results are reported, not trained and logged again)."""
-    run = MlflowClient(uri).get_run(run_id)
-    if run.info.status != "FINISHED" or "test_recall_at_10" not in run.data.metrics:
-        return None
-    return {**run.data.metrics, "model_version": int(run.data.tags.get("xlrec.model_version", 0) or 0)}
 
 
 def flatten_config(cfg: TrainConfig) -> dict[str, Any]:
@@ -105,33 +71,18 @@ def flatten_config(cfg: TrainConfig) -> dict[str, Any]:
     return flat
 
 
-def _git_state() -> tuple[str, str]:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                                timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                               timeout=5).stdout.strip()
-        return commit or "unknown", "true" if dirty else "false"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown", "unknown"
-
-
-def _version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return "not installed"
-
-
 class MlflowTracker(Callback):
     """Logs params, tags, dataset lineage, per-epoch metrics, results, artifacts and the model."""
 
-    def __init__(self, data: PreparedDataset, uri: str | None = None, experiment: str | None = None,
+    def __init__(self, data: PreparedDataset, *, uri: str | None = None, experiment: str | None = None,
                  run_name: str | None = None, parent_run_id: str | None = None, tags: dict[str, str] | None = None,
                  register: bool = True, system_metrics: bool = False, adopt_env_run: bool = True,
                  resume_run_id: str | None = None):
+        """uri: the store (default: see tracking_uri); experiment: default xlrec-<dataset>;
+        run_name: default <model>-<dataset>-L<max_len>-s<seed>; parent_run_id: nest under it (its
+        experiment then); tags: added to the run's own; register: register and promote the
+        model; system_metrics: MLflow's system metrics; adopt_env_run: continue `mlflow run`'s
+        MLFLOW_RUN_ID; resume_run_id: continue this run (a trial restored from a checkpoint)."""
         self.data = data
         self.uri = tracking_uri(uri)
         self.experiment = experiment
@@ -141,7 +92,7 @@ class MlflowTracker(Callback):
         self.register = register
         self.system_metrics = system_metrics
         self.adopt_env_run = adopt_env_run
-        self.resume_run_id = resume_run_id  # continue this run (a trial restored from a checkpoint)
+        self.resume_run_id = resume_run_id
         self.run_id: str | None = None
         self._pending: dict[str, float] = {}  # metrics held back until the first epoch's batch
         self.promotion: PromotionResult | None = None
@@ -196,17 +147,7 @@ class MlflowTracker(Callback):
             params = {(k if k not in existing else f"resolved.{k}"): v for k, v in params.items()
                       if k not in existing or str(existing[k]) != str(v)}
         mlflow.log_params(params)
-        commit, dirty = _git_state()
-        import torch
-
-        tags = {
-            "model_family": cfg.model, "dataset": cfg.dataset, "git_commit": commit, "git_dirty": dirty,
-            "mlflow.source.git.commit": commit,
-            "version.xlrec": xlrec.__version__, "version.torch": torch.__version__,
-            "version.xlstm": _version("xlstm"), "version.mlstm_kernels": _version("mlstm-kernels"),
-            "host": socket.gethostname(), "device_name": trainer.rt.device_name(),
-            "platform": platform.platform(),
-        }
+        tags = {"model_family": cfg.model, "dataset": cfg.dataset, **environment_tags(trainer.rt.device_name())}
         if self.parent_run_id:
             tags["xlrec.parent_run_id"] = self.parent_run_id
         tags.update(self.extra_tags)
@@ -258,7 +199,11 @@ class MlflowTracker(Callback):
 
     def on_train_end(self, trainer, result: TrainResult) -> None:
         try:
-            self._log_results(trainer, result)
+            run_results.log_results(trainer, self.data, result, self._pending)  # pop logs params_total here
+            self._pending = {}
+            if trainer.model.trainable:
+                self.model_version, self.promotion = run_results.log_model(self.run_id, trainer, self.data, result,
+                                                                           self.register)
             mlflow.set_tag("xlrec.status", result.stopped_reason)
             with shield_signals():
                 mlflow.end_run(status="FINISHED")
@@ -281,83 +226,3 @@ class MlflowTracker(Callback):
         return TrackingStoreError(
             f"The MLflow tracking store at {redact(self.uri)} failed during {phase} ({_short(exc)}). Check that "
             f"the tracking server or database is up, then train again; nothing after that point was logged.")
-
-    # --- results, artifacts, model ------------------------------------------------
-    def _log_results(self, trainer, result: TrainResult) -> None:
-        cfg = trainer.cfg
-        final = {f"test_{metric_key(k)}": v for k, v in result.test.metrics.items()}
-        final.update({f"best_val_{metric_key(k)}": v for k, v in result.best_val.items()})
-        cold = result.cold
-        final["cold_users"] = cold.get("users", 0)
-        for who in ("model", "pop"):
-            for k, v in cold.get(who, {}).items():
-                final[f"cold_{who}_{metric_key(k)}"] = v
-        final.update({"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-                      "total_time_s": result.total_time_s, "avg_epoch_time_s": result.avg_epoch_time_s})
-        final.update(self._pending)  # a model without epochs (pop) logs params_total here
-        self._pending = {}
-        mlflow.log_metrics(final)
-        seqs = self.data.seqs
-        with tempfile.TemporaryDirectory() as tmp:
-            tmp = Path(tmp)
-            artifacts.write_config(tmp / "config.yaml", cfg)
-            artifacts.write_history(tmp / "history.csv", result.history)
-            artifacts.plot_curves(tmp / "training_curves.png", result.history,
-                                  f"{cfg.model} on {cfg.dataset} (L={cfg.max_len}, seed {cfg.seed})")
-            artifacts.write_params_table(tmp / "parameters.csv", parameter_table(trainer.model))
-            table = artifacts.per_user_table(seqs, result.test.users, result.test.targets, result.test.ranks,
-                                             result.test.topk)
-            table.to_parquet(tmp / "test_per_user.parquet", index=False)
-            artifacts.write_sample_predictions(tmp / "sample_predictions.md", seqs, table)
-            for name in ("config.yaml", "history.csv", "training_curves.png", "parameters.csv",
-                         "test_per_user.parquet", "sample_predictions.md"):
-                mlflow.log_artifact(str(tmp / name))
-            if trainer.model.trainable:
-                self._log_model(trainer, result, tmp)
-
-    def _log_model(self, trainer, result: TrainResult, tmp: Path) -> None:
-        """Log the model as xlrec format 2 (safetensors + config + item map, no pickle) under a
-        pyfunc flavor, and register it: at most one version per run (a resumed run reuses it)."""
-        import mlflow.pyfunc
-
-        from xlrec.platform import model_format, serving
-
-        cfg = trainer.cfg
-        name = registered_name(cfg.model, cfg.dataset) if self.register else None
-        client = MlflowClient()
-        existing = self._run_version(client, name) if name else None
-        if existing is None:
-            folder = tmp / "xlrec"  # pyfunc copies it to data/xlrec (model_format.DATA_DIR)
-            model_format.write_model_dir(folder, trainer.model.state_dict(), cfg,
-                                         artifacts.write_item_map(tmp / "item_map.json", self.data.seqs))
-            info = mlflow.pyfunc.log_model(
-                name="model", loader_module="xlrec.platform.serving", data_path=str(folder),
-                code_paths=[str(PROJECT_ROOT)], pip_requirements=pip_requirements(), signature=serving.signature(),
-                input_example=serving.input_example(self.data.seqs), metadata={"xlrec": dict(model_format.FLAVOR)},
-                registered_model_name=name, await_registration_for=60,
-            )
-            if name is None:
-                return
-            self.model_version = int(info.registered_model_version)
-        else:
-            self.model_version = existing
-        val = result.best_val.get("recall@10", 0.0)
-        for key, value in {METRIC_TAG: f"{val:.10f}", "seed": str(cfg.seed), "run_id": self.run_id,
-                           "max_len": str(cfg.max_len), "dataset_sha256": self.data.content_hash}.items():
-            client.set_model_version_tag(name, str(self.model_version), key, value)
-        self.promotion = promote(client, name, self.model_version)
-        mlflow.log_metric("model_version", self.model_version)
-        mlflow.set_tags({"xlrec.registered_model": name, "xlrec.model_version": str(self.model_version),
-                         "xlrec.promotion": self.promotion.reason})
-
-    def _run_version(self, client: MlflowClient, name: str) -> int | None:
-        """The version of `name` this run already registered (a trial resumed after registering)."""
-        found = client.search_model_versions(f"name='{name}' and run_id='{self.run_id}'")
-        return min(int(v.version) for v in found) if found else None
-
-
-def make_tracker(args, cfg: TrainConfig, data: PreparedDataset) -> MlflowTracker:
-    return MlflowTracker(data, uri=getattr(args, "tracking_uri", None), experiment=getattr(args, "experiment", None),
-                         run_name=getattr(args, "run_name", None), parent_run_id=getattr(args, "parent_run_id", None),
-                         register=not getattr(args, "no_register", False),
-                         system_metrics=getattr(args, "system_metrics", False))

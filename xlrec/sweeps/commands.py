@@ -64,7 +64,8 @@ def add_sweep_command(sub, lenient) -> None:
 def cmd_sweep(args: argparse.Namespace) -> int:
     import yaml
 
-    from xlrec.sweeps.driver import SweepSpec, run_sweep
+    from xlrec.sweeps.driver import run_sweep
+    from xlrec.sweeps.spec import SweepSpec
 
     if args.mode == "search":
         for flag, given in (("--models", args.models), ("--datasets", args.datasets)):

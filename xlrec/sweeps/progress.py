@@ -12,12 +12,12 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Any
 
 from ray.tune import Callback
 
 from xlrec.redact import redact
 from xlrec.sweeps.space import settings_text
+from xlrec.sweeps.spec import SweepSpec
 from xlrec.sweeps.trial import METRIC
 
 METRIC_LABEL = "val Recall@10"
@@ -129,19 +129,19 @@ class SweepProgress(Callback):
         return text
 
 
-def start_line(spec: Any, uri: str, experiment_id: str, parent_id: str, concurrency: int) -> str:
+def start_line(spec: SweepSpec, uri: str, experiment_id: str, parent_id: str, concurrency: int) -> str:
     """What runs, where, and where to watch it."""
     if spec.mode == "search":
         what = (f"{spec.trials} trials of {spec.model} on {spec.dataset} (Optuna TPE search, ASHA pruning, "
                 f"up to {spec.epochs} epochs each)")
     else:
-        what = (f"{spec._cells} grid trials ({', '.join(spec.models)} on {', '.join(spec.datasets)}, max_len "
+        what = (f"{spec.cells} grid trials ({', '.join(spec.models)} on {', '.join(spec.datasets)}, max_len "
                 f"{'/'.join(map(str, spec.max_lens))}, seeds {'/'.join(map(str, spec.seeds))}, "
                 f"up to {spec.epochs} epochs each)")
     where = f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{parent_id}"
     line = (f"sweep {spec.name}: {what}, {concurrency} at a time; MLflow experiment {spec.experiment!r}, "
             f"parent run {spec.name!r}: {redact(where)}")
-    if getattr(spec, "_sqlite_db", None):
+    if spec.served_db:
         line += (f" (served only while the sweep runs; afterwards: mlflow ui --backend-store-uri "
-                 f"sqlite:///{spec._sqlite_db})")
+                 f"sqlite:///{spec.served_db})")
     return line

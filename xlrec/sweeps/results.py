@@ -11,14 +11,18 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import yaml
 
 from xlrec.platform.reports import aggregate_table4
 from xlrec.redact import redact
+from xlrec.sweeps.spec import SweepSpec
 from xlrec.sweeps.trial import METRIC
+
+if TYPE_CHECKING:
+    from xlrec.platform.sweep_runs import SweepRecorder
 
 TARGET_NAME = "validation Recall@10"
 # The columns a reader looks at first; the rest follow.
@@ -33,24 +37,8 @@ def _status(res) -> str:
     return "FINISHED" if (res.metrics or {}).get("trial_finished") else "PRUNED"
 
 
-def _close_trial_run(client, run_id: str, status: str, reason: str) -> None:
-    """A run Tune stopped (ASHA) or lost ends KILLED (pruned) or FAILED, with the reason."""
-    run = client.get_run(run_id)
-    if run.info.status == "RUNNING":  # the trial was stopped by ASHA (or died) mid-training
-        client.set_tag(run_id, "xlrec.status", status.lower())
-        if status == "PRUNED":
-            client.set_tag(run_id, "xlrec.pruned", "true")
-        else:
-            client.set_tag(run_id, "xlrec.failure_reason", reason[:4000])
-        client.set_terminated(run_id, "KILLED" if status == "PRUNED" else "FAILED")
-    elif status == "PRUNED" and run.data.tags.get("xlrec.pruned") != "true":  # closed by the dying trial
-        client.set_tag(run_id, "xlrec.status", "pruned")
-        client.set_tag(run_id, "xlrec.pruned", "true")
-    elif status == "FAILED" and "xlrec.failure_reason" not in run.data.tags:  # keep the trial's own
-        client.set_tag(run_id, "xlrec.failure_reason", reason[:4000])
-
-
-def trials_table(spec, results, client) -> pd.DataFrame:
+def trials_table(spec: SweepSpec, results, recorder: SweepRecorder) -> pd.DataFrame:
+    """One row per trial; the trial runs Tune stopped are closed on the way (close_trial)."""
     rows = []
     fixed = {**base_defaults(spec), **spec.overrides}
     for number, res in enumerate(results, start=1):
@@ -58,7 +46,7 @@ def trials_table(spec, results, client) -> pd.DataFrame:
         run_id, status = m.get("mlflow_run_id"), _status(res)
         reason = failure_reason(res.error) if res.error is not None else ""
         if run_id:
-            _close_trial_run(client, run_id, status, reason)
+            recorder.close_trial(run_id, status, reason)
         # "trial_" keeps ids strings: MLflow's CSV preview types 00097008 as the number 97008
         row = {"trial": number, "trial_id": f"trial_{m['trial_id']}" if m.get("trial_id") else "",
                "status": status, "mlflow_run_id": run_id, "run_name": "",
@@ -70,13 +58,13 @@ def trials_table(spec, results, client) -> pd.DataFrame:
                "dropout": cfg.get("dropout", fixed.get("dropout")), "epochs": m.get("epoch"), METRIC: m.get(METRIC),
                "error": reason[:300]}
         if run_id:
-            run = client.get_run(run_id)
-            rm = run.data.metrics
-            row["run_name"] = run.info.run_name
-            row["cuda_visible_devices"] = run.data.tags.get("cuda_visible_devices", "")
+            run = recorder.trial_run(run_id)
+            rm = run.metrics
+            row["run_name"] = run.name
+            row["cuda_visible_devices"] = run.tags.get("cuda_visible_devices", "")
             for key in ("embedding_dim", "num_heads", "num_blocks", "lr", "dropout"):  # as the trial resolved them
-                if row[key] is None and key in run.data.params:
-                    row[key] = yaml.safe_load(run.data.params[key])
+                if row[key] is None and key in run.params:
+                    row[key] = yaml.safe_load(run.params[key])
             row.update({"test_recall_at_10": rm.get("test_recall_at_10"), "test_ndcg_at_10": rm.get("test_ndcg_at_10"),
                         "test_mrr_at_10": rm.get("test_mrr_at_10"), "avg_epoch_time_s": rm.get("avg_epoch_time_s"),
                         "gpu_peak_allocated_mb": rm.get("gpu_peak_allocated_mb"), "params_total": rm.get("params_total")})
@@ -87,31 +75,27 @@ def trials_table(spec, results, client) -> pd.DataFrame:
     return table
 
 
-def finish(spec, results, parent_id: str, study_name: str, study_storage: str) -> dict[str, Any]:
+def finish(spec: SweepSpec, results, recorder: SweepRecorder, study_name: str, study_storage: str) -> dict[str, Any]:
     """Mark pruned/failed trial runs; log the trials table, plots or Table 4, the best trial's
     scores and the champion to the parent run; return the sweep's summary."""
-    import mlflow
-    from mlflow import MlflowClient
-
-    client = MlflowClient()
-    table = trials_table(spec, results, client)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    table = trials_table(spec, results, recorder)
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
         table.to_csv(tmp / "trials.csv", index=False)
-        mlflow.log_artifact(str(tmp / "trials.csv"))
+        recorder.log_artifact(tmp / "trials.csv")
         if spec.mode == "search":
             for png in optuna_plots(study_name, study_storage, tmp):
-                mlflow.log_artifact(str(png), artifact_path="optuna")
+                recorder.log_artifact(png, artifact_path="optuna")
         else:
             agg = aggregate_table4(table)
             agg.to_csv(tmp / "table4.csv", index=False)
             (tmp / "table4.md").write_text(agg.to_string(index=False))
-            mlflow.log_artifact(str(tmp / "table4.csv"))
-            mlflow.log_artifact(str(tmp / "table4.md"))
+            recorder.log_artifact(tmp / "table4.csv")
+            recorder.log_artifact(tmp / "table4.md")
     counts = table["status"].value_counts().to_dict() if len(table) else {}
     done = table[table["status"] == "FINISHED"]
     best = done.sort_values(METRIC, ascending=False).head(1).to_dict("records") if len(done) else []
-    champion = _champion(client, best[0]) if best else None
+    champion = _champion(recorder, best[0]) if best else None
     metrics = {}
     if best:  # the best trial's scores, under the keys its own run uses: the runs list compares them
         metrics["best_val_recall_at_10"] = float(best[0][METRIC])
@@ -119,35 +103,34 @@ def finish(spec, results, parent_id: str, study_name: str, study_storage: str) -
                         if best[0].get(k) == best[0].get(k) and best[0].get(k) is not None})
     metrics.update({"trials_done": counts.get("FINISHED", 0), "trials_failed": counts.get("FAILED", 0),
                     "trials_pruned": counts.get("PRUNED", 0)})
-    mlflow.log_metrics(metrics)
-    tags = {"mlflow.note.content": _description(spec, table, best[0] if best else None, champion)}
+    recorder.log_metrics(metrics)
+    tags = {}
     if best:
         tags.update({"xlrec.best_trial_run_id": str(best[0]["mlflow_run_id"]),
                      "xlrec.best_trial": str(best[0]["run_name"])})
     if champion:
         tags.update({"xlrec.champion_model": champion["name"], "xlrec.champion_version": str(champion["version"]),
                      "xlrec.champion_uri": champion["uri"]})
-    mlflow.set_tags(tags)
-    return {"parent_run_id": parent_id, "mode": spec.mode, "trials_done": counts.get("FINISHED", 0),
+    recorder.set_tags(tags, description=_description(spec, table, best[0] if best else None, champion))
+    return {"parent_run_id": recorder.parent_id, "mode": spec.mode, "trials_done": counts.get("FINISHED", 0),
             "trials_failed": counts.get("FAILED", 0), "trials_pruned": counts.get("PRUNED", 0),
             "best_trial": _jsonable(best[0]) if best else None,
             "champion": {"name": champion["name"], "version": champion["version"]} if champion else None}
 
 
-def _champion(client, best: dict) -> dict | None:
+def _champion(recorder: SweepRecorder, best: dict) -> dict | None:
     from xlrec.platform.registry import ALIAS, registered_name
 
     name = registered_name(best["model"], best["dataset"])
-    try:
-        version = client.get_model_version_by_alias(name, ALIAS)
-    except Exception:
+    found = recorder.champion(name, ALIAS)
+    if found is None:
         return None
-    return {"name": name, "version": int(version.version), "uri": f"models:/{name}@{ALIAS}",
-            "run_id": version.run_id, "is_best_trial": version.run_id == best["mlflow_run_id"]}
+    return {"name": name, "version": found.version, "uri": f"models:/{name}@{ALIAS}",
+            "run_id": found.run_id, "is_best_trial": found.run_id == best["mlflow_run_id"]}
 
 
 def _description(spec, table: pd.DataFrame, best: dict | None, champion: dict | None) -> str:
-    """The parent run's description (MLflow shows `mlflow.note.content` as markdown)."""
+    """The parent run's description (markdown)."""
     counts = table["status"].value_counts().to_dict() if len(table) else {}
     lines = [f"**{spec.name}**: {spec.mode} sweep, {len(table)} trials "
              f"({counts.get('FINISHED', 0)} finished, {counts.get('PRUNED', 0)} pruned, "

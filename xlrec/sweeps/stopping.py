@@ -1,8 +1,8 @@
-"""Stopping a sweep cleanly, and picking up after one that was not.
+"""Stopping a sweep cleanly.
 
 A SIGTERM/SIGINT to the driver must stop everything the sweep started (trials, Ray, the
-tracking server it serves) and mark its runs KILLED; a sweep resumed after its driver was
-SIGKILLed first marks the trial runs whose process died with it FAILED (`xlrec runs reap`).
+tracking server it serves) and mark its runs KILLED (a sweep resumed after its driver was
+SIGKILLed reaps the trial runs that died with it: SweepRecorder.reap_dead_trials).
 """
 
 from __future__ import annotations
@@ -10,7 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from xlrec.sweeps.spec import SweepSpec
+
+if TYPE_CHECKING:
+    from xlrec.platform.sweep_runs import SweepRecorder
 
 
 class StopSignals:
@@ -75,16 +80,16 @@ def _descendants() -> list:
         return []
 
 
-def stop_ray(spec) -> None:
+def stop_ray(spec: SweepSpec) -> None:
     """ray.shutdown() when this driver started Ray, then end any process it started that outlived
     that (Ray workers of a local cluster still running trials), except the tracking server, which
     the stack stops last (the runs are marked through it first)."""
     import psutil
     import ray
 
-    if not getattr(spec, "_ray_started", False):
+    if not spec.ray_started:
         return
-    server_pid = getattr(spec, "_server_pid", None)
+    server_pid = spec.server_pid
     started = [p for p in _descendants() if server_pid is None or _pgid(p.pid) != server_pid]
     if ray.is_initialized():
         ray.shutdown()
@@ -106,44 +111,9 @@ def _pgid(pid: int) -> int | None:
         return None
 
 
-def abort(exc: BaseException, parent_id: str | None, spec) -> None:
+def abort(exc: BaseException, recorder: SweepRecorder | None, spec: SweepSpec) -> None:
     """The sweep ends early: stop its trials and Ray, then mark every trial run still RUNNING
     and the parent KILLED (a signal) or FAILED (an error), with the reason."""
-    import mlflow
-    from mlflow import MlflowClient
-
-    from xlrec.platform.tracking import end_status
-
     stop_ray(spec)
-    if parent_id is None:
-        return
-    status, reason = end_status(exc)
-    reason = f"sweep {reason}" if status == "KILLED" else reason
-    try:
-        client = MlflowClient()
-        parent = client.get_run(parent_id)
-        for run in client.search_runs([parent.info.experiment_id], f"attributes.status = 'RUNNING' and "
-                                      f"tags.`xlrec.sweep_run_id` = '{parent_id}'", max_results=5000):
-            client.set_tag(run.info.run_id, "xlrec.status", status)
-            client.set_tag(run.info.run_id, "xlrec.failure_reason", reason)
-            client.set_terminated(run.info.run_id, status)
-        mlflow.set_tags({"xlrec.status": status, "xlrec.failure_reason": reason})
-        mlflow.end_run(status=status)
-    except Exception as close_exc:  # the original error matters more; `xlrec runs reap` can finish this
-        print(f"[xlrec] could not mark the sweep's runs {status}: {close_exc}", file=sys.stderr)
-
-
-def reap_dead_trials(parent, parent_id: str) -> None:
-    """A resumed sweep: its trial runs whose process died with the old driver are marked FAILED
-    (a trial Tune restarts continues its run and clears that), and the parent's old reason goes."""
-    from mlflow import MlflowClient
-
-    from xlrec.platform.runs import reap
-
-    client = MlflowClient()
-    if "xlrec.failure_reason" in parent.data.tags:
-        client.delete_tag(parent_id, "xlrec.failure_reason")
-    for v in reap(client, [parent.info.experiment_id], filter_string=f"tags.`xlrec.sweep_run_id` = '{parent_id}'",
-                  reason_prefix="reaped when the sweep resumed"):
-        if v.action == "reaped":
-            print(f"[xlrec] trial run {v.run_id}: {v.detail}", file=sys.stderr)
+    if recorder is not None:
+        recorder.abort(exc)

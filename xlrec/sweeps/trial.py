@@ -44,20 +44,10 @@ class TuneReporter(Callback):
             try:
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
             except SystemExit:  # Tune stops the trial here (ASHA pruned it): the run ends KILLED as pruned
-                self._end_pruned(int(record["epoch"]))
+                from xlrec.platform.sweep_runs import end_pruned
+
+                end_pruned(self.tracker.run_id, int(record["epoch"]))
                 raise
-
-    def _end_pruned(self, epoch: int) -> None:
-        import mlflow
-
-        active = mlflow.active_run()
-        if active is None or active.info.run_id != self.tracker.run_id:
-            return
-        try:  # the tracker's on_exception then finds no active run and leaves it alone
-            # pruning is not a failure: no failure_reason, the epoch it stopped at instead
-            mlflow.set_tags({"xlrec.status": "pruned", "xlrec.pruned": "true", "xlrec.pruned_after_epoch": str(epoch)})
-        finally:
-            mlflow.end_run(status="KILLED")
 
     def on_train_end(self, trainer, result) -> None:
         final = {METRIC: result.best_val.get("recall@10", 0.0), "epoch": result.epochs_run,
@@ -96,7 +86,7 @@ def run_trial(config: dict[str, Any]) -> None:
             saved = torch.load(os.path.join(ckpt_dir, CHECKPOINT_FILE), map_location="cpu", weights_only=True)
         resume_state, resume_run = saved["trainer"], saved["mlflow_run_id"]
     if resume_run is not None:
-        from xlrec.platform.tracking import finished_run_metrics
+        from xlrec.platform.sweep_runs import finished_run_metrics
 
         done = finished_run_metrics(spec["tracking_uri"], resume_run)
         if done is not None:  # finished before the driver died: report it, log nothing twice

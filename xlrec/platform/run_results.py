@@ -1,0 +1,107 @@
+"""What a finished training run leaves in MLflow: its result metrics, its artifacts (config,
+history, curves, parameter table, per-user test ranks, sample predictions) and its model,
+logged as xlrec format 2 and registered (at most one version per run)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+
+from xlrec.data_prep import PreparedDataset
+from xlrec.platform import artifacts
+from xlrec.platform.environment import PROJECT_ROOT
+from xlrec.platform.requirements import pip_requirements
+from xlrec.platform.registry import METRIC_TAG, PromotionResult, promote, registered_name
+from xlrec.rec_models import parameter_table
+from xlrec.training.trainer import TrainResult
+
+_ARTIFACTS = ("config.yaml", "history.csv", "training_curves.png", "parameters.csv", "test_per_user.parquet",
+              "sample_predictions.md")
+
+
+def metric_key(name: str) -> str:
+    """MLflow metric names cannot hold '@': recall@10 -> recall_at_10."""
+    return name.replace("@", "_at_")
+
+
+def result_metrics(result: TrainResult) -> dict[str, float]:
+    """Test, best-validation and cold-start scores and the run's timing, under MLflow keys."""
+    final = {f"test_{metric_key(k)}": v for k, v in result.test.metrics.items()}
+    final.update({f"best_val_{metric_key(k)}": v for k, v in result.best_val.items()})
+    cold = result.cold
+    final["cold_users"] = cold.get("users", 0)
+    for who in ("model", "pop"):
+        for k, v in cold.get(who, {}).items():
+            final[f"cold_{who}_{metric_key(k)}"] = v
+    final.update({"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+                  "total_time_s": result.total_time_s, "avg_epoch_time_s": result.avg_epoch_time_s})
+    return final
+
+
+def log_results(trainer, data: PreparedDataset, result: TrainResult, pending: dict[str, float]) -> None:
+    """The result metrics (with `pending` ones not logged yet) and the artifacts, to the active run."""
+    cfg = trainer.cfg
+    mlflow.log_metrics({**result_metrics(result), **pending})
+    seqs = data.seqs
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        artifacts.write_config(tmp / "config.yaml", cfg)
+        artifacts.write_history(tmp / "history.csv", result.history)
+        artifacts.plot_curves(tmp / "training_curves.png", result.history,
+                              f"{cfg.model} on {cfg.dataset} (L={cfg.max_len}, seed {cfg.seed})")
+        artifacts.write_params_table(tmp / "parameters.csv", parameter_table(trainer.model))
+        table = artifacts.per_user_table(seqs, result.test.users, result.test.targets, result.test.ranks,
+                                         result.test.topk)
+        table.to_parquet(tmp / "test_per_user.parquet", index=False)
+        artifacts.write_sample_predictions(tmp / "sample_predictions.md", seqs, table)
+        for name in _ARTIFACTS:
+            mlflow.log_artifact(str(tmp / name))
+
+
+def log_model(run_id: str, trainer, data: PreparedDataset, result: TrainResult,
+              register: bool) -> tuple[int | None, PromotionResult | None]:
+    """Log the model under a pyfunc flavor (safetensors + config + item map, no pickle) to the
+    active run and, with `register`, register and promote it; returns (version, promotion).
+    A resumed run that registered already reuses its version."""
+    import mlflow.pyfunc
+
+    from xlrec.platform import model_format, serving
+
+    cfg = trainer.cfg
+    name = registered_name(cfg.model, cfg.dataset) if register else None
+    client = MlflowClient()
+    version = _run_version(client, name, run_id) if name else None
+    if version is None:
+        with tempfile.TemporaryDirectory() as tmp_dir:
+            tmp = Path(tmp_dir)
+            folder = tmp / "xlrec"  # pyfunc copies it to data/xlrec (model_format.DATA_DIR)
+            model_format.write_model_dir(folder, trainer.model.state_dict(), cfg,
+                                         artifacts.write_item_map(tmp / "item_map.json", data.seqs))
+            info = mlflow.pyfunc.log_model(
+                name="model", loader_module="xlrec.platform.serving", data_path=str(folder),
+                code_paths=[str(PROJECT_ROOT)], pip_requirements=pip_requirements(), signature=serving.signature(),
+                input_example=serving.input_example(data.seqs), metadata={"xlrec": dict(model_format.FLAVOR)},
+                registered_model_name=name, await_registration_for=60,
+            )
+        if name is None:
+            return None, None
+        version = int(info.registered_model_version)
+    assert name is not None  # a version exists only for a registered name
+    val = result.best_val.get("recall@10", 0.0)
+    for key, value in {METRIC_TAG: f"{val:.10f}", "seed": str(cfg.seed), "run_id": run_id,
+                       "max_len": str(cfg.max_len), "dataset_sha256": data.content_hash}.items():
+        client.set_model_version_tag(name, str(version), key, value)
+    promotion = promote(client, name, version)
+    mlflow.log_metric("model_version", version)
+    mlflow.set_tags({"xlrec.registered_model": name, "xlrec.model_version": str(version),
+                     "xlrec.promotion": promotion.reason})
+    return version, promotion
+
+
+def _run_version(client: MlflowClient, name: str, run_id: str) -> int | None:
+    """The version of `name` this run already registered (a trial resumed after registering)."""
+    found = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+    return min(int(v.version) for v in found) if found else None

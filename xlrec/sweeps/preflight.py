@@ -1,0 +1,48 @@
+"""Every sweep setting checked and every dataset prepared once, in the driver, before any
+server or Ray starts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from xlrec.sweeps.spec import SweepSpec
+
+
+def _absolute(location: str | None) -> str | None:
+    """A local path made absolute (URLs unchanged): trials run in their own working directories."""
+    if not location or "://" in location:
+        return location
+    return str(Path(location).expanduser().resolve())
+
+
+def prepare_data(spec: SweepSpec) -> None:
+    """Check the settings and prepare every dataset once.
+
+    Every sweep argument, and the config of every grid cell (or the search's base config)
+    with the --set values, is checked first; a wrong one then fails the sweep at once with
+    one clear error (instead of failing every trial, or being ignored), and trials find the
+    processed data in the cache. Data that the metrics cannot score (too few items, no warm
+    user) is refused here too. Data locations become absolute: `XLREC_DATA_MIRROR=../shared/data`
+    means the driver's directory, not each trial's.
+    """
+    from xlrec.config import resolve_config
+    from xlrec.data_prep import leave_two_out, prepare
+    from xlrec.sweeps.checks import check_spec, grid_cells
+    from xlrec.training.evaluate import check_evaluable
+
+    check_spec(spec)
+    spec.source = _absolute(spec.source)
+    for var in ("XLREC_DATA_MIRROR", "XLREC_DATA_DIR"):
+        if os.environ.get(var):
+            os.environ[var] = _absolute(os.environ[var])
+    configs = {}
+    for cell in grid_cells(spec):  # validates the fixed settings against every cell's config
+        cell = dict(cell)
+        cfg = resolve_config(cell.pop("model"), cell.pop("dataset"),
+                             overrides={**spec.overrides, **cell, "source": spec.source})
+        configs.setdefault(cfg.dataset, cfg)
+    for cfg in configs.values():
+        data = prepare(cfg.dataset, cfg.prep, cfg.source)
+        check_evaluable(cfg.dataset, data.seqs, leave_two_out(data.seqs, cfg.cold_start_threshold),
+                        cfg.cold_start_threshold)

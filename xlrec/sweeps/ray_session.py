@@ -1,0 +1,62 @@
+"""The sweep's Ray: connect to a cluster (or start a local one), hand the trials their
+environment, and size how many trials run at once.
+
+Credentials never travel in Tune's param space (Tune writes it into ray_results): a tracking
+URI or data source holding a password reaches the trials through the Ray runtime env."""
+
+from __future__ import annotations
+
+import math
+import os
+
+from xlrec.errors import XlrecError
+from xlrec.redact import redact
+from xlrec.sweeps.spec import SweepSpec
+from xlrec.sweeps.stopping import StopSignals
+from xlrec.sweeps.trial import SECRET_SOURCE_ENV, SECRET_URI_ENV
+
+
+def secret_env(uri: str, source: str | None) -> dict[str, str]:
+    """The tracking URI and data source for the trials' environment, when they hold credentials."""
+    env = {}
+    if redact(uri) != uri:
+        env[SECRET_URI_ENV] = uri
+    if source and redact(source) != source:
+        env[SECRET_SOURCE_ENV] = source
+    return env
+
+
+def start_ray(spec: SweepSpec, stop: StopSignals, secrets: dict[str, str]) -> None:
+    """ray.init unless Ray runs already (then this driver does not own it). A local cluster's
+    trials get the data locations; any cluster's get `secrets`."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = spec.ray_address or os.environ.get("RAY_ADDRESS")
+    spec.ray_started = True
+    try:
+        local = {} if address else {"XLREC_DATA_DIR": os.environ.get("XLREC_DATA_DIR", ""),
+                                    "XLREC_DATA_MIRROR": os.environ.get("XLREC_DATA_MIRROR", "")}
+        env_vars = {**local, **secrets}
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": env_vars} if env_vars else None)
+    except ConnectionError as exc:  # also a cluster that wants a token (RAY_AUTH_MODE=token)
+        lines = str(exc.__cause__ or "").strip().splitlines()  # Ray embeds a remote traceback here
+        cause = f" ({lines[-1][:300]})." if lines else "."
+        raise XlrecError(f"Cannot connect to the Ray cluster at {address}: {exc}{cause} Check --ray-address"
+                         f" / RAY_ADDRESS; a cluster started with token authentication needs "
+                         f"RAY_AUTH_MODE=token (and its token) in this environment too.") from None
+    stop.install()  # Ray's core worker has just replaced our SIGTERM handler
+
+
+def concurrency(spec: SweepSpec, total: int) -> int:
+    """How many trials Ray can run at once: the cluster's CPUs (and GPUs) over a trial's share."""
+    import ray
+
+    res = ray.cluster_resources()
+    fits = [res.get("CPU", 1.0) / spec.cpus_per_trial] if spec.cpus_per_trial else []
+    if spec.gpus_per_trial:
+        fits.append(res.get("GPU", 0.0) / spec.gpus_per_trial)
+    n = int(math.floor(min(fits) + 1e-9)) if fits else total
+    return max(1, min(total, n, spec.max_concurrent or total))

@@ -1,0 +1,38 @@
+"""The tracking store a sweep's trials log to, and the local server that serves it.
+
+Trials log over HTTP. With a sqlite store (the default `mlflow.db`, or the one `mlflow run`
+exports) the sweep serves it with its own `mlflow server` for its duration; a resumed sweep
+reuses the port its dead driver served on, so the trials Tune restores keep their URI."""
+
+from __future__ import annotations
+
+import contextlib
+
+from xlrec.platform.server import health, local_sqlite_server, stop_process_group
+from xlrec.platform.tracking_uri import check_reachable, resolve_tracking
+from xlrec.sweeps.paths import sweep_home
+from xlrec.sweeps.resume_state import ResumeState
+from xlrec.sweeps.spec import SweepSpec
+
+
+def serve_tracking(spec: SweepSpec, stack: contextlib.ExitStack, saved: ResumeState | None) -> str:
+    """The URI trials log to; a server this sweep starts (or inherits) is stopped by `stack`."""
+    target = resolve_tracking(spec.tracking_uri, sweep_home=sweep_home())
+    if target.serve_db is None:
+        check_reachable(target.uri)
+        return target.uri
+    spec.served_db = str(target.serve_db)
+    server = local_sqlite_server(target.serve_db, port=saved.server_port if saved else None)
+    if saved and saved.server_port and health(server.uri) == 200:  # the killed driver's server still serves
+        if saved.server_pid:
+            stack.callback(stop_process_group, saved.server_pid)
+        return server.uri
+    server.start()
+    stack.callback(server.stop)
+    spec.server_pid = server.proc.pid  # recorded so a resumed sweep can stop it if this driver dies
+    return server.uri
+
+
+def served_port(spec: SweepSpec, uri: str) -> int | None:
+    """The port of the server this sweep serves its store on (None: it logs to a given server)."""
+    return int(uri.rsplit(":", 1)[1]) if spec.served_db else None
