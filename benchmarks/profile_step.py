@@ -35,7 +35,7 @@ def main() -> None:
     trainer.train_epoch(exp.windows)  # warm-up (compilation, autotuning)
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        import xlrec.training.batches as batches
+        from xlrec.training import batches
         orig = batches.sample_ends
 
         def few(*a, **k):

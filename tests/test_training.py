@@ -10,10 +10,10 @@ import torch
 
 from xlrec.config import resolve_config
 from xlrec.data_prep import leave_two_out, prepare
+from xlrec.experiment import assemble, train
 from xlrec.training.batches import gather_windows, num_targets, sample_ends
 from xlrec.training.cuda_graph import PAD_END, PAD_START
 from xlrec.training.losses import full_softmax_ce
-from xlrec.experiment import assemble, train
 
 SMALL = {"synthetic_users": 300, "synthetic_items": 120, "synthetic_mean_len": 30, "embedding_dim": 32,
          "max_len": 20, "batch_size": 32, "lr": 3e-3, "dropout": 0.1}

@@ -136,7 +136,7 @@ def cmd_registry_list(args: argparse.Namespace) -> int:
 
         print(f"No registered models at {redact(mlflow.get_tracking_uri())}.")
     for rm in models:
-        aliases = {}
+        aliases: dict[str, list[str]] = {}
         for alias, ver in (rm.aliases or {}).items():
             aliases.setdefault(str(ver), []).append(alias)
         print(rm.name)

@@ -132,7 +132,8 @@ class XlrecPyfunc:
         from mlflow.exceptions import MlflowException
         from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-        rec, out = self.recommender, {"item_ids": [], "titles": [], "scores": []}
+        rec = self.recommender
+        out: dict[str, list[list]] = {"item_ids": [], "titles": [], "scores": []}
         try:
             rows = self._rows(model_input)
         except XlrecError as exc:

@@ -64,7 +64,7 @@ class Recommender:
             seen_pos = torch.repeat_interleave(starts - torch.cumsum(lens, 0) + lens, lens) + \
                 torch.arange(int(lens.sum()), device=items.device)
             scores[flat_rows, items[seen_pos]] = float("-inf")
-            if keep is not None:
+            if kept is not None:
                 scores[rows, keep] = kept
         return scores
 

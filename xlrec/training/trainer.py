@@ -48,14 +48,16 @@ class Callback:
     """Observer hooks of one run; every method is optional. `trainer` offers cfg, model, rt,
     params, graphed and state()."""
 
-    def on_train_start(self, trainer: "Trainer") -> None: ...
-    def on_epoch_end(self, trainer: "Trainer", record: dict[str, float]) -> None: ...
-    def on_train_end(self, trainer: "Trainer", result: "TrainResult") -> None: ...
-    def on_exception(self, trainer: "Trainer", exc: BaseException) -> None: ...
+    def on_train_start(self, trainer: Trainer) -> None: ...
+    def on_epoch_end(self, trainer: Trainer, record: dict[str, float]) -> None: ...
+    def on_train_end(self, trainer: Trainer, result: TrainResult) -> None: ...
+    def on_exception(self, trainer: Trainer, exc: BaseException) -> None: ...
 
 
 @dataclass
 class TrainResult:
+    """What one run produced (xlrec.experiment builds it); `on_train_end` receives it."""
+
     config: TrainConfig
     params: dict[str, int]
     epochs_run: int
@@ -107,7 +109,10 @@ class Trainer:
         self.shuffle_gen = torch.Generator()  # the order of each epoch's samples
         self.shuffle_gen.manual_seed(cfg.seed)
         self.progress = Progress()
-        self.opt, self.sched = self._optimizer() if model.trainable else (None, None)
+        self.opt: torch.optim.Optimizer | None = None
+        self.sched: torch.optim.lr_scheduler.LRScheduler | None = None
+        if model.trainable:
+            self.opt, self.sched = self._optimizer()
         # the averaged weights, aligned with model.parameters(); the average starts at the init
         self.ema = ([p.detach().clone() for p in model.parameters()]
                     if model.trainable and cfg.ema_decay > 0 else None)
@@ -117,14 +122,15 @@ class Trainer:
         for cb in self.callbacks:
             getattr(cb, hook)(self, *args)
 
-    def _optimizer(self):
+    def _optimizer(self) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
         # fused Adam on CUDA: one kernel for all parameters (fewer launches per step); a graphed
         # step needs its step count on the device (capturable)
         opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay,
                                betas=(0.9, self.cfg.adam_beta2),
                                fused=self.rt.is_cuda or None, capturable=self.graphed)
         if self.cfg.scheduler == "step":
-            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=self.cfg.step_size, gamma=self.cfg.gamma)
+            sched: torch.optim.lr_scheduler.LRScheduler | None = torch.optim.lr_scheduler.StepLR(
+                opt, step_size=self.cfg.step_size, gamma=self.cfg.gamma)
         elif self.cfg.scheduler == "cosine":
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.cfg.epochs))
         else:
@@ -159,10 +165,11 @@ class Trainer:
 
     def _epoch(self, windows: TrainWindows, validate: Callable[[], dict[str, float]], reset_gpu_peak: bool) -> None:
         """One epoch: train, validate (the averaged weights), keep the best, tell the callbacks."""
-        p, model = self.progress, self.model
+        p, model, opt = self.progress, self.model, self.opt
+        assert opt is not None  # fit() runs epochs only for a model with parameters
         p.epoch += 1
         start_usage_interval(self.rt, reset_gpu_peak=reset_gpu_peak)
-        lr = float(self.opt.param_groups[0]["lr"])
+        lr = float(opt.param_groups[0]["lr"])
         t0 = time.perf_counter()
         stats = self.train_epoch(windows)
         synchronize(self.rt)
@@ -216,6 +223,7 @@ class Trainer:
         """The per-batch training step (eager, or replayed as a CUDA graph) and the device-side
         accumulators it adds into (fixed addresses: a graph writes to them)."""
         cfg, model, opt, dev = self.cfg, self.model, self.opt, self.rt.device
+        assert opt is not None, "a model without parameters has no training step"
         n_tgt = windows.targets_per_sample
         clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
         # summed on the device: no host sync per step
