@@ -26,14 +26,14 @@ def run_one(job: dict) -> dict:
         torch.set_num_threads(job.get("threads", 1))
     from xlrec.config import resolve_config
     from xlrec.data_prep import prepare
-    from xlrec.training.trainer import Trainer
+    from xlrec.experiment import train
 
     overrides = {"seed": job["seed"], "exclude_seen": job["protocol"] == "exclude", "device": "cpu",
                  **job.get("overrides", {})}
     cfg = resolve_config(job["model"], job["dataset"], overrides=overrides)
     data = prepare(cfg.dataset, cfg.prep, job.get("source"))
     t0 = time.perf_counter()
-    res = Trainer(cfg, data).fit()
+    res = train(cfg, data)
     out = {**job, **res.summary(), "wall_s": time.perf_counter() - t0}
     return out
 

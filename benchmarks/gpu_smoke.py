@@ -10,7 +10,8 @@ import torch
 
 from xlrec.config import resolve_config
 from xlrec.data_prep import prepare
-from xlrec.training.trainer import Callback, Trainer
+from xlrec.experiment import train
+from xlrec.training.trainer import Callback
 
 
 class Print(Callback):
@@ -27,7 +28,7 @@ for model in models:
                                                              "patience": 5, "device": "cuda"})
         data = prepare("synthetic", cfg.prep)
         t = time.perf_counter()
-        res = Trainer(cfg, data, [Print()]).fit()
+        res = train(cfg, data, [Print()])
         print(model, "OK", round(time.perf_counter() - t, 2), res.test.metrics["recall@10"], flush=True)
     except Exception as exc:  # report and continue with the next model
         import traceback

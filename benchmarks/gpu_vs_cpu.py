@@ -12,8 +12,8 @@ import torch
 
 from xlrec.config import resolve_config
 from xlrec.data_prep import prepare
+from xlrec.experiment import train
 from xlrec.rec_models import build_model
-from xlrec.training.trainer import Trainer
 
 
 def main() -> None:
@@ -41,7 +41,7 @@ def main() -> None:
         c = resolve_config("xlstm", "synthetic", overrides={**{k: getattr(cfg.prep, k) for k in
                            ("synthetic_users", "synthetic_items", "synthetic_mean_len")}, "max_len": 64,
                            "epochs": 1, "dropout": 0.0, "device": dev})
-        res[dev] = Trainer(c, data).fit().test.metrics
+        res[dev] = train(c, data).test.metrics
     out.update({f"{dev}_test_recall@10": res[dev]["recall@10"] for dev in res})
     out.update({f"{dev}_test_ndcg@10": res[dev]["ndcg@10"] for dev in res})
     print(json.dumps(out))

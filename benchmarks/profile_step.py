@@ -15,7 +15,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from xlrec.config import resolve_config
 from xlrec.data_prep import prepare
-from xlrec.training.trainer import Trainer
+from xlrec.experiment import assemble
 
 
 def main() -> None:
@@ -28,25 +28,23 @@ def main() -> None:
     args = ap.parse_args()
     over = {**SHAPES[args.shape], **ARCH, "batch_size": args.batch_size, "epochs": 1}
     cfg = resolve_config(args.model, "synthetic", overrides=over)
-    trainer = Trainer(cfg, prepare(cfg.dataset, cfg.prep))
-    trainer.setup_optimizer()
+    exp = assemble(cfg, prepare(cfg.dataset, cfg.prep))
+    trainer = exp.trainer()
     # a shortened epoch: keep only the first few batches' windows
     n = args.batch_size * args.steps
-    split = trainer.split
-    trainer.train_epoch()  # warm-up (compilation, autotuning)
+    trainer.train_epoch(exp.windows)  # warm-up (compilation, autotuning)
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        import xlrec.training.trainer as tr
-        orig = tr.sample_ends
+        from xlrec.training import batches
+        orig = batches.sample_ends
 
         def few(*a, **k):
             e, s = orig(*a, **k)
             return e[:n], s[:n]
-        tr.sample_ends = few
-        trainer.train_epoch()
-        tr.sample_ends = orig
+        batches.sample_ends = few
+        trainer.train_epoch(exp.windows)
+        batches.sample_ends = orig
         torch.cuda.synchronize()
-    del split
     print(f"# {args.model} {args.shape} batch {args.batch_size}, {args.steps} steps on {torch.cuda.get_device_name()}")
     print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=args.rows, max_name_column_width=70))
 

@@ -23,6 +23,7 @@ import torch
 from xlrec.config import resolve_config
 from xlrec.data_prep import prepare
 from xlrec.device import synchronize
+from xlrec.experiment import Experiment, assemble
 from xlrec.training.batches import gather_windows, sample_ends
 from xlrec.training.losses import full_softmax_ce
 from xlrec.training.trainer import Trainer
@@ -35,18 +36,18 @@ SHAPES = {  # synthetic datasets with the real datasets' shapes
 ARCH = {"embedding_dim": 128, "num_heads": 2, "num_blocks": 2, "max_len": 200}
 
 
-def timed_epoch(trainer: Trainer) -> tuple[float, dict]:
+def timed_epoch(trainer: Trainer, exp: Experiment) -> tuple[float, dict]:
     synchronize(trainer.rt)
     t0 = time.perf_counter()
-    stats = trainer.train_epoch()
+    stats = trainer.train_epoch(exp.windows)
     synchronize(trainer.rt)
     return time.perf_counter() - t0, stats
 
 
-def prefix_epoch_estimate(trainer: Trainer, opt, steps: int) -> tuple[float, int, int]:
+def prefix_epoch_estimate(trainer: Trainer, exp: Experiment, steps: int) -> tuple[float, int, int]:
     """Seconds for `steps` prefix-mode batches, and the number of batches in a full prefix epoch."""
-    cfg, model = trainer.cfg, trainer.model
-    ends_np, starts_np = sample_ends(trainer.split, cfg.max_len, "prefix", model.causal)
+    cfg, model, opt = trainer.cfg, trainer.model, trainer.opt
+    ends_np, starts_np = sample_ends(exp.split, cfg.max_len, "prefix", model.causal)
     total_batches = int(np.ceil(len(ends_np) / cfg.prefix_batch_size))
     dev = trainer.rt.device
     bs = cfg.prefix_batch_size
@@ -58,7 +59,7 @@ def prefix_epoch_estimate(trainer: Trainer, opt, steps: int) -> tuple[float, int
 
     def run(first, n):
         for i in range(first * bs, (first + n) * bs, bs):
-            w = gather_windows(trainer.items, ends[i:i + bs], starts[i:i + bs], width)
+            w = gather_windows(exp.items, ends[i:i + bs], starts[i:i + bs], width)
             with trainer.rt.autocast():
                 h, t = model.training_pairs(w, 1, trainer.generator)
                 loss = full_softmax_ce(*model.output_operands(h), t, kernel=trainer.rt.kernel)
@@ -100,20 +101,20 @@ def main() -> None:
                 t_data = time.perf_counter()
                 data = prepare(cfg.dataset, cfg.prep, cfg.source)
                 t_data = time.perf_counter() - t_data
-                trainer = Trainer(cfg, data)
-                opt = trainer.setup_optimizer()
+                exp = assemble(cfg, data)
+                trainer = exp.trainer()
                 if trainer.rt.is_cuda:  # peak over all epochs: a graphed step allocates once, at capture
                     torch.cuda.reset_peak_memory_stats()
                 times = []
                 for _ in range(args.epochs):
-                    t, stats = timed_epoch(trainer)
+                    t, stats = timed_epoch(trainer, exp)
                     times.append(t)
                 peak = torch.cuda.max_memory_allocated() / 2**20 if trainer.rt.is_cuda else 0.0
                 evals = []  # the first call includes kernel selection/compilation; report both
                 for _ in range(3):
                     synchronize(trainer.rt)
                     t0 = time.perf_counter()
-                    res = trainer.evaluate("test")
+                    res = exp.evaluate("test")
                     synchronize(trainer.rt)
                     evals.append(time.perf_counter() - t0)
                 t_eval = min(evals)
@@ -128,13 +129,13 @@ def main() -> None:
                        "test_recall@10": res.metrics["recall@10"],
                        "data_prep_s": round(t_data, 2)}
                 if args.prefix_steps and model != "bert4rec":
-                    t_pre, steps, total = prefix_epoch_estimate(trainer, opt, args.prefix_steps)
+                    t_pre, steps, total = prefix_epoch_estimate(trainer, exp, args.prefix_steps)
                     row.update({"prefix_steps_timed": steps, "prefix_batches_per_epoch": total,
                                 "prefix_epoch_s_extrapolated": round(t_pre / steps * total, 2),
                                 "speedup_vs_prefix": round(t_pre / steps * total / min(times), 1)})
                 print(json.dumps(row), flush=True)
                 fh.write(json.dumps(row) + "\n")
-                del trainer, opt
+                del trainer, exp
                 torch.cuda.empty_cache() if torch.cuda.is_available() else None
 
 

@@ -51,6 +51,7 @@ class FixedScores(SequentialRecommender):
 @pytest.mark.parametrize("exclude_seen", [True, False])
 def test_evaluator_matches_brute_force(exclude_seen):
     from xlrec.training.evaluate import evaluate
+    from xlrec.training.recommender import Recommender
 
     rng = np.random.default_rng(0)
     num_items, users = 30, 40
@@ -62,8 +63,8 @@ def test_evaluator_matches_brute_force(exclude_seen):
     table = torch.tensor(rng.integers(0, 5, size=(num_items + 1, num_items + 1)).astype(np.float32))
     target_pos = offsets[1:] - 1
     cases = EvalSet(np.arange(users), target_pos)
-    res = evaluate(FixedScores(table), torch.tensor(items), torch.tensor(offsets[:-1]), cases,
-                   select_runtime("cpu"), max_len=8, exclude_seen=exclude_seen)
+    rec = Recommender(FixedScores(table), select_runtime("cpu"), max_len=8, exclude_seen=exclude_seen)
+    res = evaluate(rec, torch.tensor(items), torch.tensor(offsets[:-1]), cases)
     expected = []
     for u in range(users):
         hist = items[offsets[u]:target_pos[u]]

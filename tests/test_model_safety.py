@@ -416,8 +416,8 @@ def test_a_resumed_run_registers_one_version(tmp_path, monkeypatch, keep_trackin
     """A sweep trial resumed in the same MLflow run (MlflowTracker(resume_run_id=...)) reuses its version."""
     from xlrec.config import resolve_config
     from xlrec.data_prep import prepare
+    from xlrec.experiment import train
     from xlrec.platform.tracking import MlflowTracker
-    from xlrec.training.trainer import Trainer
 
     monkeypatch.setenv("XLREC_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
@@ -428,9 +428,9 @@ def test_a_resumed_run_registers_one_version(tmp_path, monkeypatch, keep_trackin
         "synthetic_items": 30, "synthetic_mean_len": 12})
     data = prepare(cfg.dataset, cfg.prep)
     first = MlflowTracker(data, uri=uri, experiment="resume")
-    Trainer(cfg, data, [first]).fit()
+    train(cfg, data, [first])
     again = MlflowTracker(data, uri=uri, experiment="resume", resume_run_id=first.run_id)
-    Trainer(cfg, data, [again]).fit()
+    train(cfg, data, [again])
     client = MlflowClient(uri)
     versions = client.search_model_versions("name='gru4rec-synthetic'")
     assert [(str(v.version), v.run_id) for v in versions] == [("1", first.run_id)]
@@ -443,15 +443,16 @@ def test_trainer_checkpoint_loads_weights_only(scheduler, ema, tmp_path, monkeyp
     """Sweep checkpoints are read with torch.load(weights_only=True): Trainer.state() must be plain data."""
     from xlrec.config import resolve_config
     from xlrec.data_prep import prepare
-    from xlrec.training.trainer import Trainer
+    from xlrec.experiment import assemble
 
     monkeypatch.setenv("XLREC_DATA_DIR", str(tmp_path / "data"))
     cfg = resolve_config("sasrec", "synthetic", overrides={
         "epochs": 1, "embedding_dim": 8, "max_len": 8, "device": "cpu", "synthetic_users": 60,
         "synthetic_items": 30, "synthetic_mean_len": 12, "scheduler": scheduler, "ema_decay": ema})
     data = prepare(cfg.dataset, cfg.prep)
-    trainer = Trainer(cfg, data)
-    trainer.fit()
+    experiment = assemble(cfg, data)
+    trainer = experiment.trainer()
+    experiment.run(trainer)
     buf = io.BytesIO()
     torch.save({"trainer": trainer.state(), "mlflow_run_id": "x"}, buf)
     buf.seek(0)

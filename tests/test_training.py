@@ -10,10 +10,10 @@ import torch
 
 from xlrec.config import resolve_config
 from xlrec.data_prep import leave_two_out, prepare
+from xlrec.experiment import assemble, train
 from xlrec.training.batches import gather_windows, num_targets, sample_ends
 from xlrec.training.cuda_graph import PAD_END, PAD_START
 from xlrec.training.losses import full_softmax_ce
-from xlrec.training.trainer import Trainer
 
 SMALL = {"synthetic_users": 300, "synthetic_items": 120, "synthetic_mean_len": 30, "embedding_dim": 32,
          "max_len": 20, "batch_size": 32, "lr": 3e-3, "dropout": 0.1}
@@ -26,7 +26,7 @@ def _data_dir(tmp_path, monkeypatch):
 
 def _train(model: str, **over):
     cfg = resolve_config(model, "synthetic", overrides={**SMALL, "epochs": 6, "device": "cpu", **over})
-    return Trainer(cfg, prepare("synthetic", cfg.prep)).fit()
+    return train(cfg, prepare("synthetic", cfg.prep))
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +57,8 @@ def test_xlstm_s_trains_one_epoch():
 
 def test_adam_beta2_reaches_the_optimizer():
     cfg = resolve_config("sasrec", "synthetic", overrides={**SMALL, "device": "cpu", "adam_beta2": 0.98})
-    opt = Trainer(cfg, prepare("synthetic", cfg.prep)).setup_optimizer()
-    assert opt.param_groups[0]["betas"] == (0.9, 0.98)
+    trainer = assemble(cfg, prepare("synthetic", cfg.prep)).trainer()
+    assert trainer.opt.param_groups[0]["betas"] == (0.9, 0.98)
 
 
 def test_min_epochs_holds_off_early_stopping():
@@ -138,10 +138,9 @@ def test_resume_from_checkpoint_continues_identically():
     cfg = resolve_config("sasrec", "synthetic", overrides={**SMALL, "epochs": 4, "patience": 10, "seed": 3,
                                                            "device": "cpu", "ema_decay": 0.9})
     data = prepare("synthetic", cfg.prep)
-    Trainer(cfg, data, [StopAfter2()]).fit()
-    resumed = Trainer(cfg, data)
-    resumed.restore(torch.load(io.BytesIO(StopAfter2.state), weights_only=True))
-    res = resumed.fit()
+    stopped = train(cfg, data, [StopAfter2()])
+    assert (stopped.epochs_run, stopped.stopped_reason) == (2, "stopped: simulated node loss")
+    res = train(cfg, data, resume=torch.load(io.BytesIO(StopAfter2.state), weights_only=True))
     assert [h["train_loss"] for h in res.history] == [h["train_loss"] for h in full.history]
     assert res.test.metrics == full.test.metrics
 
@@ -164,7 +163,8 @@ def test_weight_average_follows_every_step_and_is_what_validation_and_test_use()
             at_epoch_end[record["epoch"]] = ([t.clone() for t in trainer.ema],
                                              [p.detach().clone() for p in trainer.model.parameters()])
 
-    trainer = Trainer(cfg, prepare("synthetic", cfg.prep), [Watch()])
+    experiment = assemble(cfg, prepare("synthetic", cfg.prep))
+    trainer = experiment.trainer([Watch()])
     reference = [p.detach().clone() for p in trainer.model.parameters()]  # the average starts at the init
     steps, last_step = 0, []
 
@@ -177,7 +177,7 @@ def test_weight_average_follows_every_step_and_is_what_validation_and_test_use()
 
     handle = register_optimizer_step_post_hook(after_step)
     try:
-        res = trainer.fit()
+        res = experiment.run(trainer)
     finally:
         handle.remove()
     assert steps > 3 * 10  # several steps per epoch
@@ -190,7 +190,7 @@ def test_weight_average_follows_every_step_and_is_what_validation_and_test_use()
     best_averaged = at_epoch_end[res.best_epoch][0]
     for p, a in zip(trainer.model.parameters(), best_averaged):  # restored: the best epoch's average
         assert torch.equal(p.detach(), a)
-    assert trainer.evaluate("val").metrics == res.best_val  # validation scored the averaged weights
+    assert experiment.evaluate("val").metrics == res.best_val  # validation scored the averaged weights
 
 
 @pytest.mark.parametrize("model", ["xlstm", "sasrec", "gru4rec"])
@@ -199,18 +199,19 @@ def test_padding_rows_of_a_graphed_batch_change_nothing(model):
     rows: they must add no target, and leave the loss and every gradient as they were."""
     cfg = resolve_config(model, "synthetic", overrides={**SMALL, "epochs": 1, "device": "cpu",
                                                         "window_stride": 5})
-    trainer = Trainer(cfg, prepare("synthetic", cfg.prep))
-    trainer.model.eval()  # no dropout: both passes see the same network
-    ends, starts = sample_ends(trainer.split, cfg.max_len, "window", True, 5)
+    experiment = assemble(cfg, prepare("synthetic", cfg.prep))
+    net = experiment.model
+    net.eval()  # no dropout: both passes see the same network
+    ends, starts = sample_ends(experiment.split, cfg.max_len, "window", True, 5)
     ends, starts = torch.as_tensor(ends[:7]), torch.as_tensor(starts[:7])
 
     def loss_and_grads(e, s):
-        trainer.model.zero_grad(set_to_none=True)
-        window = gather_windows(trainer.items, e, s, cfg.max_len + 1)
-        hidden, targets = trainer.model.training_pairs(window, 5)
-        loss = full_softmax_ce(*trainer.model.output_operands(hidden), targets)
+        net.zero_grad(set_to_none=True)
+        window = experiment.windows.gather(e, s, causal=True)
+        hidden, targets = net.training_pairs(window, experiment.windows.targets_per_sample)
+        loss = full_softmax_ce(*net.output_operands(hidden), targets)
         loss.backward()
-        grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+        grads = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
         return loss.detach(), int((targets >= 0).sum()), grads
 
     pad = torch.full((5,), PAD_END), torch.full((5,), PAD_START)

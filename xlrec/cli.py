@@ -148,8 +148,8 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from xlrec.data_prep import prepare
+    from xlrec.experiment import train
     from xlrec.training.progress import ProgressPrinter
-    from xlrec.training.trainer import Trainer
 
     cfg = resolve_from_args(args)
     if not args.no_tracking:
@@ -164,7 +164,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     tracker = _tracker(args, data)
     if tracker is not None:
         callbacks.append(tracker)
-    result = Trainer(cfg, data, callbacks).fit()
+    result = train(cfg, data, callbacks)
     print(json.dumps(result.summary()))
     return 0
 

@@ -51,8 +51,9 @@ def _data_source(flag: str | None, recorded: str | None) -> str | None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from xlrec.data_prep import prepare
     from xlrec.device import select_runtime
+    from xlrec.experiment import assemble
     from xlrec.platform.models import load_model
-    from xlrec.training.trainer import Trainer
+    from xlrec.rec_models import parameter_breakdown
 
     _connect(args)
     rt = select_runtime(args.device or "auto", "auto", True)
@@ -68,11 +69,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if data.seqs.num_items + 1 != len(loaded.item_ids):
         raise XlrecError(f"Dataset {cfg.dataset} now has {data.seqs.num_items} items but the model was trained on "
                          f"{len(loaded.item_ids) - 1}; the raw data or preprocessing differ from the training run.")
-    cfg.device = str(rt.device)
-    trainer = Trainer(cfg, data, runtime=rt, model=loaded.model)
-    val, test = trainer.evaluate("val"), trainer.evaluate("test")
+    exp = assemble(cfg, data, runtime=rt, model=loaded.model)  # the training run's split, scored the same way
+    val, test = exp.evaluate("val"), exp.evaluate("test")
     summary = {"model": cfg.model, "dataset": cfg.dataset, "seed": cfg.seed, "max_len": cfg.max_len,
-               "params": trainer.params["total"], "model_uri": args.model_uri, "run_id": loaded.run_id}
+               "params": parameter_breakdown(exp.model)["total"], "model_uri": args.model_uri,
+               "run_id": loaded.run_id}
     if loaded.run_id and not loaded.local:
         import mlflow
 
@@ -80,7 +81,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         summary.update({"epochs_run": int(run.data.metrics.get("epochs_run", 0)),
                         "best_epoch": int(run.data.metrics.get("best_epoch", 0)),
                         "avg_epoch_time_s": round(run.data.metrics.get("avg_epoch_time_s", 0.0), 4)})
-    summary.update({"val": val.metrics, "test": test.metrics, "cold_start": trainer.cold_start_metrics()})
+    summary.update({"val": val.metrics, "test": test.metrics, "cold_start": exp.cold_start_metrics()})
     print(json.dumps(summary))
     return 0
 
@@ -88,7 +89,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_recommend(args: argparse.Namespace) -> int:
     from xlrec.device import select_runtime
     from xlrec.platform.models import load_model
-    from xlrec.platform.serving import history_indices, top_items
+    from xlrec.platform.serving import recommender
 
     raw_items = None
     if args.items is not None:
@@ -103,9 +104,9 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     _connect(args)
     rt = select_runtime(args.device or "auto", "auto", True)
     loaded = load_model(args.model_uri, rt)
-    cfg = loaded.config
+    cfg, rec = loaded.config, recommender(loaded, rt)  # the scoring the served model answers with
     if raw_items is not None:
-        history = history_indices(raw_items, loaded.item_ids, cfg.dataset)
+        history = rec.history_indices(raw_items)
     else:
         from xlrec.data_prep import prepare
 
@@ -115,8 +116,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             raise XlrecError(f"User {args.user} is not in {cfg.dataset}. Pass a raw user id of that dataset.")
         u = users[str(args.user)]
         history = data.seqs.items[data.seqs.offsets[u]:data.seqs.offsets[u + 1]]
-    # the same function the served model (xlrec.platform.serving) answers with
-    ranked = top_items(loaded, history, args.k, cfg.exclude_seen, rt, flag="--k")
+    ranked = rec.recommend(history, args.k, flag="--k")
     for rank, (item, title, score) in enumerate(zip(ranked.item_ids, ranked.titles, ranked.scores), 1):
         print(f"{rank:2d}. {title} (item {item}, score {score:.3f})")
     return 0
@@ -136,7 +136,7 @@ def cmd_registry_list(args: argparse.Namespace) -> int:
 
         print(f"No registered models at {redact(mlflow.get_tracking_uri())}.")
     for rm in models:
-        aliases = {}
+        aliases: dict[str, list[str]] = {}
         for alias, ver in (rm.aliases or {}).items():
             aliases.setdefault(str(ver), []).append(alias)
         print(rm.name)

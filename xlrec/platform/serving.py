@@ -1,7 +1,9 @@
-"""Next-item recommendation from a loaded model, and the MLflow pyfunc entry point.
+"""The MLflow pyfunc entry point of a logged xlrec model: request parsing, scoring, errors.
 
-`top_items` is the one code path behind both `xlrec recommend --items` and the served model,
-so the two give the same items in the same order with the same scores.
+Scoring goes through the loaded model's `Recommender` (xlrec.training.recommender), the path
+that `xlrec recommend` and evaluation use too, so all of them give the same items in the same
+order with the same scores; this module only turns requests into histories and errors into
+MLflow's INVALID_PARAMETER_VALUE.
 `_load_pyfunc(data_path)` is what `mlflow models serve` / `mlflow.pyfunc.load_model` call for
 a model logged by xlrec (loader_module="xlrec.platform.serving"): it rebuilds the model from
 config.yaml + model.safetensors (xlrec.platform.model_format), nothing is unpickled.
@@ -12,89 +14,28 @@ output: one row per input with the top-k raw item ids, titles and scores.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from xlrec.errors import XlrecError
 
+if TYPE_CHECKING:
+    from xlrec.device import Runtime
+    from xlrec.training.recommender import Recommender
+
 DEFAULT_K = 10
 
 
-@dataclass
-class Recommendation:
-    indices: list[int]  # contiguous item indices (never the padding index 0)
-    scores: list[float]
+def recommender(files, rt: Runtime | None = None) -> Recommender:
+    """The `Recommender` of a loaded model (anything with .model, .config, .item_ids, .titles:
+    models.LoadedModel or model_format.ModelFiles); without `rt`, on the CPU as loaded."""
+    from xlrec.device import select_runtime
+    from xlrec.training.recommender import Recommender
 
-
-@dataclass
-class Ranked:
-    item_ids: list[str]  # raw item ids, best first
-    titles: list[str]
-    scores: list[float]
-
-
-def max_k(num_items: int, history: np.ndarray, exclude_seen: bool) -> int:
-    """How many items can be recommended: the catalogue minus what is excluded."""
-    return num_items - (len(np.unique(history)) if exclude_seen else 0)
-
-
-def recommend(model, history: np.ndarray, k: int, max_len: int, exclude_seen: bool, rt=None) -> Recommendation:
-    """Top-k next items after `history` (contiguous indices, oldest first)."""
-    import torch
-
-    from xlrec.training.batches import gather_windows
-
-    device = rt.device if rt is not None else torch.device("cpu")
-    limit = max_k(model.num_items, history, exclude_seen)
-    if not 1 <= k <= limit:
-        raise XlrecError(f"k must be between 1 and {limit} (the model's {model.num_items} items"
-                         f"{' minus the ' + str(model.num_items - limit) + ' in the history' if exclude_seen else ''}"
-                         f"), got {k}.")
-    items = torch.as_tensor(np.asarray(history, dtype=np.int64), device=device)
-    window = gather_windows(items, torch.tensor([len(history) - 1], device=device),
-                            torch.tensor([0], device=device), max_len)
-    autocast = rt.autocast() if rt is not None else torch.autocast("cpu", enabled=False)
-    with torch.no_grad(), autocast:
-        scores = model.next_item_scores(window).float()[0]
-    scores[0] = float("-inf")  # the padding index is no item
-    if exclude_seen:
-        scores[items] = float("-inf")
-    top = torch.topk(scores, k)
-    return Recommendation(indices=top.indices.tolist(), scores=top.values.tolist())
-
-
-def history_indices(raw_items: Sequence[str], item_ids: list[str], dataset: str) -> np.ndarray:
-    """Raw item ids (oldest first) as the model's contiguous indices; unknown ids are refused."""
-    index = {raw: i for i, raw in enumerate(item_ids) if i > 0}
-    unknown = [x for x in raw_items if x not in index]
-    if unknown:
-        raise XlrecError(f"Item id(s) {', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''} are not in "
-                         f"{dataset}'s catalogue of this model. Use the dataset's raw item ids, e.g. "
-                         f"{', '.join(item_ids[1:4])}.")
-    return np.array([index[x] for x in raw_items], dtype=np.int64)
-
-
-def check_k(k: int, num_items: int, history: np.ndarray, exclude_seen: bool, flag: str = "--k") -> None:
-    """`k` must fit what can be recommended; `flag` names it as the caller wrote it (--k, k)."""
-    if k < 1:
-        raise XlrecError(f"{flag} must be at least 1 (how many items to recommend), got {k}.")
-    limit = max_k(num_items, history, exclude_seen)
-    if k > limit:
-        seen = f", of which this history's {num_items - limit} are excluded as seen" if exclude_seen else ""
-        raise XlrecError(f"{flag} {k} is more than the {limit} items this model can recommend here (its catalogue "
-                         f"has {num_items} items{seen}). Pass {flag} between 1 and {limit}.")
-
-
-def top_items(loaded, history: np.ndarray, k: int, exclude_seen: bool, rt=None, flag: str = "--k") -> Ranked:
-    """The top-k items after `history` (indices) for a loaded model (anything with .model, .config,
-    .item_ids, .titles: models.LoadedModel or model_format.ModelFiles), as raw ids with titles."""
-    check_k(k, len(loaded.item_ids) - 1, history, exclude_seen, flag)
-    rec = recommend(loaded.model, history, k, loaded.config.max_len, exclude_seen, rt)
-    return Ranked(item_ids=[loaded.item_ids[i] for i in rec.indices], titles=[loaded.titles[i] for i in rec.indices],
-                  scores=rec.scores)
+    return Recommender(files.model, rt or select_runtime("cpu", "native", amp=False), files.config.max_len,
+                       files.config.exclude_seen, files.item_ids, files.titles, files.config.dataset)
 
 
 # --- the pyfunc -----------------------------------------------------------------------------------
@@ -165,7 +106,7 @@ class XlrecPyfunc:
     """What `_load_pyfunc` returns: a loaded model with `predict`."""
 
     def __init__(self, files):
-        self.files = files
+        self.recommender = recommender(files)
 
     def _rows(self, model_input: Any) -> list[dict]:
         import pandas as pd
@@ -191,16 +132,17 @@ class XlrecPyfunc:
         from mlflow.exceptions import MlflowException
         from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-        files, out = self.files, {"item_ids": [], "titles": [], "scores": []}
+        rec = self.recommender
+        out: dict[str, list[list]] = {"item_ids": [], "titles": [], "scores": []}
         try:
             rows = self._rows(model_input)
         except XlrecError as exc:
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
         for n, row in enumerate(rows):
             try:
-                history = history_indices(_raw_history(row.get("history")), files.item_ids, files.config.dataset)
-                ranked = top_items(files, history, _k(row.get("k")),
-                                   _exclude_seen(row.get("exclude_seen"), files.config.exclude_seen), flag="k")
+                history = rec.history_indices(_raw_history(row.get("history")))
+                ranked = rec.recommend(history, _k(row.get("k")),
+                                       _exclude_seen(row.get("exclude_seen"), rec.exclude_seen), flag="k")
             except XlrecError as exc:
                 where = f"Row {n}: " if len(rows) > 1 else ""
                 raise MlflowException(where + str(exc), error_code=INVALID_PARAMETER_VALUE) from None

@@ -61,9 +61,9 @@ def run_trial(config: dict[str, Any]) -> None:
     """The Tune trainable (function API)."""
     from xlrec.config import resolve_config
     from xlrec.data_prep import prepare
+    from xlrec.experiment import train
     from xlrec.platform.tracking import MlflowTracker
     from xlrec.sweeps.space import trial_label, trial_overrides
-    from xlrec.training.trainer import Trainer
 
     spec = dict(config["_xlrec"])
     os.environ.pop("MLFLOW_RUN_ID", None)  # an inherited `mlflow run` id must not capture the trial
@@ -104,14 +104,8 @@ def run_trial(config: dict[str, Any]) -> None:
         run_name=trial_label(cfg.model, config, cfg.dataset if spec.get("multi_dataset") else None),
         tags=tags,
         adopt_env_run=False, resume_run_id=resume_run)
-    trainer = Trainer(cfg, data, [tracker, TuneReporter(tracker)])
-    if resume_state is not None:
-        trainer.restore(resume_state)
-    try:
-        trainer.fit()
-    except BaseException as exc:  # e.g. stopped during the test evaluation, outside fit()'s own guard
-        tracker.on_exception(trainer, exc)
-        raise
+    # a failure anywhere in the run (the test evaluation included) reaches the tracker's on_exception
+    train(cfg, data, [tracker, TuneReporter(tracker)], resume=resume_state)
 
 
 def _final_report(metrics: dict, run_id: str) -> dict:

@@ -1,1 +1,1 @@
-"""Training loop, batching, the full-softmax loss and full-ranking evaluation."""
+"""Training loop, batching, the full-softmax loss, full-ranking evaluation and the one inference path (`Recommender`)."""

@@ -11,9 +11,14 @@ Modes:
   user's first) is a target exactly once per epoch.
 - prefix (the paper's scheme): one sample per target, its padded prefix of length L,
   loss at the last position only.
+
+`TrainWindows` is what the trainer trains on: the flat tensor, the split and the sampling
+settings, handing out each epoch's shuffled samples and gathering their windows.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -60,3 +65,34 @@ def gather_windows(items: torch.Tensor, ends: torch.Tensor, starts: torch.Tensor
     pos = ends.unsqueeze(1) - offs
     valid = pos >= starts.unsqueeze(1)
     return torch.where(valid, items[pos.clamp_min(0)], torch.zeros((), dtype=items.dtype, device=items.device))
+
+
+@dataclass
+class TrainWindows:
+    """The training part of a split as samples over the flat item tensor on the training device."""
+
+    items: torch.Tensor  # every user's items back to back
+    split: Split
+    max_len: int
+    mode: str  # "window" | "prefix"
+    stride: int  # window mode: targets per window
+
+    @property
+    def targets_per_sample(self) -> int:
+        return 1 if self.mode == "prefix" else self.stride
+
+    def width(self, causal: bool) -> int:
+        """Causal models read L inputs and their L next items; masked-item models one L window."""
+        return self.max_len + 1 if causal else self.max_len
+
+    def epoch(self, causal: bool, passes: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(flat ends, user starts) of one epoch's samples on the device, each window `passes`
+        times, in an order drawn from `generator` (a CPU generator)."""
+        ends, starts = sample_ends(self.split, self.max_len, self.mode, causal, self.stride)
+        ends, starts = np.tile(ends, passes), np.tile(starts, passes)
+        dev = self.items.device
+        order = torch.randperm(len(ends), generator=generator).to(dev)
+        return torch.as_tensor(ends, device=dev)[order], torch.as_tensor(starts, device=dev)[order]
+
+    def gather(self, ends: torch.Tensor, starts: torch.Tensor, causal: bool) -> torch.Tensor:
+        return gather_windows(self.items, ends, starts, self.width(causal))

@@ -1,9 +1,9 @@
 """Full-ranking evaluation over all items, batched on the device.
 
-Per batch: gather each case's last L history items from the flat item tensor, score
-all items in one forward pass, drop the padding id (and, with exclude_seen, every item
-in the user's history except the target itself), compute the target's pessimistic rank
-and one top-k; metrics are then computed once in `metrics`.
+Per batch the `Recommender` scores every item after each case's history (its last L items
+of the flat item tensor; the padding id dropped and, with exclude_seen, every item in the
+user's history except the target itself), then the target's pessimistic rank and one top-k
+are taken here; metrics are computed once in `metrics`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,9 @@ import torch
 
 from xlrec.data_prep.preprocess import Sequences
 from xlrec.data_prep.split import EvalSet, Split
-from xlrec.device import Runtime
 from xlrec.errors import DataError
-from xlrec.rec_models.base import SequentialRecommender
-from xlrec.training.batches import gather_windows
 from xlrec.training.metrics import KS, beyond_accuracy, ranking_metrics
+from xlrec.training.recommender import Recommender
 
 TOPK = 20
 
@@ -59,51 +57,34 @@ def check_evaluable(name: str, seqs: Sequences, split: Split, cold_threshold: in
 
 
 @torch.no_grad()
-def rank_cases(model: SequentialRecommender, items: torch.Tensor, starts: torch.Tensor, cases: EvalSet,
-               rt: Runtime, max_len: int, exclude_seen: bool, batch_size: int = 1024,
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(targets, ranks, top-k ids) for each evaluation case."""
-    was_training = model.training
-    model.eval()
+def rank_cases(rec: Recommender, items: torch.Tensor, starts: torch.Tensor, cases: EvalSet,
+               batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(targets, ranks, top-k ids) for each evaluation case, scored by `rec` over the flat
+    item tensor `items` (users' sequences back to back, each starting at `starts[user]`)."""
     dev = items.device
     users_all = torch.as_tensor(cases.users, device=dev)
     tpos_all = torch.as_tensor(cases.target_pos, device=dev)
     ranks, tops, targets = [], [], []
     for i in range(0, len(cases), batch_size):
         u, tpos = users_all[i:i + batch_size], tpos_all[i:i + batch_size]
-        ustart = starts[u]
-        history = gather_windows(items, tpos - 1, ustart, max_len)
         target = items[tpos]
-        with rt.autocast():
-            scores = model.next_item_scores(history)
-        scores = scores.float()
-        rows = torch.arange(len(u), device=dev)
-        target_score = scores[rows, target]
-        scores[:, 0] = float("-inf")
-        if exclude_seen:
-            lens = tpos - ustart
-            flat_rows = torch.repeat_interleave(rows, lens)
-            seen_pos = torch.repeat_interleave(ustart - torch.cumsum(lens, 0) + lens, lens) + \
-                torch.arange(int(lens.sum()), device=dev)
-            scores[flat_rows, items[seen_pos]] = float("-inf")
-            scores[rows, target] = target_score  # the target itself always stays rankable
+        scores = rec.scores(items, tpos - 1, starts[u], rec.exclude_seen, keep=target)
+        target_score = scores[torch.arange(len(u), device=dev), target]
         higher = (scores > target_score[:, None]).sum(1)
         ties = (scores == target_score[:, None]).sum(1) - 1
         ranks.append((1 + higher + ties).cpu())
         tops.append(torch.topk(scores, TOPK, dim=1).indices.cpu())
         targets.append(target.cpu())
-    if was_training:
-        model.train()
     if not ranks:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, np.zeros((0, TOPK), dtype=np.int64)
     return torch.cat(targets).numpy(), torch.cat(ranks).numpy(), torch.cat(tops).numpy()
 
 
-def evaluate(model: SequentialRecommender, items: torch.Tensor, starts: torch.Tensor, cases: EvalSet,
-             rt: Runtime, max_len: int, exclude_seen: bool, popularity: np.ndarray | None = None,
-             batch_size: int = 1024) -> EvalResult:
-    targets, ranks, top = rank_cases(model, items, starts, cases, rt, max_len, exclude_seen, batch_size)
+def evaluate(rec: Recommender, items: torch.Tensor, starts: torch.Tensor, cases: EvalSet,
+             popularity: np.ndarray | None = None, batch_size: int = 1024) -> EvalResult:
+    """Ranking metrics of `cases`, and with `popularity` the beyond-accuracy ones of the top-k."""
+    targets, ranks, top = rank_cases(rec, items, starts, cases, batch_size)
     metrics = ranking_metrics(ranks, KS)
     if popularity is not None and len(ranks):
         metrics.update(beyond_accuracy(top, targets, ranks, popularity))

@@ -1,22 +1,23 @@
 """The training loop: read it top to bottom.
 
-One epoch = every training interaction a target once (window mode) or the paper's
-one-prefix-per-target scheme. Adam, optional StepLR/cosine schedule, gradient
-clipping, an optional moving average of the weights (what validation and test then
-score), early stopping on validation Recall@10 with restore of the best weights,
-then test and cold-start evaluation. Observers (MLflow logging, progress printing,
-Ray/Tune reporting) plug in through `Callback` without touching the loop.
+The trainer receives what it trains (built by `xlrec.experiment.assemble`): the model, the
+run config and the runtime; `fit` gets the training windows and a validation function. One
+epoch = every training interaction a target once (window mode) or the paper's
+one-prefix-per-target scheme. Adam, optional StepLR/cosine schedule, gradient clipping, an
+optional moving average of the weights (what validation then scores), early stopping on
+validation Recall@10 with restore of the best weights. A model with nothing to optimise
+(`pop`) is only validated. `state()`/`load_state()` carry a run across processes (sweep
+checkpoints). Observers (MLflow logging, progress printing, Ray/Tune reporting) plug in
+through `Callback`; the experiment run notifies start, end and failure, the loop each epoch.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
-import random
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -24,16 +25,12 @@ import torch
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from xlrec.config import TrainConfig
-from xlrec.data_prep import PreparedDataset, Split, leave_two_out
-from xlrec.data_prep.split import item_popularity
-from xlrec.device import (Runtime, resource_usage, select_runtime, start_usage_interval, synchronize,
-                          use_cuda_graph)
+from xlrec.device import Runtime, resource_usage, start_usage_interval, synchronize
 from xlrec.errors import XlrecError
-from xlrec.rec_models import SequentialRecommender, build_model, parameter_breakdown
-from xlrec.rec_models.pop import PopRec
-from xlrec.training.batches import gather_windows, passes_per_epoch, sample_ends
+from xlrec.rec_models import SequentialRecommender, parameter_breakdown
+from xlrec.training.batches import TrainWindows, passes_per_epoch
 from xlrec.training.cuda_graph import GraphedStep
-from xlrec.training.evaluate import EvalResult, check_evaluable, evaluate
+from xlrec.training.evaluate import EvalResult
 from xlrec.training.losses import full_softmax_ce
 
 MONITOR = "recall@10"
@@ -48,16 +45,19 @@ class StopTraining(Exception):
 
 
 class Callback:
-    """Observer hooks; every method is optional."""
+    """Observer hooks of one run; every method is optional. `trainer` offers cfg, model, rt,
+    params, graphed and state()."""
 
-    def on_train_start(self, trainer: "Trainer") -> None: ...
-    def on_epoch_end(self, trainer: "Trainer", record: dict[str, float]) -> None: ...
-    def on_train_end(self, trainer: "Trainer", result: "TrainResult") -> None: ...
-    def on_exception(self, trainer: "Trainer", exc: BaseException) -> None: ...
+    def on_train_start(self, trainer: Trainer) -> None: ...
+    def on_epoch_end(self, trainer: Trainer, record: dict[str, float]) -> None: ...
+    def on_train_end(self, trainer: Trainer, result: TrainResult) -> None: ...
+    def on_exception(self, trainer: Trainer, exc: BaseException) -> None: ...
 
 
 @dataclass
 class TrainResult:
+    """What one run produced (xlrec.experiment builds it); `on_train_end` receives it."""
+
     config: TrainConfig
     params: dict[str, int]
     epochs_run: int
@@ -84,111 +84,159 @@ class TrainResult:
         }
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
+@dataclass
+class Progress:
+    """Where the loop stands after an epoch (part of `Trainer.state()`, under these keys)."""
+
+    epoch: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    best_val: dict[str, float] = field(default_factory=dict)
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, data: PreparedDataset, callbacks: list[Callback] | None = None,
-                 runtime: Runtime | None = None, model: SequentialRecommender | None = None):
-        self.cfg = cfg
-        self.data = data
+    def __init__(self, cfg: TrainConfig, model: SequentialRecommender, runtime: Runtime,
+                 callbacks: list[Callback] | None = None, graphed: bool = False):
+        """`model` already on `runtime`'s device; `graphed`: replay the step as a CUDA graph
+        (the policy is xlrec.device.use_cuda_graph)."""
+        self.cfg, self.model, self.rt, self.graphed = cfg, model, runtime, graphed
         self.callbacks = list(callbacks or [])
-        self.rt = runtime or select_runtime(cfg.device, cfg.kernel, cfg.amp)
-        if cfg.num_threads > 0:
-            torch.set_num_threads(cfg.num_threads)
-        seed_everything(cfg.seed)
-        self.split: Split = leave_two_out(data.seqs, cfg.cold_start_threshold)
-        check_evaluable(data.name, data.seqs, self.split, cfg.cold_start_threshold)
-        self.popularity = item_popularity(data.seqs, self.split)
-        dev = self.rt.device
-        self.items = torch.as_tensor(data.seqs.items, device=dev)
-        self.starts = torch.as_tensor(self.split.starts, device=dev)
-        self.model: SequentialRecommender = model or build_model(cfg.model, data.seqs.num_items, cfg, self.rt.kernel)
-        if isinstance(self.model, PopRec):
-            self.model.set_popularity(self.popularity)
-        self.model.to(dev)
-        self.params = dict(parameter_breakdown(self.model))
-        self.generator = torch.Generator(device=dev)
+        self.params = dict(parameter_breakdown(model))
+        self.generator = torch.Generator(device=runtime.device)  # the model's own draws (BERT4Rec masks)
         self.generator.manual_seed(cfg.seed)
-        self.shuffle_gen = torch.Generator()
+        self.shuffle_gen = torch.Generator()  # the order of each epoch's samples
         self.shuffle_gen.manual_seed(cfg.seed)
-        self.history: list[dict[str, float]] = []
-        self.epoch = 0
-        self.best_state: dict[str, torch.Tensor] | None = None
-        self.best_epoch = 0
-        self.best_val: dict[str, float] = {}
-        self.bad_epochs = 0
-        self.opt = self.sched = None
-        self.ema: list[torch.Tensor] | None = None  # the averaged weights, aligned with model.parameters()
-        self.graphed = use_cuda_graph(self.rt, cfg.cuda_graph, self.model.causal and self.model.graph_capturable,
-                                      cfg.sample_mode)
-        self._resume: dict[str, Any] | None = None
+        self.progress = Progress()
+        self.opt: torch.optim.Optimizer | None = None
+        self.sched: torch.optim.lr_scheduler.LRScheduler | None = None
+        if model.trainable:
+            self.opt, self.sched = self._optimizer()
+        # the averaged weights, aligned with model.parameters(); the average starts at the init
+        self.ema = ([p.detach().clone() for p in model.parameters()]
+                    if model.trainable and cfg.ema_decay > 0 else None)
+        self._step: Callable[[torch.Tensor, torch.Tensor], None] | None = None
 
-    # --- helpers ------------------------------------------------------------------
-    def _notify(self, hook: str, *args) -> None:
+    def notify(self, hook: str, *args) -> None:
         for cb in self.callbacks:
             getattr(cb, hook)(self, *args)
 
-    def _optimizer(self):
+    def _optimizer(self) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
         # fused Adam on CUDA: one kernel for all parameters (fewer launches per step); a graphed
         # step needs its step count on the device (capturable)
         opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay,
                                betas=(0.9, self.cfg.adam_beta2),
                                fused=self.rt.is_cuda or None, capturable=self.graphed)
         if self.cfg.scheduler == "step":
-            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=self.cfg.step_size, gamma=self.cfg.gamma)
+            sched: torch.optim.lr_scheduler.LRScheduler | None = torch.optim.lr_scheduler.StepLR(
+                opt, step_size=self.cfg.step_size, gamma=self.cfg.gamma)
         elif self.cfg.scheduler == "cosine":
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.cfg.epochs))
         else:
             sched = None
         return opt, sched
 
-    def evaluate(self, which: str = "val") -> EvalResult:
-        cases = {"val": self.split.val, "test": self.split.test, "cold": self.split.cold_test}[which]
-        return evaluate(self.model, self.items, self.starts, cases, self.rt, self.cfg.max_len,
-                        self.cfg.exclude_seen, self.popularity if which != "val" else None,
-                        self.cfg.eval_batch_size)
+    # --- the loop -----------------------------------------------------------------
+    def fit(self, windows: TrainWindows, validate: Callable[[], dict[str, float]]) -> str:
+        """Train on `windows` until `epochs`, early stopping or a callback's StopTraining, scoring
+        `validate()` after every epoch; leave the best epoch's weights in the model and return why
+        it stopped. With nothing to optimise (or epochs 0) the model is only validated."""
+        p = self.progress
+        if self.opt is None or self.cfg.epochs == 0:
+            p.best_val = validate()
+            return "completed"
+        stopped, first = "completed", p.epoch + 1
+        try:
+            while p.epoch < self.cfg.epochs and not self._should_stop():
+                self._epoch(windows, validate, reset_gpu_peak=p.epoch + 1 == first)
+            if self._should_stop():
+                stopped = "early_stopped"
+        except StopTraining as exc:
+            stopped = f"stopped: {exc}" if str(exc) else "stopped"
+        if p.best_state is not None:
+            self.model.load_state_dict(p.best_state)
+        return stopped
 
-    def setup_optimizer(self) -> torch.optim.Optimizer:
-        """Optimizer, schedule (restored when resuming) and the training step; before train_epoch()."""
-        self.opt, self.sched = opt, sched = self._optimizer()
-        if self._resume is not None:
-            if self._resume["opt"]:
-                opt.load_state_dict(self._resume["opt"])
-            if sched is not None and self._resume["sched"]:
-                sched.load_state_dict(self._resume["sched"])
-            for group in opt.param_groups:  # a graphed run saved its learning rate as a tensor
-                group["lr"] = float(group["lr"])
-        if self.cfg.ema_decay > 0:
-            saved = self._resume.get("ema") if self._resume is not None else None
-            self.ema = [t.detach().clone() for t in (saved or self.model.parameters())]
-        self._make_step(opt)
-        return opt
+    def _should_stop(self) -> bool:
+        """Early stopping: `patience` epochs without a better validation Recall@10, once at least
+        `min_epochs` epochs have run."""
+        return self.progress.bad_epochs >= self.cfg.patience and self.progress.epoch >= self.cfg.min_epochs
 
-    def _make_step(self, opt) -> None:
-        """Build the per-batch training step (eager, or replayed as a CUDA graph) and the
-        device-side accumulators it adds into (fixed addresses: a graph writes to them)."""
-        cfg, model, dev = self.cfg, self.model, self.rt.device
-        n_tgt = 1 if cfg.sample_mode == "prefix" else (cfg.window_stride or cfg.max_len)
-        width = cfg.max_len + 1 if model.causal else cfg.max_len
+    def _epoch(self, windows: TrainWindows, validate: Callable[[], dict[str, float]], reset_gpu_peak: bool) -> None:
+        """One epoch: train, validate (the averaged weights), keep the best, tell the callbacks."""
+        p, model, opt = self.progress, self.model, self.opt
+        assert opt is not None  # fit() runs epochs only for a model with parameters
+        p.epoch += 1
+        start_usage_interval(self.rt, reset_gpu_peak=reset_gpu_peak)
+        lr = float(opt.param_groups[0]["lr"])
+        t0 = time.perf_counter()
+        stats = self.train_epoch(windows)
+        synchronize(self.rt)
+        train_time = time.perf_counter() - t0
+        with self.averaged_weights():
+            val = validate()
+            improved = val[MONITOR] > p.best_val.get(MONITOR, -1.0)
+            if improved:
+                p.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        epoch_time = time.perf_counter() - t0
+        if self.sched is not None:
+            self.sched.step()
+        record = {"epoch": p.epoch, "train_loss": stats["train_loss"], "grad_norm": stats["grad_norm"],
+                  "lr": lr, "epoch_time_s": epoch_time, "train_time_s": train_time,
+                  "throughput": stats["targets"] / train_time,
+                  **{f"val_{k}": v for k, v in val.items()}, **resource_usage(self.rt)}
+        p.history.append(record)
+        if improved:
+            p.best_val, p.best_epoch, p.bad_epochs = val, p.epoch, 0
+        else:
+            p.bad_epochs += 1
+        self.notify("on_epoch_end", record)
+
+    def train_epoch(self, windows: TrainWindows) -> dict[str, float]:
+        """One epoch of optimizer steps over `windows` (every training interaction a target once)."""
+        cfg, model = self.cfg, self.model
+        if self._step is None:
+            self._step = self._make_step(windows)
+        # masked-item models see each window several times per epoch (batches.passes_per_epoch)
+        passes = passes_per_epoch(model.causal, cfg.mask_prob) if windows.mode == "window" else 1
+        ends, starts = windows.epoch(model.causal, passes, self.shuffle_gen)
+        model.train()
+        for value in self._acc.values():
+            value.zero_()
+        n_batches = 0
+        for i in range(0, len(ends), cfg.batch_size):
+            self._step(ends[i:i + cfg.batch_size], starts[i:i + cfg.batch_size])
+            n_batches += 1
+        n_targets = int(self._acc["targets"])
+        train_loss = float(self._acc["loss"]) / max(1, n_targets)
+        if not math.isfinite(train_loss):
+            what = "NaN" if math.isnan(train_loss) else "infinite"
+            raise TrainingDiverged(
+                f"Training loss became {what} at epoch {self.progress.epoch}; the run was stopped. Lower --lr, "
+                f"keep gradient clipping on (--grad-clip), or check the data."
+            )
+        return {"train_loss": train_loss, "grad_norm": float(self._acc["norm"]) / max(1, n_batches),
+                "targets": n_targets}
+
+    def _make_step(self, windows: TrainWindows) -> Callable[[torch.Tensor, torch.Tensor], None]:
+        """The per-batch training step (eager, or replayed as a CUDA graph) and the device-side
+        accumulators it adds into (fixed addresses: a graph writes to them)."""
+        cfg, model, opt, dev = self.cfg, self.model, self.opt, self.rt.device
+        assert opt is not None, "a model without parameters has no training step"
+        n_tgt = windows.targets_per_sample
         clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
         # summed on the device: no host sync per step
-        self._acc = {"loss": torch.zeros((), device=dev), "norm": torch.zeros((), device=dev),
-                     "targets": torch.zeros((), dtype=torch.long, device=dev)}
-        acc = self._acc
+        self._acc = acc = {"loss": torch.zeros((), device=dev), "norm": torch.zeros((), device=dev),
+                           "targets": torch.zeros((), dtype=torch.long, device=dev)}
         # torch's EMA arithmetic (a foreach lerp) on tensors held here rather than in
         # swa_utils.AveragedModel: its update branches on a device counter, a host sync per step
         # that a CUDA graph cannot capture
         ema, ema_update = self.ema, get_ema_multi_avg_fn(cfg.ema_decay)
         params = [p.detach() for p in model.parameters()]
 
-        def step(ends: torch.Tensor, ustarts: torch.Tensor) -> None:
-            window = gather_windows(self.items, ends, ustarts, width)
+        def step(ends: torch.Tensor, starts: torch.Tensor) -> None:
+            window = windows.gather(ends, starts, model.causal)
             opt.zero_grad(set_to_none=True)
             with self.rt.autocast():
                 hidden, targets = model.training_pairs(window, n_tgt, self.generator)
@@ -203,61 +251,11 @@ class Trainer:
             acc["norm"] += norm.detach()
             acc["targets"] += count
 
-        if self.graphed:
-            for group in opt.param_groups:  # on the device, so the scheduler's in-place update reaches the graph
-                group["lr"] = torch.tensor(float(group["lr"]), device=dev)
-            self._step = GraphedStep(step, cfg.batch_size, dev)
-        else:
-            self._step = step
-
-    def train_epoch(self) -> dict[str, float]:
-        """One epoch of training (every training interaction a target once); see setup_optimizer()."""
-        cfg, model = self.cfg, self.model
-        stride = cfg.window_stride or cfg.max_len
-        ends_np, starts_np = sample_ends(self.split, cfg.max_len, cfg.sample_mode, model.causal, stride)
-        if cfg.sample_mode == "window":
-            reps = passes_per_epoch(model.causal, cfg.mask_prob)
-            ends_np, starts_np = np.tile(ends_np, reps), np.tile(starts_np, reps)
-        order = torch.randperm(len(ends_np), generator=self.shuffle_gen)
-        ends = torch.as_tensor(ends_np, device=self.rt.device)[order.to(self.rt.device)]
-        ustarts = torch.as_tensor(starts_np, device=self.rt.device)[order.to(self.rt.device)]
-        model.train()
-        for value in self._acc.values():
-            value.zero_()
-        n_batches = 0
-        for i in range(0, len(ends), cfg.batch_size):
-            self._step(ends[i:i + cfg.batch_size], ustarts[i:i + cfg.batch_size])
-            n_batches += 1
-        n_targets = int(self._acc["targets"])
-        train_loss = float(self._acc["loss"]) / max(1, n_targets)
-        if not math.isfinite(train_loss):
-            what = "NaN" if math.isnan(train_loss) else "infinite"
-            raise TrainingDiverged(
-                f"Training loss became {what} at epoch {self.epoch}; the run was stopped. Lower --lr, "
-                f"keep gradient clipping on (--grad-clip), or check the data."
-            )
-        return {"train_loss": train_loss, "grad_norm": float(self._acc["norm"]) / max(1, n_batches),
-                "targets": n_targets}
-
-    # --- checkpoints (fault-tolerant sweeps) ------------------------------------------
-    def state(self) -> dict[str, Any]:
-        """Everything needed to continue after the current epoch, bit for bit on CPU."""
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict() if self.opt else None,
-                "sched": self.sched.state_dict() if self.sched else None, "ema": self.ema, "epoch": self.epoch,
-                "best_state": self.best_state, "best_val": self.best_val, "best_epoch": self.best_epoch,
-                "bad_epochs": self.bad_epochs, "history": self.history,
-                "shuffle_gen": self.shuffle_gen.get_state(), "generator": self.generator.get_state(),
-                "torch_rng": torch.get_rng_state()}
-
-    def restore(self, state: dict[str, Any]) -> None:
-        """Continue from `state` (from `state()`); optimizer state is loaded when fit() creates it."""
-        self.model.load_state_dict(state["model"])
-        self.epoch, self.best_state, self.best_val = state["epoch"], state["best_state"], state["best_val"]
-        self.best_epoch, self.bad_epochs, self.history = state["best_epoch"], state["bad_epochs"], state["history"]
-        self.shuffle_gen.set_state(state["shuffle_gen"])
-        self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        self._resume = state
+        if not self.graphed:
+            return step
+        for group in opt.param_groups:  # on the device, so the scheduler's in-place update reaches the graph
+            group["lr"] = torch.tensor(float(group["lr"]), device=dev)
+        return GraphedStep(step, cfg.batch_size, dev)
 
     @contextlib.contextmanager
     def averaged_weights(self) -> Iterator[None]:
@@ -276,84 +274,31 @@ class Trainer:
             for p, weights in zip(params, trained):
                 p.copy_(weights)
 
-    # --- the loop -----------------------------------------------------------------
-    def _should_stop(self, epoch: int, bad_epochs: int) -> bool:
-        """Early stopping: `patience` epochs without a better validation Recall@10, once at least
-        `min_epochs` epochs have run."""
-        return bad_epochs >= self.cfg.patience and epoch >= self.cfg.min_epochs
+    # --- checkpoints (fault-tolerant sweeps) ------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue after the current epoch, bit for bit on CPU; plain
+        tensors and containers only (sweep checkpoints are read with weights_only=True)."""
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict() if self.opt else None,
+                "sched": self.sched.state_dict() if self.sched else None, "ema": self.ema,
+                **vars(self.progress), "shuffle_gen": self.shuffle_gen.get_state(),
+                "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state()}
 
-    def fit(self) -> TrainResult:
-        cfg, model = self.cfg, self.model
-        t_start = time.perf_counter()
-        self._notify("on_train_start")
-        stopped = "completed"
-        try:
-            if model.trainable and cfg.epochs > 0:
-                opt = self.setup_optimizer()
-                sched = self.sched
-                bad_epochs = self.bad_epochs
-                done = self._should_stop(self.epoch, bad_epochs)
-                if done:  # resumed after the stopping epoch
-                    stopped = "early_stopped"
-                first_epoch = self.epoch + 1
-                for epoch in range(first_epoch, 0 if done else cfg.epochs + 1):
-                    self.epoch = epoch
-                    start_usage_interval(self.rt, reset_gpu_peak=epoch == first_epoch)
-                    lr = float(opt.param_groups[0]["lr"])
-                    t0 = time.perf_counter()
-                    stats = self.train_epoch()
-                    synchronize(self.rt)
-                    train_time = time.perf_counter() - t0
-                    with self.averaged_weights():
-                        val = self.evaluate("val").metrics
-                        improved = val[MONITOR] > self.best_val.get(MONITOR, -1.0)
-                        if improved:
-                            self.best_state = copy.deepcopy({k: v.detach().clone()
-                                                             for k, v in model.state_dict().items()})
-                    epoch_time = time.perf_counter() - t0
-                    if sched is not None:
-                        sched.step()
-                    record = {"epoch": epoch, "train_loss": stats["train_loss"], "grad_norm": stats["grad_norm"],
-                              "lr": lr, "epoch_time_s": epoch_time, "train_time_s": train_time,
-                              "throughput": stats["targets"] / train_time,
-                              **{f"val_{k}": v for k, v in val.items()}, **resource_usage(self.rt)}
-                    self.history.append(record)
-                    if improved:
-                        self.best_val, self.best_epoch, bad_epochs = val, epoch, 0
-                    else:
-                        bad_epochs += 1
-                    self.bad_epochs = bad_epochs
-                    self._notify("on_epoch_end", record)
-                    if self._should_stop(epoch, bad_epochs):
-                        stopped = "early_stopped"
-                        break
-                if self.best_state is not None:
-                    model.load_state_dict(self.best_state)
-            else:
-                self.best_val = self.evaluate("val").metrics
-        except StopTraining as exc:
-            stopped = f"stopped: {exc}" if str(exc) else "stopped"
-            if self.best_state is not None:
-                model.load_state_dict(self.best_state)
-        except BaseException as exc:
-            self._notify("on_exception", exc)
-            raise
-        test = self.evaluate("test")
-        result = TrainResult(config=cfg, params=self.params, epochs_run=len(self.history), best_epoch=self.best_epoch,
-                             best_val=self.best_val, test=test, cold=self.cold_start_metrics(),
-                             history=self.history, total_time_s=time.perf_counter() - t_start,
-                             stopped_reason=stopped)
-        self._notify("on_train_end", result)
-        return result
-
-    def cold_start_metrics(self) -> dict[str, dict[str, float]]:
-        """Cold-start group: the trained model and the `pop` fallback, evaluated separately."""
-        if len(self.split.cold_test) == 0:
-            return {"users": 0}
-        model_res = self.evaluate("cold")
-        pop = PopRec(self.data.seqs.num_items, self.cfg, popularity=self.popularity).to(self.rt.device)
-        pop_res = evaluate(pop, self.items, self.starts, self.split.cold_test, self.rt, self.cfg.max_len,
-                           self.cfg.exclude_seen, None, self.cfg.eval_batch_size)
-        keep = ("recall@10", "mrr@10", "ndcg@10")
-        return {"users": len(self.split.cold_test),
-                "model": {k: model_res.metrics[k] for k in keep}, "pop": {k: pop_res.metrics[k] for k in keep}}
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from `state()` of a run with the same config; before the first training step
+        (a captured CUDA graph holds the optimizer's tensors)."""
+        if self._step is not None:
+            raise RuntimeError("load_state() must come before training starts")
+        self.model.load_state_dict(state["model"])
+        if self.opt is not None and state["opt"]:
+            self.opt.load_state_dict(state["opt"])
+            for group in self.opt.param_groups:  # a graphed run saved its learning rate as a tensor
+                group["lr"] = float(group["lr"])
+        if self.sched is not None and state["sched"]:
+            self.sched.load_state_dict(state["sched"])
+        if self.ema is not None:
+            for averaged, saved in zip(self.ema, state["ema"] or list(self.model.parameters())):
+                averaged.copy_(saved.detach())
+        self.progress = Progress(**{f.name: state[f.name] for f in fields(Progress)})
+        self.shuffle_gen.set_state(state["shuffle_gen"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
