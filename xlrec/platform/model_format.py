@@ -195,15 +195,6 @@ def config_from_dict(raw: Any, where: str) -> TrainConfig:
     if "model" in values and model not in MODELS:
         raise ConfigError(f"The config.yaml of {where} names model {model!r}, which is not one of xlrec's models "
                           f"({', '.join(MODELS)}); it cannot be rebuilt.")
-    family = [f.name for f in dataclasses.fields(MODELS[model].settings)] if model in MODELS else []
-    missing = sorted(k for k in (*RUN_HINTS, *family) if k not in values) + sorted(
-        f"prep.{k}" for k in PREP_HINTS if k not in values["prep"])
-    if missing:
-        raise ConfigError(f"The config.yaml of {where} lacks setting(s) {missing[:10]}, which this xlrec builds "
-                          f"and checks the model from. {again}")
-    if values["dataset"] not in DATASETS:
-        raise ConfigError(f"The config.yaml of {where} names dataset {values['dataset']!r}, which is not one of "
-                          f"xlrec's datasets ({', '.join(DATASETS)}).")
     flat = {**values["prep"], **values}
     for key, cap in LIMITS.items():
         value = flat.get(key)
@@ -213,6 +204,15 @@ def config_from_dict(raw: Any, where: str) -> TrainConfig:
     if any(not 0 <= i <= LIMITS["num_blocks"] for i in values.get("slstm_at", [])):  # xlstm-s ignores the rest
         raise ConfigError(f"The config.yaml of {where} puts sLSTM blocks at {values['slstm_at'][:10]}, outside "
                           f"0..{LIMITS['num_blocks']}; the config is damaged or crafted.")
+    family = [f.name for f in dataclasses.fields(MODELS[model].settings)] if model in MODELS else []
+    missing = sorted(k for k in (*RUN_HINTS, *family) if k not in values) + sorted(
+        f"prep.{k}" for k in PREP_HINTS if k not in values["prep"])
+    if missing:
+        raise ConfigError(f"The config.yaml of {where} lacks setting(s) {missing[:10]}, which this xlrec builds "
+                          f"and checks the model from. {again}")
+    if values["dataset"] not in DATASETS:
+        raise ConfigError(f"The config.yaml of {where} names dataset {values['dataset']!r}, which is not one of "
+                          f"xlrec's datasets ({', '.join(DATASETS)}).")
     try:
         return build_config(values)
     except ConfigError as exc:
