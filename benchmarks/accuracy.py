@@ -2,7 +2,7 @@
 
 Runs in parallel worker processes (one torch thread each) and writes one JSON line per
 run plus a markdown table of mean +- std over seeds. Hyperparameters come from the
-project's defaults (xlrec.config) unless a --set override is given.
+project's defaults (xlrec/defaults.yaml) unless a --set override is given.
 
     python benchmarks/accuracy.py --models xlstm,sasrec,bert4rec,gru4rec,lstm,pop \
         --seeds 42,123,2023 --protocols paper,exclude --workers 16 --out results.jsonl

@@ -120,9 +120,7 @@ def main() -> None:
                 t_eval = min(evals)
                 row = {"device": dev_name, "shape": shape, "model": model, "users": data.seqs.num_users,
                        "items": data.seqs.num_items, "interactions": int(data.seqs.offsets[-1]),
-                       "batch_size": cfg.batch_size, "cuda_graph": trainer.graphed, "max_len": cfg.max_len,
-                       "dim": cfg.embedding_dim,
-                       "epoch_times_s": [round(x, 4) for x in times],
+                       "batch_size": cfg.batch_size, "cuda_graph": trainer.graphed, "max_len": cfg.max_len, "dim": cfg.arch.embedding_dim, "epoch_times_s": [round(x, 4) for x in times],
                        "epoch_s": min(times), "targets": stats["targets"],
                        "throughput": stats["targets"] / min(times), "peak_gpu_mb": round(peak, 1),
                        "eval_all_users_s": round(t_eval, 4), "eval_first_call_s": round(evals[0], 4),

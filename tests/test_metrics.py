@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from xlrec.config import TrainConfig
+from xlrec.config import ModelSettings
 from xlrec.data_prep.split import EvalSet
 from xlrec.device import select_runtime
 from xlrec.rec_models.base import SequentialRecommender
@@ -41,7 +41,7 @@ class FixedScores(SequentialRecommender):
     trainable = False
 
     def __init__(self, table: torch.Tensor):
-        super().__init__(table.shape[1] - 1, TrainConfig())
+        super().__init__(table.shape[1] - 1, ModelSettings(), max_len=0)
         self.table = table
 
     def next_item_scores(self, history):

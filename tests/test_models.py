@@ -10,11 +10,11 @@ import torch.nn.functional as F
 
 from xlrec.config import TrainConfig, resolve_config
 from xlrec.errors import ConfigError
-from xlrec.rec_models import MODELS, build_model, parameter_breakdown
+from xlrec.rec_models import MODELS, BERT4RecSettings, SASRecSettings, XLSTMSettings, build_model, parameter_breakdown
 from xlrec.training.losses import full_softmax_ce
 
 PAPER_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "paper"
-# the paper's layouts (configs/paper/*.yaml) as TrainConfig fields
+# the paper's layouts (configs/paper/*.yaml) as settings fields
 SASREC_PAPER = {"num_blocks": 1, "ffn_mult": 4, "norm_first": False, "output_bias": True}
 BERT4REC_PAPER = {"num_blocks": 2, "ffn_mult": 1, "norm_first": False, "output_head": True, "output_bias": True}
 
@@ -25,7 +25,7 @@ BERT4REC_PAPER = {"num_blocks": 2, "ffn_mult": 1, "norm_first": False, "output_h
     (10677, 256, 8, 4, 8_698_176),
 ])
 def test_xlstm_parameter_count_matches_paper_table6(num_items, dim, heads, blocks, expected):
-    cfg = TrainConfig(embedding_dim=dim, num_heads=heads, num_blocks=blocks)
+    cfg = TrainConfig(arch=XLSTMSettings(embedding_dim=dim, num_heads=heads, num_blocks=blocks))
     counts = parameter_breakdown(build_model("xlstm", num_items, cfg))
     assert counts["total"] == expected
     assert counts["embedding"] == counts["output"] == (num_items + 1) * dim
@@ -53,7 +53,8 @@ def test_layout_settings_are_refused_for_models_without_them():
 def test_biased_output_layer_reaches_the_fused_loss(tied):
     """output_operands folds the bias into one matrix; loss and gradients equal F.cross_entropy's."""
     torch.manual_seed(0)
-    cfg = TrainConfig(model="sasrec", embedding_dim=16, max_len=10, output_bias=True, tied_output=tied)
+    cfg = TrainConfig(model="sasrec", max_len=10, arch=SASRecSettings(embedding_dim=16, output_bias=True,
+                                                                       tied_output=tied))
     model = build_model("sasrec", 30, cfg)
     with torch.no_grad():
         model.output_bias.normal_()
@@ -68,7 +69,7 @@ def test_biased_output_layer_reaches_the_fused_loss(tied):
 
 
 def test_bert4rec_last_item_windows():
-    cfg = TrainConfig(model="bert4rec", embedding_dim=16, max_len=10, mask_last_share=1.0)
+    cfg = TrainConfig(model="bert4rec", max_len=10, arch=BERT4RecSettings(embedding_dim=16, mask_last_share=1.0))
     model = build_model("bert4rec", 30, cfg)
     window = _batch(30, 10, B=6)
     _, targets = model.training_pairs(window, 10, torch.Generator().manual_seed(0))
@@ -91,9 +92,9 @@ def test_left_padding_does_not_change_outputs(name, layout):
     """Outputs at real positions are the same with 0 or 13 extra pads on the left."""
     torch.manual_seed(0)
     L = 12
-    cfg = TrainConfig(embedding_dim=16, num_heads=2, num_blocks=2 if name == "xlstm-s" else 1, max_len=L + 13,
-                      dropout=0.0, slstm_at=[1])
-    cfg = TrainConfig(**{**cfg.to_dict(), "prep": cfg.prep, **layout})
+    cfg = resolve_config(name, "synthetic", overrides={
+        "embedding_dim": 16, "num_heads": 2, "num_blocks": 2 if name == "xlstm-s" else 1, "max_len": L + 13,
+        "dropout": 0.0, "slstm_at": [1], **layout})
     model = build_model(name, 40, cfg).eval()
     ids = _batch(40, L)
     padded = torch.cat([torch.zeros(3, 13, dtype=ids.dtype), ids], dim=1)
@@ -112,7 +113,7 @@ def test_left_padding_does_not_change_outputs(name, layout):
 def test_registry_and_unknown_model():
     assert set(MODELS) == {"xlstm", "xlstm-s", "sasrec", "bert4rec", "gru4rec", "lstm", "pop"}
     with pytest.raises(ConfigError, match="Unknown model 'nope'"):
-        build_model("nope", 10, TrainConfig())
+        build_model("nope", 10, resolve_config("xlstm"))
 
 
 @pytest.mark.parametrize("name", ["xlstm", "sasrec", "bert4rec", "gru4rec", "lstm"])
@@ -126,12 +127,12 @@ def test_scores_cover_every_item(name):
 
 def test_config_resolution_order(tmp_path):
     cfg = resolve_config("xlstm", "ml-1m")
-    assert (cfg.embedding_dim, cfg.num_heads, cfg.num_blocks, cfg.batch_size) == (128, 2, 2, 128)
+    assert (cfg.arch.embedding_dim, cfg.arch.num_heads, cfg.arch.num_blocks, cfg.batch_size) == (128, 2, 2, 128)
     assert cfg.prep.min_item_interactions == 5
     f = tmp_path / "c.yaml"
     f.write_text("embedding_dim: 32\nlr: 0.01\nprep:\n  min_rating: 4\n")
     cfg = resolve_config("xlstm", "ml-1m", f, {"lr": 0.5})
-    assert (cfg.embedding_dim, cfg.lr, cfg.prep.min_rating) == (32, 0.5, 4)
+    assert (cfg.arch.embedding_dim, cfg.lr, cfg.prep.min_rating) == (32, 0.5, 4)
     with pytest.raises(ConfigError, match="unknown setting 'bogus'"):
         resolve_config("xlstm", "ml-100k", overrides={"bogus": 1})
     with pytest.raises(ConfigError, match="divisible"):
@@ -152,9 +153,9 @@ def test_xlstm_cpu_kernel_path_is_chunk_size_invariant():
     from xlrec.rec_models.xlstm import XLSTMRec
 
     torch.manual_seed(0)
-    cfg = TrainConfig(embedding_dim=32, num_heads=2, num_blocks=2, max_len=64, dropout=0.0)
-    a = XLSTMRec(50, cfg, chunk_size=16).eval()
-    b = XLSTMRec(50, cfg, chunk_size=64).eval()
+    settings = XLSTMSettings(embedding_dim=32, num_heads=2, num_blocks=2, dropout=0.0)
+    a = XLSTMRec(50, settings, max_len=64, chunk_size=16).eval()
+    b = XLSTMRec(50, settings, max_len=64, chunk_size=64).eval()
     b.load_state_dict(a.state_dict())
     ids = _batch(50, 64)
     ids[:, :9] = 0

@@ -22,15 +22,15 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xlrec.config import PrepConfig, TrainConfig, resolve_config
+from xlrec.config import PREP_HINTS, PrepConfig, TrainConfig, resolve_config, setting_names
 from xlrec.data_prep.dataset import prepare
 from xlrec.errors import ConfigError, DataError
 from xlrec.rec_models import MODELS
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-TRAIN_KEYS = [f.name for f in dataclasses.fields(TrainConfig)]
-PREP_KEYS = [f.name for f in dataclasses.fields(PrepConfig)]
+TRAIN_KEYS = sorted(setting_names() - set(PREP_HINTS))  # the run's and every model family's, and `prep`
+PREP_KEYS = sorted(PREP_HINTS)
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(), st.integers(min_value=-3, max_value=300),
@@ -47,13 +47,13 @@ override_maps = st.dictionaries(keys, values, max_size=6) | st.fixed_dictionarie
 
 def _check_types(cfg: TrainConfig) -> None:
     """Every field holds exactly its annotated type (a bool is not an int, a float is finite)."""
-    for obj in (cfg, cfg.prep):
+    assert isinstance(cfg.prep, PrepConfig) and type(cfg.arch) is MODELS[cfg.model].settings
+    for obj in (cfg, cfg.prep, cfg.arch):
         hints = typing.get_type_hints(type(obj))
         for f in dataclasses.fields(obj):
-            value, hint = getattr(obj, f.name), hints[f.name]
-            if f.name == "prep":
-                assert isinstance(value, PrepConfig)
+            if f.name in ("prep", "arch"):
                 continue
+            value, hint = getattr(obj, f.name), hints[f.name]
             union = type(None) in typing.get_args(hint)
             options = [a for a in typing.get_args(hint) if a is not type(None)] if union else [hint]
             if value is None:

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from xlrec.errors import XlrecError
 
-# Flags that map one-to-one onto TrainConfig / PrepConfig fields (dest = field name).
+# Flags that map one-to-one onto settings (dest = the flat setting name of xlrec.config).
 _TRAIN_FLAGS: list[tuple[str, type, str]] = [
     ("--max-len", int, "maximum history length L"),
     ("--seed", int, "random seed (same seed, config and device give identical metrics)"),

@@ -1,20 +1,28 @@
-"""Run configuration: one dataclass, one place for defaults.
+"""Run configuration: the run's own settings, plus the chosen model family's settings nested in `arch`.
 
-Resolution order (later wins): the dataclass defaults below, the per-dataset defaults
-from the paper's Table 3 (`DATASET_DEFAULTS`), a YAML file (`--config`), then flags.
+Each model family declares its settings and their checks (`xlrec.rec_models`: XLSTMSettings,
+SASRecSettings, ...); `TrainConfig` holds what every run has (model, dataset, max_len, seed,
+optimisation, early stopping, evaluation, hardware, data) and the family's settings as `arch`.
+Users still see one flat namespace: YAML keys, flags, `--set` and MLflow params name
+`embedding_dim`, not `arch.embedding_dim` (`TrainConfig.to_dict` is that flat view).
+
+Resolution order (later wins): the dataclass defaults, the dataset's and then the model's
+defaults for that dataset (`xlrec/defaults.yaml`, see xlrec.defaults), a YAML file (`--config`),
+then flags. `build_config` is the one place a config is assembled and checked, whatever the
+source: flags and YAML through `resolve_config`, a saved model through xlrec.platform.model_format.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import Any, ClassVar
 
 from xlrec.config_types import coerce, show
+from xlrec.defaults import dataset_defaults, load_yaml, model_defaults
 from xlrec.errors import ConfigError
 
 
@@ -34,36 +42,38 @@ class PrepConfig:
 
 
 @dataclass
+class ModelSettings:
+    """Base of a model family's settings (nanoGPT's GPTConfig): the fields its model is built from.
+
+    A family subclasses this in its module under xlrec/rec_models/ and checks its own fields in
+    `validate`. `exclusive` names settings that only this family has and that are refused, not
+    ignored, for a model without them (see `build_config`).
+    """
+
+    exclusive: ClassVar[tuple[str, ...]] = ()
+
+    def validate(self) -> None:
+        """Raise ConfigError (through `check`) for the first invalid field."""
+
+
+def check(checks: list[tuple[bool, str]]) -> None:
+    """Raise the ConfigError of the first failed (ok, message) pair."""
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(f"Invalid configuration: {message}. Fix the flag or the --config file and run again.")
+
+
+@dataclass(kw_only=True)
 class TrainConfig:
-    """Everything one training run needs; flattened into MLflow params by the platform."""
+    """Everything one training run needs; `to_dict` is the flat form of MLflow params and config.yaml."""
 
     model: str = "xlstm"
     dataset: str = "ml-100k"
     max_len: int = 50
     seed: int = 42
-    # architecture
-    embedding_dim: int = 64
-    num_heads: int = 2
-    num_blocks: int = 1
-    dropout: float = 0.2
-    slstm_at: list[int] = field(default_factory=lambda: [0])  # xlstm-s only
-    mask_prob: float = 0.2  # bert4rec only
-    # bert4rec only: share of training windows that mask only their last item, the samples
-    # BERT4Rec adds "to better match the sequential recommendation task" (Sun et al. 2019, 3.6)
-    mask_last_share: float = 0.0
-    # sasrec/bert4rec: score items with the input item embedding (the original papers' weight
-    # tying) instead of a separate output layer; off = the paper's untied layout (Table 6 counts)
-    tied_output: bool = False
-    # sasrec/bert4rec block layout. ffn_mult: feed-forward width as a multiple of embedding_dim
-    # (unset = the family's own: SASRec's original 1, BERT4Rec's 4); output_bias: a per-item
-    # bias in the output layer; norm_first false = post-LN blocks and no final norm
-    # (nn.TransformerEncoderLayer's default); output_head: a dense layer and activation before
-    # the output layer (BERT4Rec's prediction head). configs/paper/ holds the layouts whose
-    # parameter counts are the paper's Table 4 rows.
-    ffn_mult: int | None = None
-    output_bias: bool = False
-    norm_first: bool = True
-    output_head: bool = False
+    # the model family's settings: an instance of the settings class xlrec.rec_models.MODELS names
+    # for `model` (read them as cfg.arch.embedding_dim, ...)
+    arch: ModelSettings
     # optimisation
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -104,101 +114,76 @@ class TrainConfig:
     prep: PrepConfig = field(default_factory=PrepConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The flat settings (the family's in place of `arch`, `prep` nested): what config.yaml
+        holds, what MLflow params are named after, and what `build_config` takes back."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name == "arch":
+                out.update(dataclasses.asdict(self.arch))
+            else:
+                value = getattr(self, f.name)
+                out[f.name] = dataclasses.asdict(value) if f.name == "prep" else value
+        return out
 
 
-# The paper's Table 3 (embedding dim, heads, blocks, batch size) and Table 1 presets.
-DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "ml-100k": {"embedding_dim": 64, "num_heads": 2, "num_blocks": 1, "batch_size": 128},
-    "ml-1m": {
-        "embedding_dim": 128, "num_heads": 2, "num_blocks": 2, "batch_size": 128,
-        "prep": {"min_item_interactions": 5},
-    },
-    "ml-10m": {"embedding_dim": 128, "num_heads": 2, "num_blocks": 2, "batch_size": 1024},
-    "ml-20m": {"embedding_dim": 128, "num_heads": 2, "num_blocks": 2, "batch_size": 1024},
-    "steam": {
-        "embedding_dim": 256, "num_heads": 8, "num_blocks": 4, "batch_size": 1024,
-        "prep": {"min_user_interactions": 5, "min_item_interactions": 5},
-    },
-    "synthetic": {"embedding_dim": 64, "num_heads": 2, "num_blocks": 1, "batch_size": 128},
-}
+# the run's and preprocessing's own settings -> their annotations
+RUN_HINTS = {k: v for k, v in typing.get_type_hints(TrainConfig).items() if k not in ("arch", "prep")}
+PREP_HINTS = typing.get_type_hints(PrepConfig)
 
 
-# Per-model settings on top of Table 3, chosen on validation Recall@10 (never on test) with
-# benchmarks/accuracy.py on ML-100K; see BENCHMARKS.md. The transformer baselines use 2 blocks
-# (the paper's Table 5). Window batches count windows: with window_stride 10 a batch of 64
-# windows trains ~640 targets, vs 128 targets in a prefix-mode batch of 128.
-MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "xlstm": {"window_stride": 10, "batch_size": 64, "dropout": 0.3, "lr": 2e-3, "scheduler": "cosine",
-              "epochs": 30, "min_epochs": 15},
-    "sasrec": {"num_blocks": 2, "window_stride": 10, "batch_size": 128, "dropout": 0.2, "ema_decay": 0.998,
-               "min_epochs": 20},
-    "bert4rec": {"num_blocks": 2, "batch_size": 64, "dropout": 0.1, "ema_decay": 0.98},
-    "gru4rec": {"window_stride": 10, "batch_size": 64, "dropout": 0.3, "ema_decay": 0.99},
-    "lstm": {"window_stride": 10, "batch_size": 64, "dropout": 0.3, "ema_decay": 0.998},
-}
+def families() -> Mapping[str, type[ModelSettings]]:
+    """Model name -> its settings class (imported here, not at the top: xlrec.config is also read by
+    data preparation, which needs no torch)."""
+    from xlrec.rec_models import MODELS
+
+    return {name: entry.settings for name, entry in MODELS.items()}
 
 
-_TRAIN_HINTS = typing.get_type_hints(TrainConfig)
-_PREP_HINTS = typing.get_type_hints(PrepConfig)
+def settings_class(model: str) -> type[ModelSettings]:
+    known = families()
+    if model not in known:
+        raise ConfigError(f"Unknown model {model!r}. Choose one of: {', '.join(known)}.")
+    return known[model]
 
 
-def _merge(cfg: TrainConfig, overrides: dict[str, Any], origin: str) -> TrainConfig:
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    prep_known = {f.name for f in dataclasses.fields(PrepConfig)}
-    values = cfg.to_dict()
-    for key, value in overrides.items():
+def arch_hints() -> dict[str, Any]:
+    """Every family's setting -> its annotation (a key has the same type in every family that has it)."""
+    hints: dict[str, Any] = {}
+    for cls in families().values():
+        hints.update({k: v for k, v in typing.get_type_hints(cls).items() if k != "exclusive"})
+    return hints
+
+
+def setting_names() -> set[str]:
+    """Every key a user may set: the run's, any family's, the preprocessing ones and `prep` itself."""
+    return {*RUN_HINTS, *arch_hints(), *PREP_HINTS, "prep"}
+
+
+def _merge(values: dict[str, Any], layer: Mapping[str, Any], origin: str) -> None:
+    """Type-check the settings of one layer (defaults, a file, flags) and lay them over `values`."""
+    hints = {**RUN_HINTS, **arch_hints()}
+    for key, value in layer.items():
         if value is None:
             continue
         if key == "prep":
             if not isinstance(value, dict):
                 raise ConfigError(f"{origin}: 'prep' must be a mapping of preprocessing settings, got {show(value)}.")
-            unknown = set(value) - prep_known
+            unknown = set(value) - set(PREP_HINTS)
             if unknown:
                 raise ConfigError(
                     f"{origin}: unknown preprocessing setting(s) {sorted(map(str, unknown))}. "
-                    f"Known settings are: {', '.join(sorted(prep_known))}."
+                    f"Known settings are: {', '.join(sorted(PREP_HINTS))}."
                 )
-            values["prep"].update({k: coerce(f"prep.{k}", v, _PREP_HINTS[k], origin)
+            values["prep"].update({k: coerce(f"prep.{k}", v, PREP_HINTS[k], origin)
                                    for k, v in value.items() if v is not None})
-        elif key in prep_known:
-            values["prep"][key] = coerce(key, value, _PREP_HINTS[key], origin)
-        elif key in known:
-            values[key] = coerce(key, value, _TRAIN_HINTS[key], origin)
+        elif key in PREP_HINTS:
+            values["prep"][key] = coerce(key, value, PREP_HINTS[key], origin)
+        elif key in hints:
+            values[key] = coerce(key, value, hints[key], origin)
         else:
             raise ConfigError(
-                f"{origin}: unknown setting {show(key)}. Known settings are: "
-                f"{', '.join(sorted(known | prep_known))}."
+                f"{origin}: unknown setting {show(key)}. Known settings are: {', '.join(sorted(setting_names()))}."
             )
-    prep = PrepConfig(**values.pop("prep"))
-    return TrainConfig(**values, prep=prep)
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"Config file {path} does not exist. Pass --config with the path of a YAML file.")
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"Config file {path} is not UTF-8 text (byte {exc.start} cannot be decoded); it may be a "
-                          f"binary file. Pass --config with the path of a YAML file.") from None
-    except OSError as exc:
-        raise ConfigError(f"Config file {path} cannot be read ({exc.strerror or exc}). Check the path and its "
-                          f"permissions.") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        reason = " ".join(str(exc).split())  # PyYAML's message spans lines; the error is one paragraph
-        raise ConfigError(f"Config file {path} is not valid YAML ({reason}). Fix the file and run again.") from None
-    except RecursionError:
-        raise ConfigError(f"Config file {path} is nested too deeply to be a settings file. Fix the file and "
-                          f"run again.") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"Config file {path} must hold a mapping of settings, got {type(data).__name__}.")
-    return data
 
 
 def resolve_config(
@@ -207,7 +192,7 @@ def resolve_config(
     config_file: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> TrainConfig:
-    """Build the final config: defaults < dataset defaults (Table 3) < model defaults < YAML < flags."""
+    """Build the final config: defaults < dataset defaults < model defaults on that dataset < YAML < flags."""
     file_values = load_yaml(config_file) if config_file else {}
     overrides = dict(overrides or {})
     for values, origin in ((file_values, f"config file {config_file}"), (overrides, "command line")):
@@ -218,24 +203,54 @@ def resolve_config(
     model = model or overrides.pop("model", None) or file_values.get("model") or TrainConfig.model
     overrides.pop("dataset", None)
     overrides.pop("model", None)
-    cfg = TrainConfig(model=model, dataset=dataset)
-    cfg = _merge(cfg, DATASET_DEFAULTS.get(dataset, {}), f"defaults for {dataset}")
-    if dataset == "ml-100k":
-        cfg = _merge(cfg, MODEL_DEFAULTS.get(model, {}), f"defaults for {model} on {dataset}")
-    cfg = _merge(cfg, file_values, f"config file {config_file}")
-    cfg = _merge(cfg, overrides, "command line")
+    merged: dict[str, Any] = {"model": model, "dataset": dataset, "prep": {}}
+    for layer, origin in ((dataset_defaults(dataset), f"defaults for {dataset}"),
+                          (model_defaults(model, dataset), f"defaults for {model} on {dataset}"),
+                          (file_values, f"config file {config_file}"), (overrides, "command line")):
+        _merge(merged, {k: v for k, v in layer.items() if k not in ("model", "dataset")}, origin)
+    return build_config(merged)
+
+
+def build_config(values: Mapping[str, Any]) -> TrainConfig:
+    """The one place a TrainConfig is assembled and checked, whatever the source.
+
+    `values`: flat settings already of their annotated types (`resolve_config` coerces flags and
+    YAML; xlrec.platform.model_format checks a saved config.yaml more strictly), `prep` nested;
+    a setting left out keeps its dataclass default. A setting of another model family is ignored:
+    a sweep passes the same `--set` values and search space (num_heads, ...) to every model it
+    trains, and config.yaml files written before the settings were split carry every family's
+    keys. Only a family's `exclusive` settings, given a value other than their default, are refused.
+    """
+    family = settings_class(values.get("model", TrainConfig.model))
+    own = {f.name for f in dataclasses.fields(family)}
+    run = {k: v for k, v in values.items() if k in RUN_HINTS}
+    arch = {k: v for k, v in values.items() if k in own}
+    foreign = {k: v for k, v in values.items() if k not in RUN_HINTS and k not in own and k != "prep"}
+    cfg = TrainConfig(**run, arch=family(**arch), prep=PrepConfig(**values.get("prep", {})))
     validate(cfg)
+    _refuse_exclusive(cfg.model, foreign)
     return cfg
 
 
+def _refuse_exclusive(model: str, foreign: Mapping[str, Any]) -> None:
+    given: dict[str, list[str]] = {}  # an exclusive setting given a value other than its default -> its families
+    for name, cls in families().items():
+        default = cls()
+        for key in cls.exclusive:
+            if key in foreign and foreign[key] != getattr(default, key):
+                given.setdefault(key, []).append(name)
+    if given:
+        names = list(dict.fromkeys(n for owners in given.values() for n in owners))
+        message = (f"{', '.join(given)} only shape the {' and '.join(names)} layouts; model {model!r} has no "
+                   f"such setting, so remove it")
+        check([(False, message)])
+
+
 def validate(cfg: TrainConfig) -> None:
-    checks = [
-        (cfg.max_len >= 2, f"--max-len must be at least 2, got {cfg.max_len}"),
-        (cfg.embedding_dim > 0, f"embedding_dim must be positive, got {cfg.embedding_dim}"),
-        (cfg.num_blocks > 0, f"num_blocks must be positive, got {cfg.num_blocks}"),
-        (cfg.num_heads > 0 and cfg.embedding_dim % cfg.num_heads == 0,
-         f"embedding_dim ({cfg.embedding_dim}) must be divisible by num_heads ({cfg.num_heads})"),
-        (0.0 <= cfg.dropout < 1.0, f"dropout must be in [0, 1), got {cfg.dropout}"),
+    """The run's checks and its family's (`cfg.arch.validate`), first failure raised as ConfigError."""
+    check([(cfg.max_len >= 2, f"--max-len must be at least 2, got {cfg.max_len}")])
+    cfg.arch.validate()
+    check([
         (cfg.lr > 0, f"lr must be positive, got {cfg.lr}"),
         (0.0 < cfg.adam_beta2 < 1.0, f"adam_beta2 must be in (0, 1), got {cfg.adam_beta2}"),
         (cfg.batch_size > 0, f"batch_size must be positive, got {cfg.batch_size}"),
@@ -246,9 +261,6 @@ def validate(cfg: TrainConfig) -> None:
         (0 <= cfg.window_stride <= cfg.max_len, f"window_stride must be in [0, max_len], got {cfg.window_stride}"),
         (cfg.sample_mode in ("window", "prefix"), f"sample_mode must be window or prefix, got {cfg.sample_mode!r}"),
         (cfg.kernel in ("auto", "triton", "native"), f"kernel must be auto, triton or native, got {cfg.kernel!r}"),
-        (cfg.ffn_mult is None or cfg.ffn_mult > 0, f"ffn_mult must be positive, got {cfg.ffn_mult}"),
-        (0.0 < cfg.mask_prob < 1.0, f"mask_prob must be in (0, 1), got {cfg.mask_prob}"),
-        (0.0 <= cfg.mask_last_share <= 1.0, f"mask_last_share must be in [0, 1], got {cfg.mask_last_share}"),
         (cfg.cold_start_threshold >= 3, f"cold_start_threshold must be at least 3, got {cfg.cold_start_threshold}"),
         (cfg.weight_decay >= 0, f"weight_decay must be >= 0, got {cfg.weight_decay}"),
         (cfg.grad_clip >= 0, f"grad_clip must be >= 0 (0 disables clipping), got {cfg.grad_clip}"),
@@ -259,7 +271,6 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.num_threads >= 0, f"num_threads must be >= 0 (0 = torch's default), got {cfg.num_threads}"),
         # numpy's and torch's generators take seeds in [0, 2**32)
         (0 <= cfg.seed < 2 ** 32, f"seed must be in [0, 2**32), got {cfg.seed}"),
-        (all(b >= 0 for b in cfg.slstm_at), f"slstm_at must list block indices >= 0, got {cfg.slstm_at}"),
         (cfg.prep.min_user_interactions >= 0,
          f"min_user_interactions must be >= 0, got {cfg.prep.min_user_interactions}"),
         (cfg.prep.min_item_interactions >= 0,
@@ -269,13 +280,4 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.prep.synthetic_mean_len > 0, f"synthetic_mean_len must be positive, got {cfg.prep.synthetic_mean_len}"),
         (0 <= cfg.prep.synthetic_seed < 2 ** 32,
          f"synthetic_seed must be in [0, 2**32), got {cfg.prep.synthetic_seed}"),
-    ]
-    layout = {"tied_output": cfg.tied_output, "ffn_mult": cfg.ffn_mult is not None, "output_bias": cfg.output_bias,
-              "norm_first": not cfg.norm_first, "output_head": cfg.output_head}
-    if cfg.model not in ("sasrec", "bert4rec") and any(layout.values()):
-        set_here = ", ".join(k for k, v in layout.items() if v)
-        checks.append((False, f"{set_here} only shape the sasrec and bert4rec layouts; model {cfg.model!r} "
-                              f"has no such setting, so remove it"))
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(f"Invalid configuration: {message}. Fix the flag or the --config file and run again.")
+    ])

@@ -67,7 +67,7 @@ class Experiment:
         if len(cold) == 0:
             return {"users": 0}
         model_res = self.evaluate("cold")
-        pop = PopRec(self.data.seqs.num_items, self.cfg, popularity=self.popularity).to(self.runtime.device)
+        pop = PopRec(self.data.seqs.num_items, popularity=self.popularity).to(self.runtime.device)
         pop_res = evaluate(replace(self.recommender, model=pop), self.items, self.starts, cold, None,
                            self.cfg.eval_batch_size)
         return {"users": len(cold), "model": {k: model_res.metrics[k] for k in COLD_METRICS},

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -27,7 +26,7 @@ def _redacted(value):
 def write_config(path: Path, cfg) -> Path:
     """The resolved config as YAML, with credentials in any location (e.g. `source`) masked:
     it travels with the registered model. Evaluating later needs --source again then."""
-    path.write_text(yaml.safe_dump(_redacted(dataclasses.asdict(cfg)), sort_keys=False))
+    path.write_text(yaml.safe_dump(_redacted(cfg.to_dict()), sort_keys=False))
     return path
 
 

@@ -3,7 +3,7 @@
 An MLflow model directory whose MLmodel carries `metadata.xlrec` (the xlrec flavor entry)
 and whose pyfunc data folder `data/xlrec/` holds three plain files:
 - `model.safetensors`: the weights (safetensors: a JSON header plus raw tensor bytes),
-- `config.yaml`: the run's TrainConfig (read with yaml.safe_load),
+- `config.yaml`: the run's TrainConfig in its flat form (`TrainConfig.to_dict`, read with yaml.safe_load),
 - `item_map.json`: contiguous item index -> raw item id and title.
 
 Why hand-written instead of `mlflow.pytorch.load_model`: that unpickles `data/model.pth`, and
@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from xlrec.config import PrepConfig, TrainConfig, validate
+from xlrec.config import PREP_HINTS, RUN_HINTS, TrainConfig, arch_hints, build_config
 from xlrec.errors import ConfigError, XlrecError
 
 FORMAT_VERSION = 2
@@ -144,60 +144,79 @@ def _type_ok(value: Any, hint: Any) -> bool:
     return False
 
 
-def _typed_fields(cls: type, raw: dict, where: str) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    shown = {f.name: f.type for f in dataclasses.fields(cls)}  # the annotation as written, e.g. "float | None"
-    names = [f.name for f in dataclasses.fields(cls) if f.name != "prep"]
-    unknown = sorted(set(map(str, raw)) - set(names) - ({"prep"} if cls is TrainConfig else set()))
-    if unknown:
-        raise XlrecError(f"The config.yaml of {where} has unknown setting(s) {unknown[:10]}; this xlrec does not "
-                         f"know them, so it will not guess how to build the model. Re-train it with this xlrec.")
+def _shown(hint: Any) -> str:
+    """An annotation as written, e.g. `float | None`, `list[int]`."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is list:
+        return f"list[{_shown(args[0])}]"
+    if args:
+        return " | ".join(_shown(a) for a in args)
+    return "None" if hint is type(None) else hint.__name__
+
+
+def _typed(raw: dict, hints: dict[str, Any], where: str) -> dict[str, Any]:
+    """`raw`'s values checked strictly against `hints` (no string is read as a number or a boolean:
+    xlrec wrote this file, so a value of another type means damage or tampering)."""
     values = {}
-    for name in names:
-        if name not in raw:
-            continue  # a setting added after the model was trained keeps its default
-        value, hint = raw[name], hints[name]
+    for name, value in raw.items():
+        hint = hints[name]
         if not _type_ok(value, hint):
-            raise XlrecError(f"The config.yaml of {where} sets {name} to {repr(value)[:80]}, which is not of type "
-                             f"{shown[name]}; the model's config is damaged or crafted. Re-train it with "
-                             f"`xlrec train`.")
+            raise ConfigError(f"The config.yaml of {where} sets {name} to {repr(value)[:80]}, which is not of type "
+                              f"{_shown(hint)}; the model's config is damaged or crafted. Re-train it with "
+                              f"`xlrec train`.")
         wants_float = hint is float or float in typing.get_args(hint)
         values[name] = float(value) if wants_float and isinstance(value, int) else value
     return values
 
 
 def config_from_dict(raw: Any, where: str) -> TrainConfig:
-    """A TrainConfig from a model's config.yaml: known keys, right types, valid and within LIMITS."""
+    """A TrainConfig from a model's config.yaml: exactly the keys this xlrec writes for the model,
+    of the right types and within LIMITS, then assembled and checked by `build_config`, the code
+    a config from flags and YAML goes through."""
     from xlrec.data_prep import DATASETS
     from xlrec.rec_models import MODELS
 
+    again = ("It was written by another xlrec version or edited; re-train the model with this xlrec "
+             "(`xlrec train`) and register it again.")
     if not isinstance(raw, dict):
-        raise XlrecError(f"The config.yaml of {where} holds no mapping of settings; the model is damaged.")
+        raise ConfigError(f"The config.yaml of {where} holds no mapping of settings; the model is damaged.")
     prep_raw = raw.get("prep", {})
     if not isinstance(prep_raw, dict):
-        raise XlrecError(f"The config.yaml of {where} has a 'prep' that is not a mapping; the model is damaged.")
-    cfg = TrainConfig(**_typed_fields(TrainConfig, raw, where), prep=PrepConfig(**_typed_fields(PrepConfig, prep_raw,
-                                                                                                where)))
-    if cfg.model not in MODELS:
-        raise XlrecError(f"The config.yaml of {where} names model {cfg.model!r}, which is not one of xlrec's models "
-                         f"({', '.join(MODELS)}); it cannot be rebuilt.")
-    if cfg.dataset not in DATASETS:
-        raise XlrecError(f"The config.yaml of {where} names dataset {cfg.dataset!r}, which is not one of xlrec's "
-                         f"datasets ({', '.join(DATASETS)}).")
-    flat = {**dataclasses.asdict(cfg.prep), **dataclasses.asdict(cfg)}
+        raise ConfigError(f"The config.yaml of {where} has a 'prep' that is not a mapping; the model is damaged.")
+    hints = {**RUN_HINTS, **arch_hints()}
+    unknown = sorted(set(map(str, raw)) - set(hints) - {"prep"}) + sorted(
+        f"prep.{k}" for k in set(map(str, prep_raw)) - set(PREP_HINTS))
+    if unknown:
+        raise ConfigError(f"The config.yaml of {where} has unknown setting(s) {unknown[:10]}; this xlrec does not "
+                          f"know them, so it will not guess how to build the model. {again}")
+    values = {**_typed({k: v for k, v in raw.items() if k != "prep"}, hints, where),
+              "prep": _typed(prep_raw, PREP_HINTS, where)}
+    model = values.get("model")
+    if "model" in values and model not in MODELS:
+        raise ConfigError(f"The config.yaml of {where} names model {model!r}, which is not one of xlrec's models "
+                          f"({', '.join(MODELS)}); it cannot be rebuilt.")
+    flat = {**values["prep"], **values}
     for key, cap in LIMITS.items():
         value = flat.get(key)
         if value is not None and not 0 <= value <= cap:
-            raise XlrecError(f"The config.yaml of {where} sets {key} = {value}, outside xlrec's limit of 0..{cap} "
-                             f"for a model it loads; the config is damaged or crafted, so nothing was built.")
-    if any(not 0 <= i <= LIMITS["num_blocks"] for i in cfg.slstm_at):  # xlstm-s ignores indices past num_blocks
-        raise XlrecError(f"The config.yaml of {where} puts sLSTM blocks at {cfg.slstm_at[:10]}, outside "
-                         f"0..{LIMITS['num_blocks']}; the config is damaged or crafted.")
+            raise ConfigError(f"The config.yaml of {where} sets {key} = {value}, outside xlrec's limit of 0..{cap} "
+                              f"for a model it loads; the config is damaged or crafted, so nothing was built.")
+    if any(not 0 <= i <= LIMITS["num_blocks"] for i in values.get("slstm_at", [])):  # xlstm-s ignores the rest
+        raise ConfigError(f"The config.yaml of {where} puts sLSTM blocks at {values['slstm_at'][:10]}, outside "
+                          f"0..{LIMITS['num_blocks']}; the config is damaged or crafted.")
+    family = [f.name for f in dataclasses.fields(MODELS[model].settings)] if model in MODELS else []
+    missing = sorted(k for k in (*RUN_HINTS, *family) if k not in values) + sorted(
+        f"prep.{k}" for k in PREP_HINTS if k not in values["prep"])
+    if missing:
+        raise ConfigError(f"The config.yaml of {where} lacks setting(s) {missing[:10]}, which this xlrec builds "
+                          f"and checks the model from. {again}")
+    if values["dataset"] not in DATASETS:
+        raise ConfigError(f"The config.yaml of {where} names dataset {values['dataset']!r}, which is not one of "
+                          f"xlrec's datasets ({', '.join(DATASETS)}).")
     try:
-        validate(cfg)
+        return build_config(values)
     except ConfigError as exc:
-        raise XlrecError(f"The config.yaml of {where} is invalid: {exc}") from None
-    return cfg
+        raise ConfigError(f"The config.yaml of {where} is invalid: {exc}") from None
 
 
 def read_item_map(path: Path, where: str) -> tuple[list[str], list[str]]:

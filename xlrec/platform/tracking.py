@@ -8,7 +8,6 @@ the model) is xlrec.platform.run_results.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from typing import Any
@@ -55,7 +54,7 @@ def flatten_config(cfg: TrainConfig) -> dict[str, Any]:
     and params are stored and shown in the clear.
     """
     flat: dict[str, Any] = {}
-    for key, value in dataclasses.asdict(cfg).items():
+    for key, value in cfg.to_dict().items():
         if isinstance(value, dict):
             flat.update({f"prep.{k}": v for k, v in value.items()})
         elif isinstance(value, list):

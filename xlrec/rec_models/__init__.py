@@ -1,34 +1,45 @@
-"""Models chosen by name: a registry of `SequentialRecommender` classes."""
+"""Models chosen by name: each name maps to its model class and its settings class."""
 
 from __future__ import annotations
 
-from xlrec.config import TrainConfig
+from typing import NamedTuple
+
+from xlrec.config import ModelSettings, TrainConfig
 from xlrec.errors import ConfigError
 from xlrec.rec_models.base import SequentialRecommender, parameter_breakdown, parameter_table
-from xlrec.rec_models.bert4rec import BERT4Rec
-from xlrec.rec_models.pop import PopRec
-from xlrec.rec_models.rnn import GRU4Rec, LSTMRec
-from xlrec.rec_models.sasrec import SASRec
-from xlrec.rec_models.xlstm import XLSTMRec, XLSTMSRec
+from xlrec.rec_models.bert4rec import BERT4Rec, BERT4RecSettings
+from xlrec.rec_models.pop import PopRec, PopSettings
+from xlrec.rec_models.rnn import GRU4Rec, LSTMRec, RNNSettings
+from xlrec.rec_models.sasrec import SASRec, SASRecSettings
+from xlrec.rec_models.xlstm import XLSTMRec, XLSTMSettings, XLSTMSRec, XLSTMSSettings
 
-MODELS: dict[str, type[SequentialRecommender]] = {
-    "xlstm": XLSTMRec,
-    "xlstm-s": XLSTMSRec,
-    "sasrec": SASRec,
-    "bert4rec": BERT4Rec,
-    "gru4rec": GRU4Rec,
-    "lstm": LSTMRec,
-    "pop": PopRec,
+
+class Family(NamedTuple):
+    model: type[SequentialRecommender]
+    settings: type[ModelSettings]
+
+
+MODELS: dict[str, Family] = {
+    "xlstm": Family(XLSTMRec, XLSTMSettings),
+    "xlstm-s": Family(XLSTMSRec, XLSTMSSettings),
+    "sasrec": Family(SASRec, SASRecSettings),
+    "bert4rec": Family(BERT4Rec, BERT4RecSettings),
+    "gru4rec": Family(GRU4Rec, RNNSettings),
+    "lstm": Family(LSTMRec, RNNSettings),
+    "pop": Family(PopRec, PopSettings),
 }
 
 
 def build_model(name: str, num_items: int, cfg: TrainConfig, kernel: str = "native") -> SequentialRecommender:
+    """Model `name` for `num_items` items, built from the run config's family settings (`cfg.arch`)."""
     if name not in MODELS:
         raise ConfigError(f"Unknown model {name!r}. Choose one of: {', '.join(MODELS)}.")
-    cls = MODELS[name]
-    if cls is SASRec:
-        return cls(num_items, cfg)
-    return cls(num_items, cfg, kernel=kernel)
+    family = MODELS[name]
+    if not isinstance(cfg.arch, family.settings):  # a programming error: configs come from xlrec.config
+        raise TypeError(f"model {name!r} is built from {family.settings.__name__}, not {type(cfg.arch).__name__}")
+    return family.model(num_items, cfg.arch, cfg.max_len, kernel=kernel)
 
 
-__all__ = ["MODELS", "build_model", "SequentialRecommender", "parameter_breakdown", "parameter_table"]
+__all__ = ["MODELS", "BERT4RecSettings", "Family", "PopSettings", "RNNSettings", "SASRecSettings",
+           "SequentialRecommender", "XLSTMSSettings", "XLSTMSettings", "build_model", "parameter_breakdown",
+           "parameter_table"]

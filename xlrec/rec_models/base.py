@@ -5,6 +5,9 @@ the last column) to hidden states (B, L, D) with `encode`, and scores every item
 (ids 0..N, column 0 is padding) with its untied output layer. The trainer asks a model
 for `training_pairs` (hidden states at target positions and the targets); the loss and
 the evaluator are shared, so every model is trained and ranked the same way.
+
+A model is built from its family's settings (a `ModelSettings` dataclass declared next to it,
+e.g. `SASRecSettings`), the run's max_len and the kernel choice, never from the run config.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from xlrec.config import TrainConfig
+from xlrec.config import ModelSettings, check
 
 
 class SequentialRecommender(nn.Module):
@@ -29,11 +32,16 @@ class SequentialRecommender(nn.Module):
     #: captured and checked as a CUDA graph on a GPU (xlrec.device.use_cuda_graph)
     graph_capturable: bool = False
 
-    def __init__(self, num_items: int, cfg: TrainConfig):
+    def __init__(self, num_items: int, settings: ModelSettings, max_len: int, kernel: str = "native"):
         super().__init__()
         self.num_items = num_items
-        self.max_len = cfg.max_len
-        self.dim = cfg.embedding_dim
+        self.max_len = max_len
+
+    @property
+    def passes_per_epoch(self) -> int:
+        """How often an epoch visits each training window (more for models that train a random
+        subset of a window's positions per visit)."""
+        return 1
 
     # --- to implement -------------------------------------------------------------
     def encode(self, ids: torch.Tensor) -> torch.Tensor:
@@ -74,6 +82,17 @@ class SequentialRecommender(nn.Module):
         k = min(num_targets, inputs.shape[1])
         tgt = targets[:, -k:].masked_fill(inputs[:, -k:] == 0, -1)
         return hidden[:, -k:].reshape(-1, hidden.shape[-1]), tgt.reshape(-1)
+
+
+def backbone_checks(embedding_dim: int, num_blocks: int, dropout: float,
+                    num_heads: int | None = None) -> None:
+    """The checks every embedding -> blocks -> output family shares (num_heads where it has heads)."""
+    heads = [] if num_heads is None else [
+        (num_heads > 0 and embedding_dim % num_heads == 0,
+         f"embedding_dim ({embedding_dim}) must be divisible by num_heads ({num_heads})")]
+    check([(embedding_dim > 0, f"embedding_dim must be positive, got {embedding_dim}"),
+           (num_blocks > 0, f"num_blocks must be positive, got {num_blocks}"), *heads,
+           (0.0 <= dropout < 1.0, f"dropout must be in [0, 1), got {dropout}")])
 
 
 def component_of(param_name: str) -> str:

@@ -9,11 +9,29 @@ of the input vocabulary only; outputs score items 0..N like every other model.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from xlrec.config import TrainConfig
-from xlrec.rec_models.sasrec import SASRec
+from xlrec.config import check
+from xlrec.rec_models.sasrec import SASRec, SASRecSettings
+
+
+@dataclass
+class BERT4RecSettings(SASRecSettings):
+    """SASRec's settings plus the masking of the training windows."""
+
+    mask_prob: float = 0.2
+    # share of training windows that mask only their last item, the samples BERT4Rec adds "to
+    # better match the sequential recommendation task" (Sun et al. 2019, 3.6)
+    mask_last_share: float = 0.0
+
+    def validate(self) -> None:
+        super().validate()
+        check([(0.0 < self.mask_prob < 1.0, f"mask_prob must be in (0, 1), got {self.mask_prob}"),
+               (0.0 <= self.mask_last_share <= 1.0, f"mask_last_share must be in [0, 1], got {self.mask_last_share}")])
 
 
 class BERT4Rec(SASRec):
@@ -22,12 +40,20 @@ class BERT4Rec(SASRec):
     causal_attention = False
     graph_capturable = False  # masks come from the trainer's own generator
     default_ffn_mult = 4
+    vocab_extra = 1  # the [MASK] token
+    activation = nn.GELU
 
-    def __init__(self, num_items: int, cfg: TrainConfig, kernel: str = "native"):
-        super().__init__(num_items, cfg, vocab_extra=1, activation=nn.GELU)
+    def __init__(self, num_items: int, settings: BERT4RecSettings, max_len: int, kernel: str = "native"):
+        super().__init__(num_items, settings, max_len)
         self.mask_token = num_items + 1
-        self.mask_prob = cfg.mask_prob
-        self.mask_last_share = cfg.mask_last_share
+        self.mask_prob = settings.mask_prob
+        self.mask_last_share = settings.mask_last_share
+
+    @property
+    def passes_per_epoch(self) -> int:
+        """ceil(1/mask_prob) visits of each window per epoch (fresh masks each time): an epoch
+        trains about as many targets as there are training interactions, like the causal models'."""
+        return math.ceil(1.0 / self.mask_prob)
 
     def next_item_scores(self, history: torch.Tensor) -> torch.Tensor:
         # Drop the oldest item and append [MASK] so the window keeps length L.
@@ -48,7 +74,8 @@ class BERT4Rec(SASRec):
             masked = (draw < self.mask_prob) & real
             masked[:, : window.shape[1] - num_targets] = False
             if self.mask_last_share > 0:  # these windows mask their last item only
-                last_only = torch.rand(window.shape[:1], device=window.device, generator=generator) < self.mask_last_share
+                draw_last = torch.rand(window.shape[:1], device=window.device, generator=generator)
+                last_only = draw_last < self.mask_last_share
                 masked[last_only] = False
             none = ~masked.any(dim=1)
             masked[none, -1] = True  # every window trains at least its last item

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-from xlrec.config import TrainConfig
+from xlrec.config import ModelSettings
 from xlrec.rec_models.base import SequentialRecommender
+
+
+@dataclass
+class PopSettings(ModelSettings):
+    """Popularity has no settings of its own."""
 
 
 class PopRec(SequentialRecommender):
     family = "pop"
     trainable = False
 
-    def __init__(self, num_items: int, cfg: TrainConfig, kernel: str = "native",
-                 popularity: np.ndarray | None = None):
-        super().__init__(num_items, cfg)
+    def __init__(self, num_items: int, settings: ModelSettings | None = None, max_len: int = 0,
+                 kernel: str = "native", popularity: np.ndarray | None = None):
+        # settings and max_len are optional: the cold-start fallback builds one from the counts alone
+        super().__init__(num_items, settings or PopSettings(), max_len)
         counts = torch.zeros(num_items + 1) if popularity is None else torch.as_tensor(popularity, dtype=torch.float32)
         self.register_buffer("counts", counts)
 

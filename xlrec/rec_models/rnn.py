@@ -7,24 +7,39 @@ Inputs are right-aligned before the recurrence so leading pads never touch the s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from xlrec.config import TrainConfig
-from xlrec.rec_models.base import SequentialRecommender, right_align, undo_right_align
+from xlrec.config import ModelSettings
+from xlrec.rec_models.base import SequentialRecommender, backbone_checks, right_align, undo_right_align
+
+
+@dataclass
+class RNNSettings(ModelSettings):
+    """GRU4Rec's and the LSTM's settings: hidden size, layers and dropout (no attention heads)."""
+
+    embedding_dim: int = 64
+    num_blocks: int = 1  # recurrent layers
+    dropout: float = 0.2
+
+    def validate(self) -> None:
+        backbone_checks(self.embedding_dim, self.num_blocks, self.dropout)
 
 
 class _RNNRec(SequentialRecommender):
     graph_capturable = True  # cuDNN's RNN kernels capture (GRU4Rec checked on an H100)
     cell: type[nn.Module] = nn.GRU
 
-    def __init__(self, num_items: int, cfg: TrainConfig, kernel: str = "native"):
-        super().__init__(num_items, cfg)
-        self.item_embedding = nn.Embedding(num_items + 1, cfg.embedding_dim, padding_idx=0)
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.rnn = self.cell(cfg.embedding_dim, cfg.embedding_dim, num_layers=cfg.num_blocks, batch_first=True,
-                             dropout=cfg.dropout if cfg.num_blocks > 1 else 0.0)
-        self.output = nn.Linear(cfg.embedding_dim, num_items + 1, bias=False)
+    def __init__(self, num_items: int, settings: RNNSettings, max_len: int, kernel: str = "native"):
+        super().__init__(num_items, settings, max_len)
+        self.item_embedding = nn.Embedding(num_items + 1, settings.embedding_dim, padding_idx=0)
+        self.dropout = nn.Dropout(settings.dropout)
+        dim, layers = settings.embedding_dim, settings.num_blocks
+        self.rnn = self.cell(dim, dim, num_layers=layers, batch_first=True,
+                             dropout=settings.dropout if layers > 1 else 0.0)
+        self.output = nn.Linear(settings.embedding_dim, num_items + 1, bias=False)
 
     def encode(self, ids: torch.Tensor) -> torch.Tensor:
         aligned, back = right_align(ids)

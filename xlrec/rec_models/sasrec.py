@@ -11,12 +11,44 @@ biased output, post-LN, one block: its Table 4 parameter counts) are one config 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xlrec.config import TrainConfig
-from xlrec.rec_models.base import SequentialRecommender
+from xlrec.config import ModelSettings, check
+from xlrec.rec_models.base import SequentialRecommender, backbone_checks
+
+
+@dataclass
+class SASRecSettings(ModelSettings):
+    """The transformer's size and block layout; configs/paper/ holds the layouts whose parameter
+    counts are the paper's Table 4 rows."""
+
+    embedding_dim: int = 64
+    num_heads: int = 2
+    num_blocks: int = 1
+    dropout: float = 0.2
+    # score items with the input item embedding (the original papers' weight tying) instead of a
+    # separate output layer; off = the paper's untied layout (Table 6 counts)
+    tied_output: bool = False
+    # feed-forward width as a multiple of embedding_dim (unset = the family's own: SASRec's
+    # original 1, BERT4Rec's 4)
+    ffn_mult: int | None = None
+    output_bias: bool = False  # a per-item bias in the output layer
+    # false = post-LN blocks and no final norm (nn.TransformerEncoderLayer's default)
+    norm_first: bool = True
+    # a dense layer and activation before the output layer (BERT4Rec's prediction head)
+    output_head: bool = False
+
+    # they shape nothing else, so setting them for another model is a mistake worth an error
+    exclusive: ClassVar[tuple[str, ...]] = ("tied_output", "ffn_mult", "output_bias", "norm_first", "output_head")
+
+    def validate(self) -> None:
+        backbone_checks(self.embedding_dim, self.num_blocks, self.dropout, self.num_heads)
+        check([(self.ffn_mult is None or self.ffn_mult > 0, f"ffn_mult must be positive, got {self.ffn_mult}")])
 
 
 class SelfAttention(nn.Module):
@@ -69,26 +101,28 @@ class SASRec(SequentialRecommender):
     family = "sasrec"
     causal_attention = True
     graph_capturable = True
-    #: feed-forward width / embedding_dim when the config leaves `ffn_mult` unset
+    #: feed-forward width / embedding_dim when the settings leave `ffn_mult` unset
     default_ffn_mult = 1
+    #: input ids past the items (BERT4Rec's [MASK])
+    vocab_extra = 0
+    activation: type[nn.Module] = nn.ReLU
 
-    def __init__(self, num_items: int, cfg: TrainConfig, vocab_extra: int = 0, activation=nn.ReLU):
-        super().__init__(num_items, cfg)
-        ffn_mult = cfg.ffn_mult or self.default_ffn_mult
-        self.item_embedding = nn.Embedding(num_items + 1 + vocab_extra, cfg.embedding_dim, padding_idx=0)
-        self.position_embedding = nn.Embedding(cfg.max_len, cfg.embedding_dim)
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList([
-            TransformerBlock(cfg.embedding_dim, cfg.num_heads, cfg.dropout, ffn_mult, activation, cfg.norm_first)
-            for _ in range(cfg.num_blocks)])
+    def __init__(self, num_items: int, settings: SASRecSettings, max_len: int, kernel: str = "native"):
+        super().__init__(num_items, settings, max_len)
+        s, dim, activation = settings, settings.embedding_dim, self.activation
+        ffn_mult = s.ffn_mult or self.default_ffn_mult
+        self.item_embedding = nn.Embedding(num_items + 1 + self.vocab_extra, dim, padding_idx=0)
+        self.position_embedding = nn.Embedding(max_len, dim)
+        self.dropout = nn.Dropout(s.dropout)
+        self.blocks = nn.ModuleList([TransformerBlock(dim, s.num_heads, s.dropout, ffn_mult, activation, s.norm_first)
+                                     for _ in range(s.num_blocks)])
         # post-LN blocks end in a norm already
-        self.final_norm = nn.LayerNorm(cfg.embedding_dim) if cfg.norm_first else nn.Identity()
-        self.head = (nn.Sequential(nn.Linear(cfg.embedding_dim, cfg.embedding_dim), activation())
-                     if cfg.output_head else nn.Identity())
-        self.tied_output = cfg.tied_output
+        self.final_norm = nn.LayerNorm(dim) if s.norm_first else nn.Identity()
+        self.head = nn.Sequential(nn.Linear(dim, dim), activation()) if s.output_head else nn.Identity()
+        self.tied_output = s.tied_output
         if not self.tied_output:
-            self.output = nn.Linear(cfg.embedding_dim, num_items + 1, bias=False)
-        self.output_bias = nn.Parameter(torch.zeros(num_items + 1)) if cfg.output_bias else None
+            self.output = nn.Linear(dim, num_items + 1, bias=False)
+        self.output_bias = nn.Parameter(torch.zeros(num_items + 1)) if s.output_bias else None
         # Small embedding init (BERT-style); N(0, 1) would swamp the position embedding.
         for emb in (self.item_embedding, self.position_embedding):
             nn.init.normal_(emb.weight, std=0.02)

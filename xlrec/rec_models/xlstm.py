@@ -15,31 +15,58 @@ affect earlier positions, so results do not depend on the padding.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xlrec.config import TrainConfig
+from xlrec.config import ModelSettings, check
 from xlrec.device import mlstm_kernel_names
-from xlrec.rec_models.base import SequentialRecommender, right_align, undo_right_align
+from xlrec.rec_models.base import SequentialRecommender, backbone_checks, right_align, undo_right_align
+
+
+@dataclass
+class XLSTMSettings(ModelSettings):
+    """The mLSTM stack's size (the paper's Table 3 columns) and dropout on the item embedding."""
+
+    embedding_dim: int = 64
+    num_heads: int = 2
+    num_blocks: int = 1
+    dropout: float = 0.2
+
+    def validate(self) -> None:
+        backbone_checks(self.embedding_dim, self.num_blocks, self.dropout, self.num_heads)
+
+
+@dataclass
+class XLSTMSSettings(XLSTMSettings):
+    """xlstm-s: the same, plus the blocks that are sLSTM (indices past num_blocks are ignored)."""
+
+    slstm_at: list[int] = field(default_factory=lambda: [0])
+
+    def validate(self) -> None:
+        super().validate()
+        check([(all(b >= 0 for b in self.slstm_at), f"slstm_at must list block indices >= 0, got {self.slstm_at}")])
 
 
 class XLSTMRec(SequentialRecommender):
     family = "xlstm"
     graph_capturable = True
 
-    def __init__(self, num_items: int, cfg: TrainConfig, kernel: str = "native", chunk_size: int | None = None):
-        super().__init__(num_items, cfg)
+    def __init__(self, num_items: int, settings: XLSTMSettings, max_len: int, kernel: str = "native",
+                 chunk_size: int | None = None):
+        super().__init__(num_items, settings, max_len)
         from xlstm.xlstm_large.model import xLSTMLargeBlockStack, xLSTMLargeConfig
 
         # Triton chunkwise kernels take chunks of 16..64; the native kernels any size.
         self.chunk_size = chunk_size or (64 if kernel == "triton" else 16)
-        self.item_embedding = nn.Embedding(num_items + 1, cfg.embedding_dim, padding_idx=0)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.item_embedding = nn.Embedding(num_items + 1, settings.embedding_dim, padding_idx=0)
+        self.dropout = nn.Dropout(settings.dropout)
         config = xLSTMLargeConfig(
-            embedding_dim=cfg.embedding_dim,
-            num_heads=cfg.num_heads,
-            num_blocks=cfg.num_blocks,
+            embedding_dim=settings.embedding_dim,
+            num_heads=settings.num_heads,
+            num_blocks=settings.num_blocks,
             vocab_size=num_items + 1,
             mode="train",
             chunk_size=self.chunk_size,
@@ -47,7 +74,7 @@ class XLSTMRec(SequentialRecommender):
             **mlstm_kernel_names(kernel),
         )
         self.backbone = xLSTMLargeBlockStack(config)
-        self.output = nn.Linear(cfg.embedding_dim, num_items + 1, bias=False)
+        self.output = nn.Linear(settings.embedding_dim, num_items + 1, bias=False)
 
     def encode(self, ids: torch.Tensor) -> torch.Tensor:
         L = ids.shape[1]
@@ -62,30 +89,30 @@ class XLSTMRec(SequentialRecommender):
 class XLSTMSRec(SequentialRecommender):
     family = "xlstm-s"
 
-    def __init__(self, num_items: int, cfg: TrainConfig, kernel: str = "native"):
-        super().__init__(num_items, cfg)
+    def __init__(self, num_items: int, settings: XLSTMSSettings, max_len: int, kernel: str = "native"):
+        super().__init__(num_items, settings, max_len)
         from xlstm import (FeedForwardConfig, mLSTMBlockConfig, mLSTMLayerConfig, sLSTMBlockConfig,
                            sLSTMLayerConfig, xLSTMBlockStack, xLSTMBlockStackConfig)
 
-        slstm_at = [i for i in cfg.slstm_at if i < cfg.num_blocks]
+        slstm_at = [i for i in settings.slstm_at if i < settings.num_blocks]
         stack_cfg = xLSTMBlockStackConfig(
             mlstm_block=mLSTMBlockConfig(mlstm=mLSTMLayerConfig(
-                conv1d_kernel_size=4, qkv_proj_blocksize=4, num_heads=cfg.num_heads)),
+                conv1d_kernel_size=4, qkv_proj_blocksize=4, num_heads=settings.num_heads)),
             slstm_block=sLSTMBlockConfig(
                 slstm=sLSTMLayerConfig(
                     backend="cuda" if kernel == "triton" else "vanilla",
-                    num_heads=cfg.num_heads, conv1d_kernel_size=4, bias_init="powerlaw_blockdependent"),
+                    num_heads=settings.num_heads, conv1d_kernel_size=4, bias_init="powerlaw_blockdependent"),
                 feedforward=FeedForwardConfig(proj_factor=1.3, act_fn="gelu")),
-            context_length=cfg.max_len,
-            num_blocks=cfg.num_blocks,
-            embedding_dim=cfg.embedding_dim,
+            context_length=max_len,
+            num_blocks=settings.num_blocks,
+            embedding_dim=settings.embedding_dim,
             slstm_at=slstm_at,
-            dropout=cfg.dropout,
+            dropout=settings.dropout,
         )
-        self.item_embedding = nn.Embedding(num_items + 1, cfg.embedding_dim, padding_idx=0)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.item_embedding = nn.Embedding(num_items + 1, settings.embedding_dim, padding_idx=0)
+        self.dropout = nn.Dropout(settings.dropout)
         self.backbone = xLSTMBlockStack(stack_cfg)
-        self.output = nn.Linear(cfg.embedding_dim, num_items + 1, bias=False)
+        self.output = nn.Linear(settings.embedding_dim, num_items + 1, bias=False)
 
     def encode(self, ids: torch.Tensor) -> torch.Tensor:
         aligned, back = right_align(ids)

@@ -48,12 +48,6 @@ def sample_ends(split: Split, max_len: int, mode: str, causal: bool, stride: int
     return ends.astype(np.int64), starts[row].astype(np.int64)
 
 
-def passes_per_epoch(causal: bool, mask_prob: float) -> int:
-    """Masked-item models see each window ceil(1/mask_prob) times per epoch (fresh masks), so
-    an epoch trains about as many targets as there are training interactions, like the causal ones."""
-    return 1 if causal else int(np.ceil(1.0 / mask_prob))
-
-
 def num_targets(split: Split, causal: bool) -> int:
     n = split.train_end - split.starts
     return int(np.maximum(n - 1, 0).sum()) if causal else int(n.sum())

@@ -28,7 +28,7 @@ from xlrec.config import TrainConfig
 from xlrec.device import Runtime, resource_usage, start_usage_interval, synchronize
 from xlrec.errors import XlrecError
 from xlrec.rec_models import SequentialRecommender, parameter_breakdown
-from xlrec.training.batches import TrainWindows, passes_per_epoch
+from xlrec.training.batches import TrainWindows
 from xlrec.training.cuda_graph import GraphedStep
 from xlrec.training.evaluate import EvalResult
 from xlrec.training.losses import full_softmax_ce
@@ -198,8 +198,8 @@ class Trainer:
         cfg, model = self.cfg, self.model
         if self._step is None:
             self._step = self._make_step(windows)
-        # masked-item models see each window several times per epoch (batches.passes_per_epoch)
-        passes = passes_per_epoch(model.causal, cfg.mask_prob) if windows.mode == "window" else 1
+        # masked-item models see each window several times per epoch, with fresh masks
+        passes = model.passes_per_epoch if windows.mode == "window" else 1
         ends, starts = windows.epoch(model.causal, passes, self.shuffle_gen)
         model.train()
         for value in self._acc.values():
