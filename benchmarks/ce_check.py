@@ -1,6 +1,6 @@
 """GPU check of the output-layer CE: the Triton kernel vs the torch path, and their speed.
 
-    python benchmarks/ce_check.py   (on a CUDA machine)
+python benchmarks/ce_check.py   (on a CUDA machine)
 """
 
 from __future__ import annotations
@@ -30,9 +30,16 @@ def main() -> None:
         t = torch.randint(0, items, (rows,), device="cuda")
         res = {k: run(k, h, w, t) for k in ("native", "triton")}
         (la, gha, gwa), (lb, ghb, gwb) = res["native"], res["triton"]
-        row = {"rows": rows, "items": items, "loss_native": la.item(), "loss_triton": lb.item(),
-               "max_abs_dh": (gha - ghb).abs().max().item(), "max_abs_h_grad": gha.abs().max().item(),
-               "max_abs_dw": (gwa - gwb).abs().max().item(), "max_abs_w_grad": gwa.abs().max().item()}
+        row = {
+            "rows": rows,
+            "items": items,
+            "loss_native": la.item(),
+            "loss_triton": lb.item(),
+            "max_abs_dh": (gha - ghb).abs().max().item(),
+            "max_abs_h_grad": gha.abs().max().item(),
+            "max_abs_dw": (gwa - gwb).abs().max().item(),
+            "max_abs_w_grad": gwa.abs().max().item(),
+        }
         for k in ("native", "triton"):
             run(k, h, w, t)
             torch.cuda.synchronize()

@@ -23,9 +23,20 @@ ML1M = {"synthetic_users": 6040, "synthetic_items": 3416, "synthetic_mean_len": 
 models = sys.argv[1].split(",") if len(sys.argv) > 1 else ["xlstm", "sasrec", "bert4rec", "gru4rec", "lstm"]
 for model in models:
     try:
-        cfg = resolve_config(model, "synthetic", overrides={**ML1M, "embedding_dim": 128, "num_heads": 2,
-                                                             "num_blocks": 2, "max_len": 200, "epochs": 2,
-                                                             "patience": 5, "device": "cuda"})
+        cfg = resolve_config(
+            model,
+            "synthetic",
+            overrides={
+                **ML1M,
+                "embedding_dim": 128,
+                "num_heads": 2,
+                "num_blocks": 2,
+                "max_len": 200,
+                "epochs": 2,
+                "patience": 5,
+                "device": "cuda",
+            },
+        )
         data = prepare("synthetic", cfg.prep)
         t = time.perf_counter()
         res = train(cfg, data, [Print()])

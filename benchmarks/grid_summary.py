@@ -30,11 +30,16 @@ def main() -> None:
     print((out / "table4.md").read_text())
     print("trials per CUDA_VISIBLE_DEVICES:", trials["cuda_visible_devices"].astype(str).value_counts().to_dict())
     print("status:", trials["status"].value_counts().to_dict())
-    print("gpu_peak_allocated_mb per trial: max", trials["gpu_peak_allocated_mb"].max(),
-          "mean", round(trials["gpu_peak_allocated_mb"].mean(), 1))
+    print(
+        "gpu_peak_allocated_mb per trial: max",
+        trials["gpu_peak_allocated_mb"].max(),
+        "mean",
+        round(trials["gpu_peak_allocated_mb"].mean(), 1),
+    )
     util = pd.read_csv(sys.argv[2], names=["gpu", "util", "mem_mb"], skipinitialspace=True)
-    summary = util.groupby("gpu").agg(samples=("util", "size"), mean_util=("util", "mean"),
-                                      max_mem_mb=("mem_mb", "max"))
+    summary = util.groupby("gpu").agg(
+        samples=("util", "size"), mean_util=("util", "mean"), max_mem_mb=("mem_mb", "max")
+    )
     print("per-GPU utilisation during the sweep (1 s samples):")
     print(summary.round(1).to_string())
 

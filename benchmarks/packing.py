@@ -15,11 +15,29 @@ import time
 
 
 def wave(n: int, model: str, source: str | None) -> float:
-    cmd = [sys.executable, "-m", "xlrec", "train", "--model", model, "--dataset", "ml-100k", "--device", "cuda",
-           "--no-tracking"] + (["--source", source] if source else [])
+    cmd = [
+        sys.executable,
+        "-m",
+        "xlrec",
+        "train",
+        "--model",
+        model,
+        "--dataset",
+        "ml-100k",
+        "--device",
+        "cuda",
+        "--no-tracking",
+    ] + (["--source", source] if source else [])
     t0 = time.perf_counter()
-    procs = [subprocess.Popen(cmd + ["--seed", str(42 + i)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                              env={**os.environ, "OMP_NUM_THREADS": "1"}) for i in range(n)]
+    procs = [
+        subprocess.Popen(
+            cmd + ["--seed", str(42 + i)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        for i in range(n)
+    ]
     outs = [p.communicate()[0] for p in procs]
     wall = time.perf_counter() - t0
     if any(p.returncode for p in procs):
@@ -35,8 +53,17 @@ def main() -> None:
     args = ap.parse_args()
     for n in map(int, args.concurrency.split(",")):
         wall, epochs = wave(n, args.model, args.source)
-        print(json.dumps({"concurrent": n, "wall_s": round(wall, 2), "epochs": epochs,
-                          "trials_per_hour": round(n / wall * 3600, 1)}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "concurrent": n,
+                    "wall_s": round(wall, 2),
+                    "epochs": epochs,
+                    "trials_per_hour": round(n / wall * 3600, 1),
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -36,11 +36,13 @@ def main() -> None:
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         from xlrec.training import batches
+
         orig = batches.sample_ends
 
         def few(*a, **k):
             e, s = orig(*a, **k)
             return e[:n], s[:n]
+
         batches.sample_ends = few
         trainer.train_epoch(exp.windows)
         batches.sample_ends = orig

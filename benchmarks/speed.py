@@ -59,7 +59,7 @@ def prefix_epoch_estimate(trainer: Trainer, exp: Experiment, steps: int) -> tupl
 
     def run(first, n):
         for i in range(first * bs, (first + n) * bs, bs):
-            w = gather_windows(exp.items, ends[i:i + bs], starts[i:i + bs], width)
+            w = gather_windows(exp.items, ends[i : i + bs], starts[i : i + bs], width)
             with trainer.rt.autocast():
                 h, t = model.training_pairs(w, 1, trainer.generator)
                 loss = full_softmax_ce(*model.output_operands(h), t, kernel=trainer.rt.kernel)
@@ -118,19 +118,37 @@ def main() -> None:
                     synchronize(trainer.rt)
                     evals.append(time.perf_counter() - t0)
                 t_eval = min(evals)
-                row = {"device": dev_name, "shape": shape, "model": model, "users": data.seqs.num_users,
-                       "items": data.seqs.num_items, "interactions": int(data.seqs.offsets[-1]),
-                       "batch_size": cfg.batch_size, "cuda_graph": trainer.graphed, "max_len": cfg.max_len, "dim": cfg.arch.embedding_dim, "epoch_times_s": [round(x, 4) for x in times],
-                       "epoch_s": min(times), "targets": stats["targets"],
-                       "throughput": stats["targets"] / min(times), "peak_gpu_mb": round(peak, 1),
-                       "eval_all_users_s": round(t_eval, 4), "eval_first_call_s": round(evals[0], 4),
-                       "test_recall@10": res.metrics["recall@10"],
-                       "data_prep_s": round(t_data, 2)}
+                row = {
+                    "device": dev_name,
+                    "shape": shape,
+                    "model": model,
+                    "users": data.seqs.num_users,
+                    "items": data.seqs.num_items,
+                    "interactions": int(data.seqs.offsets[-1]),
+                    "batch_size": cfg.batch_size,
+                    "cuda_graph": trainer.graphed,
+                    "max_len": cfg.max_len,
+                    "dim": cfg.arch.embedding_dim,
+                    "epoch_times_s": [round(x, 4) for x in times],
+                    "epoch_s": min(times),
+                    "targets": stats["targets"],
+                    "throughput": stats["targets"] / min(times),
+                    "peak_gpu_mb": round(peak, 1),
+                    "eval_all_users_s": round(t_eval, 4),
+                    "eval_first_call_s": round(evals[0], 4),
+                    "test_recall@10": res.metrics["recall@10"],
+                    "data_prep_s": round(t_data, 2),
+                }
                 if args.prefix_steps and model != "bert4rec":
                     t_pre, steps, total = prefix_epoch_estimate(trainer, exp, args.prefix_steps)
-                    row.update({"prefix_steps_timed": steps, "prefix_batches_per_epoch": total,
-                                "prefix_epoch_s_extrapolated": round(t_pre / steps * total, 2),
-                                "speedup_vs_prefix": round(t_pre / steps * total / min(times), 1)})
+                    row.update(
+                        {
+                            "prefix_steps_timed": steps,
+                            "prefix_batches_per_epoch": total,
+                            "prefix_epoch_s_extrapolated": round(t_pre / steps * total, 2),
+                            "speedup_vs_prefix": round(t_pre / steps * total / min(times), 1),
+                        }
+                    )
                 print(json.dumps(row), flush=True)
                 fh.write(json.dumps(row) + "\n")
                 del trainer, exp

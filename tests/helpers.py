@@ -50,15 +50,16 @@ def xlrec_env(data_dir: str | Path, mirror: str | Path | None = None, **extra: s
     return env
 
 
-def run_xlrec(args: list[str], env: dict[str, str], cwd: str | Path | None = None,
-              timeout: float = 600) -> subprocess.CompletedProcess:
+def run_xlrec(
+    args: list[str], env: dict[str, str], cwd: str | Path | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """`python -m xlrec ARGS` with captured text output."""
-    return subprocess.run([sys.executable, "-m", "xlrec", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "xlrec", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
-def sweep(cwd: Path, *args: str, data_dir: Path | None = None,
-          env: dict | None = None) -> subprocess.CompletedProcess:
+def sweep(cwd: Path, *args: str, data_dir: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """`python -m xlrec sweep ...` in cwd, with no MLflow/Ray address inherited from this process."""
     return run_xlrec(["sweep", *args], xlrec_env(data_dir or cwd / "data", **(env or {})), cwd=cwd, timeout=900)
 
@@ -139,7 +140,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if mode == "slow":  # in pieces, so that concurrent clients overlap
             for start in range(0, len(body), 1 << 16):
-                self.wfile.write(body[start:start + (1 << 16)])
+                self.wfile.write(body[start : start + (1 << 16)])
                 self.wfile.flush()
                 time.sleep(0.02)
             return
@@ -175,5 +176,9 @@ class Server:
 
 def leftovers(cache: Path) -> list[str]:
     """Every file or folder under downloads/ and raw/ (what a failure must not leave behind)."""
-    return sorted(str(p.relative_to(cache)) for sub in ("downloads", "raw") if (cache / sub).exists()
-                  for p in (cache / sub).rglob("*"))
+    return sorted(
+        str(p.relative_to(cache))
+        for sub in ("downloads", "raw")
+        if (cache / sub).exists()
+        for p in (cache / sub).rglob("*")
+    )

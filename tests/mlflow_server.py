@@ -32,8 +32,10 @@ def _admin_connect():
                 continue
             conn.autocommit = True
             return conn, user
-    raise RuntimeError(f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT} ({'; '.join(errors)}). "
-                       f"Start it (e.g. `pg_ctlcluster 15 main start`).")
+    raise RuntimeError(
+        f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT} ({'; '.join(errors)}). "
+        f"Start it (e.g. `pg_ctlcluster 15 main start`)."
+    )
 
 
 def create_database(prefix: str = "xlrec_test") -> str:

@@ -147,8 +147,9 @@ def test_unsafe_zip_is_not_unpacked(server, cache, tmp_path):
 
 
 def test_single_file_source_with_gzip_integrity_check(server, cache, capsys):
-    reviews = "".join(f"{{'username': 'u{u}', 'product_id': '{i}', 'date': '2017-0{u}-1{i}'}}\n"
-                      for u in (1, 2, 3) for i in (1, 2))
+    reviews = "".join(
+        f"{{'username': 'u{u}', 'product_id': '{i}', 'date': '2017-0{u}-1{i}'}}\n" for u in (1, 2, 3) for i in (1, 2)
+    )
     body = gzip.compress(reviews.encode())
     url = server.serve("/steam_reviews.json.gz", body)
     sources = {"steam": Source(url=url, sha256=None, size=None, kind="file")}

@@ -15,8 +15,25 @@ from xlrec.cli import main
 from xlrec.config import TrainConfig, resolve_config
 from xlrec.errors import ConfigError
 
-TINY = ["--dataset", "synthetic", "--synthetic-users", "60", "--synthetic-items", "30", "--synthetic-mean-len", "10",
-        "--embedding-dim", "8", "--max-len", "10", "--epochs", "1", "--device", "cpu", "--no-tracking"]
+TINY = [
+    "--dataset",
+    "synthetic",
+    "--synthetic-users",
+    "60",
+    "--synthetic-items",
+    "30",
+    "--synthetic-mean-len",
+    "10",
+    "--embedding-dim",
+    "8",
+    "--max-len",
+    "10",
+    "--epochs",
+    "1",
+    "--device",
+    "cpu",
+    "--no-tracking",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -53,9 +70,27 @@ def test_catalogue_smaller_than_the_largest_k_is_refused_before_training(tmp_pat
     mirror.mkdir(parents=True)
     rows = [f"{1 + i // 4}\t{1 + i}\t5\t{100 + i}" for i in range(lines)]  # <= 8 items, users of 4 events
     (mirror / "u.data").write_text("\n".join(rows) + "\n")
-    msg = refused(capsys, ["train", "--model", "gru4rec", "--dataset", "ml-100k", "--source", str(mirror.parent),
-                           "--epochs", "1", "--embedding-dim", "8", "--device", "cpu", "--no-tracking",
-                           "--cold-start-threshold", "3"])
+    msg = refused(
+        capsys,
+        [
+            "train",
+            "--model",
+            "gru4rec",
+            "--dataset",
+            "ml-100k",
+            "--source",
+            str(mirror.parent),
+            "--epochs",
+            "1",
+            "--embedding-dim",
+            "8",
+            "--device",
+            "cpu",
+            "--no-tracking",
+            "--cold-start-threshold",
+            "3",
+        ],
+    )
     assert f"has {lines} item(s) after preprocessing, fewer than 20" in msg
 
 
@@ -73,29 +108,32 @@ def test_cold_start_threshold_above_every_user_is_refused(capsys):
 # --- flags out of range or not finite ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("flag,value,needle", [
-    ("--weight-decay", "nan", "'weight_decay' must be a finite number"),
-    ("--weight-decay", "-1", "weight_decay must be >= 0"),
-    ("--eval-batch-size", "0", "eval_batch_size must be positive"),
-    ("--eval-batch-size", "-1", "eval_batch_size must be positive"),
-    ("--grad-clip", "nan", "'grad_clip' must be a finite number"),
-    ("--grad-clip", "-1", "grad_clip must be >= 0"),
-    ("--patience", "-1", "patience must be >= 0"),
-    ("--lr", "nan", "'lr' must be a finite number"),
-    ("--lr", "inf", "'lr' must be a finite number"),
-    ("--dropout", "nan", "'dropout' must be a finite number"),
-    ("--adam-beta2", "nan", "'adam_beta2' must be a finite number"),
-    ("--ema-decay", "inf", "'ema_decay' must be a finite number"),
-    ("--mask-prob", "nan", "'mask_prob' must be a finite number"),
-    ("--min-rating", "nan", "'min_rating' must be a finite number or null"),
-    ("--synthetic-users", "0", "synthetic_users must be positive"),
-    ("--synthetic-users", "-5", "synthetic_users must be positive"),
-    ("--synthetic-items", "0", "synthetic_items must be positive"),
-    ("--synthetic-items", "-1", "synthetic_items must be positive"),
-    ("--synthetic-mean-len", "0", "synthetic_mean_len must be positive"),
-    ("--seed", "-1", "seed must be in [0, 2**32)"),
-    ("--num-threads", "-2", "num_threads must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "flag,value,needle",
+    [
+        ("--weight-decay", "nan", "'weight_decay' must be a finite number"),
+        ("--weight-decay", "-1", "weight_decay must be >= 0"),
+        ("--eval-batch-size", "0", "eval_batch_size must be positive"),
+        ("--eval-batch-size", "-1", "eval_batch_size must be positive"),
+        ("--grad-clip", "nan", "'grad_clip' must be a finite number"),
+        ("--grad-clip", "-1", "grad_clip must be >= 0"),
+        ("--patience", "-1", "patience must be >= 0"),
+        ("--lr", "nan", "'lr' must be a finite number"),
+        ("--lr", "inf", "'lr' must be a finite number"),
+        ("--dropout", "nan", "'dropout' must be a finite number"),
+        ("--adam-beta2", "nan", "'adam_beta2' must be a finite number"),
+        ("--ema-decay", "inf", "'ema_decay' must be a finite number"),
+        ("--mask-prob", "nan", "'mask_prob' must be a finite number"),
+        ("--min-rating", "nan", "'min_rating' must be a finite number or null"),
+        ("--synthetic-users", "0", "synthetic_users must be positive"),
+        ("--synthetic-users", "-5", "synthetic_users must be positive"),
+        ("--synthetic-items", "0", "synthetic_items must be positive"),
+        ("--synthetic-items", "-1", "synthetic_items must be positive"),
+        ("--synthetic-mean-len", "0", "synthetic_mean_len must be positive"),
+        ("--seed", "-1", "seed must be in [0, 2**32)"),
+        ("--num-threads", "-2", "num_threads must be >= 0"),
+    ],
+)
 def test_out_of_range_flag_is_refused(tmp_path, capsys, flag, value, needle):
     msg = refused(capsys, ["train", "--model", "gru4rec", *TINY, flag, value])
     assert needle in msg
@@ -113,22 +151,25 @@ def test_synthetic_generator_refuses_non_positive_sizes_itself():
 # --- YAML files --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text,needle", [
-    ('epochs: "ten"\n', "setting 'epochs' must be an integer, got 'ten' (str)"),
-    ("lr: [1]\n", "setting 'lr' must be a finite number (NaN and infinity are not accepted), got [1] (list)"),
-    ('exclude_seen: "no"\n', "setting 'exclude_seen' must be true or false, got 'no' (str)"),
-    ("exclude_seen: 1\n", "setting 'exclude_seen' must be true or false, got 1 (int)"),
-    ("embedding_dim: 16.5\n", "setting 'embedding_dim' must be an integer, got 16.5 (float)"),
-    ("lr: .nan\n", "setting 'lr' must be a finite number"),
-    ("model: [gru4rec]\n", "setting 'model' must be a string"),
-    ("dataset: {a: 1}\n", "setting 'dataset' must be a string"),
-    ("prep: {min_rating: high}\n", "setting 'prep.min_rating' must be a finite number or null"),
-    ("slstm_at: 0\n", "setting 'slstm_at' must be a list of integers"),
-    ("seed: 2024-01-01\n", "setting 'seed' must be an integer"),
-    ("null: 3\n", "unknown setting None"),
-    ("[[[[" * 300 + "\n", "nested too deeply"),
-    ("epochs: [1\n", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ('epochs: "ten"\n', "setting 'epochs' must be an integer, got 'ten' (str)"),
+        ("lr: [1]\n", "setting 'lr' must be a finite number (NaN and infinity are not accepted), got [1] (list)"),
+        ('exclude_seen: "no"\n', "setting 'exclude_seen' must be true or false, got 'no' (str)"),
+        ("exclude_seen: 1\n", "setting 'exclude_seen' must be true or false, got 1 (int)"),
+        ("embedding_dim: 16.5\n", "setting 'embedding_dim' must be an integer, got 16.5 (float)"),
+        ("lr: .nan\n", "setting 'lr' must be a finite number"),
+        ("model: [gru4rec]\n", "setting 'model' must be a string"),
+        ("dataset: {a: 1}\n", "setting 'dataset' must be a string"),
+        ("prep: {min_rating: high}\n", "setting 'prep.min_rating' must be a finite number or null"),
+        ("slstm_at: 0\n", "setting 'slstm_at' must be a list of integers"),
+        ("seed: 2024-01-01\n", "setting 'seed' must be an integer"),
+        ("null: 3\n", "unknown setting None"),
+        ("[[[[" * 300 + "\n", "nested too deeply"),
+        ("epochs: [1\n", "not valid YAML"),
+    ],
+)
 def test_yaml_with_wrong_types_is_refused_naming_key_value_and_type(tmp_path, capsys, text, needle):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(text)
@@ -152,12 +193,21 @@ def test_strict_booleans_and_yaml11_numbers_still_parse(tmp_path):
     assert type(c.epochs) is int and type(c.lr) is float and type(c.prep.min_rating) is float
 
 
-@pytest.mark.parametrize("key,value,expected", [
-    ("embedding_dim", "64", "an integer"), ("lr", True, "a finite number"), ("lr", float("inf"), "a finite number"),
-    ("tied_output", "yes", "true or false"), ("scheduler", 1, "a string"), ("ffn_mult", 2.5, "an integer or null"),
-    ("slstm_at", [0, "1"], "a list of integers"), ("prep", {"kcore_iterate": "off"}, "true or false"),
-    ("source", ["dir"], "a string"), ("device", None, None),
-])
+@pytest.mark.parametrize(
+    "key,value,expected",
+    [
+        ("embedding_dim", "64", "an integer"),
+        ("lr", True, "a finite number"),
+        ("lr", float("inf"), "a finite number"),
+        ("tied_output", "yes", "true or false"),
+        ("scheduler", 1, "a string"),
+        ("ffn_mult", 2.5, "an integer or null"),
+        ("slstm_at", [0, "1"], "a list of integers"),
+        ("prep", {"kcore_iterate": "off"}, "true or false"),
+        ("source", ["dir"], "a string"),
+        ("device", None, None),
+    ],
+)
 def test_every_field_is_type_checked_against_its_annotation(key, value, expected):
     if expected is None:  # None means "not given": the default stays
         assert resolve_config("gru4rec", "synthetic", overrides={key: value}).device == TrainConfig.device
@@ -171,42 +221,66 @@ def test_every_field_is_type_checked_against_its_annotation(key, value, expected
 # --- sweep arguments, all checked before a server, Ray or data work starts ----------------------
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--trials", "-1"], "--trials must be an integer >= 1, got -1"),
-    (["--trials", "0"], "--trials must be an integer >= 1, got 0"),
-    (["--models", "foo"], "--models applies to --mode grid only"),
-    (["--mode", "grid", "--models", "foo"], "--models: unknown name(s) 'foo'"),
-    (["--mode", "grid", "--models", "gru4rec", "--datasets", "ml-5m"], "--datasets: unknown name(s) 'ml-5m'"),
-    (["--mode", "grid", "--models", "gru4rec", "--max-lens", "1"], "--max-len must be at least 2"),
-    (["--mode", "grid", "--models", "gru4rec", "--seeds", "-3"], "seed must be in [0, 2**32)"),
-    (["--model", "nope"], "--model: unknown name(s) 'nope'"),
-    (["--epochs", "0"], "--epochs must be an integer >= 1"),
-    (["--grace-period", "0"], "--grace-period must be an integer >= 1"),
-    (["--epochs", "2", "--grace-period", "5"], "--grace-period (5) cannot exceed --epochs (2)"),
-    (["--cpus-per-trial", "nan"], "--cpus-per-trial must be a finite number >= 0"),
-    (["--cpus-per-trial", "-1"], "--cpus-per-trial must be a finite number >= 0"),
-    (["--gpus-per-trial", "inf"], "--gpus-per-trial must be a finite number >= 0"),
-    (["--gpus-per-trial", "1.5"], "--gpus-per-trial above 1 must be a whole number"),
-    (["--cpus-per-trial", "0"], "both 0"),
-    (["--max-concurrent", "-1"], "--max-concurrent must be an integer >= 0"),
-    (["--max-failures", "-2"], "--max-failures must be -1 (retry forever) or more"),
-    (["--seed", "-1"], "--seed must be an integer >= 0"),
-    (["--set", "bogus=1"], "unknown setting 'bogus'"),
-    (["--set", "lr=nan"], "setting 'lr' must be a finite number"),
-    (["--set", "epochs=ten"], "--set epochs=... is not a fixed training setting"),
-    (["--set", "model=sasrec"], "use --model (search) or --models (grid)"),
-    (["--set", "lr=[1"], "--set lr: cannot read the value"),
-    (["--set", "=1"], "--set expects KEY=VALUE"),
-    (["--mode", "grid", "--models", "gru4rec", "--set", "max_len=10"], "use --max-lens instead"),
-    (["--set", "cold_start_threshold=100000"], "No user of dataset synthetic has at least 100000"),
-    (["--set", "synthetic_items=10"], "has 10 item(s) after preprocessing, fewer than 20"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--trials", "-1"], "--trials must be an integer >= 1, got -1"),
+        (["--trials", "0"], "--trials must be an integer >= 1, got 0"),
+        (["--models", "foo"], "--models applies to --mode grid only"),
+        (["--mode", "grid", "--models", "foo"], "--models: unknown name(s) 'foo'"),
+        (["--mode", "grid", "--models", "gru4rec", "--datasets", "ml-5m"], "--datasets: unknown name(s) 'ml-5m'"),
+        (["--mode", "grid", "--models", "gru4rec", "--max-lens", "1"], "--max-len must be at least 2"),
+        (["--mode", "grid", "--models", "gru4rec", "--seeds", "-3"], "seed must be in [0, 2**32)"),
+        (["--model", "nope"], "--model: unknown name(s) 'nope'"),
+        (["--epochs", "0"], "--epochs must be an integer >= 1"),
+        (["--grace-period", "0"], "--grace-period must be an integer >= 1"),
+        (["--epochs", "2", "--grace-period", "5"], "--grace-period (5) cannot exceed --epochs (2)"),
+        (["--cpus-per-trial", "nan"], "--cpus-per-trial must be a finite number >= 0"),
+        (["--cpus-per-trial", "-1"], "--cpus-per-trial must be a finite number >= 0"),
+        (["--gpus-per-trial", "inf"], "--gpus-per-trial must be a finite number >= 0"),
+        (["--gpus-per-trial", "1.5"], "--gpus-per-trial above 1 must be a whole number"),
+        (["--cpus-per-trial", "0"], "both 0"),
+        (["--max-concurrent", "-1"], "--max-concurrent must be an integer >= 0"),
+        (["--max-failures", "-2"], "--max-failures must be -1 (retry forever) or more"),
+        (["--seed", "-1"], "--seed must be an integer >= 0"),
+        (["--set", "bogus=1"], "unknown setting 'bogus'"),
+        (["--set", "lr=nan"], "setting 'lr' must be a finite number"),
+        (["--set", "epochs=ten"], "--set epochs=... is not a fixed training setting"),
+        (["--set", "model=sasrec"], "use --model (search) or --models (grid)"),
+        (["--set", "lr=[1"], "--set lr: cannot read the value"),
+        (["--set", "=1"], "--set expects KEY=VALUE"),
+        (["--mode", "grid", "--models", "gru4rec", "--set", "max_len=10"], "use --max-lens instead"),
+        (["--set", "cold_start_threshold=100000"], "No user of dataset synthetic has at least 100000"),
+        (["--set", "synthetic_items=10"], "has 10 item(s) after preprocessing, fewer than 20"),
+    ],
+)
 def test_sweep_arguments_are_checked_before_anything_starts(tmp_path, capsys, args, needle):
-    base = ["sweep", "--dataset", "synthetic", "--model", "gru4rec", "--epochs", "1", "--grace-period", "1",
-            "--trials", "1", "--set", "synthetic_users=40", "--set", "synthetic_mean_len=8"]
+    base = [
+        "sweep",
+        "--dataset",
+        "synthetic",
+        "--model",
+        "gru4rec",
+        "--epochs",
+        "1",
+        "--grace-period",
+        "1",
+        "--trials",
+        "1",
+        "--set",
+        "synthetic_users=40",
+        "--set",
+        "synthetic_mean_len=8",
+    ]
     if "--mode" in args:
-        base = [a for a in base if a not in ("--dataset", "synthetic", "--model", "gru4rec")] + \
-               ["--datasets", "synthetic", "--max-lens", "8", "--seeds", "1"]
+        base = [a for a in base if a not in ("--dataset", "synthetic", "--model", "gru4rec")] + [
+            "--datasets",
+            "synthetic",
+            "--max-lens",
+            "8",
+            "--seeds",
+            "1",
+        ]
         if "--models" not in args:
             base += ["--models", "gru4rec"]
     if not any(a.startswith("synthetic_items") for a in args):

@@ -14,11 +14,11 @@ from helpers import SHARED_DATA
 
 
 def run_cli(*args: str, tmp_path: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "XLREC_DATA_DIR": str(tmp_path / "data"), "MLFLOW_TRACKING_URI": "",
-                **(env or {})}
+    full_env = {**os.environ, "XLREC_DATA_DIR": str(tmp_path / "data"), "MLFLOW_TRACKING_URI": "", **(env or {})}
     full_env.pop("MLFLOW_RUN_ID", None)
-    return subprocess.run([sys.executable, "-m", "xlrec", *args], capture_output=True, text=True,
-                          cwd=tmp_path, env=full_env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "xlrec", *args], capture_output=True, text=True, cwd=tmp_path, env=full_env, timeout=600
+    )
 
 
 def test_data_prepare_prints_table1_for_real_ml100k(tmp_path):
@@ -26,33 +26,83 @@ def test_data_prepare_prints_table1_for_real_ml100k(tmp_path):
     assert proc.returncode == 0, proc.stderr
     row = proc.stdout.strip().splitlines()[-1].split()
     assert row == ["ml-100k", "943", "1,682", "100,000", "106.04", "0.93695"]
-    again = run_cli("data", "prepare", "--dataset", "ml-100k", tmp_path=tmp_path,
-                    env={"XLREC_DATA_MIRROR": str(SHARED_DATA)})
+    again = run_cli(
+        "data", "prepare", "--dataset", "ml-100k", tmp_path=tmp_path, env={"XLREC_DATA_MIRROR": str(SHARED_DATA)}
+    )
     assert again.returncode == 0 and "from cache" in again.stderr
 
 
 def test_train_prints_one_json_line(tmp_path):
-    proc = run_cli("train", "--model", "gru4rec", "--dataset", "synthetic", "--synthetic-users", "80",
-                   "--synthetic-items", "40", "--synthetic-mean-len", "15", "--epochs", "2", "--embedding-dim", "16",
-                   "--max-len", "10", "--device", "cpu", "--no-tracking", tmp_path=tmp_path)
+    proc = run_cli(
+        "train",
+        "--model",
+        "gru4rec",
+        "--dataset",
+        "synthetic",
+        "--synthetic-users",
+        "80",
+        "--synthetic-items",
+        "40",
+        "--synthetic-mean-len",
+        "15",
+        "--epochs",
+        "2",
+        "--embedding-dim",
+        "16",
+        "--max-len",
+        "10",
+        "--device",
+        "cpu",
+        "--no-tracking",
+        tmp_path=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert {"model", "dataset", "seed", "max_len", "params", "epochs_run", "best_epoch", "avg_epoch_time_s",
-            "val", "test"} <= set(summary)
+    assert {
+        "model",
+        "dataset",
+        "seed",
+        "max_len",
+        "params",
+        "epochs_run",
+        "best_epoch",
+        "avg_epoch_time_s",
+        "val",
+        "test",
+    } <= set(summary)
     assert summary["epochs_run"] == 2 and summary["params"] > 0
     assert {"recall@10", "mrr@10", "ndcg@10", "recall@5", "ndcg@20"} <= set(summary["test"])
     assert "epoch   1" in proc.stderr
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["train", "--model", "nope", "--dataset", "synthetic", "--no-tracking"], "Unknown model 'nope'"),
-    (["train", "--model", "xlstm", "--dataset", "ml-5m", "--no-tracking"], "Unknown dataset 'ml-5m'"),
-    (["data", "prepare", "--dataset", "ml-1m", "--source", "/nonexistent/mirror"], "has no folder ml-1m"),
-    (["train", "--model", "xlstm", "--dataset", "synthetic", "--embedding-dim", "30", "--num-heads", "4",
-      "--no-tracking"], "divisible"),
-    (["train", "--config", "missing.yaml", "--no-tracking"], "missing.yaml does not exist"),
-    (["train", "--model", "xlstm", "--dataset", "synthetic", "--device", "cuda", "--no-tracking"], "no usable CUDA"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["train", "--model", "nope", "--dataset", "synthetic", "--no-tracking"], "Unknown model 'nope'"),
+        (["train", "--model", "xlstm", "--dataset", "ml-5m", "--no-tracking"], "Unknown dataset 'ml-5m'"),
+        (["data", "prepare", "--dataset", "ml-1m", "--source", "/nonexistent/mirror"], "has no folder ml-1m"),
+        (
+            [
+                "train",
+                "--model",
+                "xlstm",
+                "--dataset",
+                "synthetic",
+                "--embedding-dim",
+                "30",
+                "--num-heads",
+                "4",
+                "--no-tracking",
+            ],
+            "divisible",
+        ),
+        (["train", "--config", "missing.yaml", "--no-tracking"], "missing.yaml does not exist"),
+        (
+            ["train", "--model", "xlstm", "--dataset", "synthetic", "--device", "cuda", "--no-tracking"],
+            "no usable CUDA",
+        ),
+    ],
+)
 def test_bad_input_gives_one_paragraph_and_no_traceback(tmp_path, args, needle):
     proc = run_cli(*args, tmp_path=tmp_path)
     assert proc.returncode != 0

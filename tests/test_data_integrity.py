@@ -43,16 +43,23 @@ def ml100k_zip() -> bytes:
 
 def cache_files(cache: Path) -> list[str]:
     """Every file in the cache except the lock files (which are meant to stay)."""
-    return sorted(str(p.relative_to(cache)) for p in cache.rglob("*")
-                  if p.is_file() and p.relative_to(cache).parts[0] != "locks")
+    return sorted(
+        str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file() and p.relative_to(cache).parts[0] != "locks"
+    )
 
 
 def start_prepare(cache: Path, *args: str) -> subprocess.Popen:
     """`python -m xlrec data prepare --dataset ml-100k ARGS` with `cache` as its data cache."""
     env = {k: v for k, v in os.environ.items() if k != "XLREC_DATA_MIRROR"}
     env.update(PYTHONPATH=str(REPO), XLREC_DATA_DIR=str(cache))
-    return subprocess.Popen([sys.executable, "-m", "xlrec", "data", "prepare", "--dataset", "ml-100k", *args],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "xlrec", "data", "prepare", "--dataset", "ml-100k", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def prepare_concurrently(cache: Path, *args: str, procs: int = PROCS) -> list[tuple[int, str, str]]:
@@ -77,8 +84,9 @@ def test_concurrent_first_downloads_share_one_fetch(server, cache, ml100k_zip):
     processed = [f for f in cache_files(cache) if f.startswith("processed/")]
     assert len(processed) == 1 and processed[0].endswith(".npz")
     names = [n.split("/", 1)[1] for n in zipfile.ZipFile(io.BytesIO(ml100k_zip)).namelist() if not n.endswith("/")]
-    assert [f for f in cache_files(cache) if not f.startswith("processed/")] == \
-        ["downloads/ml-100k.zip"] + sorted(f"raw/ml-100k/{n}" for n in names)  # no .part or temp leftovers
+    assert [f for f in cache_files(cache) if not f.startswith("processed/")] == ["downloads/ml-100k.zip"] + sorted(
+        f"raw/ml-100k/{n}" for n in names
+    )  # no .part or temp leftovers
     assert sum("processed and cached" in err for _, _, err in results) == 1  # parsed once, loaded 3 times
 
 
@@ -109,7 +117,7 @@ def test_killed_download_leaves_nothing_for_the_next_run(server, cache, ml100k_z
     proc.communicate(timeout=60)
     assert [p.name for p in downloads.iterdir()][0].endswith(".part")  # what the killed run left
     server.serve("/m/ml-100k.zip", ml100k_zip)
-    (rc, out, err), = prepare_concurrently(cache, "--source", server.base + "/m/", procs=1)
+    ((rc, out, err),) = prepare_concurrently(cache, "--source", server.base + "/m/", procs=1)
     assert rc == 0 and "100,000" in out, err
     assert server.hits.count("/m/ml-100k.zip") == 2
     assert [p.name for p in downloads.iterdir()] == ["ml-100k.zip"]
@@ -222,8 +230,9 @@ def test_partial_ml1m_copy_says_what_differs(cache, shared_data, capsys):
 # --------------------------------------------------------------------- corrupt mirror files
 
 
-@pytest.mark.parametrize("content", [b"", bytes(range(256)) * 40, b"1\t10\t5\n2\t20\t4\n"],
-                         ids=["empty", "binary", "three-columns"])
+@pytest.mark.parametrize(
+    "content", [b"", bytes(range(256)) * 40, b"1\t10\t5\n2\t20\t4\n"], ids=["empty", "binary", "three-columns"]
+)
 def test_corrupt_mirror_file_is_a_data_error(cache, tmp_path, content):
     (tmp_path / "mirror" / "ml-100k").mkdir(parents=True)
     (tmp_path / "mirror" / "ml-100k" / "u.data").write_bytes(content)

@@ -40,8 +40,13 @@ def main_job(tmp_path_factory):
     assert len(lines) == 1 and "mlflow run . -e sweep" in lines[0], lines
     base = tmp_path_factory.mktemp("journey")
     repo = base / "repo"
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split("\n")
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
     for name in filter(None, files):
         src = ROOT / name
         if src.is_file():
@@ -52,8 +57,9 @@ def main_job(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_", "XLREC_"))}
     # PYTHONPATH stands in for `pip install -e .` of this clone (the shared venv's points elsewhere)
     env.update({"PYTHONPATH": str(repo), "XLREC_DATA_DIR": str(base / "cache"), "RAY_USAGE_STATS_ENABLED": "0"})
-    proc = subprocess.run(["bash", "-c", lines[0] + SIZE], cwd=repo, env=env, capture_output=True, text=True,
-                          timeout=900)
+    proc = subprocess.run(
+        ["bash", "-c", lines[0] + SIZE], cwd=repo, env=env, capture_output=True, text=True, timeout=900
+    )
     (base / "main-job.stderr").write_text(proc.stderr)  # kept for a look after a failure
     return repo, proc
 
@@ -76,8 +82,12 @@ def test_progress_lines_one_per_trial_and_a_summary(main_job):
     _, proc = main_job
     assert proc.returncode == 0, proc.stderr[-6000:]
     err = proc.stderr
-    start = re.search(r"^\[xlrec\] sweep search-xlstm-ml-100k: 3 trials of xlstm on ml-100k .*"
-                      r"experiment 'xlrec-ml-100k'.*http://127\.0\.0\.1:\d+/#/experiments/\d+/runs/\w+", err, re.M)
+    start = re.search(
+        r"^\[xlrec\] sweep search-xlstm-ml-100k: 3 trials of xlstm on ml-100k .*"
+        r"experiment 'xlrec-ml-100k'.*http://127\.0\.0\.1:\d+/#/experiments/\d+/runs/\w+",
+        err,
+        re.M,
+    )
     assert start, err[-4000:]
     lines = re.findall(r"^\[xlrec\] trial (\d)/3 (finished|pruned at epoch \d|failed \(.*?\))  (.*)$", err, re.M)
     assert sorted(int(n) for n, _, _ in lines) == [1, 2, 3], err[-4000:]
@@ -89,8 +99,7 @@ def test_progress_lines_one_per_trial_and_a_summary(main_job):
     done = [rest for _, _, rest in lines]
     assert sum("left" in r for r in done) == 2 and "left" not in done[-1]  # an estimate until the last one
     assert re.search(r"^\[xlrec\] sweep done in \d+(s|m\d\ds): \d finished, \d pruned, \d failed", err, re.M)
-    assert re.search(r"^\[xlrec\] compare the trials: mlflow ui --backend-store-uri sqlite:///\S+mlflow\.db", err,
-                     re.M)
+    assert re.search(r"^\[xlrec\] compare the trials: mlflow ui --backend-store-uri sqlite:///\S+mlflow\.db", err, re.M)
 
 
 def test_runs_are_in_the_dataset_experiment_under_a_parent_named_after_the_sweep(runs):

@@ -30,8 +30,21 @@ pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 README_MODEL, README_PORT = "xlstm-ml-100k", "5001"
 MODEL = "gru4rec-ml-100k"  # trained here (GRU4Rec: the fastest family); the README's name is mapped to it
-TRAIN = ["train", "--model", "gru4rec", "--dataset", "ml-100k", "--epochs", "1", "--max-len", "20",
-         "--embedding-dim", "16", "--device", "cpu"]
+TRAIN = [
+    "train",
+    "--model",
+    "gru4rec",
+    "--dataset",
+    "ml-100k",
+    "--epochs",
+    "1",
+    "--max-len",
+    "20",
+    "--embedding-dim",
+    "16",
+    "--device",
+    "cpu",
+]
 NUM_ITEMS = 1682  # ML-100K's catalogue
 
 
@@ -60,8 +73,21 @@ def _wait_for_ping(url: str, proc: subprocess.Popen, log: Path, timeout: float =
 
 def _recommend_cli(env: dict, cwd: Path, items: list[str], k: int) -> list[tuple[str, str, str]]:
     """(title, item id, printed score) lines of `xlrec recommend --items`."""
-    proc = run_xlrec(["recommend", "--model-uri", f"models:/{MODEL}@champion", "--items", ",".join(items),
-                      "--k", str(k), "--device", "cpu"], env, cwd=cwd)
+    proc = run_xlrec(
+        [
+            "recommend",
+            "--model-uri",
+            f"models:/{MODEL}@champion",
+            "--items",
+            ",".join(items),
+            "--k",
+            str(k),
+            "--device",
+            "cpu",
+        ],
+        env,
+        cwd=cwd,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return re.findall(r"^\s*\d+\. (.*) \(item (\S+), score (-?[\d.]+)\)$", proc.stdout, re.M)
 
@@ -91,8 +117,14 @@ def served(tmp_path_factory):
     assert len(serve) == 1 and serve[0].endswith("&"), script
     log = work / "serve.log"
     with open(log, "w") as out:
-        server = subprocess.Popen(["bash", "-c", "exec " + serve[0][:-1].strip()], env=env, cwd=work, stdout=out,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+        server = subprocess.Popen(
+            ["bash", "-c", "exec " + serve[0][:-1].strip()],
+            env=env,
+            cwd=work,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_for_ping(url, server, log)
@@ -108,8 +140,15 @@ def served(tmp_path_factory):
         curl = [line for line in script if line.startswith("curl") and "/invocations" in line]
         assert len(curl) == 1, script
         payload = json.loads(shlex.split(curl[0])[shlex.split(curl[0]).index("-d") + 1])
-        yield {"url": url, "env": env, "work": work, "tracking": tracking, "payload": payload,
-               "answer": json.loads(outputs[-1]), "log": log}
+        yield {
+            "url": url,
+            "env": env,
+            "work": work,
+            "tracking": tracking,
+            "payload": payload,
+            "answer": json.loads(outputs[-1]),
+            "log": log,
+        }
     finally:
         stop_process_group(server.pid)
         server.wait(timeout=30)
@@ -156,13 +195,17 @@ def test_readme_curl_answers_like_recommend(served):
     assert not set(history) & set(pred["item_ids"])  # the model's rule (trained with exclude_seen)
 
 
-@pytest.mark.parametrize("payload", [
-    {"inputs": [{"history": ["50", "172", "133"], "k": 5}]},
-    {"inputs": {"history": ["50", "172", "133"], "k": 5}},
-    {"dataframe_records": [{"history": [50, 172, 133], "k": 5}]},  # integer ids
-    {"inputs": [{"history": [50, "172", 133], "k": 5, "exclude_seen": True}]},
-    {"dataframe_split": {"columns": ["history", "k"], "data": [[["50", "172", "133"], 5]]}},
-], ids=["inputs-records", "inputs-one-row", "integer-ids", "mixed-ids-explicit-rule", "dataframe-split"])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"inputs": [{"history": ["50", "172", "133"], "k": 5}]},
+        {"inputs": {"history": ["50", "172", "133"], "k": 5}},
+        {"dataframe_records": [{"history": [50, 172, 133], "k": 5}]},  # integer ids
+        {"inputs": [{"history": [50, "172", 133], "k": 5, "exclude_seen": True}]},
+        {"dataframe_split": {"columns": ["history", "k"], "data": [[["50", "172", "133"], 5]]}},
+    ],
+    ids=["inputs-records", "inputs-one-row", "integer-ids", "mixed-ids-explicit-rule", "dataframe-split"],
+)
 def test_payload_forms_give_the_same_answer(served, payload):
     assert served["payload"] == {"dataframe_records": [{"history": ["50", "172", "133"], "k": 5}]}
     status, body = _post(served["url"] + "/invocations", payload)
@@ -171,8 +214,9 @@ def test_payload_forms_give_the_same_answer(served, payload):
 
 
 def test_default_k_and_several_rows(served):
-    status, body = _post(served["url"] + "/invocations",
-                         {"dataframe_records": [{"history": ["50", "172", "133"]}, {"history": ["1"]}]})
+    status, body = _post(
+        served["url"] + "/invocations", {"dataframe_records": [{"history": ["50", "172", "133"]}, {"history": ["1"]}]}
+    )
     assert status == 200, body
     first, second = body["predictions"]
     assert len(first["item_ids"]) == len(second["item_ids"]) == 10
@@ -184,8 +228,9 @@ def test_exclude_seen_false_ranks_the_history_too(served):
     """The whole catalogue, with and without the history excluded: the same ranking of the
     other items with the same scores, and the history only in the unexcluded one."""
     history = ["50", "172", "133"]
-    status, ranked_all = _post(served["url"] + "/invocations",
-                               {"inputs": [{"history": history, "k": NUM_ITEMS, "exclude_seen": False}]})
+    status, ranked_all = _post(
+        served["url"] + "/invocations", {"inputs": [{"history": history, "k": NUM_ITEMS, "exclude_seen": False}]}
+    )
     assert status == 200, ranked_all
     status, unseen = _post(served["url"] + "/invocations", {"inputs": [{"history": history, "k": NUM_ITEMS - 3}]})
     assert status == 200, unseen
@@ -197,17 +242,21 @@ def test_exclude_seen_false_ranks_the_history_too(served):
     assert status == 400 and f"Pass k between 1 and {NUM_ITEMS - 3}" in body["message"], body
 
 
-@pytest.mark.parametrize("row, expected", [
-    ({"history": ["999999", "50"]}, "Item id(s) 999999 are not in ml-100k's catalogue of this model"),
-    ({"history": ["50"], "k": 0}, "k must be at least 1"),
-    ({"history": ["50"], "k": 100000}, f"Pass k between 1 and {NUM_ITEMS - 1}"),
-    ({"history": []}, "'history' must be a non-empty list of raw item ids"),
-    ({"history": [True]}, "'history' items must be raw item ids as strings or integers"),
-    ({"history": [1.5]}, "'history' items must be raw item ids as strings or integers"),
-    ({"history": "50,172"}, "Failed to convert column history"),
-    ({"history": ["50"], "k": "five"}, "Failed to convert column k"),
-    ({"k": 3}, "Model is missing inputs ['history']"),
-], ids=["unknown-id", "k-zero", "k-too-big", "empty", "bool-id", "float-id", "not-a-list", "k-text", "no-history"])
+@pytest.mark.parametrize(
+    "row, expected",
+    [
+        ({"history": ["999999", "50"]}, "Item id(s) 999999 are not in ml-100k's catalogue of this model"),
+        ({"history": ["50"], "k": 0}, "k must be at least 1"),
+        ({"history": ["50"], "k": 100000}, f"Pass k between 1 and {NUM_ITEMS - 1}"),
+        ({"history": []}, "'history' must be a non-empty list of raw item ids"),
+        ({"history": [True]}, "'history' items must be raw item ids as strings or integers"),
+        ({"history": [1.5]}, "'history' items must be raw item ids as strings or integers"),
+        ({"history": "50,172"}, "Failed to convert column history"),
+        ({"history": ["50"], "k": "five"}, "Failed to convert column k"),
+        ({"k": 3}, "Model is missing inputs ['history']"),
+    ],
+    ids=["unknown-id", "k-zero", "k-too-big", "empty", "bool-id", "float-id", "not-a-list", "k-text", "no-history"],
+)
 def test_bad_requests_get_400_with_a_message(served, row, expected):
     status, body = _post(served["url"] + "/invocations", {"dataframe_records": [row]})
     assert status == 400, body
@@ -219,8 +268,11 @@ def test_signature_and_input_example_are_logged(served, tmp_path):
     """The MLflow UI shows how to call the model: the signature, and an example that really works."""
     from mlflow.models import Model
 
-    proc = run_xlrec(["registry", "download", "--name", MODEL, "--alias", "champion", "--dst", str(tmp_path / "m")],
-                     served["env"], cwd=served["work"])
+    proc = run_xlrec(
+        ["registry", "download", "--name", MODEL, "--alias", "champion", "--dst", str(tmp_path / "m")],
+        served["env"],
+        cwd=served["work"],
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     local = Path(json.loads(proc.stdout.strip().splitlines()[-1])["path"])
     meta = Model.load(str(local / "MLmodel"))
@@ -239,11 +291,14 @@ def test_signature_and_input_example_are_logged(served, tmp_path):
 
 def test_python_load_model_predict_as_documented(served):
     """The README's one-liner in Python (a fresh interpreter, as a user runs it) answers the same."""
-    code = ('import json, mlflow.pyfunc; '
-            f'p = mlflow.pyfunc.load_model("models:/{MODEL}@champion").predict('
-            '[{"history": ["50", "172", "133"], "k": 5}]); '
-            'print(json.dumps(p.to_dict("records")))')
-    done = subprocess.run([sys.executable, "-c", code], env=served["env"], cwd=served["work"], capture_output=True,
-                          text=True, timeout=300)
+    code = (
+        "import json, mlflow.pyfunc; "
+        f'p = mlflow.pyfunc.load_model("models:/{MODEL}@champion").predict('
+        '[{"history": ["50", "172", "133"], "k": 5}]); '
+        'print(json.dumps(p.to_dict("records")))'
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=served["env"], cwd=served["work"], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == served["answer"]["predictions"]

@@ -24,24 +24,71 @@ pytestmark = [pytest.mark.server, pytest.mark.slow]
 N_RUNS = int(os.environ.get("XLREC_LOAD_RUNS", "8"))
 EPOCHS = 3
 PER_EPOCH = ("train_loss", "val_recall_at_10", "val_ndcg_at_10", "val_mrr_at_10", "lr", "epoch_time_s")
-TINY = ["--model", "gru4rec", "--dataset", "synthetic", "--synthetic-users", "120", "--synthetic-items", "60",
-        "--synthetic-mean-len", "12", "--max-len", "10", "--embedding-dim", "8", "--epochs", str(EPOCHS),
-        "--min-epochs", str(EPOCHS), "--patience", str(EPOCHS), "--device", "cpu", "--num-threads", "1"]
+TINY = [
+    "--model",
+    "gru4rec",
+    "--dataset",
+    "synthetic",
+    "--synthetic-users",
+    "120",
+    "--synthetic-items",
+    "60",
+    "--synthetic-mean-len",
+    "12",
+    "--max-len",
+    "10",
+    "--embedding-dim",
+    "8",
+    "--epochs",
+    str(EPOCHS),
+    "--min-epochs",
+    str(EPOCHS),
+    "--patience",
+    str(EPOCHS),
+    "--device",
+    "cpu",
+    "--num-threads",
+    "1",
+]
 
 
 def test_concurrent_trainings_lose_nothing(mlflow_server, tmp_path):
     experiment = f"load-{uuid.uuid4().hex[:8]}"
     env = xlrec_env(tmp_path / "data", OMP_NUM_THREADS="1")
-    prep = subprocess.run([sys.executable, "-m", "xlrec", "data", "prepare", *TINY[2:10]], env=env,
-                          capture_output=True, text=True, timeout=300)
+    prep = subprocess.run(
+        [sys.executable, "-m", "xlrec", "data", "prepare", *TINY[2:10]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert prep.returncode == 0, prep.stderr  # cache the dataset once, before the concurrent runs
     # One registered model per test run (the synthetic dataset name is shared), so the
     # champion check sees only this test's versions: the experiment name is unique, and the
     # version count is read from the runs' own registrations.
-    procs = [subprocess.Popen([sys.executable, "-m", "xlrec", "train", *TINY, "--seed", str(seed),
-                               "--experiment", experiment, "--tracking-uri", mlflow_server],
-                              env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for seed in range(N_RUNS)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "xlrec",
+                "train",
+                *TINY,
+                "--seed",
+                str(seed),
+                "--experiment",
+                experiment,
+                "--tracking-uri",
+                mlflow_server,
+            ],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in range(N_RUNS)
+    ]
     outputs = [p.communicate(timeout=1200) for p in procs]
     for p, (_, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]
@@ -55,8 +102,11 @@ def test_concurrent_trainings_lose_nothing(mlflow_server, tmp_path):
 
     expected = N_RUNS * EPOCHS * len(PER_EPOCH)
     found = sum(len(client.get_metric_history(r.info.run_id, key)) for r in runs for key in PER_EPOCH)
-    steps = {(r.info.run_id, key): sorted(m.step for m in client.get_metric_history(r.info.run_id, key))
-             for r in runs for key in PER_EPOCH}
+    steps = {
+        (r.info.run_id, key): sorted(m.step for m in client.get_metric_history(r.info.run_id, key))
+        for r in runs
+        for key in PER_EPOCH
+    }
     assert found == expected
     assert all(s == list(range(1, EPOCHS + 1)) for s in steps.values())
 
@@ -70,5 +120,15 @@ def test_concurrent_trainings_lose_nothing(mlflow_server, tmp_path):
     all_scores = [float(v.tags["val_recall_at_10"]) for v in client.search_model_versions(f"name='{name}'")]
     assert float(champion.tags["val_recall_at_10"]) == pytest.approx(max(all_scores), abs=1e-9)
     assert max(all_scores) >= best_val - 1e-9
-    print(json.dumps({"load_runs": N_RUNS, "points_expected": expected, "points_found": found,
-                      "versions": len(versions), "champion": f"v{champion.version}", "lost": expected - found}))
+    print(
+        json.dumps(
+            {
+                "load_runs": N_RUNS,
+                "points_expected": expected,
+                "points_found": found,
+                "versions": len(versions),
+                "champion": f"v{champion.version}",
+                "lost": expected - found,
+            }
+        )
+    )

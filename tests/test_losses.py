@@ -57,8 +57,8 @@ def test_fused_ce_without_grad_and_empty():
 def test_fused_ce_only_weight_needs_grad():
     hidden, weight, targets = _case()
     hidden = hidden.detach()
-    ref_gw, = torch.autograd.grad(F.cross_entropy(hidden @ weight.t(), targets), (weight,))
-    gw, = torch.autograd.grad(full_softmax_ce(hidden, weight, targets, max_logits=40), (weight,))
+    (ref_gw,) = torch.autograd.grad(F.cross_entropy(hidden @ weight.t(), targets), (weight,))
+    (gw,) = torch.autograd.grad(full_softmax_ce(hidden, weight, targets, max_logits=40), (weight,))
     torch.testing.assert_close(gw, ref_gw, rtol=1e-5, atol=1e-6)
 
 

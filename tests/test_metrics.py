@@ -67,7 +67,7 @@ def test_evaluator_matches_brute_force(exclude_seen):
     res = evaluate(rec, torch.tensor(items), torch.tensor(offsets[:-1]), cases)
     expected = []
     for u in range(users):
-        hist = items[offsets[u]:target_pos[u]]
+        hist = items[offsets[u] : target_pos[u]]
         window_last = hist[-1]
         scores = table[window_last].numpy().copy()
         target = items[target_pos[u]]

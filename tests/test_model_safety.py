@@ -40,8 +40,24 @@ from xlrec.platform.models import download_model, load_model, parse_model_uri
 
 pytestmark = pytest.mark.server
 
-TINY = ["--dataset", "synthetic", "--synthetic-users", "80", "--synthetic-items", "40", "--synthetic-mean-len", "15",
-        "--epochs", "1", "--embedding-dim", "16", "--max-len", "10", "--device", "cpu"]
+TINY = [
+    "--dataset",
+    "synthetic",
+    "--synthetic-users",
+    "80",
+    "--synthetic-items",
+    "40",
+    "--synthetic-mean-len",
+    "15",
+    "--epochs",
+    "1",
+    "--embedding-dim",
+    "16",
+    "--max-len",
+    "10",
+    "--device",
+    "cpu",
+]
 
 
 class RunsCode:
@@ -76,8 +92,11 @@ def env(tmp_path_factory):
 def trained(client, env, mlflow_server, tmp_path_factory):
     """A real `xlrec train` of a tiny SASRec, registered in the new format."""
     experiment = f"safety-{uuid.uuid4().hex[:8]}"
-    proc = run_xlrec(["train", "--model", "sasrec", *TINY, "--experiment", experiment, "--tracking-uri",
-                      mlflow_server], env, cwd=tmp_path_factory.mktemp("train"))
+    proc = run_xlrec(
+        ["train", "--model", "sasrec", *TINY, "--experiment", experiment, "--tracking-uri", mlflow_server],
+        env,
+        cwd=tmp_path_factory.mktemp("train"),
+    )
     assert proc.returncode == 0, proc.stderr[-5000:]
     run = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])[0]
     name, version = run.data.tags["xlrec.registered_model"], run.data.tags["xlrec.model_version"]
@@ -89,8 +108,12 @@ def trained(client, env, mlflow_server, tmp_path_factory):
 def _set_alias_over_rest(server: str, name: str, alias: str, version: str) -> None:
     """What an attacker does: one unauthenticated POST."""
     body = json.dumps({"name": name, "alias": alias, "version": version}).encode()
-    req = urllib.request.Request(f"{server}/api/2.0/mlflow/registered-models/alias", data=body, method="POST",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{server}/api/2.0/mlflow/registered-models/alias",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=30) as resp:
         assert resp.status == 200
 
@@ -108,9 +131,13 @@ def crafted(client, trained, mlflow_server, tmp_path_factory):
     shutil.copy(trained["dir"] / model_format.DATA_DIR / "config.yaml", extra / "config.yaml")
     shutil.copy(trained["dir"] / model_format.DATA_DIR / "item_map.json", extra / "item_map.json")
     # The genuine old layout (what xlrec logged before), then its pickle swapped for the payload.
-    mlflow.pytorch.save_model(torch.nn.Linear(2, 2), str(model_dir), serialization_format="pickle",
-                              extra_files=[str(extra / "config.yaml"), str(extra / "item_map.json")],
-                              pip_requirements=["torch"])
+    mlflow.pytorch.save_model(
+        torch.nn.Linear(2, 2),
+        str(model_dir),
+        serialization_format="pickle",
+        extra_files=[str(extra / "config.yaml"), str(extra / "item_map.json")],
+        pip_requirements=["torch"],
+    )
     pth = model_dir / "data" / "model.pth"
     assert pth.is_file() and "pytorch" in yaml.safe_load((model_dir / "MLmodel").read_text())["flavors"]
     torch.save(RunsCode(f"open({str(marker)!r}, 'w').write('code ran')"), str(pth))
@@ -137,10 +164,20 @@ def crafted(client, trained, mlflow_server, tmp_path_factory):
 @pytest.mark.parametrize("command", ["evaluate", "recommend", "download"])
 def test_old_pickle_champion_is_refused_without_running_it(command, crafted, env, mlflow_server, tmp_path):
     uri = f"models:/{crafted['name']}@champion"
-    args = {"evaluate": ["evaluate", "--model-uri", uri, "--device", "cpu"],
-            "recommend": ["recommend", "--model-uri", uri, "--items", "1,2", "--device", "cpu"],
-            "download": ["registry", "download", "--name", crafted["name"], "--alias", "champion",
-                         "--dst", str(tmp_path / "dl")]}[command]
+    args = {
+        "evaluate": ["evaluate", "--model-uri", uri, "--device", "cpu"],
+        "recommend": ["recommend", "--model-uri", uri, "--items", "1,2", "--device", "cpu"],
+        "download": [
+            "registry",
+            "download",
+            "--name",
+            crafted["name"],
+            "--alias",
+            "champion",
+            "--dst",
+            str(tmp_path / "dl"),
+        ],
+    }[command]
     # MLflow's own pickle switch on (a user may export it): the refusal must be xlrec's, not MLflow's
     run_env = {**env, "TMPDIR": str(tmp_path), "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true"}
     proc = run_xlrec([*args, "--tracking-uri", mlflow_server], run_env, cwd=tmp_path)
@@ -170,15 +207,18 @@ def _edit_config(data: Path, **changes) -> None:
 CPU = select_runtime("cpu", "auto", False)
 
 
-@pytest.mark.parametrize("changes, expected", [
-    ({"embedding_dim": 10 ** 9}, "embedding_dim = 1000000000, outside xlrec's limit"),
-    ({"embedding_dim": 4096, "num_blocks": 64, "num_heads": 2}, "parameters, over xlrec's limit"),
-    ({"model": "evil"}, "names model 'evil', which is not one of xlrec's models"),
-    ({"no_such_setting": 1}, "unknown setting(s) ['no_such_setting']"),
-    ({"max_len": "50"}, "sets max_len to '50', which is not of type int"),
-    ({"dropout": 2.0}, "dropout must be in [0, 1)"),
-    ({"prep": {"synthetic_users": 10 ** 12}}, "synthetic_users = 1000000000000, outside"),
-])
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        ({"embedding_dim": 10**9}, "embedding_dim = 1000000000, outside xlrec's limit"),
+        ({"embedding_dim": 4096, "num_blocks": 64, "num_heads": 2}, "parameters, over xlrec's limit"),
+        ({"model": "evil"}, "names model 'evil', which is not one of xlrec's models"),
+        ({"no_such_setting": 1}, "unknown setting(s) ['no_such_setting']"),
+        ({"max_len": "50"}, "sets max_len to '50', which is not of type int"),
+        ({"dropout": 2.0}, "dropout must be in [0, 1)"),
+        ({"prep": {"synthetic_users": 10**12}}, "synthetic_users = 1000000000000, outside"),
+    ],
+)
 def test_crafted_config_is_refused_before_building(changes, expected, trained, tmp_path):
     data = _copy_model(trained, tmp_path / "m")
     _edit_config(data, **changes)
@@ -190,12 +230,14 @@ def test_crafted_config_is_refused_before_building(changes, expected, trained, t
 
 def test_crafted_huge_config_through_the_cli(trained, env, tmp_path):
     data = _copy_model(trained, tmp_path / "m")
-    _edit_config(data, embedding_dim=2 ** 40)
+    _edit_config(data, embedding_dim=2**40)
     # code shipped inside the model directory is never imported either
     (tmp_path / "m" / "code" / "xlrec" / "__init__.py").write_text(
-        f"open({str(tmp_path / 'PWNED')!r}, 'w').write('code ran')\n")
-    proc = run_xlrec(["recommend", "--model-uri", str(tmp_path / "m"), "--items", "1", "--device", "cpu"], env,
-                     cwd=tmp_path)
+        f"open({str(tmp_path / 'PWNED')!r}, 'w').write('code ran')\n"
+    )
+    proc = run_xlrec(
+        ["recommend", "--model-uri", str(tmp_path / "m"), "--items", "1", "--device", "cpu"], env, cwd=tmp_path
+    )
     assert proc.returncode == 2
     assert "outside xlrec's limit" in _error_line(proc.stderr)
     assert not (tmp_path / "PWNED").exists()
@@ -240,9 +282,22 @@ def test_a_directory_without_the_xlrec_flavor_is_refused(trained, tmp_path):
 # --- model URI forms ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("uri", ["/etc/passwd", "/no/such/dir", "file:///etc", "s3://bucket/model",
-                                 "http://127.0.0.1:1/model", "models:/name", "models:/name/latest", "runs:/abc",
-                                 "runs:/abc/../../x", "mlflow-artifacts:/x", ""])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "/etc/passwd",
+        "/no/such/dir",
+        "file:///etc",
+        "s3://bucket/model",
+        "http://127.0.0.1:1/model",
+        "models:/name",
+        "models:/name/latest",
+        "runs:/abc",
+        "runs:/abc/../../x",
+        "mlflow-artifacts:/x",
+        "",
+    ],
+)
 def test_model_uri_forms_refused(uri):
     with pytest.raises(XlrecError) as err:
         parse_model_uri(uri)
@@ -275,16 +330,29 @@ def test_download_into_a_non_empty_directory_is_refused(trained, tmp_path, capsy
     dst = tmp_path / "mine"
     dst.mkdir()
     (dst / "MLmodel").write_text("my own file")
-    code = xlrec_main(["registry", "download", "--name", trained["name"], "--version", trained["version"],
-                       "--dst", str(dst), "--tracking-uri", mlflow.get_tracking_uri()])
+    code = xlrec_main(
+        [
+            "registry",
+            "download",
+            "--name",
+            trained["name"],
+            "--version",
+            trained["version"],
+            "--dst",
+            str(dst),
+            "--tracking-uri",
+            mlflow.get_tracking_uri(),
+        ]
+    )
     assert code == 2
     assert "not empty" in capsys.readouterr().err
     assert [p.name for p in dst.iterdir()] == ["MLmodel"] and (dst / "MLmodel").read_text() == "my own file"
     assert _leftovers(tmp_path) == []
 
 
-@pytest.mark.parametrize("where, expected", [("file", "is an existing file"), ("under_file", "is a file, not a "
-                                                                                            "directory")])
+@pytest.mark.parametrize(
+    "where, expected", [("file", "is an existing file"), ("under_file", "is a file, not a directory")]
+)
 def test_download_onto_or_under_a_file_is_refused(where, expected, trained, tmp_path):
     (tmp_path / "f").write_text("keep")
     dst = tmp_path / "f" if where == "file" else tmp_path / "f" / "sub"
@@ -313,8 +381,20 @@ def test_download_to_a_read_only_filesystem_is_refused(trained, tmp_path):
 def test_download_into_an_empty_directory_and_new_parents(trained, tmp_path, capsys):
     dst = tmp_path / "empty"
     dst.mkdir()
-    code = xlrec_main(["registry", "download", "--name", trained["name"], "--version", trained["version"],
-                       "--dst", str(dst), "--tracking-uri", mlflow.get_tracking_uri()])
+    code = xlrec_main(
+        [
+            "registry",
+            "download",
+            "--name",
+            trained["name"],
+            "--version",
+            trained["version"],
+            "--dst",
+            str(dst),
+            "--tracking-uri",
+            mlflow.get_tracking_uri(),
+        ]
+    )
     assert code == 0
     out = json.loads(capsys.readouterr().out.strip())
     assert out["path"] == str(dst) and out["run_id"] == trained["run"].info.run_id
@@ -336,8 +416,9 @@ def test_registry_list_shows_the_full_metric_tag(trained, client, capsys):
 # --- round trip of a real model --------------------------------------------------------------------------
 
 
-def test_round_trip_evaluate_and_recommend_reproduce_the_run(trained, client, env, mlflow_server, tmp_path,
-                                                             monkeypatch):
+def test_round_trip_evaluate_and_recommend_reproduce_the_run(
+    trained, client, env, mlflow_server, tmp_path, monkeypatch
+):
     """The new format gives the training run's own numbers: evaluate's test metrics equal the logged
     ones, and recommend's top-10 for a user's test history equals the run's logged per-user top-10.
     Neither leaves a temporary model copy behind (TMPDIR is listed afterwards)."""
@@ -345,8 +426,11 @@ def test_round_trip_evaluate_and_recommend_reproduce_the_run(trained, client, en
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
     run_env = {**env, "TMPDIR": str(tmpdir)}
-    proc = run_xlrec(["evaluate", "--model-uri", trained["uri"], "--device", "cpu", "--tracking-uri", mlflow_server],
-                     run_env, cwd=tmp_path)
+    proc = run_xlrec(
+        ["evaluate", "--model-uri", trained["uri"], "--device", "cpu", "--tracking-uri", mlflow_server],
+        run_env,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["run_id"] == run.info.run_id
@@ -354,9 +438,11 @@ def test_round_trip_evaluate_and_recommend_reproduce_the_run(trained, client, en
         assert v == run.data.metrics[f"test_{k.replace('@', '_at_')}"], k
 
     # a user's history before the test target, and what the run logged as its top-10
-    table = pd.read_parquet(mlflow.artifacts.download_artifacts(run_id=run.info.run_id,
-                                                                artifact_path="test_per_user.parquet",
-                                                                dst_path=str(tmp_path / "art")))
+    table = pd.read_parquet(
+        mlflow.artifacts.download_artifacts(
+            run_id=run.info.run_id, artifact_path="test_per_user.parquet", dst_path=str(tmp_path / "art")
+        )
+    )
     monkeypatch.setenv("XLREC_DATA_DIR", env["XLREC_DATA_DIR"])
     from xlrec.data_prep import prepare
 
@@ -364,10 +450,23 @@ def test_round_trip_evaluate_and_recommend_reproduce_the_run(trained, client, en
     seqs = prepare(loaded.config.dataset, loaded.config.prep).seqs
     row = table.iloc[0]
     start, end = seqs.offsets[row.user_index], seqs.offsets[row.user_index + 1]
-    history = [str(seqs.item_ids[i]) for i in seqs.items[start:end - 1]]
+    history = [str(seqs.item_ids[i]) for i in seqs.items[start : end - 1]]
     expected = [str(seqs.item_ids[i]) for i in row.top10]
-    proc = run_xlrec(["recommend", "--model-uri", trained["uri"], "--items", ",".join(history), "--device", "cpu",
-                      "--tracking-uri", mlflow_server], run_env, cwd=tmp_path)
+    proc = run_xlrec(
+        [
+            "recommend",
+            "--model-uri",
+            trained["uri"],
+            "--items",
+            ",".join(history),
+            "--device",
+            "cpu",
+            "--tracking-uri",
+            mlflow_server,
+        ],
+        run_env,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = re.findall(r"\(item (\S+), score (-?[\d.]+)\)", proc.stdout)
     assert [item for item, _ in got] == expected
@@ -385,10 +484,13 @@ def test_recommend_k_and_items_limits(trained, tmp_path, capsys):
     loaded = load_model(str(trained["dir"]), CPU)
     num_items = len(loaded.item_ids) - 1
     base = ["recommend", "--model-uri", str(trained["dir"]), "--device", "cpu"]
-    cases = [(["--items", ","], "names no item"), (["--items", "1", "--k", "-3"], "--k must be at least 1"),
-             (["--items", "1", "--k", "0"], "--k must be at least 1"),
-             (["--items", "1,2,1", "--k", "100000"], f"between 1 and {num_items - 2}"),
-             (["--items", "1,2,1", "--k", str(num_items - 1)], f"between 1 and {num_items - 2}")]
+    cases = [
+        (["--items", ","], "names no item"),
+        (["--items", "1", "--k", "-3"], "--k must be at least 1"),
+        (["--items", "1", "--k", "0"], "--k must be at least 1"),
+        (["--items", "1,2,1", "--k", "100000"], f"between 1 and {num_items - 2}"),
+        (["--items", "1,2,1", "--k", str(num_items - 1)], f"between 1 and {num_items - 2}"),
+    ]
     for extra, expected in cases:
         assert xlrec_main([*base, *extra]) == 2, extra
         err = capsys.readouterr().err
@@ -423,9 +525,19 @@ def test_a_resumed_run_registers_one_version(tmp_path, monkeypatch, keep_trackin
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.chdir(tmp_path)
-    cfg = resolve_config("gru4rec", "synthetic", overrides={
-        "epochs": 1, "embedding_dim": 8, "max_len": 8, "device": "cpu", "synthetic_users": 60,
-        "synthetic_items": 30, "synthetic_mean_len": 12})
+    cfg = resolve_config(
+        "gru4rec",
+        "synthetic",
+        overrides={
+            "epochs": 1,
+            "embedding_dim": 8,
+            "max_len": 8,
+            "device": "cpu",
+            "synthetic_users": 60,
+            "synthetic_items": 30,
+            "synthetic_mean_len": 12,
+        },
+    )
     data = prepare(cfg.dataset, cfg.prep)
     first = MlflowTracker(data, uri=uri, experiment="resume")
     train(cfg, data, [first])
@@ -446,9 +558,21 @@ def test_trainer_checkpoint_loads_weights_only(scheduler, ema, tmp_path, monkeyp
     from xlrec.experiment import assemble
 
     monkeypatch.setenv("XLREC_DATA_DIR", str(tmp_path / "data"))
-    cfg = resolve_config("sasrec", "synthetic", overrides={
-        "epochs": 1, "embedding_dim": 8, "max_len": 8, "device": "cpu", "synthetic_users": 60,
-        "synthetic_items": 30, "synthetic_mean_len": 12, "scheduler": scheduler, "ema_decay": ema})
+    cfg = resolve_config(
+        "sasrec",
+        "synthetic",
+        overrides={
+            "epochs": 1,
+            "embedding_dim": 8,
+            "max_len": 8,
+            "device": "cpu",
+            "synthetic_users": 60,
+            "synthetic_items": 30,
+            "synthetic_mean_len": 12,
+            "scheduler": scheduler,
+            "ema_decay": ema,
+        },
+    )
     data = prepare(cfg.dataset, cfg.prep)
     experiment = assemble(cfg, data)
     trainer = experiment.trainer()

@@ -19,24 +19,32 @@ SASREC_PAPER = {"num_blocks": 1, "ffn_mult": 4, "norm_first": False, "output_bia
 BERT4REC_PAPER = {"num_blocks": 2, "ffn_mult": 1, "norm_first": False, "output_head": True, "output_bias": True}
 
 
-@pytest.mark.parametrize("num_items,dim,heads,blocks,expected", [
-    (1682, 64, 2, 1, 269_188),
-    (3706, 128, 2, 2, 1_376_904),
-    (10677, 256, 8, 4, 8_698_176),
-])
+@pytest.mark.parametrize(
+    "num_items,dim,heads,blocks,expected",
+    [
+        (1682, 64, 2, 1, 269_188),
+        (3706, 128, 2, 2, 1_376_904),
+        (10677, 256, 8, 4, 8_698_176),
+    ],
+)
 def test_xlstm_parameter_count_matches_paper_table6(num_items, dim, heads, blocks, expected):
     cfg = TrainConfig(arch=XLSTMSettings(embedding_dim=dim, num_heads=heads, num_blocks=blocks))
     counts = parameter_breakdown(build_model("xlstm", num_items, cfg))
     assert counts["total"] == expected
     assert counts["embedding"] == counts["output"] == (num_items + 1) * dim
-    assert sum(v for k, v in counts.items() if k.startswith("block_")) + counts["final_norm"] == \
-        expected - 2 * (num_items + 1) * dim
+    assert (
+        sum(v for k, v in counts.items() if k.startswith("block_")) + counts["final_norm"]
+        == expected - 2 * (num_items + 1) * dim
+    )
 
 
-@pytest.mark.parametrize("name,expected", [
-    ("sasrec", {32: 269_139, 64: 271_187, 128: 275_283}),
-    ("bert4rec", {32: 273_811, 64: 275_859, 128: 279_955}),
-])
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("sasrec", {32: 269_139, 64: 271_187, 128: 275_283}),
+        ("bert4rec", {32: 273_811, 64: 275_859, 128: 279_955}),
+    ],
+)
 def test_paper_layouts_match_table4_parameter_counts(name, expected):
     for max_len, count in expected.items():
         cfg = resolve_config(name, "ml-100k", PAPER_CONFIGS / f"{name}.yaml", {"max_len": max_len})
@@ -53,8 +61,9 @@ def test_layout_settings_are_refused_for_models_without_them():
 def test_biased_output_layer_reaches_the_fused_loss(tied):
     """output_operands folds the bias into one matrix; loss and gradients equal F.cross_entropy's."""
     torch.manual_seed(0)
-    cfg = TrainConfig(model="sasrec", max_len=10, arch=SASRecSettings(embedding_dim=16, output_bias=True,
-                                                                       tied_output=tied))
+    cfg = TrainConfig(
+        model="sasrec", max_len=10, arch=SASRecSettings(embedding_dim=16, output_bias=True, tied_output=tied)
+    )
     model = build_model("sasrec", 30, cfg)
     with torch.no_grad():
         model.output_bias.normal_()
@@ -84,23 +93,42 @@ def _batch(num_items: int, L: int, B: int = 3) -> torch.Tensor:
     return torch.randint(1, num_items + 1, (B, L), generator=g)
 
 
-@pytest.mark.parametrize("name,layout", [
-    ("xlstm", {}), ("xlstm-s", {}), ("sasrec", {}), ("bert4rec", {}), ("gru4rec", {}), ("lstm", {}),
-    ("sasrec", SASREC_PAPER), ("bert4rec", BERT4REC_PAPER),
-])
+@pytest.mark.parametrize(
+    "name,layout",
+    [
+        ("xlstm", {}),
+        ("xlstm-s", {}),
+        ("sasrec", {}),
+        ("bert4rec", {}),
+        ("gru4rec", {}),
+        ("lstm", {}),
+        ("sasrec", SASREC_PAPER),
+        ("bert4rec", BERT4REC_PAPER),
+    ],
+)
 def test_left_padding_does_not_change_outputs(name, layout):
     """Outputs at real positions are the same with 0 or 13 extra pads on the left."""
     torch.manual_seed(0)
     L = 12
-    cfg = resolve_config(name, "synthetic", overrides={
-        "embedding_dim": 16, "num_heads": 2, "num_blocks": 2 if name == "xlstm-s" else 1, "max_len": L + 13,
-        "dropout": 0.0, "slstm_at": [1], **layout})
+    cfg = resolve_config(
+        name,
+        "synthetic",
+        overrides={
+            "embedding_dim": 16,
+            "num_heads": 2,
+            "num_blocks": 2 if name == "xlstm-s" else 1,
+            "max_len": L + 13,
+            "dropout": 0.0,
+            "slstm_at": [1],
+            **layout,
+        },
+    )
     model = build_model(name, 40, cfg).eval()
     ids = _batch(40, L)
     padded = torch.cat([torch.zeros(3, 13, dtype=ids.dtype), ids], dim=1)
     with torch.no_grad():
         if name == "bert4rec":  # bidirectional: compare the next-item scores (the [MASK] position)
-            a = model.next_item_scores(torch.cat([torch.zeros(3, 1, dtype=ids.dtype), ids], 1)[:, -L - 1:])
+            a = model.next_item_scores(torch.cat([torch.zeros(3, 1, dtype=ids.dtype), ids], 1)[:, -L - 1 :])
             b = model.next_item_scores(padded)
             # positions differ (absolute position embeddings are anchored at the latest item), so
             # only the pad count changes: outputs must agree
@@ -143,8 +171,11 @@ def test_config_resolution_order(tmp_path):
         resolve_config("sasrec", "ml-100k", overrides={"adam_beta2": 1.0})
     with pytest.raises(ConfigError, match="min_epochs must be >= 0"):
         resolve_config("xlstm", "ml-100k", overrides={"min_epochs": -1})
-    assert (resolve_config("xlstm", "ml-100k").min_epochs, resolve_config("sasrec", "ml-100k").min_epochs,
-            resolve_config("sasrec", "ml-1m").min_epochs) == (15, 20, 0)  # ML-100K defaults only
+    assert (
+        resolve_config("xlstm", "ml-100k").min_epochs,
+        resolve_config("sasrec", "ml-100k").min_epochs,
+        resolve_config("sasrec", "ml-1m").min_epochs,
+    ) == (15, 20, 0)  # ML-100K defaults only
 
 
 def test_xlstm_cpu_kernel_path_is_chunk_size_invariant():

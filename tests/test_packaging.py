@@ -19,8 +19,20 @@ REPO = Path(__file__).resolve().parents[1]
 _REQ = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)(?P<extras>\[[^\]]*\])?==(?P<version>[0-9][\w.+!-]*)$")
 # `name==version` inside any text: a package name not glued to a longer identifier
 _PIN_IN_TEXT = re.compile(r"(?<![\w.-])(?P<name>[A-Za-z][A-Za-z0-9_.-]*)(?:\[[^\]\s]*\])?==(?P<version>[0-9][\w.+!-]*)")
-_SKIP_DIRS = {".git", ".venv", "build", "dist", "outputs", "ray_results", "mlartifacts", "mlruns", ".whl", ".whl2",
-              "__pycache__", ".pytest_cache"}
+_SKIP_DIRS = {
+    ".git",
+    ".venv",
+    "build",
+    "dist",
+    "outputs",
+    "ray_results",
+    "mlartifacts",
+    "mlruns",
+    ".whl",
+    ".whl2",
+    "__pycache__",
+    ".pytest_cache",
+}
 _TEXT_SUFFIXES = {".md", ".py", ".sh", ".toml", ".yaml", ".yml", ".txt", ".cfg"}
 _TEXT_NAMES = {"Dockerfile", "MLproject", "run"}
 

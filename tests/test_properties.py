@@ -33,16 +33,24 @@ TRAIN_KEYS = sorted(setting_names() - set(PREP_HINTS))  # the run's and every mo
 PREP_KEYS = sorted(PREP_HINTS)
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.integers(min_value=-3, max_value=300),
-    st.floats(allow_nan=True, allow_infinity=True), st.floats(min_value=0, max_value=1),
-    st.text(max_size=20), st.sampled_from(["true", "no", "1e-3", "nan", "64", "cosine", "window", "cpu", ""]),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=-3, max_value=300),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(min_value=0, max_value=1),
+    st.text(max_size=20),
+    st.sampled_from(["true", "no", "1e-3", "nan", "64", "cosine", "window", "cpu", ""]),
 )
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                       st.dictionaries(st.text(max_size=8), inner, max_size=3)),
-                      max_leaves=8)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+    max_leaves=8,
+)
 keys = st.one_of(st.sampled_from(TRAIN_KEYS + PREP_KEYS), st.text(max_size=12))
 override_maps = st.dictionaries(keys, values, max_size=6) | st.fixed_dictionaries(
-    {}, optional={"prep": st.dictionaries(st.sampled_from(PREP_KEYS) | st.text(max_size=6), values, max_size=3)})
+    {}, optional={"prep": st.dictionaries(st.sampled_from(PREP_KEYS) | st.text(max_size=6), values, max_size=3)}
+)
 
 
 def _check_types(cfg: TrainConfig) -> None:
@@ -78,8 +86,11 @@ def _resolve(model, dataset, config_file=None, overrides=None):
 
 
 @SETTINGS
-@given(model=st.sampled_from(list(MODELS)) | st.text(max_size=6),
-       dataset=st.sampled_from(["ml-100k", "ml-1m", "synthetic", "steam"]), overrides=override_maps)
+@given(
+    model=st.sampled_from(list(MODELS)) | st.text(max_size=6),
+    dataset=st.sampled_from(["ml-100k", "ml-1m", "synthetic", "steam"]),
+    overrides=override_maps,
+)
 def test_any_override_map_gives_a_valid_config_or_a_config_error(model, dataset, overrides):
     _resolve(model, dataset, overrides=overrides)
 
@@ -88,9 +99,34 @@ yaml_docs = st.one_of(
     st.dictionaries(keys, values, max_size=6).map(lambda d: yaml.safe_dump(d, allow_unicode=True)),
     override_maps.map(lambda d: yaml.safe_dump(d)),
     st.text(max_size=200),
-    st.lists(st.sampled_from(["epochs: ", "lr: ", "prep:\n  ", "- ", "[", "{", "}", ": ", "!!python/object ",
-                              "&a ", "*a ", "'", '"', "\n", "  ", "1e-3", ".nan", "yes", "~", "\t", "#"]),
-             max_size=25).map("".join),
+    st.lists(
+        st.sampled_from(
+            [
+                "epochs: ",
+                "lr: ",
+                "prep:\n  ",
+                "- ",
+                "[",
+                "{",
+                "}",
+                ": ",
+                "!!python/object ",
+                "&a ",
+                "*a ",
+                "'",
+                '"',
+                "\n",
+                "  ",
+                "1e-3",
+                ".nan",
+                "yes",
+                "~",
+                "\t",
+                "#",
+            ]
+        ),
+        max_size=25,
+    ).map("".join),
 ).map(lambda s: s.encode("utf-8")) | st.binary(max_size=200)
 
 
@@ -106,10 +142,14 @@ def test_any_yaml_document_gives_a_valid_config_or_a_config_error(doc, model):
 # --- dataset readers -------------------------------------------------------------------------------
 
 ids = st.integers(min_value=1, max_value=30).map(str)
-good_row = st.tuples(ids, ids, st.sampled_from(["1", "3", "4.5", "5"]), st.integers(0, 10 ** 9).map(str))
+good_row = st.tuples(ids, ids, st.sampled_from(["1", "3", "4.5", "5"]), st.integers(0, 10**9).map(str))
 bad_field = st.one_of(
-    st.just(""), st.text(max_size=12), st.integers(min_value=-(2 ** 70), max_value=2 ** 70).map(str),
-    st.floats(allow_nan=True, allow_infinity=True).map(repr), st.just("x" * 5000), st.just("\x00"),
+    st.just(""),
+    st.text(max_size=12),
+    st.integers(min_value=-(2**70), max_value=2**70).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.just("x" * 5000),
+    st.just("\x00"),
     st.sampled_from(["１", "²", "٣", "nan", "inf", "-0", "1e3", " 7", "7 "]),
 )
 row = st.one_of(good_row.map(list), good_row.map(list), st.lists(st.one_of(ids, bad_field), min_size=0, max_size=6))
@@ -160,8 +200,11 @@ def _prepare_or_data_error(name: str, root: Path, prep: PrepConfig | None = None
 
 
 @SETTINGS
-@given(data=ratings_files("\t"), items=st.text(max_size=200) | st.binary(max_size=200).map(lambda b: b.decode(
-    "latin-1")), min_rating=st.none() | st.floats(0, 6))
+@given(
+    data=ratings_files("\t"),
+    items=st.text(max_size=200) | st.binary(max_size=200).map(lambda b: b.decode("latin-1")),
+    min_rating=st.none() | st.floats(0, 6),
+)
 def test_ml100k_reader_parses_or_raises_data_error(data, items, min_rating):
     with _scratch() as tmp:
         root = tmp / "mirror" / "ml-100k"
@@ -182,8 +225,11 @@ def test_ml1m_reader_parses_or_raises_data_error(data):
 
 
 @SETTINGS
-@given(data=ratings_files(","), header=st.sampled_from([b"userId,movieId,rating,timestamp\n", b"", b"a,b\n"]),
-       movies=st.binary(max_size=200) | st.text(max_size=120).map(lambda t: ("movieId,title\n" + t).encode()))
+@given(
+    data=ratings_files(","),
+    header=st.sampled_from([b"userId,movieId,rating,timestamp\n", b"", b"a,b\n"]),
+    movies=st.binary(max_size=200) | st.text(max_size=120).map(lambda t: ("movieId,title\n" + t).encode()),
+)
 def test_ml20m_reader_parses_or_raises_data_error(data, header, movies):
     with _scratch() as tmp:
         root = tmp / "mirror" / "ml-20m"
@@ -193,15 +239,28 @@ def test_ml20m_reader_parses_or_raises_data_error(data, header, movies):
         _prepare_or_data_error("ml-20m", root.parent)
 
 
-review = st.fixed_dictionaries({"username": st.text(max_size=8) | st.integers(), "product_id": ids | bad_field,
-                                "date": st.sampled_from(["2017-01-02", "2018-12-31"]) | st.text(max_size=10)})
-steam_line = st.one_of(review.map(repr), review.map(repr), st.text(max_size=40),
-                       st.sampled_from(["{[1]: 2}", "{'a': {1, [2]}}", "[" * 200, "{'username': 1}", "1e999"]))
+review = st.fixed_dictionaries(
+    {
+        "username": st.text(max_size=8) | st.integers(),
+        "product_id": ids | bad_field,
+        "date": st.sampled_from(["2017-01-02", "2018-12-31"]) | st.text(max_size=10),
+    }
+)
+steam_line = st.one_of(
+    review.map(repr),
+    review.map(repr),
+    st.text(max_size=40),
+    st.sampled_from(["{[1]: 2}", "{'a': {1, [2]}}", "[" * 200, "{'username': 1}", "1e999"]),
+)
 
 
 @SETTINGS
-@given(lines=st.lists(steam_line, max_size=20), encoding=st.sampled_from(["utf-8", "latin-1", "utf-16"]),
-       compress=st.integers(0, 9), games=st.lists(steam_line, max_size=5))
+@given(
+    lines=st.lists(steam_line, max_size=20),
+    encoding=st.sampled_from(["utf-8", "latin-1", "utf-16"]),
+    compress=st.integers(0, 9),
+    games=st.lists(steam_line, max_size=5),
+)
 def test_steam_reader_parses_or_raises_data_error(lines, encoding, compress, games):
     with _scratch() as tmp:
         root = tmp / "mirror" / "steam"

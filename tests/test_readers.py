@@ -31,8 +31,10 @@ def write(path: Path, data: str | bytes, encoding: str = "utf-8") -> Path:
 def sequences(ds) -> dict:
     """Raw user id -> list of raw item ids, in sequence order."""
     s = ds.seqs
-    return {_py(s.user_ids[u]): [_py(s.item_ids[i]) for i in s.items[s.offsets[u]:s.offsets[u + 1]]]
-            for u in range(s.num_users)}
+    return {
+        _py(s.user_ids[u]): [_py(s.item_ids[i]) for i in s.items[s.offsets[u] : s.offsets[u + 1]]]
+        for u in range(s.num_users)
+    }
 
 
 def _py(v):
@@ -44,15 +46,15 @@ def check_invariants(ds) -> None:
     assert sorted(set(s.items.tolist())) == list(range(1, s.num_items + 1))  # contiguous 1..N, 0 = padding
     assert s.offsets[0] == 0 and s.offsets[-1] == len(s.items) and np.all(np.diff(s.offsets) > 0)
     for u in range(s.num_users):
-        assert np.all(np.diff(s.timestamps[s.offsets[u]:s.offsets[u + 1]]) >= 0)  # chronological
+        assert np.all(np.diff(s.timestamps[s.offsets[u] : s.offsets[u + 1]]) >= 0)  # chronological
     assert len(s.titles) == s.num_items + 1 and s.titles[0] == "<pad>"
 
 
 # User 1 has two ratings at t=200; item 40's row comes first in the file, so it must stay first.
-ML1M_RATINGS = ("1::10::5::300\n1::20::3::100\n1::40::4::200\n1::30::4::200\n"
-                "2::10::5::50\n2::30::1::60\n3::20::2::10\n")
-ML1M_MOVIES = ("10::Toy Story (1995)::Animation\n20::Heat (1995)::Action\n"
-               "30::Léon (1994)::Drama\n40::Fargo (1996)::Crime\n")
+ML1M_RATINGS = "1::10::5::300\n1::20::3::100\n1::40::4::200\n1::30::4::200\n2::10::5::50\n2::30::1::60\n3::20::2::10\n"
+ML1M_MOVIES = (
+    "10::Toy Story (1995)::Animation\n20::Heat (1995)::Action\n30::Léon (1994)::Drama\n40::Fargo (1996)::Crime\n"
+)
 
 
 def test_ml1m(mirror):
@@ -81,12 +83,16 @@ def test_ml10m_in_subfolder(mirror):
 
 
 def test_ml20m_csv_with_header(mirror):
-    write(mirror / "ml-20m" / "ratings.csv",
-          "userId,movieId,rating,timestamp\n1,2,3.5,1112486027\n1,29,3.5,1112484676\n2,2,4.0,974820889\n"
-          "2,29,4.0,974820889\n2,32,1.0,974820691\n")
-    write(mirror / "ml-20m" / "movies.csv",
-          'movieId,title,genres\n2,Jumanji (1995),Adventure\n29,"City of Lost Children, The (1995)",Drama\n'
-          '32,Twelve Monkeys (a.k.a. 12 Monkeys) (1995),Sci-Fi\n')
+    write(
+        mirror / "ml-20m" / "ratings.csv",
+        "userId,movieId,rating,timestamp\n1,2,3.5,1112486027\n1,29,3.5,1112484676\n2,2,4.0,974820889\n"
+        "2,29,4.0,974820889\n2,32,1.0,974820691\n",
+    )
+    write(
+        mirror / "ml-20m" / "movies.csv",
+        'movieId,title,genres\n2,Jumanji (1995),Adventure\n29,"City of Lost Children, The (1995)",Drama\n'
+        "32,Twelve Monkeys (a.k.a. 12 Monkeys) (1995),Sci-Fi\n",
+    )
     ds = prepare("ml-20m", PrepConfig(), source=str(mirror))
     assert (ds.stats["users"], ds.stats["items"], ds.stats["interactions"]) == (2, 3, 5)
     assert sequences(ds) == {1: [29, 2], 2: [32, 2, 29]}
@@ -113,8 +119,12 @@ STEAM_LINES = [
 
 def test_steam(mirror):
     write(mirror / "steam" / "steam_reviews.json.gz", gzip.compress("\n".join(STEAM_LINES).encode() + b"\n"))
-    write(mirror / "steam" / "steam_games.json.gz", gzip.compress(
-        b"{'id': '725280', 'app_name': 'Psi Project'}\n{'id': '35140', 'app_name': 'Batman: Arkham Asylum'}\n"))
+    write(
+        mirror / "steam" / "steam_games.json.gz",
+        gzip.compress(
+            b"{'id': '725280', 'app_name': 'Psi Project'}\n{'id': '35140', 'app_name': 'Batman: Arkham Asylum'}\n"
+        ),
+    )
     ds = prepare("steam", PrepConfig(), source=str(mirror))
     assert (ds.stats["users"], ds.stats["items"], ds.stats["interactions"]) == (3, 3, 5)
     # alice: 2016 first, then the two reviews of 2017-12-17 in file order
@@ -129,14 +139,17 @@ def test_steam(mirror):
 # k-core with users >= 2 and items >= 2. One pass drops items 5 and 6 (one rating each), then
 # users 4 and 5 (one rating left); only a second pass sees that items 3 and 4 now have one
 # rating each, which drops user 3. The fixed point is users {1, 2} x items {1, 2}.
-KCORE = "1::1::5::1\n1::2::5::2\n2::1::5::1\n2::2::5::2\n3::3::5::1\n3::4::5::2\n4::4::5::1\n4::5::5::2\n" \
-        "5::3::5::1\n5::6::5::2\n"
+KCORE = (
+    "1::1::5::1\n1::2::5::2\n2::1::5::1\n2::2::5::2\n3::3::5::1\n3::4::5::2\n4::4::5::1\n4::5::5::2\n"
+    "5::3::5::1\n5::6::5::2\n"
+)
 
 
 def test_kcore_iterates_to_fixed_point(mirror):
     write(mirror / "ml-1m" / "ratings.dat", KCORE)
-    once = prepare("ml-1m", PrepConfig(min_user_interactions=2, min_item_interactions=2, kcore_iterate=False),
-                   source=str(mirror))
+    once = prepare(
+        "ml-1m", PrepConfig(min_user_interactions=2, min_item_interactions=2, kcore_iterate=False), source=str(mirror)
+    )
     assert sequences(once) == {1: [1, 2], 2: [1, 2], 3: [3, 4]}  # one pass is not enough
     fixed = prepare("ml-1m", PrepConfig(min_user_interactions=2, min_item_interactions=2), source=str(mirror))
     assert sequences(fixed) == {1: [1, 2], 2: [1, 2]}
@@ -200,12 +213,20 @@ BAD_INPUTS = {
     "csv columns": ("ml-20m", "ratings.csv", "userId,movieId,rating,timestamp\n1,2,3.5,5\n1,3,3.5\n", 3),
     "csv user": ("ml-20m", "ratings.csv", "userId,movieId,rating,timestamp\nu1,2,3.5,5\n", 2),
     "10m columns": ("ml-10m", "ml-10M100K/ratings.dat", "1::2::3.5::4\n1::2::3.5::4\n1::2\n", 3),
-    "steam date": ("steam", "steam_reviews.json.gz",
-                   "{'username': 'a', 'product_id': '1', 'date': '2017-12-17'}\n"
-                   "{'username': 'a', 'product_id': '2', 'date': 'December 17'}\n", 2),
-    "steam keys": ("steam", "steam_reviews.json.gz",
-                   "{'username': 'a', 'product_id': '1', 'date': '2017-12-17'}\n"
-                   "{'username': 'a', 'product_id': '2', 'date': '2017-12-17'}\n{'user': 'b'}\n", 3),
+    "steam date": (
+        "steam",
+        "steam_reviews.json.gz",
+        "{'username': 'a', 'product_id': '1', 'date': '2017-12-17'}\n"
+        "{'username': 'a', 'product_id': '2', 'date': 'December 17'}\n",
+        2,
+    ),
+    "steam keys": (
+        "steam",
+        "steam_reviews.json.gz",
+        "{'username': 'a', 'product_id': '1', 'date': '2017-12-17'}\n"
+        "{'username': 'a', 'product_id': '2', 'date': '2017-12-17'}\n{'user': 'b'}\n",
+        3,
+    ),
     "steam literal": ("steam", "steam_reviews.json.gz", "{'username': 'a', 'product_id': \n", 1),
     "steam empty": ("steam", "steam_reviews.json.gz", "", 1),
 }

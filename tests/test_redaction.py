@@ -53,8 +53,9 @@ def _pg_dump(plain_uri: str) -> str:
     user, hostpart = rest.split("@", 1)
     hostport, db = hostpart.split("/", 1)
     host, port = hostport.split(":")
-    proc = subprocess.run(["pg_dump", "-h", host, "-p", port, "-U", user, "--data-only", db],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        ["pg_dump", "-h", host, "-p", port, "-U", user, "--data-only", db], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -78,14 +79,30 @@ def test_no_command_shows_or_stores_a_password(tmp_path, pg_store):
 
     # the empty store first: every user mistake names the store, never its password
     assert run("registry list (empty)", "registry", "list", "--tracking-uri", store).returncode == 0
-    assert run("report (unknown experiment)", "report", "--experiment", "nope", "--tracking-uri", store,
-               "--out", str(tmp_path / "report")).returncode == 2
-    assert run("evaluate (missing model)", "evaluate", "--model-uri", "models:/nope@champion",
-               "--tracking-uri", store).returncode == 2
-    for name, args in {"registry list (unreachable)": ["registry", "list"],
-                       "report (unreachable)": ["report", "--experiment", "x", "--out", str(tmp_path / "r2")],
-                       "train (unreachable)": ["train", "--model", "pop", "--dataset", "ml-100k", "--epochs", "1"]
-                       }.items():
+    assert (
+        run(
+            "report (unknown experiment)",
+            "report",
+            "--experiment",
+            "nope",
+            "--tracking-uri",
+            store,
+            "--out",
+            str(tmp_path / "report"),
+        ).returncode
+        == 2
+    )
+    assert (
+        run(
+            "evaluate (missing model)", "evaluate", "--model-uri", "models:/nope@champion", "--tracking-uri", store
+        ).returncode
+        == 2
+    )
+    for name, args in {
+        "registry list (unreachable)": ["registry", "list"],
+        "report (unreachable)": ["report", "--experiment", "x", "--out", str(tmp_path / "r2")],
+        "train (unreachable)": ["train", "--model", "pop", "--dataset", "ml-100k", "--epochs", "1"],
+    }.items():
         proc = run(name, *args, "--tracking-uri", dead)
         assert proc.returncode == 2 and "Cannot reach the MLflow tracking server at http://admin:***@" in proc.stderr
     fresh = tmp_path / "fresh-data"  # no raw cache: the source URL is really used, and fails
@@ -93,14 +110,37 @@ def test_no_command_shows_or_stores_a_password(tmp_path, pg_store):
     assert proc.returncode == 2 and "reader:***@" in proc.stderr
 
     # a tracked, registered run with a password in both the store URI and the data source
-    train = run("train", "train", "--model", "gru4rec", "--dataset", "ml-100k", "--source", source,
-                "--tracking-uri", store, "--epochs", "1", "--embedding-dim", "8", "--max-len", "10",
-                "--device", "cpu", "--experiment", "redaction")
+    train = run(
+        "train",
+        "train",
+        "--model",
+        "gru4rec",
+        "--dataset",
+        "ml-100k",
+        "--source",
+        source,
+        "--tracking-uri",
+        store,
+        "--epochs",
+        "1",
+        "--embedding-dim",
+        "8",
+        "--max-len",
+        "10",
+        "--device",
+        "cpu",
+        "--experiment",
+        "redaction",
+    )
     assert train.returncode == 0, train.stderr[-3000:]
     listed = run("registry list", "registry", "list", "--tracking-uri", store)
     assert listed.returncode == 0 and "gru4rec-ml-100k" in listed.stdout
-    assert run("report", "report", "--experiment", "redaction", "--tracking-uri", store,
-               "--out", str(tmp_path / "report")).returncode == 0
+    assert (
+        run(
+            "report", "report", "--experiment", "redaction", "--tracking-uri", store, "--out", str(tmp_path / "report")
+        ).returncode
+        == 0
+    )
 
     leaks = {name: [s for s in (p.stdout, p.stderr) if SECRET in s] for name, p in outputs.items()}
     assert not any(leaks.values()), {k: v[0][:2000] for k, v in leaks.items() if v}

@@ -151,10 +151,26 @@ def test_concurrent_promotions_converge_on_the_best_version(client, mlflow_serve
 
     env = xlrec_env(tmp_path / "data")
     logs = [open(tmp_path / f"worker_{i}.log", "w") for i in range(N_WORKERS)]
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, mlflow_server, name, exp_id, str(tmp_path), str(i),
-                               json.dumps(per_worker[i])], env=env, stdout=subprocess.DEVNULL,
-                              stderr=logs[i], text=True)
-             for i in range(N_WORKERS)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                WORKER,
+                mlflow_server,
+                name,
+                exp_id,
+                str(tmp_path),
+                str(i),
+                json.dumps(per_worker[i]),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=logs[i],
+            text=True,
+        )
+        for i in range(N_WORKERS)
+    ]
     try:
         _wait_for(tmp_path, [f"ready_{i}" for i in range(N_WORKERS)], procs)
         all_versions: dict[int, float] = {}
@@ -224,8 +240,11 @@ def _one_paragraph_error(stderr: str) -> str:
 
 def test_evaluate_unknown_model_is_a_clear_error(mlflow_server, tmp_path):
     env = xlrec_env(tmp_path / "data", SHARED_DATA)
-    proc = run_xlrec(["evaluate", "--model-uri", "models:/nope@champion", "--tracking-uri", mlflow_server,
-                      "--device", "cpu"], env, cwd=tmp_path)
+    proc = run_xlrec(
+        ["evaluate", "--model-uri", "models:/nope@champion", "--tracking-uri", mlflow_server, "--device", "cpu"],
+        env,
+        cwd=tmp_path,
+    )
     assert proc.returncode != 0
     msg = _one_paragraph_error(proc.stderr)
     assert "'models:/nope@champion' was not found" in msg
@@ -236,8 +255,27 @@ def test_evaluate_unknown_model_is_a_clear_error(mlflow_server, tmp_path):
 def test_train_against_unreachable_server_fails_before_training(tmp_path):
     env = xlrec_env(tmp_path / "data", SHARED_DATA)
     uri = f"http://127.0.0.1:{closed_port()}"
-    proc = run_xlrec(["train", "--model", "gru4rec", "--dataset", "ml-100k", "--epochs", "1", "--max-len", "20",
-                      "--embedding-dim", "16", "--device", "cpu", "--tracking-uri", uri], env, cwd=tmp_path)
+    proc = run_xlrec(
+        [
+            "train",
+            "--model",
+            "gru4rec",
+            "--dataset",
+            "ml-100k",
+            "--epochs",
+            "1",
+            "--max-len",
+            "20",
+            "--embedding-dim",
+            "16",
+            "--device",
+            "cpu",
+            "--tracking-uri",
+            uri,
+        ],
+        env,
+        cwd=tmp_path,
+    )
     assert proc.returncode != 0
     msg = _one_paragraph_error(proc.stderr)
     assert "Cannot reach" in msg and uri in msg

@@ -23,8 +23,23 @@ from mlflow import MlflowClient
 from helpers import run_xlrec, xlrec_env
 from xlrec.platform.server import MlflowServer
 
-TINY = ["--dataset", "synthetic", "--synthetic-users", "60", "--synthetic-items", "40", "--synthetic-mean-len", "12",
-        "--embedding-dim", "8", "--max-len", "10", "--device", "cpu", "--no-register"]
+TINY = [
+    "--dataset",
+    "synthetic",
+    "--synthetic-users",
+    "60",
+    "--synthetic-items",
+    "40",
+    "--synthetic-mean-len",
+    "12",
+    "--embedding-dim",
+    "8",
+    "--max-len",
+    "10",
+    "--device",
+    "cpu",
+    "--no-register",
+]
 LONG = ["--epochs", "500", "--patience", "1000"]  # runs until signalled
 
 
@@ -35,8 +50,13 @@ class Train:
         self.err_path = tmp_path / f"{name}.err"
         self.out_path = tmp_path / f"{name}.out"
         with open(self.err_path, "w") as err, open(self.out_path, "w") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "xlrec", "train", *args], cwd=tmp_path,
-                                         env=xlrec_env(tmp_path / "data", **env), stdout=out, stderr=err)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "xlrec", "train", *args],
+                cwd=tmp_path,
+                env=xlrec_env(tmp_path / "data", **env),
+                stdout=out,
+                stderr=err,
+            )
 
     @property
     def stderr(self) -> str:
@@ -69,8 +89,13 @@ def test_signal_before_the_run_exists_ends_the_adopted_run_killed(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
     run = client.create_run(client.create_experiment("adopted"), run_name="made-by-mlflow-run")
-    train = Train(tmp_path, "adopted", [*TINY, *LONG, "--model", "gru4rec", "--tracking-uri", uri],
-                  MLFLOW_RUN_ID=run.info.run_id, XLREC_TEST_PAUSE_AT="start")
+    train = Train(
+        tmp_path,
+        "adopted",
+        [*TINY, *LONG, "--model", "gru4rec", "--tracking-uri", uri],
+        MLFLOW_RUN_ID=run.info.run_id,
+        XLREC_TEST_PAUSE_AT="start",
+    )
     train.wait_for_line("paused at start")
     train.proc.send_signal(signal.SIGTERM)
     assert train.wait() == 130
@@ -94,8 +119,10 @@ def test_sigint_during_setup_and_sigterm_in_the_loop_end_killed_sigkill_is_reape
     setup.wait_for_line("paused at setup")
     for t in (loop, killed):
         t.wait_for_line("epoch   2")
-    other = MlflowClient(uri).create_run(MlflowClient(uri).get_experiment_by_name("killed").experiment_id,
-                                         tags={"xlrec.host": "some-other-host", "xlrec.pid": "1"})
+    other = MlflowClient(uri).create_run(
+        MlflowClient(uri).get_experiment_by_name("killed").experiment_id,
+        tags={"xlrec.host": "some-other-host", "xlrec.pid": "1"},
+    )
 
     killed.proc.send_signal(signal.SIGKILL)
     assert killed.wait() == -signal.SIGKILL
@@ -104,8 +131,12 @@ def test_sigint_during_setup_and_sigterm_in_the_loop_end_killed_sigkill_is_reape
     reap = _xlrec(tmp_path, "runs", "reap", "--tracking-uri", uri)
     assert reap.returncode == 0, reap.stderr[-3000:]
     [live] = _runs(uri, "setup")
-    verdicts = {rid: line for line in reap.stdout.splitlines()
-                for rid in (dead.info.run_id, other.info.run_id, live.info.run_id) if rid in line}
+    verdicts = {
+        rid: line
+        for line in reap.stdout.splitlines()
+        for rid in (dead.info.run_id, other.info.run_id, live.info.run_id)
+        if rid in line
+    }
     assert verdicts[dead.info.run_id].startswith("reaped")
     assert verdicts[other.info.run_id].startswith("not checkable")
     assert verdicts[live.info.run_id].startswith("alive")
@@ -135,8 +166,27 @@ def test_sigint_during_setup_and_sigterm_in_the_loop_end_killed_sigkill_is_reape
 
 def test_nan_loss_ends_failed_with_the_epoch(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = _xlrec(tmp_path, "train", *TINY, "--model", "sasrec", "--num-heads", "1", "--num-blocks", "1",
-                  "--epochs", "3", "--lr", "1e12", "--grad-clip", "0", "--tracking-uri", uri, "--experiment", "nan")
+    proc = _xlrec(
+        tmp_path,
+        "train",
+        *TINY,
+        "--model",
+        "sasrec",
+        "--num-heads",
+        "1",
+        "--num-blocks",
+        "1",
+        "--epochs",
+        "3",
+        "--lr",
+        "1e12",
+        "--grad-clip",
+        "0",
+        "--tracking-uri",
+        uri,
+        "--experiment",
+        "nan",
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     [run] = _runs(uri, "nan")
@@ -154,9 +204,16 @@ def test_training_process_runs_without_mlflow_telemetry(tmp_path):
         f"rc = main(['train', *{TINY!r}, '--model', 'gru4rec', '--epochs', '1', '--tracking-uri', {uri!r}])\n"
         "print(json.dumps({'rc': rc, 'flag': os.environ.get('MLFLOW_DISABLE_TELEMETRY'),\n"
         "  'session': '_MLFLOW_TELEMETRY_SESSION_ID' in os.environ,\n"
-        "  'threads': [t.name for t in threading.enumerate()]}))\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=xlrec_env(tmp_path / "data"),
-                          capture_output=True, text=True, timeout=300)
+        "  'threads': [t.name for t in threading.enumerate()]}))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=xlrec_env(tmp_path / "data"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     assert seen["rc"] == 0 and seen["flag"] == "true" and seen["session"] is False
@@ -209,10 +266,38 @@ def _alive(procs: list[psutil.Process]) -> list[str]:
 def test_stopped_sweep_stops_everything_it_started_and_marks_its_runs_killed(tmp_path, sig):
     env = {k: v for k, v in xlrec_env(tmp_path / "data").items() if not k.startswith("RAY_")}
     env["RAY_USAGE_STATS_ENABLED"] = "0"
-    cmd = [sys.executable, "-m", "xlrec", "sweep", "--mode", "search", "--model", "gru4rec", "--dataset", "synthetic",
-           "--trials", "4", "--epochs", "400", "--grace-period", "400", "--max-concurrent", "2", "--name", "stopme",
-           "--set", "synthetic_users=60", "--set", "synthetic_items=40", "--set", "max_len=10",
-           "--set", "embedding_dim=8", "--set", "patience=1000"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "xlrec",
+        "sweep",
+        "--mode",
+        "search",
+        "--model",
+        "gru4rec",
+        "--dataset",
+        "synthetic",
+        "--trials",
+        "4",
+        "--epochs",
+        "400",
+        "--grace-period",
+        "400",
+        "--max-concurrent",
+        "2",
+        "--name",
+        "stopme",
+        "--set",
+        "synthetic_users=60",
+        "--set",
+        "synthetic_items=40",
+        "--set",
+        "max_len=10",
+        "--set",
+        "embedding_dim=8",
+        "--set",
+        "patience=1000",
+    ]
     with open(tmp_path / "sweep.err", "w") as err:
         driver = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=err)
     db = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -19,38 +19,92 @@ from xlrec.rec_models import MODELS, build_model
 # The resolved defaults of every model on every dataset, generated from the code before the settings
 # were split per family (commit 572c63c: flat TrainConfig, DATASET_DEFAULTS, MODEL_DEFAULTS), less the
 # keys a family does not have. RUN and ARCH are the dataclass defaults; CHANGED what differs from them.
-RUN = {"max_len": 50, "seed": 42, "lr": 0.001, "weight_decay": 0.0, "adam_beta2": 0.999, "scheduler": "none",
-       "step_size": 10, "gamma": 0.5, "epochs": 200, "batch_size": 128, "grad_clip": 1.0, "ema_decay": 0.0,
-       "patience": 3, "min_epochs": 0, "sample_mode": "window", "window_stride": 0, "exclude_seen": True,
-       "cold_start_threshold": 5, "eval_batch_size": 1024, "device": "auto", "kernel": "auto", "amp": True,
-       "cuda_graph": True, "num_threads": 0, "source": None}
-PREP = {"min_rating": None, "min_user_interactions": 0, "min_item_interactions": 0, "kcore_iterate": True,
-        "synthetic_users": 1000, "synthetic_items": 500, "synthetic_mean_len": 40, "synthetic_seed": 0}
+RUN = {
+    "max_len": 50,
+    "seed": 42,
+    "lr": 0.001,
+    "weight_decay": 0.0,
+    "adam_beta2": 0.999,
+    "scheduler": "none",
+    "step_size": 10,
+    "gamma": 0.5,
+    "epochs": 200,
+    "batch_size": 128,
+    "grad_clip": 1.0,
+    "ema_decay": 0.0,
+    "patience": 3,
+    "min_epochs": 0,
+    "sample_mode": "window",
+    "window_stride": 0,
+    "exclude_seen": True,
+    "cold_start_threshold": 5,
+    "eval_batch_size": 1024,
+    "device": "auto",
+    "kernel": "auto",
+    "amp": True,
+    "cuda_graph": True,
+    "num_threads": 0,
+    "source": None,
+}
+PREP = {
+    "min_rating": None,
+    "min_user_interactions": 0,
+    "min_item_interactions": 0,
+    "kcore_iterate": True,
+    "synthetic_users": 1000,
+    "synthetic_items": 500,
+    "synthetic_mean_len": 40,
+    "synthetic_seed": 0,
+}
 _BACKBONE = {"embedding_dim": 64, "num_heads": 2, "num_blocks": 1, "dropout": 0.2}
 _LAYOUT = {"tied_output": False, "ffn_mult": None, "output_bias": False, "norm_first": True, "output_head": False}
 ARCH = {
-    "xlstm": _BACKBONE, "xlstm-s": {**_BACKBONE, "slstm_at": [0]}, "sasrec": {**_BACKBONE, **_LAYOUT},
+    "xlstm": _BACKBONE,
+    "xlstm-s": {**_BACKBONE, "slstm_at": [0]},
+    "sasrec": {**_BACKBONE, **_LAYOUT},
     "bert4rec": {**_BACKBONE, **_LAYOUT, "mask_prob": 0.2, "mask_last_share": 0.0},
     "gru4rec": {"embedding_dim": 64, "num_blocks": 1, "dropout": 0.2},
-    "lstm": {"embedding_dim": 64, "num_blocks": 1, "dropout": 0.2}, "pop": {},
+    "lstm": {"embedding_dim": 64, "num_blocks": 1, "dropout": 0.2},
+    "pop": {},
 }
 _ML1M = {"embedding_dim": 128, "num_blocks": 2, "prep": {"min_item_interactions": 5}}
 _ML10M = {"embedding_dim": 128, "num_blocks": 2, "batch_size": 1024}
-_STEAM = {"embedding_dim": 256, "num_heads": 8, "num_blocks": 4, "batch_size": 1024,
-          "prep": {"min_user_interactions": 5, "min_item_interactions": 5}}
+_STEAM = {
+    "embedding_dim": 256,
+    "num_heads": 8,
+    "num_blocks": 4,
+    "batch_size": 1024,
+    "prep": {"min_user_interactions": 5, "min_item_interactions": 5},
+}
 _STEAM_RNN = {k: v for k, v in _STEAM.items() if k != "num_heads"}
 _TABLE3 = {"ml-1m": _ML1M, "ml-10m": _ML10M, "ml-20m": _ML10M, "steam": _STEAM, "synthetic": {}}
 _TABLE3_RNN = {**_TABLE3, "steam": _STEAM_RNN}
 CHANGED = {
-    "xlstm": {**_TABLE3, "ml-100k": {"dropout": 0.3, "lr": 0.002, "scheduler": "cosine", "epochs": 30,
-                                     "batch_size": 64, "min_epochs": 15, "window_stride": 10}},
+    "xlstm": {
+        **_TABLE3,
+        "ml-100k": {
+            "dropout": 0.3,
+            "lr": 0.002,
+            "scheduler": "cosine",
+            "epochs": 30,
+            "batch_size": 64,
+            "min_epochs": 15,
+            "window_stride": 10,
+        },
+    },
     "xlstm-s": {**_TABLE3, "ml-100k": {}},
     "sasrec": {**_TABLE3, "ml-100k": {"num_blocks": 2, "ema_decay": 0.998, "min_epochs": 20, "window_stride": 10}},
     "bert4rec": {**_TABLE3, "ml-100k": {"num_blocks": 2, "dropout": 0.1, "batch_size": 64, "ema_decay": 0.98}},
     "gru4rec": {**_TABLE3_RNN, "ml-100k": {"dropout": 0.3, "batch_size": 64, "ema_decay": 0.99, "window_stride": 10}},
     "lstm": {**_TABLE3_RNN, "ml-100k": {"dropout": 0.3, "batch_size": 64, "ema_decay": 0.998, "window_stride": 10}},
-    "pop": {"ml-100k": {}, "ml-1m": {"prep": {"min_item_interactions": 5}}, "ml-10m": {"batch_size": 1024},
-            "ml-20m": {"batch_size": 1024}, "steam": {"batch_size": 1024, "prep": _STEAM["prep"]}, "synthetic": {}},
+    "pop": {
+        "ml-100k": {},
+        "ml-1m": {"prep": {"min_item_interactions": 5}},
+        "ml-10m": {"batch_size": 1024},
+        "ml-20m": {"batch_size": 1024},
+        "steam": {"batch_size": 1024, "prep": _STEAM["prep"]},
+        "synthetic": {},
+    },
 }
 # the layout keys of another family, as a config.yaml written before the split holds them
 OTHER_FAMILIES = {"num_heads": 8, "slstm_at": [0], "mask_prob": 0.2, "mask_last_share": 0.0, **_LAYOUT}
@@ -91,13 +145,17 @@ def test_defaults_file_names_the_source_of_every_entry_and_only_known_keys():
 
 def test_settings_of_other_families_are_type_checked_then_ignored():
     # a sweep passes the same --set values and sampled num_heads to every model
-    cfg = resolve_config("gru4rec", "synthetic", overrides={"num_heads": 4, "mask_prob": 0.5, "slstm_at": [1],
-                                                           "tied_output": False})
+    cfg = resolve_config(
+        "gru4rec", "synthetic", overrides={"num_heads": 4, "mask_prob": 0.5, "slstm_at": [1], "tied_output": False}
+    )
     assert not {"num_heads", "mask_prob", "slstm_at", "tied_output"} & set(cfg.to_dict())
     with pytest.raises(ConfigError, match="setting 'mask_prob' must be a finite number"):
         resolve_config("gru4rec", "synthetic", overrides={"mask_prob": "high"})
-    with pytest.raises(ConfigError, match="tied_output, ffn_mult only shape the sasrec and bert4rec layouts; "
-                                          "model 'xlstm' has no such setting, so remove it"):
+    with pytest.raises(
+        ConfigError,
+        match="tied_output, ffn_mult only shape the sasrec and bert4rec layouts; "
+        "model 'xlstm' has no such setting, so remove it",
+    ):
         resolve_config("xlstm", "synthetic", overrides={"ffn_mult": 2, "tied_output": True})
 
 
@@ -118,8 +176,12 @@ def test_the_model_flag_wins_over_the_files_model(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("model: sasrec\ndataset: ml-1m\n")
     cfg = resolve_config("gru4rec", "ml-100k", f)
-    assert (cfg.model, cfg.dataset, type(cfg.arch).__name__, cfg.ema_decay) == ("gru4rec", "ml-100k",
-                                                                                 "RNNSettings", 0.99)
+    assert (cfg.model, cfg.dataset, type(cfg.arch).__name__, cfg.ema_decay) == (
+        "gru4rec",
+        "ml-100k",
+        "RNNSettings",
+        0.99,
+    )
     assert resolve_config(None, None, f).model == "sasrec"
 
 
@@ -146,14 +208,17 @@ def test_a_config_written_before_the_split_still_loads():
     assert config_from_dict({**cfg.to_dict(), **OTHER_FAMILIES}, "m") == cfg
 
 
-@pytest.mark.parametrize("change, needle", [
-    ({"no_such_setting": 1}, "has unknown setting(s) ['no_such_setting']"),
-    ({"prep": {**PREP, "old_filter": 1}}, "has unknown setting(s) ['prep.old_filter']"),
-    ({"arch": {"embedding_dim": 8}}, "has unknown setting(s) ['arch']"),
-    ({"num_blocks": None}, "lacks setting(s) ['num_blocks']"),
-    ({"patience": None}, "lacks setting(s) ['patience']"),
-    ({"prep": {k: v for k, v in PREP.items() if k != "kcore_iterate"}}, "lacks setting(s) ['prep.kcore_iterate']"),
-])
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        ({"no_such_setting": 1}, "has unknown setting(s) ['no_such_setting']"),
+        ({"prep": {**PREP, "old_filter": 1}}, "has unknown setting(s) ['prep.old_filter']"),
+        ({"arch": {"embedding_dim": 8}}, "has unknown setting(s) ['arch']"),
+        ({"num_blocks": None}, "lacks setting(s) ['num_blocks']"),
+        ({"patience": None}, "lacks setting(s) ['patience']"),
+        ({"prep": {k: v for k, v in PREP.items() if k != "kcore_iterate"}}, "lacks setting(s) ['prep.kcore_iterate']"),
+    ],
+)
 def test_a_config_from_another_version_is_one_clear_error(change, needle):
     raw = {**resolve_config("gru4rec", "synthetic").to_dict(), **change}
     raw = {k: v for k, v in raw.items() if change.get(k, "") is not None}  # None in `change`: key left out
@@ -164,25 +229,34 @@ def test_a_config_from_another_version_is_one_clear_error(change, needle):
     assert "re-train the model with this xlrec" in text and "\n" not in text
 
 
-@pytest.mark.parametrize("model, change, needle", [
-    ("gru4rec", {"num_blocks": "2"}, "sets num_blocks to '2', which is not of type int"),
-    ("gru4rec", {"mask_prob": "high"}, "sets mask_prob to 'high', which is not of type float"),
-    ("gru4rec", {"slstm_at": 0}, "sets slstm_at to 0, which is not of type list[int]"),
-    ("sasrec", {"ffn_mult": 1.5}, "sets ffn_mult to 1.5, which is not of type int | None"),
-])
+@pytest.mark.parametrize(
+    "model, change, needle",
+    [
+        ("gru4rec", {"num_blocks": "2"}, "sets num_blocks to '2', which is not of type int"),
+        ("gru4rec", {"mask_prob": "high"}, "sets mask_prob to 'high', which is not of type float"),
+        ("gru4rec", {"slstm_at": 0}, "sets slstm_at to 0, which is not of type list[int]"),
+        ("sasrec", {"ffn_mult": 1.5}, "sets ffn_mult to 1.5, which is not of type int | None"),
+    ],
+)
 def test_a_saved_config_with_a_wrong_type_is_refused(model, change, needle):
     with pytest.raises(ConfigError) as err:
         config_from_dict({**resolve_config(model, "synthetic").to_dict(), **change}, "models:/m/1")
     assert str(err.value).startswith("The config.yaml of models:/m/1 ") and needle in str(err.value)
 
 
-@pytest.mark.parametrize("model, change, reason", [
-    ("gru4rec", {"tied_output": True},
-     "tied_output only shape the sasrec and bert4rec layouts; model 'gru4rec' has no such setting"),
-    ("bert4rec", {"mask_prob": 1.5}, "mask_prob must be in (0, 1)"),
-    ("xlstm", {"dropout": 1.0}, "dropout must be in [0, 1)"),
-    ("sasrec", {"window_stride": 80}, "window_stride must be in [0, max_len]"),
-])
+@pytest.mark.parametrize(
+    "model, change, reason",
+    [
+        (
+            "gru4rec",
+            {"tied_output": True},
+            "tied_output only shape the sasrec and bert4rec layouts; model 'gru4rec' has no such setting",
+        ),
+        ("bert4rec", {"mask_prob": 1.5}, "mask_prob must be in (0, 1)"),
+        ("xlstm", {"dropout": 1.0}, "dropout must be in [0, 1)"),
+        ("sasrec", {"window_stride": 80}, "window_stride must be in [0, max_len]"),
+    ],
+)
 def test_a_saved_config_is_validated_by_the_code_flags_go_through(model, change, reason):
     with pytest.raises(ConfigError) as from_flags:
         resolve_config(model, "synthetic", overrides=change)

@@ -19,8 +19,24 @@ import pytest
 from helpers import free_port, run_xlrec, xlrec_env
 
 PG = os.environ.get("XLREC_TEST_PG_HOST", "127.0.0.1") + ":" + os.environ.get("XLREC_TEST_PG_PORT", "5432")
-TINY = ["--model", "gru4rec", "--dataset", "synthetic", "--synthetic-users", "60", "--synthetic-items", "40",
-        "--epochs", "1", "--embedding-dim", "8", "--max-len", "10", "--device", "cpu"]
+TINY = [
+    "--model",
+    "gru4rec",
+    "--dataset",
+    "synthetic",
+    "--synthetic-users",
+    "60",
+    "--synthetic-items",
+    "40",
+    "--epochs",
+    "1",
+    "--embedding-dim",
+    "8",
+    "--max-len",
+    "10",
+    "--device",
+    "cpu",
+]
 
 
 def _xlrec(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
@@ -28,14 +44,17 @@ def _xlrec(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return run_xlrec(list(args), xlrec_env(tmp_path / "data"), cwd=tmp_path, timeout=300)
 
 
-@pytest.mark.parametrize("uri, expected", [
-    ("foo://bar", "no store for the scheme 'foo'"),
-    ("postgresql+pg8000://xlrec:hunter2@127.0.0.1/mlflow", "driver for postgresql+pg8000://xlrec:***@"),
-    (f"postgresql+psycopg2://postgres:hunter2@{PG}/xlrec_no_such_db", "Cannot connect to the tracking database"),
-    ("postgresql+psycopg2://postgres:hunter2@127.0.0.1:{port}/mlflow", "Cannot connect to the tracking database"),
-    ("sqlite:///{tmp}/no/such/dir/mlflow.db", "does not exist. Create it"),
-    ("http://127.0.0.1:{port}", "Cannot reach the MLflow tracking server"),
-])
+@pytest.mark.parametrize(
+    "uri, expected",
+    [
+        ("foo://bar", "no store for the scheme 'foo'"),
+        ("postgresql+pg8000://xlrec:hunter2@127.0.0.1/mlflow", "driver for postgresql+pg8000://xlrec:***@"),
+        (f"postgresql+psycopg2://postgres:hunter2@{PG}/xlrec_no_such_db", "Cannot connect to the tracking database"),
+        ("postgresql+psycopg2://postgres:hunter2@127.0.0.1:{port}/mlflow", "Cannot connect to the tracking database"),
+        ("sqlite:///{tmp}/no/such/dir/mlflow.db", "does not exist. Create it"),
+        ("http://127.0.0.1:{port}", "Cannot reach the MLflow tracking server"),
+    ],
+)
 def test_unusable_store_fails_fast_with_one_paragraph(tmp_path, uri, expected):
     uri = uri.format(port=free_port(), tmp=tmp_path)  # a free port: nothing listens there
     start = time.monotonic()
@@ -64,8 +83,15 @@ def test_killed_store_creation_never_leaves_a_half_made_store(tmp_path):
         d = tmp_path / f"attempt{i}"
         d.mkdir()
         cmd = [sys.executable, "-m", "xlrec", "registry", "list", "--tracking-uri", f"sqlite:///{d / 'mlflow.db'}"]
-        procs.append((d, delay, subprocess.Popen(cmd, cwd=d, env=xlrec_env(d / "data"), stdout=subprocess.DEVNULL,
-                                                 stderr=subprocess.DEVNULL)))
+        procs.append(
+            (
+                d,
+                delay,
+                subprocess.Popen(
+                    cmd, cwd=d, env=xlrec_env(d / "data"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                ),
+            )
+        )
     killed = 0
     for d, delay, proc in procs:
         deadline = time.monotonic() + 240

@@ -29,13 +29,45 @@ from helpers import RAY, free_port, pids_using, xlrec_env
 pytestmark = pytest.mark.server
 
 EPOCHS = 15
-GRID = ["--mode", "grid", "--models", "gru4rec", "--datasets", "synthetic", "--max-lens", "10", "--seeds", "1",
-        "--epochs", str(EPOCHS), "--max-failures", "2", "--cpus-per-trial", "1", "--name", "nodefail",
-        "--set", "synthetic_users=300", "--set", "synthetic_items=60", "--set", "synthetic_mean_len=20",
-        "--set", "embedding_dim=16", "--set", "window_stride=0", "--set", "patience=1000"]
+GRID = [
+    "--mode",
+    "grid",
+    "--models",
+    "gru4rec",
+    "--datasets",
+    "synthetic",
+    "--max-lens",
+    "10",
+    "--seeds",
+    "1",
+    "--epochs",
+    str(EPOCHS),
+    "--max-failures",
+    "2",
+    "--cpus-per-trial",
+    "1",
+    "--name",
+    "nodefail",
+    "--set",
+    "synthetic_users=300",
+    "--set",
+    "synthetic_items=60",
+    "--set",
+    "synthetic_mean_len=20",
+    "--set",
+    "embedding_dim=16",
+    "--set",
+    "window_stride=0",
+    "--set",
+    "patience=1000",
+]
 # Faster failure detection than the default: a silent node is declared dead after 5 missed 1-s checks.
-HEALTH = {"RAY_health_check_initial_delay_ms": "1000", "RAY_health_check_period_ms": "1000",
-          "RAY_health_check_timeout_ms": "3000", "RAY_health_check_failure_threshold": "5"}
+HEALTH = {
+    "RAY_health_check_initial_delay_ms": "1000",
+    "RAY_health_check_period_ms": "1000",
+    "RAY_health_check_timeout_ms": "3000",
+    "RAY_health_check_failure_threshold": "5",
+}
 
 
 class Node:
@@ -44,9 +76,13 @@ class Node:
     def __init__(self, args: list[str], env: dict, log: Path, ready: str):
         self.log_path = log
         self.log = open(log, "wb")
-        self.proc = subprocess.Popen([RAY, "start", "--block", "--node-ip-address=127.0.0.1", "--disable-usage-stats",
-                                      *args], env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [RAY, "start", "--block", "--node-ip-address=127.0.0.1", "--disable-usage-stats", *args],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 180
         while ready not in log.read_text(errors="replace"):
             assert self.proc.poll() is None, log.read_text(errors="replace")[-3000:]
@@ -109,12 +145,31 @@ def three_node_cluster(tmp_path):
     port = free_port()
     nodes = []
     try:
-        nodes.append(Node(["--head", f"--port={port}", "--num-cpus=0", "--include-dashboard=false",
-                           f"--dashboard-port={free_port()}", f"--ray-client-server-port={free_port()}",
-                           f"--temp-dir={temp_dir}"], env, tmp_path / "head.log", "Ray runtime started"))
+        nodes.append(
+            Node(
+                [
+                    "--head",
+                    f"--port={port}",
+                    "--num-cpus=0",
+                    "--include-dashboard=false",
+                    f"--dashboard-port={free_port()}",
+                    f"--ray-client-server-port={free_port()}",
+                    f"--temp-dir={temp_dir}",
+                ],
+                env,
+                tmp_path / "head.log",
+                "Ray runtime started",
+            )
+        )
         for name in ("a", "b"):
-            nodes.append(Node([f"--address=127.0.0.1:{port}", "--num-cpus=1"], env, tmp_path / f"worker-{name}.log",
-                              "Ray runtime started"))
+            nodes.append(
+                Node(
+                    [f"--address=127.0.0.1:{port}", "--num-cpus=1"],
+                    env,
+                    tmp_path / f"worker-{name}.log",
+                    "Ray runtime started",
+                )
+            )
         yield f"127.0.0.1:{port}", env, nodes[1:]
     finally:
         for node in reversed(nodes):
@@ -135,8 +190,14 @@ def _trial_runs(db: str) -> list:
 def test_killed_worker_node_trial_resumes_elsewhere_from_checkpoint(tmp_path, three_node_cluster):
     address, env, workers = three_node_cluster
     log = open(tmp_path / "driver.log", "w")
-    driver = subprocess.Popen([sys.executable, "-m", "xlrec", "sweep", *GRID, "--ray-address", address],
-                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "xlrec", "sweep", *GRID, "--ray-address", address],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
     results = tmp_path / "ray_results"
     db = f"sqlite:///{tmp_path / 'mlflow.db'}"
     victim, node_before, deadline = None, None, time.monotonic() + 600
@@ -154,8 +215,9 @@ def test_killed_worker_node_trial_resumes_elsewhere_from_checkpoint(tmp_path, th
         Node.signal_all(trial, signal.SIGSTOP)
         try:
             runs = _trial_runs(db) if (tmp_path / "mlflow.db").exists() else []
-            epochs_logged = len(MlflowClient(db).get_metric_history(runs[0].info.run_id, "val_recall_at_10")) \
-                if runs else 0
+            epochs_logged = (
+                len(MlflowClient(db).get_metric_history(runs[0].info.run_id, "val_recall_at_10")) if runs else 0
+            )
         except Exception as exc:  # the store busy: read again on the next round
             seen["read_error"] = repr(exc)[:300]
             epochs_logged = 0

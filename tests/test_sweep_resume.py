@@ -14,16 +14,33 @@ import sys
 import time
 from pathlib import Path
 
-
-GRID = ["--mode", "grid", "--models", "gru4rec", "--datasets", "ml-100k", "--max-lens", "5,10", "--seeds", "1",
-        "--epochs", "2", "--max-concurrent", "1", "--name", "resumable",
-        "--set", "embedding_dim=16", "--set", "window_stride=0"]
+GRID = [
+    "--mode",
+    "grid",
+    "--models",
+    "gru4rec",
+    "--datasets",
+    "ml-100k",
+    "--max-lens",
+    "5,10",
+    "--seeds",
+    "1",
+    "--epochs",
+    "2",
+    "--max-concurrent",
+    "1",
+    "--name",
+    "resumable",
+    "--set",
+    "embedding_dim=16",
+    "--set",
+    "window_stride=0",
+]
 
 
 def _env(tmp_path: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_"))}
-    env.update({"XLREC_DATA_DIR": str(tmp_path / "data"), "XLREC_DATA_MIRROR": "../mirror",
-                "PYTHONUNBUFFERED": "1"})
+    env.update({"XLREC_DATA_DIR": str(tmp_path / "data"), "XLREC_DATA_MIRROR": "../mirror", "PYTHONUNBUFFERED": "1"})
     return env
 
 
@@ -43,8 +60,7 @@ def test_killed_driver_resumes_without_duplicating_trials(tmp_path, shared_data)
     env = _env(tmp_path)
     cmd = [sys.executable, "-m", "xlrec", "sweep", *GRID]
     log = open(cwd / "first.log", "w")
-    driver = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    driver = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     state = cwd / "ray_results" / "resumable.xlrec-sweep.json"
     deadline = time.monotonic() + 600
     killed = False

@@ -22,8 +22,11 @@ def store(tmp_path, monkeypatch):
 
 
 def _trial(client: MlflowClient, parent, name: str) -> str:
-    run = client.create_run(parent.experiment_id, run_name=name,
-                            tags={"xlrec.sweep_run_id": parent.run_id, "mlflow.parentRunId": parent.run_id})
+    run = client.create_run(
+        parent.experiment_id,
+        run_name=name,
+        tags={"xlrec.sweep_run_id": parent.run_id, "mlflow.parentRunId": parent.run_id},
+    )
     return run.info.run_id
 
 
@@ -42,8 +45,13 @@ def test_adopted_parent_is_named_after_the_sweep_and_keeps_mlflow_runs_params(st
     recorder.end()
     run = client.get_run(parent.run_id)
     assert run.info.run_name == "search-gru4rec-synthetic" and run.info.status == "FINISHED"
-    assert run.data.params == {"trials": "4", "epochs": "8.0", "resolved.trials": "6", "mode": "search",
-                               "source": "https://u:***@host/data"}
+    assert run.data.params == {
+        "trials": "4",
+        "epochs": "8.0",
+        "resolved.trials": "6",
+        "mode": "search",
+        "source": "https://u:***@host/data",
+    }
     assert "xlrec.pid" in run.data.tags
 
 
@@ -83,7 +91,10 @@ def test_a_pruned_trial_ends_killed_with_the_epoch(store):
     end_pruned(run.info.run_id, 3)
     closed = MlflowClient(store).get_run(run.info.run_id)
     assert closed.info.status == "KILLED"
-    assert {k: closed.data.tags[k] for k in ("xlrec.status", "xlrec.pruned", "xlrec.pruned_after_epoch")} == \
-        {"xlrec.status": "pruned", "xlrec.pruned": "true", "xlrec.pruned_after_epoch": "3"}
+    assert {k: closed.data.tags[k] for k in ("xlrec.status", "xlrec.pruned", "xlrec.pruned_after_epoch")} == {
+        "xlrec.status": "pruned",
+        "xlrec.pruned": "true",
+        "xlrec.pruned_after_epoch": "3",
+    }
     assert "xlrec.failure_reason" not in closed.data.tags
     assert finished_run_metrics(store, run.info.run_id) is None  # not FINISHED: trained again

@@ -12,8 +12,16 @@ from mlflow_server import create_database, drop_database
 
 pytestmark = pytest.mark.server
 
-TINY = ["--set", "synthetic_users=80", "--set", "synthetic_items=40", "--set", "synthetic_mean_len=12",
-        "--set", "window_stride=0"]
+TINY = [
+    "--set",
+    "synthetic_users=80",
+    "--set",
+    "synthetic_items=40",
+    "--set",
+    "synthetic_mean_len=12",
+    "--set",
+    "window_stride=0",
+]
 
 
 @pytest.fixture
@@ -35,10 +43,34 @@ def test_search_sweep_on_postgres_backed_mlflow_and_optuna(tmp_path, mlflow_serv
     tracking_uri = mlflow_server.replace("http://", f"http://sweeper:{URI_SECRET}@")
     user_part = study_storage.split("://", 1)[1].split("@", 1)[0]
     storage_with_password = study_storage.replace(f"://{user_part}@", f"://{user_part}:{STUDY_SECRET}@")
-    proc = sweep(tmp_path, "--mode", "search", "--model", "gru4rec", "--dataset", "synthetic", "--trials", "2",
-                 "--epochs", "2", "--seed", "3", *TINY, "--set", "max_len=10", "--experiment", "server-mode",
-                 "--tracking-uri", tracking_uri, "--study-storage", storage_with_password, "--cpus-per-trial", "1",
-                 "--max-concurrent", "1")  # one at a time: ASHA sees the same reports in the same order
+    proc = sweep(
+        tmp_path,
+        "--mode",
+        "search",
+        "--model",
+        "gru4rec",
+        "--dataset",
+        "synthetic",
+        "--trials",
+        "2",
+        "--epochs",
+        "2",
+        "--seed",
+        "3",
+        *TINY,
+        "--set",
+        "max_len=10",
+        "--experiment",
+        "server-mode",
+        "--tracking-uri",
+        tracking_uri,
+        "--study-storage",
+        storage_with_password,
+        "--cpus-per-trial",
+        "1",
+        "--max-concurrent",
+        "1",
+    )  # one at a time: ASHA sees the same reports in the same order
     summary = summary_of(proc)
     # one at a time, the second trial reaches epoch 2 above the first (best validation Recall@10 0.51 vs
     # 0.48), so ASHA prunes neither
@@ -49,8 +81,7 @@ def test_search_sweep_on_postgres_backed_mlflow_and_optuna(tmp_path, mlflow_serv
     client = MlflowClient(mlflow_server)
     parent = client.get_run(summary["parent_run_id"])
     assert parent.info.status == "FINISHED"
-    children = client.search_runs([parent.info.experiment_id],
-                                  f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    children = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert len(children) == 2
     assert {c.info.status for c in children} <= {"FINISHED", "KILLED"}
     assert all("val_recall_at_10" in c.data.metrics for c in children)

@@ -29,8 +29,16 @@ from helpers import RAY, free_port, pids_using, summary_of, sweep, xlrec_env
 
 pytestmark = pytest.mark.server
 
-TINY = ["--set", "synthetic_users=80", "--set", "synthetic_items=40", "--set", "synthetic_mean_len=12",
-        "--set", "window_stride=0"]
+TINY = [
+    "--set",
+    "synthetic_users=80",
+    "--set",
+    "synthetic_items=40",
+    "--set",
+    "synthetic_mean_len=12",
+    "--set",
+    "window_stride=0",
+]
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -62,7 +70,7 @@ class SweepOutcome:
         # served artifacts: mlflow-artifacts:/<exp>/<run>/artifacts -> ./mlartifacts/<exp>/<run>/artifacts
         uri = run.info.artifact_uri
         assert uri.startswith("mlflow-artifacts:/"), uri
-        return self.cwd / "mlartifacts" / uri[len("mlflow-artifacts:/"):]
+        return self.cwd / "mlartifacts" / uri[len("mlflow-artifacts:/") :]
 
     def parent_csv(self, name: str) -> pd.DataFrame:
         return pd.read_csv(self.artifact_dir(self.parent) / name)
@@ -106,10 +114,26 @@ def gpu_ray_cluster(tmp_path_factory):
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": uuid.uuid4().hex + uuid.uuid4().hex}
     # With --ray-address the driver passes no runtime_env: the workers get XLREC_DATA_DIR from here.
     proc = subprocess.Popen(
-        [RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
-         "--num-gpus=2", "--include-dashboard=false", f"--dashboard-port={free_port()}",
-         f"--ray-client-server-port={free_port()}", f"--temp-dir={temp_dir}", "--disable-usage-stats"],
-        env=xlrec_env(data_dir, **auth), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            RAY,
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--num-gpus=2",
+            "--include-dashboard=false",
+            f"--dashboard-port={free_port()}",
+            f"--ray-client-server-port={free_port()}",
+            f"--temp-dir={temp_dir}",
+            "--disable-usage-stats",
+        ],
+        env=xlrec_env(data_dir, **auth),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 180
         while b"Ray runtime started" not in log_path.read_bytes():
@@ -149,11 +173,38 @@ def search_sweep(gpu_ray_cluster, tmp_path_factory) -> SweepOutcome:
     falls below it at epoch 2 (0.70 < 0.71). One finished, three pruned."""
     address, data_dir, auth = gpu_ray_cluster
     cwd = tmp_path_factory.mktemp("search")
-    proc = sweep(cwd, "--mode", "search", "--model", "gru4rec", "--dataset", "synthetic", "--trials", "4",
-                 "--epochs", "3", "--grace-period", "1", "--seed", "4", *TINY, "--set", "max_len=10",
-                 "--set", "batch_size=8", "--max-concurrent", "1",
-                 "--ray-address", address, "--gpus-per-trial", "0.5", "--cpus-per-trial", "0.5",
-                 data_dir=data_dir, env=auth)
+    proc = sweep(
+        cwd,
+        "--mode",
+        "search",
+        "--model",
+        "gru4rec",
+        "--dataset",
+        "synthetic",
+        "--trials",
+        "4",
+        "--epochs",
+        "3",
+        "--grace-period",
+        "1",
+        "--seed",
+        "4",
+        *TINY,
+        "--set",
+        "max_len=10",
+        "--set",
+        "batch_size=8",
+        "--max-concurrent",
+        "1",
+        "--ray-address",
+        address,
+        "--gpus-per-trial",
+        "0.5",
+        "--cpus-per-trial",
+        "0.5",
+        data_dir=data_dir,
+        env=auth,
+    )
     return SweepOutcome(cwd, proc)
 
 
@@ -208,8 +259,7 @@ def test_search_study_persists_every_trial_and_space_keeps_heads_dividing_width(
         dim, heads = int(p["embedding_dim"]), int(p["num_heads"])
         assert dim % heads == 0
         t = sampled.pop(p["lr"])
-        assert (heads, dim, int(p["num_blocks"])) == (t["num_heads"], t["num_heads"] * t["head_dim"],
-                                                      t["num_blocks"])
+        assert (heads, dim, int(p["num_blocks"])) == (t["num_heads"], t["num_heads"] * t["head_dim"], t["num_blocks"])
         assert float(p["dropout"]) == pytest.approx(t["dropout"])
         assert int(p["max_len"]) == 10  # fixed with --set, not searched
     assert not sampled
@@ -246,14 +296,30 @@ def test_gpu_trials_each_get_one_logical_gpu(search_sweep):
 
 def test_grid_runs_every_combination_and_aggregates_table4(tmp_path):
     # 2 models x 1 length x 2 seeds (the resume test grids over lengths): 4 trials keep CI short
-    proc = sweep(tmp_path, "--mode", "grid", "--models", "gru4rec,lstm", "--datasets", "synthetic",
-                 "--max-lens", "10", "--seeds", "1,2", "--epochs", "2", "--cpus-per-trial", "0.5", *TINY,
-                 "--set", "embedding_dim=16")
+    proc = sweep(
+        tmp_path,
+        "--mode",
+        "grid",
+        "--models",
+        "gru4rec,lstm",
+        "--datasets",
+        "synthetic",
+        "--max-lens",
+        "10",
+        "--seeds",
+        "1,2",
+        "--epochs",
+        "2",
+        "--cpus-per-trial",
+        "0.5",
+        *TINY,
+        "--set",
+        "embedding_dim=16",
+    )
     out = SweepOutcome(tmp_path, proc)
     assert_nested_and_closed(out, 4)
     assert out.summary["mode"] == "grid" and out.summary["trials_done"] == 4
-    combos = {(c.data.params["model"], int(c.data.params["max_len"]), int(c.data.params["seed"]))
-              for c in out.children}
+    combos = {(c.data.params["model"], int(c.data.params["max_len"]), int(c.data.params["seed"])) for c in out.children}
     assert combos == set(itertools.product(["gru4rec", "lstm"], [10], [1, 2]))
     assert all(c.info.status == "FINISHED" and c.data.params["embedding_dim"] == "16" for c in out.children)
     assert len(out.parent_csv("trials.csv")) == 4
@@ -261,18 +327,25 @@ def test_grid_runs_every_combination_and_aggregates_table4(tmp_path):
     assert out.client.get_experiment(out.parent.info.experiment_id).name == "xlrec-synthetic"
     assert out.parent.info.run_name == "grid-gru4rec_lstm-synthetic"
     assert {c.info.run_name for c in out.children} == {f"{m} L10 s{s}" for m in ("gru4rec", "lstm") for s in (1, 2)}
-    lines = re.findall(r"^\[xlrec\] trial (\d)/4 finished  max_len=10 seed=\d  val Recall@10 \d\.\d{4}", proc.stderr,
-                       re.M)
+    lines = re.findall(
+        r"^\[xlrec\] trial (\d)/4 finished  max_len=10 seed=\d  val Recall@10 \d\.\d{4}", proc.stderr, re.M
+    )
     assert sorted(lines) == ["1", "2", "3", "4"], proc.stderr[-4000:]
     table4 = out.parent_csv("table4.csv")
     assert len(table4) == 2
     assert set(zip(table4["model"], table4["max_len"])) == {("gru4rec", 10), ("lstm", 10)}
     assert (table4["seeds"] == 2).all() and (table4["dataset"] == "synthetic").all()
     for _, row in table4.iterrows():
-        runs = [c for c in out.children
-                if c.data.params["model"] == row["model"] and int(c.data.params["max_len"]) == row["max_len"]]
-        for col, key in (("Recall@10", "test_recall_at_10"), ("NDCG@10", "test_ndcg_at_10"),
-                         ("MRR@10", "test_mrr_at_10")):
+        runs = [
+            c
+            for c in out.children
+            if c.data.params["model"] == row["model"] and int(c.data.params["max_len"]) == row["max_len"]
+        ]
+        for col, key in (
+            ("Recall@10", "test_recall_at_10"),
+            ("NDCG@10", "test_ndcg_at_10"),
+            ("MRR@10", "test_mrr_at_10"),
+        ):
             text = row[col]
             assert re.fullmatch(r"\d\.\d{4} ± \d\.\d{4}", text), text
             values = pd.Series([c.data.metrics[key] for c in runs])
@@ -287,9 +360,28 @@ def test_grid_runs_every_combination_and_aggregates_table4(tmp_path):
 
 def test_diverging_trials_are_failed_in_mlflow_and_the_study_and_the_sweep_still_reports(tmp_path):
     # lr=1e37 without clipping: the loss is finite in epoch 1 and overflows in epoch 2 (gru4rec, dim 16).
-    proc = sweep(tmp_path, "--mode", "search", "--model", "gru4rec", "--dataset", "synthetic", "--trials", "2",
-                 "--epochs", "3", *TINY, "--set", "max_len=10", "--set", "embedding_dim=16",
-                 "--set", "lr=1e37", "--set", "grad_clip=0")
+    proc = sweep(
+        tmp_path,
+        "--mode",
+        "search",
+        "--model",
+        "gru4rec",
+        "--dataset",
+        "synthetic",
+        "--trials",
+        "2",
+        "--epochs",
+        "3",
+        *TINY,
+        "--set",
+        "max_len=10",
+        "--set",
+        "embedding_dim=16",
+        "--set",
+        "lr=1e37",
+        "--set",
+        "grad_clip=0",
+    )
     out = SweepOutcome(tmp_path, proc)
     assert_nested_and_closed(out, 2)
     s = out.summary
@@ -317,8 +409,18 @@ def test_unreachable_tracking_server_fails_fast_without_traceback(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound, never listening: connections are refused
-        proc = sweep(tmp_path, "--model", "gru4rec", "--dataset", "synthetic", "--trials", "2",
-                     "--tracking-uri", f"http://127.0.0.1:{port}", *TINY)
+        proc = sweep(
+            tmp_path,
+            "--model",
+            "gru4rec",
+            "--dataset",
+            "synthetic",
+            "--trials",
+            "2",
+            "--tracking-uri",
+            f"http://127.0.0.1:{port}",
+            *TINY,
+        )
     assert proc.returncode != 0
     assert "Cannot reach" in proc.stderr and f"127.0.0.1:{port}" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -326,12 +428,26 @@ def test_unreachable_tracking_server_fails_fast_without_traceback(tmp_path):
     assert not any((tmp_path / p).exists() for p in ("mlflow.db", "optuna.db", "ray_results"))
 
 
-@pytest.mark.parametrize("bad, named", [(["--source", "{tmp}/no-such-mirror"], "no-such-mirror"),
-                                        (["--set", "no_such_setting=1"], "no_such_setting")])
+@pytest.mark.parametrize(
+    "bad, named",
+    [(["--source", "{tmp}/no-such-mirror"], "no-such-mirror"), (["--set", "no_such_setting=1"], "no_such_setting")],
+)
 def test_bad_data_location_or_setting_fails_before_anything_starts(tmp_path, bad, named):
     args = [a.replace("{tmp}", str(tmp_path)) for a in bad]
-    proc = sweep(tmp_path, "--mode", "grid", "--models", "gru4rec", "--datasets", "ml-100k", "--max-lens", "10",
-                 "--seeds", "1", *args)
+    proc = sweep(
+        tmp_path,
+        "--mode",
+        "grid",
+        "--models",
+        "gru4rec",
+        "--datasets",
+        "ml-100k",
+        "--max-lens",
+        "10",
+        "--seeds",
+        "1",
+        *args,
+    )
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert proc.stderr.startswith("xlrec: error: ") and "Traceback" not in proc.stderr
     assert named in proc.stderr
@@ -349,8 +465,22 @@ def test_unknown_mode_is_rejected_by_argparse(tmp_path):
 def test_ray_cluster_refusing_the_driver_gives_one_clean_error(gpu_ray_cluster, tmp_path):
     address, data_dir, _ = gpu_ray_cluster  # no RAY_AUTH_MODE=token here: the cluster rejects the driver
     # Ray retries a refused connection once a second for 20 s by default; 2 tries show the same error
-    proc = sweep(tmp_path, "--model", "gru4rec", "--dataset", "synthetic", "--trials", "2", "--epochs", "2",
-                 "--ray-address", address, *TINY, data_dir=data_dir, env={"RAY_gcs_server_port_wait_time_s": "2"})
+    proc = sweep(
+        tmp_path,
+        "--model",
+        "gru4rec",
+        "--dataset",
+        "synthetic",
+        "--trials",
+        "2",
+        "--epochs",
+        "2",
+        "--ray-address",
+        address,
+        *TINY,
+        data_dir=data_dir,
+        env={"RAY_gcs_server_port_wait_time_s": "2"},
+    )
     assert proc.returncode != 0
     assert proc.stderr.count("xlrec: error: Cannot connect to the Ray cluster at " + address) == 1
     assert "RAY_AUTH_MODE=token" in proc.stderr and "Traceback" not in proc.stderr

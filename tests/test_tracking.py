@@ -30,12 +30,38 @@ pytestmark = [pytest.mark.server, pytest.mark.slow]
 MODELS = ("gru4rec", "sasrec")
 EPOCHS = 2
 TEST_USERS = 943  # ML-100K: every user has a test target (leave-two-out)
-SMALL = ["--dataset", "ml-100k", "--epochs", str(EPOCHS), "--max-len", "20", "--embedding-dim", "16",
-         "--batch-size", "256", "--device", "cpu"]
-PER_EPOCH = ("val_recall_at_10", "val_ndcg_at_10", "train_loss", "grad_norm", "lr", "epoch_time_s", "throughput",
-             "rss_mb")
-RUN_ARTIFACTS = {"config.yaml", "history.csv", "training_curves.png", "parameters.csv", "test_per_user.parquet",
-                 "sample_predictions.md"}
+SMALL = [
+    "--dataset",
+    "ml-100k",
+    "--epochs",
+    str(EPOCHS),
+    "--max-len",
+    "20",
+    "--embedding-dim",
+    "16",
+    "--batch-size",
+    "256",
+    "--device",
+    "cpu",
+]
+PER_EPOCH = (
+    "val_recall_at_10",
+    "val_ndcg_at_10",
+    "train_loss",
+    "grad_norm",
+    "lr",
+    "epoch_time_s",
+    "throughput",
+    "rss_mb",
+)
+RUN_ARTIFACTS = {
+    "config.yaml",
+    "history.csv",
+    "training_curves.png",
+    "parameters.csv",
+    "test_per_user.parquet",
+    "sample_predictions.md",
+}
 
 
 def _key(name: str) -> str:
@@ -77,10 +103,29 @@ def trained(mlflow_server, env, client, tmp_path_factory):
     """`xlrec train` of two models into one fresh experiment (both processes at once)."""
     experiment = f"xlrec-test-{uuid.uuid4().hex[:8]}"
     cwd = tmp_path_factory.mktemp("train-cwd")
-    procs = {m: subprocess.Popen([sys.executable, "-m", "xlrec", "train", "--model", m, *SMALL,
-                                  "--experiment", experiment, "--tracking-uri", mlflow_server],
-                                 env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for m in MODELS}
+    procs = {
+        m: subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "xlrec",
+                "train",
+                "--model",
+                m,
+                *SMALL,
+                "--experiment",
+                experiment,
+                "--tracking-uri",
+                mlflow_server,
+            ],
+            env=env,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for m in MODELS
+    }
     outputs = {m: p.communicate(timeout=900) for m, p in procs.items()}
     for m, p in procs.items():
         assert p.returncode == 0, f"{m}:\n{outputs[m][1][-5000:]}"
@@ -91,8 +136,12 @@ def trained(mlflow_server, env, client, tmp_path_factory):
         found = client.search_runs([exp.experiment_id], f"tags.model_family = '{m}'")
         assert len(found) == 1
         runs[m] = found[0]
-    return {"experiment": exp, "runs": runs, "summaries": {m: _last_json(outputs[m][0]) for m in MODELS},
-            "stderr": {m: outputs[m][1] for m in MODELS}}
+    return {
+        "experiment": exp,
+        "runs": runs,
+        "summaries": {m: _last_json(outputs[m][0]) for m in MODELS},
+        "stderr": {m: outputs[m][1] for m in MODELS},
+    }
 
 
 # --- what the two runs logged ------------------------------------------------------------------------
@@ -151,11 +200,19 @@ def test_artifacts(trained, client, tmp_path):
         assert "model/MLmodel" in model_files
         # xlrec model format 2: no pickle; weights, config and item map under the pyfunc data folder
         data = {a.path for a in client.list_artifacts(rid, "model/data/xlrec")}
-        assert data == {"model/data/xlrec/config.yaml", "model/data/xlrec/item_map.json",
-                        "model/data/xlrec/model.safetensors"}
+        assert data == {
+            "model/data/xlrec/config.yaml",
+            "model/data/xlrec/item_map.json",
+            "model/data/xlrec/model.safetensors",
+        }
         assert not any(p.endswith((".pth", ".pkl")) for p in _all_artifacts(client, rid, "model"))
-        mlmodel = yaml.safe_load(Path(mlflow.artifacts.download_artifacts(
-            run_id=rid, artifact_path="model/MLmodel", dst_path=str(tmp_path / f"{m}-mlmodel"))).read_text())
+        mlmodel = yaml.safe_load(
+            Path(
+                mlflow.artifacts.download_artifacts(
+                    run_id=rid, artifact_path="model/MLmodel", dst_path=str(tmp_path / f"{m}-mlmodel")
+                )
+            ).read_text()
+        )
         assert set(mlmodel["flavors"]) == {"python_function"}
         assert mlmodel["flavors"]["python_function"]["loader_module"] == "xlrec.platform.serving"
         assert mlmodel["metadata"]["xlrec"]["format_version"] == 2
@@ -175,8 +232,9 @@ def test_artifacts(trained, client, tmp_path):
         assert (local / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (local / "sample_predictions.md").read_text().startswith("# Sample predictions")
         params_csv = pd.read_csv(local / "parameters.csv")
-        assert int(params_csv.loc[params_csv["component"] == "total", "count"].iloc[0]) == \
-            run.data.metrics["params_total"]
+        assert (
+            int(params_csv.loc[params_csv["component"] == "total", "count"].iloc[0]) == run.data.metrics["params_total"]
+        )
 
 
 def _all_artifacts(client, run_id: str, path: str) -> list[str]:
@@ -217,8 +275,7 @@ def test_each_run_registered_and_promoted(trained, client):
         champ = client.get_model_version_by_alias(name, "champion")
         assert champ.version == mv.version
         assert mv.tags["promotion"].startswith("promoted: first version")
-        assert float(mv.tags["val_recall_at_10"]) == pytest.approx(run.data.metrics["best_val_recall_at_10"],
-                                                                   abs=1e-10)
+        assert float(mv.tags["val_recall_at_10"]) == pytest.approx(run.data.metrics["best_val_recall_at_10"], abs=1e-10)
         ds_hash = {t.key: t.value for t in run.inputs.dataset_inputs[0].tags}["content_sha256"]
         assert mv.tags["dataset_sha256"] == ds_hash
         assert run.data.tags["xlrec.registered_model"] == name
@@ -231,8 +288,21 @@ def test_each_run_registered_and_promoted(trained, client):
 @pytest.mark.parametrize("model", MODELS)
 def test_evaluate_champion_reproduces_logged_metrics(model, trained, env, mlflow_server, tmp_path):
     run = trained["runs"][model]
-    proc = run_xlrec(["evaluate", "--model-uri", f"models:/{model}-ml-100k@champion", "--dataset", "ml-100k",
-                      "--tracking-uri", mlflow_server, "--device", "cpu"], env, cwd=tmp_path)
+    proc = run_xlrec(
+        [
+            "evaluate",
+            "--model-uri",
+            f"models:/{model}-ml-100k@champion",
+            "--dataset",
+            "ml-100k",
+            "--tracking-uri",
+            mlflow_server,
+            "--device",
+            "cpu",
+        ],
+        env,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-5000:]
     out = _last_json(proc.stdout)
     assert out["run_id"] == run.info.run_id
@@ -246,8 +316,21 @@ def test_evaluate_champion_reproduces_logged_metrics(model, trained, env, mlflow
 
 
 def test_evaluate_on_another_dataset_is_refused(trained, env, mlflow_server, tmp_path):
-    proc = run_xlrec(["evaluate", "--model-uri", "models:/gru4rec-ml-100k@champion", "--dataset", "ml-1m",
-                      "--tracking-uri", mlflow_server, "--device", "cpu"], env, cwd=tmp_path)
+    proc = run_xlrec(
+        [
+            "evaluate",
+            "--model-uri",
+            "models:/gru4rec-ml-100k@champion",
+            "--dataset",
+            "ml-1m",
+            "--tracking-uri",
+            mlflow_server,
+            "--device",
+            "cpu",
+        ],
+        env,
+        cwd=tmp_path,
+    )
     assert proc.returncode != 0
     msg = _error_line(proc.stderr)
     assert "trained on 'ml-100k', not 'ml-1m'" in msg
@@ -264,8 +347,22 @@ def test_registry_list_and_download(trained, env, mlflow_server, tmp_path):
         assert "@champion" in lines[i + 1] and run.info.run_id in lines[i + 1]
 
     dst = tmp_path / "dl"
-    proc = run_xlrec(["registry", "download", "--name", "sasrec-ml-100k", "--alias", "champion", "--dst", str(dst),
-                      "--tracking-uri", mlflow_server], env, cwd=tmp_path)
+    proc = run_xlrec(
+        [
+            "registry",
+            "download",
+            "--name",
+            "sasrec-ml-100k",
+            "--alias",
+            "champion",
+            "--dst",
+            str(dst),
+            "--tracking-uri",
+            mlflow_server,
+        ],
+        env,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = _last_json(proc.stdout)
     assert out["run_id"] == trained["runs"]["sasrec"].info.run_id
@@ -278,8 +375,21 @@ def test_registry_list_and_download(trained, env, mlflow_server, tmp_path):
 
 
 def test_recommend_prints_ten_titles(trained, env, mlflow_server, tmp_path):
-    proc = run_xlrec(["recommend", "--model-uri", "models:/sasrec-ml-100k@champion", "--user", "1",
-                      "--tracking-uri", mlflow_server, "--device", "cpu"], env, cwd=tmp_path)
+    proc = run_xlrec(
+        [
+            "recommend",
+            "--model-uri",
+            "models:/sasrec-ml-100k@champion",
+            "--user",
+            "1",
+            "--tracking-uri",
+            mlflow_server,
+            "--device",
+            "cpu",
+        ],
+        env,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     lines = [line for line in lines if re.match(r"^\s*\d+\. ", line)]
@@ -289,8 +399,11 @@ def test_recommend_prints_ten_titles(trained, env, mlflow_server, tmp_path):
         parts = row.split("|")
         if len(parts) > 1:
             titles[parts[0]] = parts[1]
-    seen = {row.split("\t")[1] for row in (SHARED_DATA / "ml-100k" / "u.data").read_text().splitlines()
-            if row.split("\t")[0] == "1"}
+    seen = {
+        row.split("\t")[1]
+        for row in (SHARED_DATA / "ml-100k" / "u.data").read_text().splitlines()
+        if row.split("\t")[0] == "1"
+    }
     items = []
     for rank, line in enumerate(lines, 1):
         m = re.fullmatch(r"\s*(\d+)\. (.+) \(item (\d+), score (-?[\d.]+)\)", line)
@@ -306,9 +419,29 @@ def test_recommend_prints_ten_titles(trained, env, mlflow_server, tmp_path):
 
 
 def test_embedded_sqlite_default(tmp_path, env, sqlite_tracking_uri):
-    proc = run_xlrec(["train", "--model", "gru4rec", "--dataset", "ml-100k", "--epochs", "1", "--max-len", "10",
-                      "--embedding-dim", "8", "--batch-size", "512", "--device", "cpu", "--experiment", "default-db"],
-                     env, cwd=tmp_path)
+    proc = run_xlrec(
+        [
+            "train",
+            "--model",
+            "gru4rec",
+            "--dataset",
+            "ml-100k",
+            "--epochs",
+            "1",
+            "--max-len",
+            "10",
+            "--embedding-dim",
+            "8",
+            "--batch-size",
+            "512",
+            "--device",
+            "cpu",
+            "--experiment",
+            "default-db",
+        ],
+        env,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-5000:]
     db = tmp_path / "mlflow.db"
     assert db.is_file()
@@ -327,8 +460,24 @@ def test_embedded_sqlite_default(tmp_path, env, sqlite_tracking_uri):
 
 def test_diverging_run_ends_failed(client, env, mlflow_server, tmp_path):
     experiment = f"diverge-{uuid.uuid4().hex[:8]}"
-    proc = run_xlrec(["train", "--model", "sasrec", *SMALL, "--lr", "1e12", "--grad-clip", "0",
-                      "--experiment", experiment, "--tracking-uri", mlflow_server], env, cwd=tmp_path)
+    proc = run_xlrec(
+        [
+            "train",
+            "--model",
+            "sasrec",
+            *SMALL,
+            "--lr",
+            "1e12",
+            "--grad-clip",
+            "0",
+            "--experiment",
+            experiment,
+            "--tracking-uri",
+            mlflow_server,
+        ],
+        env,
+        cwd=tmp_path,
+    )
     assert proc.returncode != 0
     msg = _error_line(proc.stderr)
     assert "Training loss became" in msg
@@ -349,9 +498,32 @@ def test_adopts_the_run_named_by_mlflow_run_id(client, env, mlflow_server, tmp_p
     exp_id = client.create_experiment(f"adopt-{uuid.uuid4().hex[:8]}")
     run = client.create_run(exp_id, run_name="created-outside")
     adopt_env = {**env, "MLFLOW_RUN_ID": run.info.run_id}
-    proc = run_xlrec(["train", "--model", "gru4rec", "--dataset", "ml-100k", "--epochs", "1", "--max-len", "10",
-                      "--embedding-dim", "8", "--batch-size", "512", "--device", "cpu", "--no-register",
-                      "--experiment", "must-not-be-used", "--tracking-uri", mlflow_server], adopt_env, cwd=tmp_path)
+    proc = run_xlrec(
+        [
+            "train",
+            "--model",
+            "gru4rec",
+            "--dataset",
+            "ml-100k",
+            "--epochs",
+            "1",
+            "--max-len",
+            "10",
+            "--embedding-dim",
+            "8",
+            "--batch-size",
+            "512",
+            "--device",
+            "cpu",
+            "--no-register",
+            "--experiment",
+            "must-not-be-used",
+            "--tracking-uri",
+            mlflow_server,
+        ],
+        adopt_env,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-5000:]
     runs = client.search_runs([exp_id])
     assert [r.info.run_id for r in runs] == [run.info.run_id]  # no other run in that experiment

@@ -15,8 +15,16 @@ from xlrec.training.batches import gather_windows, num_targets, sample_ends
 from xlrec.training.cuda_graph import PAD_END, PAD_START
 from xlrec.training.losses import full_softmax_ce
 
-SMALL = {"synthetic_users": 300, "synthetic_items": 120, "synthetic_mean_len": 30, "embedding_dim": 32,
-         "max_len": 20, "batch_size": 32, "lr": 3e-3, "dropout": 0.1}
+SMALL = {
+    "synthetic_users": 300,
+    "synthetic_items": 120,
+    "synthetic_mean_len": 30,
+    "embedding_dim": 32,
+    "max_len": 20,
+    "batch_size": 32,
+    "lr": 3e-3,
+    "dropout": 0.1,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -50,8 +58,7 @@ def test_each_model_trains_and_beats_pop(model, pop_recall):
 
 
 def test_xlstm_s_trains_one_epoch():
-    res = _train("xlstm-s", epochs=1, num_blocks=2, slstm_at=[1], max_len=10,
-                 synthetic_users=60, synthetic_mean_len=12)
+    res = _train("xlstm-s", epochs=1, num_blocks=2, slstm_at=[1], max_len=10, synthetic_users=60, synthetic_mean_len=12)
     assert res.epochs_run == 1 and np.isfinite(res.history[0]["train_loss"])
 
 
@@ -103,7 +110,7 @@ def test_windows_cover_every_training_target_exactly_once():
         # no target is a validation/test item, and no window crosses users
         train_mask = np.zeros(len(items), bool)
         for s, e in zip(split.starts, split.train_end):
-            train_mask[s + 1:e] = True
+            train_mask[s + 1 : e] = True
         assert train_mask[counted.numpy()].all() and train_mask.sum() == len(counted)
     ends, _ = sample_ends(split, 20, "prefix", causal=True)
     assert len(ends) == num_targets(split, causal=True)
@@ -135,8 +142,11 @@ def test_resume_from_checkpoint_continues_identically():
                 StopAfter2.state = buf.getvalue()
                 raise StopTraining("simulated node loss")
 
-    cfg = resolve_config("sasrec", "synthetic", overrides={**SMALL, "epochs": 4, "patience": 10, "seed": 3,
-                                                           "device": "cpu", "ema_decay": 0.9})
+    cfg = resolve_config(
+        "sasrec",
+        "synthetic",
+        overrides={**SMALL, "epochs": 4, "patience": 10, "seed": 3, "device": "cpu", "ema_decay": 0.9},
+    )
     data = prepare("synthetic", cfg.prep)
     stopped = train(cfg, data, [StopAfter2()])
     assert (stopped.epochs_run, stopped.stopped_reason) == (2, "stopped: simulated node loss")
@@ -154,14 +164,17 @@ def test_weight_average_follows_every_step_and_is_what_validation_and_test_use()
     from xlrec.training.trainer import Callback
 
     decay = 0.9
-    cfg = resolve_config("sasrec", "synthetic", overrides={**SMALL, "epochs": 3, "patience": 10, "device": "cpu",
-                                                           "ema_decay": decay})
+    cfg = resolve_config(
+        "sasrec", "synthetic", overrides={**SMALL, "epochs": 3, "patience": 10, "device": "cpu", "ema_decay": decay}
+    )
     at_epoch_end: dict[int, tuple[list, list]] = {}  # epoch -> (averaged weights, trained weights)
 
     class Watch(Callback):
         def on_epoch_end(self, trainer, record):
-            at_epoch_end[record["epoch"]] = ([t.clone() for t in trainer.ema],
-                                             [p.detach().clone() for p in trainer.model.parameters()])
+            at_epoch_end[record["epoch"]] = (
+                [t.clone() for t in trainer.ema],
+                [p.detach().clone() for p in trainer.model.parameters()],
+            )
 
     experiment = assemble(cfg, prepare("synthetic", cfg.prep))
     trainer = experiment.trainer([Watch()])
@@ -197,8 +210,7 @@ def test_weight_average_follows_every_step_and_is_what_validation_and_test_use()
 def test_padding_rows_of_a_graphed_batch_change_nothing(model):
     """A CUDA-graphed step pads the epoch's last batch to full size with (PAD_END, PAD_START)
     rows: they must add no target, and leave the loss and every gradient as they were."""
-    cfg = resolve_config(model, "synthetic", overrides={**SMALL, "epochs": 1, "device": "cpu",
-                                                        "window_stride": 5})
+    cfg = resolve_config(model, "synthetic", overrides={**SMALL, "epochs": 1, "device": "cpu", "window_stride": 5})
     experiment = assemble(cfg, prepare("synthetic", cfg.prep))
     net = experiment.model
     net.eval()  # no dropout: both passes see the same network

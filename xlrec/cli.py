@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from xlrec.errors import XlrecError
 
@@ -32,7 +33,11 @@ _TRAIN_FLAGS: list[tuple[str, type, str]] = [
     ("--patience", int, "early-stopping patience in epochs (validation Recall@10)"),
     ("--min-epochs", int, "early stopping may end the run only from this epoch on"),
     ("--sample-mode", str, "window (all positions) | prefix (the paper's one prefix per target)"),
-    ("--window-stride", int, "window mode: targets per window; smaller overlaps windows for more context (0 = max_len)"),
+    (
+        "--window-stride",
+        int,
+        "window mode: targets per window; smaller overlaps windows for more context (0 = max_len)",
+    ),
     ("--mask-prob", float, "BERT4Rec masking probability"),
     ("--cold-start-threshold", int, "users with fewer interactions form the cold-start group"),
     ("--eval-batch-size", int, "evaluation batch size"),
@@ -93,18 +98,38 @@ def _add_run_args(p: argparse.ArgumentParser, with_model: bool = True) -> None:
         p.add_argument("--model", default=None, help="xlstm | xlstm-s | sasrec | bert4rec | gru4rec | lstm | pop")
     p.add_argument("--dataset", default=None, help="ml-100k | ml-1m | ml-10m | ml-20m | steam | synthetic")
     p.add_argument("--config", default=None, type=_lenient(str), help="YAML file with settings (flags win)")
-    p.add_argument("--source", default=None, type=_lenient(str),
-                   help="mirror directory or base URL (else XLREC_DATA_MIRROR)")
+    p.add_argument(
+        "--source", default=None, type=_lenient(str), help="mirror directory or base URL (else XLREC_DATA_MIRROR)"
+    )
     excl = p.add_mutually_exclusive_group()
-    excl.add_argument("--exclude-seen", dest="exclude_seen", nargs="?", const=True, type=_bool, default=None,
-                      help="rank only items not in the user's history (default; --exclude-seen=false turns it off)")
-    excl.add_argument("--no-exclude-seen", dest="exclude_seen", action="store_false",
-                      help="rank every item (the paper's protocol)")
+    excl.add_argument(
+        "--exclude-seen",
+        dest="exclude_seen",
+        nargs="?",
+        const=True,
+        type=_bool,
+        default=None,
+        help="rank only items not in the user's history (default; --exclude-seen=false turns it off)",
+    )
+    excl.add_argument(
+        "--no-exclude-seen", dest="exclude_seen", action="store_false", help="rank every item (the paper's protocol)"
+    )
     graph = p.add_mutually_exclusive_group()
-    graph.add_argument("--cuda-graph", dest="cuda_graph", nargs="?", const=True, type=_bool, default=None,
-                       help="on CUDA, replay the training step of causal models as one CUDA graph (default)")
-    graph.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
-                       help="run every training step eagerly (for debugging or comparison)")
+    graph.add_argument(
+        "--cuda-graph",
+        dest="cuda_graph",
+        nargs="?",
+        const=True,
+        type=_bool,
+        default=None,
+        help="on CUDA, replay the training step of causal models as one CUDA graph (default)",
+    )
+    graph.add_argument(
+        "--no-cuda-graph",
+        dest="cuda_graph",
+        action="store_false",
+        help="run every training step eagerly (for debugging or comparison)",
+    )
     _add_flags(p, _TRAIN_FLAGS)
     _add_flags(p, _PREP_FLAGS)
 
@@ -178,9 +203,15 @@ def _tracker(args: argparse.Namespace, data):
         from xlrec.platform.tracking import MlflowTracker
     except ImportError:
         return None
-    return MlflowTracker(data, uri=args.tracking_uri, experiment=args.experiment, run_name=args.run_name,
-                         parent_run_id=args.parent_run_id, register=not args.no_register,
-                         system_metrics=args.system_metrics)
+    return MlflowTracker(
+        data,
+        uri=args.tracking_uri,
+        experiment=args.experiment,
+        run_name=args.run_name,
+        parent_run_id=args.parent_run_id,
+        register=not args.no_register,
+        system_metrics=args.system_metrics,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -246,8 +277,11 @@ def _close_runs(args: argparse.Namespace, exc: BaseException) -> None:
     except ImportError:  # no platform, no runs
         return
     adopted = None
-    if getattr(args, "command", None) == "train" and not getattr(args, "no_tracking", True) \
-            and os.environ.get("MLFLOW_RUN_ID"):  # `mlflow run` made this run before we started
+    if (
+        getattr(args, "command", None) == "train"
+        and not getattr(args, "no_tracking", True)
+        and os.environ.get("MLFLOW_RUN_ID")
+    ):  # `mlflow run` made this run before we started
         from xlrec.platform.tracking_uri import tracking_uri
 
         adopted = (os.environ["MLFLOW_RUN_ID"], tracking_uri(getattr(args, "tracking_uri", None)))

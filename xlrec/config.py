@@ -174,8 +174,9 @@ def _merge(values: dict[str, Any], layer: Mapping[str, Any], origin: str) -> Non
                     f"{origin}: unknown preprocessing setting(s) {sorted(map(str, unknown))}. "
                     f"Known settings are: {', '.join(sorted(PREP_HINTS))}."
                 )
-            values["prep"].update({k: coerce(f"prep.{k}", v, PREP_HINTS[k], origin)
-                                   for k, v in value.items() if v is not None})
+            values["prep"].update(
+                {k: coerce(f"prep.{k}", v, PREP_HINTS[k], origin) for k, v in value.items() if v is not None}
+            )
         elif key in PREP_HINTS:
             values["prep"][key] = coerce(key, value, PREP_HINTS[key], origin)
         elif key in hints:
@@ -204,9 +205,12 @@ def resolve_config(
     overrides.pop("dataset", None)
     overrides.pop("model", None)
     merged: dict[str, Any] = {"model": model, "dataset": dataset, "prep": {}}
-    for layer, origin in ((dataset_defaults(dataset), f"defaults for {dataset}"),
-                          (model_defaults(model, dataset), f"defaults for {model} on {dataset}"),
-                          (file_values, f"config file {config_file}"), (overrides, "command line")):
+    for layer, origin in (
+        (dataset_defaults(dataset), f"defaults for {dataset}"),
+        (model_defaults(model, dataset), f"defaults for {model} on {dataset}"),
+        (file_values, f"config file {config_file}"),
+        (overrides, "command line"),
+    ):
         _merge(merged, {k: v for k, v in layer.items() if k not in ("model", "dataset")}, origin)
     return build_config(merged)
 
@@ -241,8 +245,10 @@ def _refuse_exclusive(model: str, foreign: Mapping[str, Any]) -> None:
                 given.setdefault(key, []).append(name)
     if given:
         names = list(dict.fromkeys(n for owners in given.values() for n in owners))
-        message = (f"{', '.join(given)} only shape the {' and '.join(names)} layouts; model {model!r} has no "
-                   f"such setting, so remove it")
+        message = (
+            f"{', '.join(given)} only shape the {' and '.join(names)} layouts; model {model!r} has no "
+            f"such setting, so remove it"
+        )
         check([(False, message)])
 
 
@@ -250,34 +256,48 @@ def validate(cfg: TrainConfig) -> None:
     """The run's checks and its family's (`cfg.arch.validate`), first failure raised as ConfigError."""
     check([(cfg.max_len >= 2, f"--max-len must be at least 2, got {cfg.max_len}")])
     cfg.arch.validate()
-    check([
-        (cfg.lr > 0, f"lr must be positive, got {cfg.lr}"),
-        (0.0 < cfg.adam_beta2 < 1.0, f"adam_beta2 must be in (0, 1), got {cfg.adam_beta2}"),
-        (cfg.batch_size > 0, f"batch_size must be positive, got {cfg.batch_size}"),
-        (0.0 <= cfg.ema_decay < 1.0, f"ema_decay must be in [0, 1), got {cfg.ema_decay}"),
-        (cfg.epochs >= 0, f"epochs must be >= 0, got {cfg.epochs}"),
-        (cfg.min_epochs >= 0, f"min_epochs must be >= 0, got {cfg.min_epochs}"),
-        (cfg.scheduler in ("none", "step", "cosine"), f"scheduler must be none, step or cosine, got {cfg.scheduler!r}"),
-        (0 <= cfg.window_stride <= cfg.max_len, f"window_stride must be in [0, max_len], got {cfg.window_stride}"),
-        (cfg.sample_mode in ("window", "prefix"), f"sample_mode must be window or prefix, got {cfg.sample_mode!r}"),
-        (cfg.kernel in ("auto", "triton", "native"), f"kernel must be auto, triton or native, got {cfg.kernel!r}"),
-        (cfg.cold_start_threshold >= 3, f"cold_start_threshold must be at least 3, got {cfg.cold_start_threshold}"),
-        (cfg.weight_decay >= 0, f"weight_decay must be >= 0, got {cfg.weight_decay}"),
-        (cfg.grad_clip >= 0, f"grad_clip must be >= 0 (0 disables clipping), got {cfg.grad_clip}"),
-        (cfg.patience >= 0, f"patience must be >= 0, got {cfg.patience}"),
-        (cfg.eval_batch_size > 0, f"eval_batch_size must be positive, got {cfg.eval_batch_size}"),
-        (cfg.step_size > 0, f"step_size must be positive, got {cfg.step_size}"),
-        (0.0 < cfg.gamma <= 1.0, f"gamma must be in (0, 1], got {cfg.gamma}"),
-        (cfg.num_threads >= 0, f"num_threads must be >= 0 (0 = torch's default), got {cfg.num_threads}"),
-        # numpy's and torch's generators take seeds in [0, 2**32)
-        (0 <= cfg.seed < 2 ** 32, f"seed must be in [0, 2**32), got {cfg.seed}"),
-        (cfg.prep.min_user_interactions >= 0,
-         f"min_user_interactions must be >= 0, got {cfg.prep.min_user_interactions}"),
-        (cfg.prep.min_item_interactions >= 0,
-         f"min_item_interactions must be >= 0, got {cfg.prep.min_item_interactions}"),
-        (cfg.prep.synthetic_users > 0, f"synthetic_users must be positive, got {cfg.prep.synthetic_users}"),
-        (cfg.prep.synthetic_items > 0, f"synthetic_items must be positive, got {cfg.prep.synthetic_items}"),
-        (cfg.prep.synthetic_mean_len > 0, f"synthetic_mean_len must be positive, got {cfg.prep.synthetic_mean_len}"),
-        (0 <= cfg.prep.synthetic_seed < 2 ** 32,
-         f"synthetic_seed must be in [0, 2**32), got {cfg.prep.synthetic_seed}"),
-    ])
+    check(
+        [
+            (cfg.lr > 0, f"lr must be positive, got {cfg.lr}"),
+            (0.0 < cfg.adam_beta2 < 1.0, f"adam_beta2 must be in (0, 1), got {cfg.adam_beta2}"),
+            (cfg.batch_size > 0, f"batch_size must be positive, got {cfg.batch_size}"),
+            (0.0 <= cfg.ema_decay < 1.0, f"ema_decay must be in [0, 1), got {cfg.ema_decay}"),
+            (cfg.epochs >= 0, f"epochs must be >= 0, got {cfg.epochs}"),
+            (cfg.min_epochs >= 0, f"min_epochs must be >= 0, got {cfg.min_epochs}"),
+            (
+                cfg.scheduler in ("none", "step", "cosine"),
+                f"scheduler must be none, step or cosine, got {cfg.scheduler!r}",
+            ),
+            (0 <= cfg.window_stride <= cfg.max_len, f"window_stride must be in [0, max_len], got {cfg.window_stride}"),
+            (cfg.sample_mode in ("window", "prefix"), f"sample_mode must be window or prefix, got {cfg.sample_mode!r}"),
+            (cfg.kernel in ("auto", "triton", "native"), f"kernel must be auto, triton or native, got {cfg.kernel!r}"),
+            (cfg.cold_start_threshold >= 3, f"cold_start_threshold must be at least 3, got {cfg.cold_start_threshold}"),
+            (cfg.weight_decay >= 0, f"weight_decay must be >= 0, got {cfg.weight_decay}"),
+            (cfg.grad_clip >= 0, f"grad_clip must be >= 0 (0 disables clipping), got {cfg.grad_clip}"),
+            (cfg.patience >= 0, f"patience must be >= 0, got {cfg.patience}"),
+            (cfg.eval_batch_size > 0, f"eval_batch_size must be positive, got {cfg.eval_batch_size}"),
+            (cfg.step_size > 0, f"step_size must be positive, got {cfg.step_size}"),
+            (0.0 < cfg.gamma <= 1.0, f"gamma must be in (0, 1], got {cfg.gamma}"),
+            (cfg.num_threads >= 0, f"num_threads must be >= 0 (0 = torch's default), got {cfg.num_threads}"),
+            # numpy's and torch's generators take seeds in [0, 2**32)
+            (0 <= cfg.seed < 2**32, f"seed must be in [0, 2**32), got {cfg.seed}"),
+            (
+                cfg.prep.min_user_interactions >= 0,
+                f"min_user_interactions must be >= 0, got {cfg.prep.min_user_interactions}",
+            ),
+            (
+                cfg.prep.min_item_interactions >= 0,
+                f"min_item_interactions must be >= 0, got {cfg.prep.min_item_interactions}",
+            ),
+            (cfg.prep.synthetic_users > 0, f"synthetic_users must be positive, got {cfg.prep.synthetic_users}"),
+            (cfg.prep.synthetic_items > 0, f"synthetic_items must be positive, got {cfg.prep.synthetic_items}"),
+            (
+                cfg.prep.synthetic_mean_len > 0,
+                f"synthetic_mean_len must be positive, got {cfg.prep.synthetic_mean_len}",
+            ),
+            (
+                0 <= cfg.prep.synthetic_seed < 2**32,
+                f"synthetic_seed must be in [0, 2**32), got {cfg.prep.synthetic_seed}",
+            ),
+        ]
+    )

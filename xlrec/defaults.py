@@ -47,19 +47,23 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"Config file {path} is not UTF-8 text (byte {exc.start} cannot be decoded); it may be a "
-                          f"binary file. Pass --config with the path of a YAML file.") from None
+        raise ConfigError(
+            f"Config file {path} is not UTF-8 text (byte {exc.start} cannot be decoded); it may be a "
+            f"binary file. Pass --config with the path of a YAML file."
+        ) from None
     except OSError as exc:
-        raise ConfigError(f"Config file {path} cannot be read ({exc.strerror or exc}). Check the path and its "
-                          f"permissions.") from None
+        raise ConfigError(
+            f"Config file {path} cannot be read ({exc.strerror or exc}). Check the path and its permissions."
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         reason = " ".join(str(exc).split())  # PyYAML's message spans lines; the error is one paragraph
         raise ConfigError(f"Config file {path} is not valid YAML ({reason}). Fix the file and run again.") from None
     except RecursionError:
-        raise ConfigError(f"Config file {path} is nested too deeply to be a settings file. Fix the file and "
-                          f"run again.") from None
+        raise ConfigError(
+            f"Config file {path} is nested too deeply to be a settings file. Fix the file and run again."
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

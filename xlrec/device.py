@@ -76,10 +76,16 @@ def use_cuda_graph(rt: Runtime, wanted: bool, model_capturable: bool, sample_mod
 def mlstm_kernel_names(kernel: str) -> dict[str, str]:
     """xLSTMLargeConfig kernel fields for a backend ("triton" on CUDA, "native" anywhere)."""
     if kernel == "triton":
-        return {"chunkwise_kernel": "chunkwise--triton_limit_chunk",
-                "sequence_kernel": "native_sequence__triton", "step_kernel": "triton"}
-    return {"chunkwise_kernel": "chunkwise--native_autograd",
-            "sequence_kernel": "native_sequence__native", "step_kernel": "native"}
+        return {
+            "chunkwise_kernel": "chunkwise--triton_limit_chunk",
+            "sequence_kernel": "native_sequence__triton",
+            "step_kernel": "triton",
+        }
+    return {
+        "chunkwise_kernel": "chunkwise--native_autograd",
+        "sequence_kernel": "native_sequence__native",
+        "step_kernel": "native",
+    }
 
 
 def start_usage_interval(rt: Runtime, reset_gpu_peak: bool) -> None:

@@ -58,8 +58,14 @@ class Experiment:
     def evaluate(self, which: str = "val") -> EvalResult:
         """Score the split's "val", "test" or "cold" cases (beyond-accuracy metrics except on val)."""
         cases = {"val": self.split.val, "test": self.split.test, "cold": self.split.cold_test}[which]
-        return evaluate(self.recommender, self.items, self.starts, cases,
-                        self.popularity if which != "val" else None, self.cfg.eval_batch_size)
+        return evaluate(
+            self.recommender,
+            self.items,
+            self.starts,
+            cases,
+            self.popularity if which != "val" else None,
+            self.cfg.eval_batch_size,
+        )
 
     def cold_start_metrics(self) -> dict[str, Any]:
         """Cold-start group: the model and the `pop` fallback, evaluated separately."""
@@ -68,10 +74,14 @@ class Experiment:
             return {"users": 0}
         model_res = self.evaluate("cold")
         pop = PopRec(self.data.seqs.num_items, popularity=self.popularity).to(self.runtime.device)
-        pop_res = evaluate(replace(self.recommender, model=pop), self.items, self.starts, cold, None,
-                           self.cfg.eval_batch_size)
-        return {"users": len(cold), "model": {k: model_res.metrics[k] for k in COLD_METRICS},
-                "pop": {k: pop_res.metrics[k] for k in COLD_METRICS}}
+        pop_res = evaluate(
+            replace(self.recommender, model=pop), self.items, self.starts, cold, None, self.cfg.eval_batch_size
+        )
+        return {
+            "users": len(cold),
+            "model": {k: model_res.metrics[k] for k in COLD_METRICS},
+            "pop": {k: pop_res.metrics[k] for k in COLD_METRICS},
+        }
 
     def run(self, trainer: Trainer) -> TrainResult:
         """Fit, then score the test and cold-start cases with the best weights. The callbacks hear
@@ -85,9 +95,18 @@ class Experiment:
             trainer.notify("on_exception", exc)
             raise
         p = trainer.progress
-        result = TrainResult(config=self.cfg, params=trainer.params, epochs_run=len(p.history),
-                             best_epoch=p.best_epoch, best_val=p.best_val, test=test, cold=cold, history=p.history,
-                             total_time_s=time.perf_counter() - t_start, stopped_reason=stopped)
+        result = TrainResult(
+            config=self.cfg,
+            params=trainer.params,
+            epochs_run=len(p.history),
+            best_epoch=p.best_epoch,
+            best_val=p.best_val,
+            test=test,
+            cold=cold,
+            history=p.history,
+            total_time_s=time.perf_counter() - t_start,
+            stopped_reason=stopped,
+        )
         trainer.notify("on_train_end", result)
         return result
 
@@ -100,8 +119,9 @@ def seed_everything(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
-def assemble(cfg: TrainConfig, data: PreparedDataset, runtime: Runtime | None = None,
-             model: SequentialRecommender | None = None) -> Experiment:
+def assemble(
+    cfg: TrainConfig, data: PreparedDataset, runtime: Runtime | None = None, model: SequentialRecommender | None = None
+) -> Experiment:
     """Everything one run of `cfg` on `data` needs, in the order that makes runs reproducible:
     the generators are seeded before the model's weights are drawn. `runtime` and `model`
     replace the selected runtime and the freshly built model (a loaded model to evaluate)."""
@@ -119,16 +139,26 @@ def assemble(cfg: TrainConfig, data: PreparedDataset, runtime: Runtime | None = 
         model.set_popularity(popularity)
     model.to(rt.device)
     return Experiment(
-        cfg=cfg, data=data, runtime=rt, split=split, popularity=popularity, items=items,
-        starts=torch.as_tensor(split.starts, device=rt.device), model=model,
+        cfg=cfg,
+        data=data,
+        runtime=rt,
+        split=split,
+        popularity=popularity,
+        items=items,
+        starts=torch.as_tensor(split.starts, device=rt.device),
+        model=model,
         recommender=Recommender(model, rt, cfg.max_len, cfg.exclude_seen),
         windows=TrainWindows(items, split, cfg.max_len, cfg.sample_mode, cfg.window_stride or cfg.max_len),
         graphed=use_cuda_graph(rt, cfg.cuda_graph, model.causal and model.graph_capturable, cfg.sample_mode),
     )
 
 
-def train(cfg: TrainConfig, data: PreparedDataset, callbacks: list[Callback] | None = None,
-          resume: dict[str, Any] | None = None) -> TrainResult:
+def train(
+    cfg: TrainConfig,
+    data: PreparedDataset,
+    callbacks: list[Callback] | None = None,
+    resume: dict[str, Any] | None = None,
+) -> TrainResult:
     """Assemble and run one training run; `resume` is a `Trainer.state()` to continue from
     (a sweep trial restarted from its checkpoint)."""
     exp = assemble(cfg, data)

@@ -105,22 +105,26 @@ _GROUPLENS = "https://files.grouplens.org/datasets/movielens"
 #   length trailer; its SHA-256 is printed so it can be pinned here.
 SOURCES: dict[str, Source] = {
     "ml-100k": Source(
-        url=f"{_GROUPLENS}/ml-100k.zip", size=4_924_029,
+        url=f"{_GROUPLENS}/ml-100k.zip",
+        size=4_924_029,
         sha256="50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
         md5="0e33842e24a9c977be4e0107933c0723",
     ),
     "ml-1m": Source(
-        url=f"{_GROUPLENS}/ml-1m.zip", size=5_917_549,
+        url=f"{_GROUPLENS}/ml-1m.zip",
+        size=5_917_549,
         sha256="a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
         md5="c4d9eecfca2ab87c1945afe126590906",
     ),
     "ml-10m": Source(
-        url=f"{_GROUPLENS}/ml-10m.zip", size=65_566_137,
+        url=f"{_GROUPLENS}/ml-10m.zip",
+        size=65_566_137,
         sha256=None,  # unverified: no published SHA-256 found; size + MD5 are checked
         md5="ce571fd55effeba0271552578f2648bd",
     ),
     "ml-20m": Source(
-        url=f"{_GROUPLENS}/ml-20m.zip", size=198_702_078,
+        url=f"{_GROUPLENS}/ml-20m.zip",
+        size=198_702_078,
         sha256="96f243c338a8665f6bcc89c53edf6ee39162a846940de6b7c8c48aeada765ff3",
         md5="cd245b17a1ae2cc31bb14903e1204af3",
     ),
@@ -128,15 +132,25 @@ SOURCES: dict[str, Source] = {
     # https://mcauleylab.ucsd.edu/public_datasets/data/steam/steam_reviews.json.gz
     "steam": Source(
         url="https://cseweb.ucsd.edu/~wckang/steam_reviews.json.gz",
-        sha256=None, size=None, md5=None, kind="file",  # unverified: no published values found
+        sha256=None,
+        size=None,
+        md5=None,
+        kind="file",  # unverified: no published values found
     ),
 }
 
 # --------------------------------------------------------------------------- resolution
 
 
-def raw_dir(name: str, source: str | None = None, *, sources: Mapping[str, Source] | None = None,
-            retries: int = RETRIES, backoff: float = BACKOFF, timeout: float = CONNECT_TIMEOUT) -> Path:
+def raw_dir(
+    name: str,
+    source: str | None = None,
+    *,
+    sources: Mapping[str, Source] | None = None,
+    retries: int = RETRIES,
+    backoff: float = BACKOFF,
+    timeout: float = CONNECT_TIMEOUT,
+) -> Path:
     """Local directory with the raw files of dataset `name` (mirror first, else cache/download).
 
     `sources` replaces the official table (`SOURCES`), e.g. to point at a test server.
@@ -160,8 +174,15 @@ def raw_dir(name: str, source: str | None = None, *, sources: Mapping[str, Sourc
         return _acquire(name, source, target, sources, retries, backoff, timeout)
 
 
-def _acquire(name: str, source: str | None, target: Path, sources: Mapping[str, Source] | None,
-             retries: int, backoff: float, timeout: float) -> Path:
+def _acquire(
+    name: str,
+    source: str | None,
+    target: Path,
+    sources: Mapping[str, Source] | None,
+    retries: int,
+    backoff: float,
+    timeout: float,
+) -> Path:
     """Download and unpack `name` into `target` (the caller holds `target`'s lock)."""
     if source:  # mirror base URL
         base = source.rstrip("/")
@@ -177,8 +198,17 @@ def _acquire(name: str, source: str | None, target: Path, sources: Mapping[str, 
             )
         spec = table[name]
     archive = data_dir() / "downloads" / spec.filename
-    fetch(spec.url, archive, spec.sha256, spec.size, md5=spec.md5, check=_integrity_check(spec),
-          retries=retries, backoff=backoff, timeout=timeout)
+    fetch(
+        spec.url,
+        archive,
+        spec.sha256,
+        spec.size,
+        md5=spec.md5,
+        check=_integrity_check(spec),
+        retries=retries,
+        backoff=backoff,
+        timeout=timeout,
+    )
     return _install(name, archive, spec.kind)
 
 
@@ -221,6 +251,7 @@ def _mirror_sha256(url: str, timeout: float) -> str | None:
         )
     return word
 
+
 def _integrity_check(spec: Source) -> Callable[[Path], str | None] | None:
     """A structural check for files without a known digest, from the file's format."""
     if spec.kind == "zip":
@@ -228,6 +259,7 @@ def _integrity_check(spec: Source) -> Callable[[Path], str | None] | None:
     if spec.filename.endswith(".gz"):
         return _check_gzip
     return None  # nothing to check: `fetch` refuses such a file unless a digest is known
+
 
 # ------------------------------------------------------------------------------- install
 

@@ -63,8 +63,10 @@ def locked(path: Path, what: str, stream: TextIO | None = None) -> Iterator[None
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as exc:
-        raise DataError(f"Cannot create the lock file {path} ({exc}). The data cache must be writable: fix its "
-                        f"permissions or set XLREC_DATA_DIR to a writable folder.") from None
+        raise DataError(
+            f"Cannot create the lock file {path} ({exc}). The data cache must be writable: fix its "
+            f"permissions or set XLREC_DATA_DIR to a writable folder."
+        ) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -82,7 +82,10 @@ def _save(path: Path, seqs: Sequences, counts: dict[str, int]) -> None:
     try:
         with open(tmp, "wb") as fh:
             np.savez(
-                fh, items=seqs.items, offsets=seqs.offsets, timestamps=seqs.timestamps,
+                fh,
+                items=seqs.items,
+                offsets=seqs.offsets,
+                timestamps=seqs.timestamps,
                 user_ids=seqs.user_ids.astype(str) if seqs.user_ids.dtype == object else seqs.user_ids,
                 item_ids=seqs.item_ids.astype(str) if seqs.item_ids.dtype == object else seqs.item_ids,
                 titles=np.array(seqs.titles, dtype=str),
@@ -101,8 +104,14 @@ def _load(path: Path) -> tuple[Sequences, dict[str, int]] | None:
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
-            seqs = Sequences(items=z["items"], offsets=z["offsets"], timestamps=z["timestamps"],
-                             user_ids=z["user_ids"], item_ids=z["item_ids"], titles=z["titles"].tolist())
+            seqs = Sequences(
+                items=z["items"],
+                offsets=z["offsets"],
+                timestamps=z["timestamps"],
+                user_ids=z["user_ids"],
+                item_ids=z["item_ids"],
+                titles=z["titles"].tolist(),
+            )
             counts = dict(zip(_COUNT_KEYS, (int(v) for v in z["raw_counts"])))
             return seqs, counts
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
@@ -111,8 +120,9 @@ def _load(path: Path) -> tuple[Sequences, dict[str, int]] | None:
 
 def _build(name: str, root: Path | None, prep: PrepConfig) -> tuple[Sequences, dict[str, int]]:
     if name == "synthetic":
-        interactions = synthetic.generate(prep.synthetic_users, prep.synthetic_items,
-                                          prep.synthetic_mean_len, prep.synthetic_seed)
+        interactions = synthetic.generate(
+            prep.synthetic_users, prep.synthetic_items, prep.synthetic_mean_len, prep.synthetic_seed
+        )
     else:
         assert root is not None, "every dataset but synthetic is read from its raw folder"
         try:
@@ -122,8 +132,10 @@ def _build(name: str, root: Path | None, prep: PrepConfig) -> tuple[Sequences, d
                 raise  # a mirror directory: the user's files, never deleted
             # Unpacked from a download: drop it, or every later run would reuse the bad copy.
             removed = acquire.discard(name)
-            raise DataError(f"{exc} The downloaded copy was removed from the cache "
-                            f"({', '.join(str(p) for p in removed)}), so the next run fetches it again.") from None
+            raise DataError(
+                f"{exc} The downloaded copy was removed from the cache "
+                f"({', '.join(str(p) for p in removed)}), so the next run fetches it again."
+            ) from None
     return build_sequences(interactions, prep, source=str(root or name)), raw_counts(interactions)
 
 
@@ -135,8 +147,7 @@ def prepare(name: str, prep: PrepConfig | None = None, source: str | None = None
     key_src: dict = {"dataset": name, "prep": _prep_key_fields(name, prep), "format": CACHE_FORMAT}
     if name != "synthetic":
         root = acquire.raw_dir(name, source)
-        key_src["files"] = {str(p.relative_to(root)): _file_sha256(p)
-                            for p in sorted(root.rglob("*")) if p.is_file()}
+        key_src["files"] = {str(p.relative_to(root)): _file_sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
     else:
         root = None
     key = hashlib.sha256(json.dumps(key_src, sort_keys=True).encode()).hexdigest()[:20]
@@ -155,6 +166,14 @@ def prepare(name: str, prep: PrepConfig | None = None, source: str | None = None
     warning = published_mismatch(name, counts)
     if warning:
         print(warning, file=sys.stderr)
-    return PreparedDataset(name=name, seqs=seqs, stats=table1_stats(seqs), content_hash=_content_hash(seqs),
-                           cache_path=cache, from_cache=from_cache, prep=prep, raw_counts=counts,
-                           data_warning=warning)
+    return PreparedDataset(
+        name=name,
+        seqs=seqs,
+        stats=table1_stats(seqs),
+        content_hash=_content_hash(seqs),
+        cache_path=cache,
+        from_cache=from_cache,
+        prep=prep,
+        raw_counts=counts,
+        data_warning=warning,
+    )

@@ -46,10 +46,19 @@ _OFFLINE_HINT = f"To work offline, {_OFFLINE}"
 # ------------------------------------------------------------------------------ download
 
 
-def fetch(url: str, dest: str | os.PathLike, sha256: str | None = None, size: int | None = None, *,
-          md5: str | None = None, check: Callable[[Path], str | None] | None = None,
-          retries: int = RETRIES, backoff: float = BACKOFF, timeout: float = CONNECT_TIMEOUT,
-          stream: TextIO | None = None) -> Path:
+def fetch(
+    url: str,
+    dest: str | os.PathLike,
+    sha256: str | None = None,
+    size: int | None = None,
+    *,
+    md5: str | None = None,
+    check: Callable[[Path], str | None] | None = None,
+    retries: int = RETRIES,
+    backoff: float = BACKOFF,
+    timeout: float = CONNECT_TIMEOUT,
+    stream: TextIO | None = None,
+) -> Path:
     """Download `url` to `dest` unless a verified copy is already there; return `dest`.
 
     The body is streamed into a temporary file of its own beside `dest` (so concurrent
@@ -74,9 +83,18 @@ def fetch(url: str, dest: str | os.PathLike, sha256: str | None = None, size: in
         return _fetch_locked(url, dest, sha256, size, md5, check, retries, backoff, timeout, stream)
 
 
-def _fetch_locked(url: str, dest: Path, sha256: str | None, size: int | None, md5: str | None,
-                  check: Callable[[Path], str | None] | None, retries: int, backoff: float, timeout: float,
-                  stream: TextIO) -> Path:
+def _fetch_locked(
+    url: str,
+    dest: Path,
+    sha256: str | None,
+    size: int | None,
+    md5: str | None,
+    check: Callable[[Path], str | None] | None,
+    retries: int,
+    backoff: float,
+    timeout: float,
+    stream: TextIO,
+) -> Path:
     if dest.is_file():
         problem = _verify(dest, sha256, size, md5, check)
         if problem is None:
@@ -97,8 +115,10 @@ def _fetch_locked(url: str, dest: Path, sha256: str | None, size: int | None, md
             except _Transient as exc:
                 last = str(exc)
                 if attempt < attempts:
-                    print(f"xlrec: download of {redact(url)} failed ({last}); retrying ({attempt + 1}/{attempts}).",
-                          file=stream)
+                    print(
+                        f"xlrec: download of {redact(url)} failed ({last}); retrying ({attempt + 1}/{attempts}).",
+                        file=stream,
+                    )
                     time.sleep(backoff * 2 ** (attempt - 1))
                 continue
             problem = _verify(part, sha256, size, md5, check, hashes)
@@ -109,8 +129,11 @@ def _fetch_locked(url: str, dest: Path, sha256: str | None, size: int | None, md
                     f"by other means and use a mirror directory. {_OFFLINE_HINT}."
                 )
             if sha256 is None and md5 is None:
-                print(f"xlrec: note: {redact(url)} has no published checksum; accepted after an integrity check "
-                      f"(SHA-256 {hashes[0]}).", file=stream)
+                print(
+                    f"xlrec: note: {redact(url)} has no published checksum; accepted after an integrity check "
+                    f"(SHA-256 {hashes[0]}).",
+                    file=stream,
+                )
             os.replace(part, dest)
             return dest
     finally:
@@ -131,8 +154,7 @@ def _request(url: str) -> urllib.request.Request:
     return basic_auth_request(url, {"User-Agent": "xlrec-data/1", "Accept-Encoding": "identity"})
 
 
-def _download(url: str, part: Path, dest: Path, size: int | None, timeout: float,
-              stream: TextIO) -> tuple[str, str]:
+def _download(url: str, part: Path, dest: Path, size: int | None, timeout: float, stream: TextIO) -> tuple[str, str]:
     """Stream `url` into `part` (the temp file for `dest`); return its (sha256, md5) hex digests.
 
     Raises _Transient or DataError.
@@ -143,8 +165,7 @@ def _download(url: str, part: Path, dest: Path, size: int | None, timeout: float
         if exc.code >= 500 or exc.code in (408, 429):
             raise _Transient(f"HTTP {exc.code} {exc.reason}") from None
         raise DataError(
-            f"Downloading {url} failed with HTTP {exc.code} {exc.reason}. The URL may have moved. "
-            f"{_OFFLINE_HINT}."
+            f"Downloading {url} failed with HTTP {exc.code} {exc.reason}. The URL may have moved. {_OFFLINE_HINT}."
         ) from None
     except urllib.error.URLError as exc:
         reason = exc.reason
@@ -200,8 +221,14 @@ def _file_hashes(path: Path) -> tuple[str, str]:
     return sha.hexdigest(), md5.hexdigest()
 
 
-def _verify(path: Path, sha256: str | None, size: int | None, md5: str | None,
-            check: Callable[[Path], str | None] | None, hashes: tuple[str, str] | None = None) -> str | None:
+def _verify(
+    path: Path,
+    sha256: str | None,
+    size: int | None,
+    md5: str | None,
+    check: Callable[[Path], str | None] | None,
+    hashes: tuple[str, str] | None = None,
+) -> str | None:
     """What is wrong with `path` as a copy of the expected file, or None if it checks out."""
     actual = path.stat().st_size
     if size is not None and actual != size:
@@ -216,6 +243,7 @@ def _verify(path: Path, sha256: str | None, size: int | None, md5: str | None,
     if check is None:
         return "no checksum is known and no integrity check applies"
     return check(path)
+
 
 def _check_zip(path: Path) -> str | None:
     try:
@@ -237,6 +265,7 @@ def _check_gzip(path: Path) -> str | None:
     except (OSError, EOFError, zlib.error) as exc:
         return f"not a complete gzip file ({exc})"
     return None
+
 
 # ------------------------------------------------------------------------------ progress
 
@@ -265,8 +294,10 @@ class _Progress:
         if self.total:
             frac = min(self.done / self.total, 1.0)
             bar = "#" * int(frac * 30)
-            text = (f"\r{self.label} [{bar:<30}] {frac:4.0%} {self.done / mb:,.1f}/{self.total / mb:,.1f} MB "
-                    f"{rate / mb:,.1f} MB/s")
+            text = (
+                f"\r{self.label} [{bar:<30}] {frac:4.0%} {self.done / mb:,.1f}/{self.total / mb:,.1f} MB "
+                f"{rate / mb:,.1f} MB/s"
+            )
         else:
             text = f"\r{self.label} {self.done / mb:,.1f} MB {rate / mb:,.1f} MB/s"
         self.stream.write(text)

@@ -91,8 +91,14 @@ def build_sequences(raw: Interactions, prep: PrepConfig, source: str = "dataset"
     item_ids_padded = np.empty(len(item_ids) + 1, dtype=item_ids.dtype)
     item_ids_padded[1:] = item_ids
     item_ids_padded[0] = 0 if item_ids.dtype != object else ""
-    return Sequences(items=items, offsets=offsets, timestamps=ts[order].astype(np.int64),
-                     user_ids=user_ids, item_ids=item_ids_padded, titles=titles)
+    return Sequences(
+        items=items,
+        offsets=offsets,
+        timestamps=ts[order].astype(np.int64),
+        user_ids=user_ids,
+        item_ids=item_ids_padded,
+        titles=titles,
+    )
 
 
 def _py(value):

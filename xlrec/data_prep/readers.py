@@ -49,8 +49,15 @@ def _require(path: Path, what: str) -> Path:
     return path
 
 
-def _locate_bad_line(path: Path, sep: str, ncols: int, int_cols: tuple[int, ...], float_cols: tuple[int, ...],
-                     skip_header: bool = False, encoding: str = "latin-1") -> DataError:
+def _locate_bad_line(
+    path: Path,
+    sep: str,
+    ncols: int,
+    int_cols: tuple[int, ...],
+    float_cols: tuple[int, ...],
+    skip_header: bool = False,
+    encoding: str = "latin-1",
+) -> DataError:
     """Scan a delimited file to find the first malformed line; return the error to raise."""
     names = {0: "user id", 1: "item id", 2: "rating", 3: "timestamp"}
     with open(path, encoding=encoding, newline="") as fh:
@@ -59,8 +66,9 @@ def _locate_bad_line(path: Path, sep: str, ncols: int, int_cols: tuple[int, ...]
                 continue
             line = line.rstrip("\r\n")
             if not line.strip():
-                return DataError(f"{path}, line {lineno}: empty line. Remove it (or re-download the file) and run "
-                                 f"again.")
+                return DataError(
+                    f"{path}, line {lineno}: empty line. Remove it (or re-download the file) and run again."
+                )
             parts = line.split(sep)
             if len(parts) != ncols:
                 return DataError(
@@ -96,8 +104,11 @@ def _read_ratings(path: Path, sep: str, skip_header: bool = False) -> pd.DataFra
         c_sep = "\t"
     try:
         df = pd.read_csv(
-            io.BytesIO(raw), sep=c_sep, header=0 if skip_header else None,
-            names=["user", "item", "rating", "timestamp"], engine="c",
+            io.BytesIO(raw),
+            sep=c_sep,
+            header=0 if skip_header else None,
+            names=["user", "item", "rating", "timestamp"],
+            engine="c",
             dtype={"user": "int64", "item": "int64", "rating": "float32", "timestamp": "int64"},
             skip_blank_lines=False,
         )
@@ -127,9 +138,12 @@ def _is_id(text) -> bool:
 
 def _frame_to_interactions(df: pd.DataFrame, titles: dict, files: list[Path]) -> Interactions:
     return Interactions(
-        user=df["user"].to_numpy(), item=df["item"].to_numpy(),
-        rating=df["rating"].to_numpy(np.float32), timestamp=df["timestamp"].to_numpy(np.int64),
-        titles=titles, files=files,
+        user=df["user"].to_numpy(),
+        item=df["item"].to_numpy(),
+        rating=df["rating"].to_numpy(np.float32),
+        timestamp=df["timestamp"].to_numpy(np.int64),
+        titles=titles,
+        files=files,
     )
 
 
@@ -213,16 +227,18 @@ def read_steam(root: Path) -> Interactions:
                     )
                 pid = str(rec["product_id"])
                 if not _is_id(pid):
-                    raise DataError(f"{path}, line {lineno}: product_id {pid!r} is not an integer. Re-download the "
-                                    f"file.")
+                    raise DataError(
+                        f"{path}, line {lineno}: product_id {pid!r} is not an integer. Re-download the file."
+                    )
                 users.append(str(rec["username"]))
                 items.append(int(pid))
                 times.append(_parse_steam_date(rec["date"], path, lineno))
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path} is not a readable gzip file ({exc}). Re-download it.") from None
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}, line {lineno + 1}: not UTF-8 text ({exc.reason}). Re-download the Steam reviews "
-                        f"file.") from None
+        raise DataError(
+            f"{path}, line {lineno + 1}: not UTF-8 text ({exc.reason}). Re-download the Steam reviews file."
+        ) from None
     if not users:
         raise DataError(f"Data file {path} holds no reviews (line 1). Re-download the Steam reviews file.")
     titles = {}
@@ -240,9 +256,12 @@ def read_steam(root: Path) -> Interactions:
         except (OSError, EOFError, zlib.error):
             pass
     return Interactions(
-        user=np.array(users, dtype=object), item=np.array(items, dtype=np.int64),
-        rating=np.ones(len(users), np.float32), timestamp=np.array(times, dtype=np.int64),
-        titles=titles, files=[path] + ([games] if games.is_file() else []),
+        user=np.array(users, dtype=object),
+        item=np.array(items, dtype=np.int64),
+        rating=np.ones(len(users), np.float32),
+        timestamp=np.array(times, dtype=np.int64),
+        titles=titles,
+        files=[path] + ([games] if games.is_file() else []),
     )
 
 

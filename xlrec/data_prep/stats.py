@@ -50,12 +50,16 @@ def published_mismatch(name: str, counts: dict[str, int]) -> str | None:
         return None
     have = " and ".join(f"{got:,} {k}" for k, got, _ in diff)
     published = " and ".join(f"{e:,} {k}" for k, _, e in diff)
-    return (f"xlrec: warning: {name} has {have} where the published {title} has {published}; this copy may be "
-            f"partial or truncated, so results on it are not comparable with published ones.")
+    return (
+        f"xlrec: warning: {name} has {have} where the published {title} has {published}; this copy may be "
+        f"partial or truncated, so results on it are not comparable with published ones."
+    )
 
 
 def format_stats(name: str, stats: dict[str, float]) -> str:
     header = f"{'Dataset':<12}{'Users':>10}{'Items':>10}{'Interactions':>15}{'Avg. len.':>11}{'Sparsity':>10}"
-    row = (f"{name:<12}{stats['users']:>10,}{stats['items']:>10,}{stats['interactions']:>15,}"
-           f"{stats['avg_len']:>11.2f}{stats['sparsity']:>10.5f}")
+    row = (
+        f"{name:<12}{stats['users']:>10,}{stats['items']:>10,}{stats['interactions']:>15,}"
+        f"{stats['avg_len']:>11.2f}{stats['sparsity']:>10.5f}"
+    )
     return header + "\n" + row

@@ -16,20 +16,29 @@ from xlrec.data_prep.readers import Interactions
 from xlrec.errors import ConfigError
 
 
-def generate(num_users: int, num_items: int, mean_len: int, seed: int = 0,
-             successors: int = 4, follow: float = 0.7, zipf: float = 1.0) -> Interactions:
+def generate(
+    num_users: int,
+    num_items: int,
+    mean_len: int,
+    seed: int = 0,
+    successors: int = 4,
+    follow: float = 0.7,
+    zipf: float = 1.0,
+) -> Interactions:
     sizes = {"synthetic_users": num_users, "synthetic_items": num_items, "synthetic_mean_len": mean_len}
     bad = {k: v for k, v in sizes.items() if not isinstance(v, (int, np.integer)) or v < 1}
     if bad:  # numpy would fail deep inside (high <= 0, an empty reduction) with no hint of the setting
-        raise ConfigError(f"The synthetic dataset needs positive sizes; got "
-                          f"{', '.join(f'{k}={v!r}' for k, v in bad.items())}. Pass e.g. --synthetic-users 1000 "
-                          f"--synthetic-items 500 --synthetic-mean-len 40.")
+        raise ConfigError(
+            f"The synthetic dataset needs positive sizes; got "
+            f"{', '.join(f'{k}={v!r}' for k, v in bad.items())}. Pass e.g. --synthetic-users 1000 "
+            f"--synthetic-items 500 --synthetic-mean-len 40."
+        )
     rng = np.random.default_rng(seed)
     pop = 1.0 / np.arange(1, num_items + 1) ** zipf
     pop /= pop.sum()
     pop_cdf = np.cumsum(pop)
     succ = rng.integers(0, num_items, size=(num_items, successors))  # the planted chain ignores popularity
-    succ_w = np.cumsum(np.array([0.5 ** k for k in range(successors)]), dtype=np.float64)
+    succ_w = np.cumsum(np.array([0.5**k for k in range(successors)]), dtype=np.float64)
     succ_w /= succ_w[-1]
     # Sequence lengths: log-normal around mean_len, at least 2 (so a few users are cold-start).
     lengths = np.maximum(2, rng.lognormal(np.log(mean_len) - 0.3, 0.75, size=num_users).astype(np.int64))
@@ -54,6 +63,10 @@ def generate(num_users: int, num_items: int, mean_len: int, seed: int = 0,
     timestamps = (np.arange(max_len)[None, :] + np.zeros((num_users, 1), np.int64))[mask]
     assert items.size == total
     return Interactions(
-        user=users, item=items, rating=np.ones(total, np.float32), timestamp=timestamps.astype(np.int64),
-        titles={i: f"Synthetic item {i}" for i in range(1, num_items + 1)}, files=[],
+        user=users,
+        item=items,
+        rating=np.ones(total, np.float32),
+        timestamp=timestamps.astype(np.int64),
+        titles={i: f"Synthetic item {i}" for i in range(1, num_items + 1)},
+        files=[],
     )

@@ -51,19 +51,25 @@ def limits_problem(zf: zipfile.ZipFile, cap: int | None = None) -> str | None:
     cap = max_unpacked_bytes() if cap is None else cap
     total = sum(m.file_size for m in zf.infolist())
     if total > cap:
-        return (f"it would unpack to {total:,} bytes, over the limit of {cap:,} bytes "
-                f"(raise {ENV_MAX_UNPACKED} if this dataset really is that large)")
+        return (
+            f"it would unpack to {total:,} bytes, over the limit of {cap:,} bytes "
+            f"(raise {ENV_MAX_UNPACKED} if this dataset really is that large)"
+        )
     for m in zf.infolist():
         if m.file_size >= RATIO_MIN_BYTES and m.file_size > MAX_RATIO * max(m.compress_size, 1):
-            return (f"member {m.filename!r} expands {m.file_size / max(m.compress_size, 1):,.0f}-fold "
-                    f"({m.compress_size:,} -> {m.file_size:,} bytes), more than the {MAX_RATIO}-fold any real "
-                    f"dataset file does: it looks like a zip bomb")
+            return (
+                f"member {m.filename!r} expands {m.file_size / max(m.compress_size, 1):,.0f}-fold "
+                f"({m.compress_size:,} -> {m.file_size:,} bytes), more than the {MAX_RATIO}-fold any real "
+                f"dataset file does: it looks like a zip bomb"
+            )
     return None
 
 
 def _refuse(archive: Path, why: str) -> DataError:
-    return DataError(f"{archive} cannot be unpacked: {why}. Nothing was unpacked. Delete the file and get the "
-                     f"dataset from a trusted source.")
+    return DataError(
+        f"{archive} cannot be unpacked: {why}. Nothing was unpacked. Delete the file and get the "
+        f"dataset from a trusted source."
+    )
 
 
 def extract_zip(archive: Path, dest: Path) -> None:
@@ -89,8 +95,11 @@ def extract_zip(archive: Path, dest: Path) -> None:
                     )
                 key = _parts(m.filename)
                 if not m.is_dir() and key in seen:
-                    raise _refuse(archive, f"it holds the member {'/'.join(key)!r} twice ({seen[key]!r} and "
-                                           f"{m.filename!r}), so one copy would silently replace the other")
+                    raise _refuse(
+                        archive,
+                        f"it holds the member {'/'.join(key)!r} twice ({seen[key]!r} and "
+                        f"{m.filename!r}), so one copy would silently replace the other",
+                    )
                 if not m.is_dir():
                     seen[key] = m.filename
             problem = limits_problem(zf, cap)
@@ -114,8 +123,10 @@ def extract_zip(archive: Path, dest: Path) -> None:
                     for block in iter(lambda: src.read(CHUNK), b""):
                         written += len(block)
                         if written > cap:  # the central directory understated the sizes
-                            raise _refuse(archive, f"it unpacks to more than the limit of {cap:,} bytes "
-                                                   f"although its directory says less")
+                            raise _refuse(
+                                archive,
+                                f"it unpacks to more than the limit of {cap:,} bytes although its directory says less",
+                            )
                         dst.write(block)
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
         raise DataError(f"{archive} is not a readable zip archive ({exc}). Delete it and fetch it again.") from None

@@ -65,28 +65,32 @@ def write_params_table(path: Path, rows: list[tuple[str, str, int]]) -> Path:
     return path
 
 
-def per_user_table(seqs: Sequences, users: np.ndarray, targets: np.ndarray, ranks: np.ndarray,
-                   topk: np.ndarray) -> pd.DataFrame:
+def per_user_table(
+    seqs: Sequences, users: np.ndarray, targets: np.ndarray, ranks: np.ndarray, topk: np.ndarray
+) -> pd.DataFrame:
     """One row per test user: ids, the target, its rank and the top-10 (for paired tests later)."""
-    return pd.DataFrame({
-        "user_index": users.astype(np.int64),
-        "user_id": seqs.user_ids[users].astype(str),
-        "target_item": targets.astype(np.int64),
-        "target_item_id": seqs.item_ids[targets].astype(str),
-        "rank": ranks.astype(np.int64),
-        "top10": [row[:10].tolist() for row in topk],
-    })
+    return pd.DataFrame(
+        {
+            "user_index": users.astype(np.int64),
+            "user_id": seqs.user_ids[users].astype(str),
+            "target_item": targets.astype(np.int64),
+            "target_item_id": seqs.item_ids[targets].astype(str),
+            "rank": ranks.astype(np.int64),
+            "top10": [row[:10].tolist() for row in topk],
+        }
+    )
 
 
-def write_sample_predictions(path: Path, seqs: Sequences, table: pd.DataFrame, n_users: int = 5,
-                             history_items: int = 10) -> Path:
+def write_sample_predictions(
+    path: Path, seqs: Sequences, table: pd.DataFrame, n_users: int = 5, history_items: int = 10
+) -> Path:
     """Markdown with a few users' recent history, target and top-10 with titles."""
     titles = seqs.titles
     lines = ["# Sample predictions (test)", ""]
     for row in table.head(n_users).itertuples():
         start = seqs.offsets[row.user_index]
         end = seqs.offsets[row.user_index + 1] - 1  # the test target is the last item
-        recent = seqs.items[max(start, end - history_items):end]
+        recent = seqs.items[max(start, end - history_items) : end]
         lines.append(f"## User {row.user_id} (target rank {row.rank})")
         lines.append("Recent history: " + "; ".join(titles[i] for i in recent))
         lines.append(f"Target: {titles[row.target_item]}")

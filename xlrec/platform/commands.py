@@ -7,13 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-from xlrec.platform.mlflow_env import quiet_links_for
 from xlrec.errors import XlrecError
+from xlrec.platform.mlflow_env import quiet_links_for
 
 
 def add_tracking_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tracking-uri", default=None,
-                   help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.add_argument(
+        "--tracking-uri", default=None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite:///mlflow.db)"
+    )
 
 
 def add_train_tracking_args(p: argparse.ArgumentParser) -> None:
@@ -67,20 +68,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
     data = prepare(cfg.dataset, cfg.prep, _data_source(args.source, cfg.source))
     if data.seqs.num_items + 1 != len(loaded.item_ids):
-        raise XlrecError(f"Dataset {cfg.dataset} now has {data.seqs.num_items} items but the model was trained on "
-                         f"{len(loaded.item_ids) - 1}; the raw data or preprocessing differ from the training run.")
+        raise XlrecError(
+            f"Dataset {cfg.dataset} now has {data.seqs.num_items} items but the model was trained on "
+            f"{len(loaded.item_ids) - 1}; the raw data or preprocessing differ from the training run."
+        )
     exp = assemble(cfg, data, runtime=rt, model=loaded.model)  # the training run's split, scored the same way
     val, test = exp.evaluate("val"), exp.evaluate("test")
-    summary = {"model": cfg.model, "dataset": cfg.dataset, "seed": cfg.seed, "max_len": cfg.max_len,
-               "params": parameter_breakdown(exp.model)["total"], "model_uri": args.model_uri,
-               "run_id": loaded.run_id}
+    summary = {
+        "model": cfg.model,
+        "dataset": cfg.dataset,
+        "seed": cfg.seed,
+        "max_len": cfg.max_len,
+        "params": parameter_breakdown(exp.model)["total"],
+        "model_uri": args.model_uri,
+        "run_id": loaded.run_id,
+    }
     if loaded.run_id and not loaded.local:
         import mlflow
 
         run = mlflow.get_run(loaded.run_id)
-        summary.update({"epochs_run": int(run.data.metrics.get("epochs_run", 0)),
-                        "best_epoch": int(run.data.metrics.get("best_epoch", 0)),
-                        "avg_epoch_time_s": round(run.data.metrics.get("avg_epoch_time_s", 0.0), 4)})
+        summary.update(
+            {
+                "epochs_run": int(run.data.metrics.get("epochs_run", 0)),
+                "best_epoch": int(run.data.metrics.get("best_epoch", 0)),
+                "avg_epoch_time_s": round(run.data.metrics.get("avg_epoch_time_s", 0.0), 4),
+            }
+        )
     summary.update({"val": val.metrics, "test": test.metrics, "cold_start": exp.cold_start_metrics()})
     print(json.dumps(summary))
     return 0
@@ -95,8 +108,10 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if args.items is not None:
         raw_items = [x.strip() for x in args.items.split(",") if x.strip()]
         if not raw_items:
-            raise XlrecError(f"--items {args.items!r} names no item; pass comma-separated raw item ids, oldest "
-                             f"first (e.g. --items 50,172,133).")
+            raise XlrecError(
+                f"--items {args.items!r} names no item; pass comma-separated raw item ids, oldest "
+                f"first (e.g. --items 50,172,133)."
+            )
     elif args.user is None:
         raise XlrecError("Pass --user ID or --items ID,ID,... to say whose next items to recommend.")
     if args.k < 1:
@@ -115,7 +130,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         if str(args.user) not in users:
             raise XlrecError(f"User {args.user} is not in {cfg.dataset}. Pass a raw user id of that dataset.")
         u = users[str(args.user)]
-        history = data.seqs.items[data.seqs.offsets[u]:data.seqs.offsets[u + 1]]
+        history = data.seqs.items[data.seqs.offsets[u] : data.seqs.offsets[u + 1]]
     ranked = rec.recommend(history, args.k, flag="--k")
     for rank, (item, title, score) in enumerate(zip(ranked.item_ids, ranked.titles, ranked.scores), 1):
         print(f"{rank:2d}. {title} (item {item}, score {score:.3f})")
@@ -143,8 +158,10 @@ def cmd_registry_list(args: argparse.Namespace) -> int:
         for mv in sorted(client.search_model_versions(f"name='{rm.name}'"), key=lambda v: int(v.version)):
             val = mv.tags.get(METRIC_TAG, "-")  # the full tag: a cut value misreads (0.090137 vs 0.090138)
             tag = ",".join(aliases.get(str(mv.version), []))
-            print(f"  v{mv.version:<4} val_recall@10={val:<14} seed={mv.tags.get('seed', '-'):<6} "
-                  f"run={mv.run_id} {('@' + tag) if tag else ''}")
+            print(
+                f"  v{mv.version:<4} val_recall@10={val:<14} seed={mv.tags.get('seed', '-'):<6} "
+                f"run={mv.run_id} {('@' + tag) if tag else ''}"
+            )
     return 0
 
 
@@ -157,8 +174,18 @@ def cmd_registry_download(args: argparse.Namespace) -> int:
     ref = f"@{args.alias}" if args.alias else f"/{args.version}"
     uri = f"models:/{args.name}{ref}"
     path, data, run_id = download_model(uri, Path(args.dst))
-    print(json.dumps({"model_uri": uri, "path": str(path), "run_id": run_id, "config": str(data / CONFIG),
-                      "item_map": str(data / ITEM_MAP), "weights": str(data / WEIGHTS)}))
+    print(
+        json.dumps(
+            {
+                "model_uri": uri,
+                "path": str(path),
+                "run_id": run_id,
+                "config": str(data / CONFIG),
+                "item_map": str(data / ITEM_MAP),
+                "weights": str(data / WEIGHTS),
+            }
+        )
+    )
     return 0
 
 
@@ -186,8 +213,11 @@ def add_platform_commands(sub, add_run_args) -> None:
     rep.set_defaults(func=cmd_report)
 
     ev = sub.add_parser("evaluate", help="re-run the test evaluation of a logged or registered model")
-    ev.add_argument("--model-uri", required=True,
-                    help="models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/model or a `registry download` folder")
+    ev.add_argument(
+        "--model-uri",
+        required=True,
+        help="models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/model or a `registry download` folder",
+    )
     ev.add_argument("--dataset", default=None, help="dataset to evaluate on (must be the model's)")
     ev.add_argument("--source", default=None, help="mirror directory or base URL")
     ev.add_argument("--device", default=None, help="auto | cpu | cuda")
@@ -195,8 +225,11 @@ def add_platform_commands(sub, add_run_args) -> None:
     ev.set_defaults(func=cmd_evaluate)
 
     rec = sub.add_parser("recommend", help="top-k next items for a user or an item history")
-    rec.add_argument("--model-uri", required=True,
-                     help="models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/model or a `registry download` folder")
+    rec.add_argument(
+        "--model-uri",
+        required=True,
+        help="models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/model or a `registry download` folder",
+    )
     who = rec.add_mutually_exclusive_group()
     who.add_argument("--user", default=None, help="raw user id of the model's dataset")
     who.add_argument("--items", default=None, help="comma-separated raw item ids, oldest first")
@@ -211,8 +244,11 @@ def add_platform_commands(sub, add_run_args) -> None:
     ls = reg_sub.add_parser("list", help="registered models, versions, aliases and validation metrics")
     add_tracking_args(ls)
     ls.set_defaults(func=cmd_registry_list)
-    dl = reg_sub.add_parser("download", help="copy a registered model's files (weights, config, item map) into a "
-                                             "new or empty folder; nothing is loaded")
+    dl = reg_sub.add_parser(
+        "download",
+        help="copy a registered model's files (weights, config, item map) into a "
+        "new or empty folder; nothing is loaded",
+    )
     dl.add_argument("--name", required=True)
     g = dl.add_mutually_exclusive_group(required=True)
     g.add_argument("--alias")

@@ -33,17 +33,30 @@ DATA_DIR = "data/xlrec"  # pyfunc copies `data_path` (a folder named xlrec) to d
 WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"
 ITEM_MAP = "item_map.json"
-FLAVOR = {"format_version": FORMAT_VERSION, "data": DATA_DIR, "weights": WEIGHTS, "config": CONFIG,
-          "item_map": ITEM_MAP}
+FLAVOR = {
+    "format_version": FORMAT_VERSION,
+    "data": DATA_DIR,
+    "weights": WEIGHTS,
+    "config": CONFIG,
+    "item_map": ITEM_MAP,
+}
 LEGACY_PICKLE = "data/model.pth"
 
 # Upper bounds for a config read from a model: far above any real run (ML-20M/Steam use
 # dim 256, 4 blocks, L 200, ~27k items), low enough that a crafted config cannot make
 # xlrec allocate absurd memory while building the model or preparing data for evaluation.
 LIMITS: dict[str, int] = {
-    "max_len": 4096, "embedding_dim": 4096, "num_heads": 256, "num_blocks": 64, "ffn_mult": 64,
-    "batch_size": 1_000_000, "eval_batch_size": 65_536, "num_threads": 1024,
-    "synthetic_users": 10_000_000, "synthetic_items": 10_000_000, "synthetic_mean_len": 100_000,
+    "max_len": 4096,
+    "embedding_dim": 4096,
+    "num_heads": 256,
+    "num_blocks": 64,
+    "ffn_mult": 64,
+    "batch_size": 1_000_000,
+    "eval_batch_size": 65_536,
+    "num_threads": 1024,
+    "synthetic_users": 10_000_000,
+    "synthetic_items": 10_000_000,
+    "synthetic_mean_len": 100_000,
 }
 MAX_ITEMS = 10_000_000
 MAX_PARAMETERS = 250_000_000  # 1 GB of float32; the largest real model here has ~9M
@@ -77,13 +90,17 @@ def write_model_dir(folder: Path, state_dict: dict, cfg: TrainConfig, item_map_f
 def read_mlmodel(model_dir: Path, where: str) -> dict:
     path = model_dir / "MLmodel"
     if not path.is_file():
-        raise XlrecError(f"{where} is not an MLflow model directory (no MLmodel file). Pass a registered model "
-                         f"(models:/NAME@ALIAS) or a directory written by `xlrec registry download`.")
+        raise XlrecError(
+            f"{where} is not an MLflow model directory (no MLmodel file). Pass a registered model "
+            f"(models:/NAME@ALIAS) or a directory written by `xlrec registry download`."
+        )
     try:
         data = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise XlrecError(f"The MLmodel file of {where} is not valid YAML ({str(exc).splitlines()[0]}); the model "
-                         f"is damaged. Re-register it by training again.") from None
+        raise XlrecError(
+            f"The MLmodel file of {where} is not valid YAML ({str(exc).splitlines()[0]}); the model "
+            f"is damaged. Re-register it by training again."
+        ) from None
     if not isinstance(data, dict):
         raise XlrecError(f"The MLmodel file of {where} holds no mapping; the model is damaged.")
     return data
@@ -104,21 +121,29 @@ def check_layout(model_dir: Path, where: str, run_id: str | None = None) -> Path
                 f"it in the safe format by training again with that run's settings: `mlflow artifacts download "
                 f"-u runs:/{run}/config.yaml -d .` then `xlrec train --config config.yaml`."
             )
-        raise XlrecError(f"{where} is not an xlrec model (its MLmodel has no xlrec flavor entry, only "
-                         f"{', '.join(sorted(flavors)) or 'no flavors'}). Pass a model logged by `xlrec train`.")
+        raise XlrecError(
+            f"{where} is not an xlrec model (its MLmodel has no xlrec flavor entry, only "
+            f"{', '.join(sorted(flavors)) or 'no flavors'}). Pass a model logged by `xlrec train`."
+        )
     version = entry.get("format_version")
     if version != FORMAT_VERSION:
-        raise XlrecError(f"{where} uses xlrec model format {version!r}; this xlrec reads format {FORMAT_VERSION}. "
-                         f"Use the xlrec version that logged it, or re-train it with this one.")
+        raise XlrecError(
+            f"{where} uses xlrec model format {version!r}; this xlrec reads format {FORMAT_VERSION}. "
+            f"Use the xlrec version that logged it, or re-train it with this one."
+        )
     # The file names are fixed by the format, never taken from the (untrusted) MLmodel as paths.
     if {k: entry.get(k) for k in FLAVOR} != FLAVOR:
-        raise XlrecError(f"{where} has an xlrec flavor entry with unexpected file names ({entry}); the model is "
-                         f"damaged or was not written by xlrec.")
+        raise XlrecError(
+            f"{where} has an xlrec flavor entry with unexpected file names ({entry}); the model is "
+            f"damaged or was not written by xlrec."
+        )
     data = model_dir / DATA_DIR
     missing = [name for name in (WEIGHTS, CONFIG, ITEM_MAP) if not (data / name).is_file()]
     if missing:
-        raise XlrecError(f"{where} lacks {', '.join(DATA_DIR + '/' + m for m in missing)}; the model is incomplete. "
-                         f"Download or register it again.")
+        raise XlrecError(
+            f"{where} lacks {', '.join(DATA_DIR + '/' + m for m in missing)}; the model is incomplete. "
+            f"Download or register it again."
+        )
     return data
 
 
@@ -161,9 +186,11 @@ def _typed(raw: dict, hints: dict[str, Any], where: str) -> dict[str, Any]:
     for name, value in raw.items():
         hint = hints[name]
         if not _type_ok(value, hint):
-            raise ConfigError(f"The config.yaml of {where} sets {name} to {repr(value)[:80]}, which is not of type "
-                              f"{_shown(hint)}; the model's config is damaged or crafted. Re-train it with "
-                              f"`xlrec train`.")
+            raise ConfigError(
+                f"The config.yaml of {where} sets {name} to {repr(value)[:80]}, which is not of type "
+                f"{_shown(hint)}; the model's config is damaged or crafted. Re-train it with "
+                f"`xlrec train`."
+            )
         wants_float = hint is float or float in typing.get_args(hint)
         values[name] = float(value) if wants_float and isinstance(value, int) else value
     return values
@@ -176,8 +203,10 @@ def config_from_dict(raw: Any, where: str) -> TrainConfig:
     from xlrec.data_prep import DATASETS
     from xlrec.rec_models import MODELS
 
-    again = ("It was written by another xlrec version or edited; re-train the model with this xlrec "
-             "(`xlrec train`) and register it again.")
+    again = (
+        "It was written by another xlrec version or edited; re-train the model with this xlrec "
+        "(`xlrec train`) and register it again."
+    )
     if not isinstance(raw, dict):
         raise ConfigError(f"The config.yaml of {where} holds no mapping of settings; the model is damaged.")
     prep_raw = raw.get("prep", {})
@@ -185,34 +214,50 @@ def config_from_dict(raw: Any, where: str) -> TrainConfig:
         raise ConfigError(f"The config.yaml of {where} has a 'prep' that is not a mapping; the model is damaged.")
     hints = {**RUN_HINTS, **arch_hints()}
     unknown = sorted(set(map(str, raw)) - set(hints) - {"prep"}) + sorted(
-        f"prep.{k}" for k in set(map(str, prep_raw)) - set(PREP_HINTS))
+        f"prep.{k}" for k in set(map(str, prep_raw)) - set(PREP_HINTS)
+    )
     if unknown:
-        raise ConfigError(f"The config.yaml of {where} has unknown setting(s) {unknown[:10]}; this xlrec does not "
-                          f"know them, so it will not guess how to build the model. {again}")
-    values = {**_typed({k: v for k, v in raw.items() if k != "prep"}, hints, where),
-              "prep": _typed(prep_raw, PREP_HINTS, where)}
+        raise ConfigError(
+            f"The config.yaml of {where} has unknown setting(s) {unknown[:10]}; this xlrec does not "
+            f"know them, so it will not guess how to build the model. {again}"
+        )
+    values = {
+        **_typed({k: v for k, v in raw.items() if k != "prep"}, hints, where),
+        "prep": _typed(prep_raw, PREP_HINTS, where),
+    }
     model = values.get("model")
     if "model" in values and model not in MODELS:
-        raise ConfigError(f"The config.yaml of {where} names model {model!r}, which is not one of xlrec's models "
-                          f"({', '.join(MODELS)}); it cannot be rebuilt.")
+        raise ConfigError(
+            f"The config.yaml of {where} names model {model!r}, which is not one of xlrec's models "
+            f"({', '.join(MODELS)}); it cannot be rebuilt."
+        )
     flat = {**values["prep"], **values}
     for key, cap in LIMITS.items():
         value = flat.get(key)
         if value is not None and not 0 <= value <= cap:
-            raise ConfigError(f"The config.yaml of {where} sets {key} = {value}, outside xlrec's limit of 0..{cap} "
-                              f"for a model it loads; the config is damaged or crafted, so nothing was built.")
+            raise ConfigError(
+                f"The config.yaml of {where} sets {key} = {value}, outside xlrec's limit of 0..{cap} "
+                f"for a model it loads; the config is damaged or crafted, so nothing was built."
+            )
     if any(not 0 <= i <= LIMITS["num_blocks"] for i in values.get("slstm_at", [])):  # xlstm-s ignores the rest
-        raise ConfigError(f"The config.yaml of {where} puts sLSTM blocks at {values['slstm_at'][:10]}, outside "
-                          f"0..{LIMITS['num_blocks']}; the config is damaged or crafted.")
+        raise ConfigError(
+            f"The config.yaml of {where} puts sLSTM blocks at {values['slstm_at'][:10]}, outside "
+            f"0..{LIMITS['num_blocks']}; the config is damaged or crafted."
+        )
     family = [f.name for f in dataclasses.fields(MODELS[model].settings)] if model in MODELS else []
     missing = sorted(k for k in (*RUN_HINTS, *family) if k not in values) + sorted(
-        f"prep.{k}" for k in PREP_HINTS if k not in values["prep"])
+        f"prep.{k}" for k in PREP_HINTS if k not in values["prep"]
+    )
     if missing:
-        raise ConfigError(f"The config.yaml of {where} lacks setting(s) {missing[:10]}, which this xlrec builds "
-                          f"and checks the model from. {again}")
+        raise ConfigError(
+            f"The config.yaml of {where} lacks setting(s) {missing[:10]}, which this xlrec builds "
+            f"and checks the model from. {again}"
+        )
     if values["dataset"] not in DATASETS:
-        raise ConfigError(f"The config.yaml of {where} names dataset {values['dataset']!r}, which is not one of "
-                          f"xlrec's datasets ({', '.join(DATASETS)}).")
+        raise ConfigError(
+            f"The config.yaml of {where} names dataset {values['dataset']!r}, which is not one of "
+            f"xlrec's datasets ({', '.join(DATASETS)})."
+        )
     try:
         return build_config(values)
     except ConfigError as exc:
@@ -223,15 +268,22 @@ def read_item_map(path: Path, where: str) -> tuple[list[str], list[str]]:
     try:
         data = json.loads(path.read_text())
         ids, titles = data["item_ids"], data["titles"]
-        ok = (isinstance(ids, list) and isinstance(titles, list) and len(ids) == len(titles) >= 2
-              and all(isinstance(x, str) for x in ids) and all(isinstance(x, str) for x in titles))
+        ok = (
+            isinstance(ids, list)
+            and isinstance(titles, list)
+            and len(ids) == len(titles) >= 2
+            and all(isinstance(x, str) for x in ids)
+            and all(isinstance(x, str) for x in titles)
+        )
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         ok = False
     if not ok:
         raise XlrecError(f"The item_map.json of {where} is not a map of item ids and titles; the model is damaged.")
     if len(ids) - 1 > MAX_ITEMS:
-        raise XlrecError(f"The item_map.json of {where} lists {len(ids) - 1} items, over xlrec's limit of "
-                         f"{MAX_ITEMS}; nothing was built.")
+        raise XlrecError(
+            f"The item_map.json of {where} lists {len(ids) - 1} items, over xlrec's limit of "
+            f"{MAX_ITEMS}; nothing was built."
+        )
     return ids, titles
 
 
@@ -249,8 +301,10 @@ def _expected_tensors(cfg: TrainConfig, num_items: int, where: str) -> dict[str,
     state = skeleton.state_dict()
     total = sum(v.numel() for v in state.values())
     if total > MAX_PARAMETERS:
-        raise XlrecError(f"The config.yaml of {where} describes a model of {total:,} parameters, over xlrec's limit "
-                         f"of {MAX_PARAMETERS:,}; nothing was built.")
+        raise XlrecError(
+            f"The config.yaml of {where} describes a model of {total:,} parameters, over xlrec's limit "
+            f"of {MAX_PARAMETERS:,}; nothing was built."
+        )
     return {k: (tuple(v.shape), v.dtype) for k, v in state.items()}
 
 
@@ -263,16 +317,21 @@ def load_weights(model, path: Path, expected: dict, where: str) -> None:
         with safe_open(str(path), framework="pt") as f:
             header = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
-        raise XlrecError(f"The weights file {WEIGHTS} of {where} is not a valid safetensors file ({exc}); the model "
-                         f"is damaged.") from None
+        raise XlrecError(
+            f"The weights file {WEIGHTS} of {where} is not a valid safetensors file ({exc}); the model is damaged."
+        ) from None
     missing, unexpected = sorted(set(expected) - set(header)), sorted(set(header) - set(expected))
     if missing or unexpected:
-        raise XlrecError(f"The weights file {WEIGHTS} of {where} does not match the model its config.yaml describes "
-                         f"(missing tensors: {missing[:5]}; unexpected tensors: {unexpected[:5]}).")
+        raise XlrecError(
+            f"The weights file {WEIGHTS} of {where} does not match the model its config.yaml describes "
+            f"(missing tensors: {missing[:5]}; unexpected tensors: {unexpected[:5]})."
+        )
     for name, (shape, _) in expected.items():
         if header[name] != shape:
-            raise XlrecError(f"Tensor {name!r} in {WEIGHTS} of {where} has shape {list(header[name])}, but the model "
-                             f"its config.yaml describes needs {list(shape)}; the model files do not belong together.")
+            raise XlrecError(
+                f"Tensor {name!r} in {WEIGHTS} of {where} has shape {list(header[name])}, but the model "
+                f"its config.yaml describes needs {list(shape)}; the model files do not belong together."
+            )
     tensors = load_file(str(path), device="cpu")
     for name, (_, dtype) in expected.items():
         if tensors[name].dtype != dtype:

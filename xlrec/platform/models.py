@@ -25,8 +25,10 @@ from xlrec.errors import XlrecError
 from xlrec.platform import model_format
 from xlrec.rec_models import SequentialRecommender
 
-ACCEPTED = ("models:/NAME@ALIAS (e.g. models:/sasrec-ml-100k@champion), models:/NAME/VERSION, runs:/RUN_ID/PATH "
-            "(e.g. runs:/<run id>/model), or a local directory written by `xlrec registry download`")
+ACCEPTED = (
+    "models:/NAME@ALIAS (e.g. models:/sasrec-ml-100k@champion), models:/NAME/VERSION, runs:/RUN_ID/PATH "
+    "(e.g. runs:/<run id>/model), or a local directory written by `xlrec registry download`"
+)
 _REGISTERED = re.compile(r"models:/([^/@]+)(?:@([A-Za-z0-9_\-]+)|/([0-9]+))")
 _RUN = re.compile(r"runs:/([A-Za-z0-9]+)/([A-Za-z0-9_\-./]+)")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")  # file:, s3:, http:, models:... (never a local path)
@@ -58,8 +60,10 @@ def parse_model_uri(uri: str) -> ModelRef:
         return ModelRef(uri, run_id=m.group(1))
     if uri.strip() and not _SCHEME.match(uri) and Path(uri).is_dir():
         return ModelRef(uri, local_dir=Path(uri))
-    raise XlrecError(f"Model URI {uri!r} is not one xlrec accepts (an existing local directory, a registry or run "
-                     f"reference). Use one of: {ACCEPTED}. List registered models with `xlrec registry list`.")
+    raise XlrecError(
+        f"Model URI {uri!r} is not one xlrec accepts (an existing local directory, a registry or run "
+        f"reference). Use one of: {ACCEPTED}. List registered models with `xlrec registry list`."
+    )
 
 
 def resolve_model_uri(uri: str) -> ModelRef:
@@ -91,8 +95,9 @@ def _download(ref: ModelRef, dst: Path) -> Path:
     try:
         local = mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=str(dst))
     except (MlflowException, OSError) as exc:
-        raise XlrecError(f"Could not download model {ref.uri!r}: {str(exc).splitlines()[0]}. Check the URI and the "
-                         f"tracking server.") from None
+        raise XlrecError(
+            f"Could not download model {ref.uri!r}: {str(exc).splitlines()[0]}. Check the URI and the tracking server."
+        ) from None
     return Path(local)
 
 
@@ -111,8 +116,14 @@ def _load_dir(model_dir: Path, ref: ModelRef, rt: Runtime, local: bool) -> Loade
     run_id = ref.run_id
     if local:
         run_id = model_format.read_mlmodel(model_dir, ref.uri).get("run_id")
-    return LoadedModel(model=files.model, config=files.config, item_ids=files.item_ids, titles=files.titles,
-                       run_id=run_id if isinstance(run_id, str) else None, local=local)
+    return LoadedModel(
+        model=files.model,
+        config=files.config,
+        item_ids=files.item_ids,
+        titles=files.titles,
+        run_id=run_id if isinstance(run_id, str) else None,
+        local=local,
+    )
 
 
 # --- registry download: copy files, load nothing --------------------------------------------------
@@ -123,15 +134,20 @@ def _prepare_destination(dst: Path) -> list[Path]:
     dst = Path(os.path.abspath(dst))
     for parent in dst.parents:
         if parent.exists() and not parent.is_dir():
-            raise XlrecError(f"Cannot download into {dst}: {parent} is a file, not a directory. Pass --dst as a "
-                             f"new directory path.")
+            raise XlrecError(
+                f"Cannot download into {dst}: {parent} is a file, not a directory. Pass --dst as a new directory path."
+            )
     if dst.exists() or dst.is_symlink():
         if not dst.is_dir():
-            raise XlrecError(f"Cannot download into {dst}: it is an existing file. Pass --dst as a new (or empty) "
-                             f"directory; xlrec does not overwrite files.")
+            raise XlrecError(
+                f"Cannot download into {dst}: it is an existing file. Pass --dst as a new (or empty) "
+                f"directory; xlrec does not overwrite files."
+            )
         if any(dst.iterdir()):
-            raise XlrecError(f"Cannot download into {dst}: the directory is not empty, and xlrec does not merge a "
-                             f"model into (or overwrite) existing files. Pass a new or empty directory as --dst.")
+            raise XlrecError(
+                f"Cannot download into {dst}: the directory is not empty, and xlrec does not merge a "
+                f"model into (or overwrite) existing files. Pass a new or empty directory as --dst."
+            )
     created: list[Path] = []
     for parent in reversed(dst.parents):
         if not parent.exists():
@@ -139,8 +155,9 @@ def _prepare_destination(dst: Path) -> list[Path]:
                 parent.mkdir()
             except OSError as exc:
                 _remove_created(created)
-                raise XlrecError(f"Cannot create {parent} for the download ({exc.strerror}). Pass a --dst in a "
-                                 f"writable location.") from None
+                raise XlrecError(
+                    f"Cannot create {parent} for the download ({exc.strerror}). Pass a --dst in a writable location."
+                ) from None
             created.append(parent)
     return created
 
@@ -167,16 +184,19 @@ def download_model(uri: str, dst: Path) -> tuple[Path, Path, str | None]:
         try:
             staging = Path(tempfile.mkdtemp(prefix=f".{dst.name}.xlrec-download-", dir=dst.parent))
         except OSError as exc:
-            raise XlrecError(f"Cannot write to {dst.parent} ({exc.strerror}). Pass a --dst in a writable "
-                             f"location.") from None
+            raise XlrecError(
+                f"Cannot write to {dst.parent} ({exc.strerror}). Pass a --dst in a writable location."
+            ) from None
         try:
             local = _download(ref, staging)
             data = model_format.check_layout(local, f"Model {uri!r}", ref.run_id)
             try:
                 os.rename(local, dst)  # atomic; replaces dst only when it is an empty directory
             except OSError as exc:
-                raise XlrecError(f"Cannot move the downloaded model into {dst} ({exc.strerror}); nothing was "
-                                 f"written there. Pass a new or empty directory as --dst.") from None
+                raise XlrecError(
+                    f"Cannot move the downloaded model into {dst} ({exc.strerror}); nothing was "
+                    f"written there. Pass a new or empty directory as --dst."
+                ) from None
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     except BaseException:

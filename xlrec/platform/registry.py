@@ -93,15 +93,20 @@ def promote(client: MlflowClient, name: str, version: int, max_rounds: int = 50)
     by_version = {int(v.version): _metric(v) for v in versions}
     mine = by_version.get(version)
     if champion == version:
-        reason = (f"promoted: val recall@10 {mine:.6f} beats v{previous} ({by_version.get(previous, float('nan')):.6f})"
-                  if previous not in (None, version) else f"promoted: first version with val recall@10 {mine:.6f}")
+        reason = (
+            f"promoted: val recall@10 {mine:.6f} beats v{previous} ({by_version.get(previous, float('nan')):.6f})"
+            if previous not in (None, version)
+            else f"promoted: first version with val recall@10 {mine:.6f}"
+        )
         if previous not in (None, version):
-            retry_on_conflict(client.set_model_version_tag, name, str(previous), "demoted_by",
-                              f"v{version} at {time.ctime()}")
+            retry_on_conflict(
+                client.set_model_version_tag, name, str(previous), "demoted_by", f"v{version} at {time.ctime()}"
+            )
     else:
         shown = f"{mine:.6f}" if mine is not None else f"n/a (no {METRIC_TAG} tag)"
-        reason = (f"not promoted: val recall@10 {shown} does not beat champion v{champion} "
-                  f"({by_version.get(champion):.6f})")
+        reason = (
+            f"not promoted: val recall@10 {shown} does not beat champion v{champion} ({by_version.get(champion):.6f})"
+        )
         retry_on_conflict(client.set_model_version_tag, name, str(champion), "defended_against", f"v{version}")
     retry_on_conflict(client.set_model_version_tag, name, str(version), "promotion", reason)
     return PromotionResult(version=version, champion=champion, promoted=champion == version, reason=reason)

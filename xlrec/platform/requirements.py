@@ -29,8 +29,10 @@ def pip_requirements() -> list[str]:
     try:
         declared = requires("xlrec") or []
     except PackageNotFoundError:
-        raise XlrecError("xlrec is not installed (`pip install -e .`): a logged model's requirements are the "
-                         "installed versions of the dependencies xlrec declares.") from None
+        raise XlrecError(
+            "xlrec is not installed (`pip install -e .`): a logged model's requirements are the "
+            "installed versions of the dependencies xlrec declares."
+        ) from None
     pins = []
     for req in declared:
         spec, _, marker = req.partition(";")
@@ -40,16 +42,21 @@ def pip_requirements() -> list[str]:
         if m is not None and m["name"].lower() not in SERVING:
             continue
         if m is None:
-            raise XlrecError(f"xlrec's installed metadata has a requirement that cannot be read: {req!r}. "
-                             f"Reinstall xlrec (`pip install -e .`).")
+            raise XlrecError(
+                f"xlrec's installed metadata has a requirement that cannot be read: {req!r}. "
+                f"Reinstall xlrec (`pip install -e .`)."
+            )
         try:
             installed = version(m["name"]).split("+")[0]
         except PackageNotFoundError:
-            raise XlrecError(f"{m['name']}, a dependency of xlrec, is not installed. Reinstall xlrec "
-                             f"(`pip install -e .`).") from None
+            raise XlrecError(
+                f"{m['name']}, a dependency of xlrec, is not installed. Reinstall xlrec (`pip install -e .`)."
+            ) from None
         pins.append(f"{m['name']}{m['extras'] or ''}=={installed}")
     missing = set(SERVING) - {p.split("==")[0].split("[")[0].lower() for p in pins}
     if missing:  # a dependency renamed or dropped in pyproject.toml without updating SERVING
-        raise XlrecError(f"xlrec's installed metadata does not declare {sorted(missing)}, which a served model "
-                         f"needs. Reinstall xlrec (`pip install -e .`).")
+        raise XlrecError(
+            f"xlrec's installed metadata does not declare {sorted(missing)}, which a served model "
+            f"needs. Reinstall xlrec (`pip install -e .`)."
+        )
     return pins

@@ -13,13 +13,19 @@ from mlflow import MlflowClient
 from xlrec.data_prep import PreparedDataset
 from xlrec.platform import artifacts
 from xlrec.platform.environment import PROJECT_ROOT
-from xlrec.platform.requirements import pip_requirements
 from xlrec.platform.registry import METRIC_TAG, PromotionResult, promote, registered_name
+from xlrec.platform.requirements import pip_requirements
 from xlrec.rec_models import parameter_table
 from xlrec.training.trainer import TrainResult
 
-_ARTIFACTS = ("config.yaml", "history.csv", "training_curves.png", "parameters.csv", "test_per_user.parquet",
-              "sample_predictions.md")
+_ARTIFACTS = (
+    "config.yaml",
+    "history.csv",
+    "training_curves.png",
+    "parameters.csv",
+    "test_per_user.parquet",
+    "sample_predictions.md",
+)
 
 
 def metric_key(name: str) -> str:
@@ -36,8 +42,14 @@ def result_metrics(result: TrainResult) -> dict[str, float]:
     for who in ("model", "pop"):
         for k, v in cold.get(who, {}).items():
             final[f"cold_{who}_{metric_key(k)}"] = v
-    final.update({"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-                  "total_time_s": result.total_time_s, "avg_epoch_time_s": result.avg_epoch_time_s})
+    final.update(
+        {
+            "best_epoch": result.best_epoch,
+            "epochs_run": result.epochs_run,
+            "total_time_s": result.total_time_s,
+            "avg_epoch_time_s": result.avg_epoch_time_s,
+        }
+    )
     return final
 
 
@@ -50,19 +62,24 @@ def log_results(trainer, data: PreparedDataset, result: TrainResult, pending: di
         tmp = Path(tmp_dir)
         artifacts.write_config(tmp / "config.yaml", cfg)
         artifacts.write_history(tmp / "history.csv", result.history)
-        artifacts.plot_curves(tmp / "training_curves.png", result.history,
-                              f"{cfg.model} on {cfg.dataset} (L={cfg.max_len}, seed {cfg.seed})")
+        artifacts.plot_curves(
+            tmp / "training_curves.png",
+            result.history,
+            f"{cfg.model} on {cfg.dataset} (L={cfg.max_len}, seed {cfg.seed})",
+        )
         artifacts.write_params_table(tmp / "parameters.csv", parameter_table(trainer.model))
-        table = artifacts.per_user_table(seqs, result.test.users, result.test.targets, result.test.ranks,
-                                         result.test.topk)
+        table = artifacts.per_user_table(
+            seqs, result.test.users, result.test.targets, result.test.ranks, result.test.topk
+        )
         table.to_parquet(tmp / "test_per_user.parquet", index=False)
         artifacts.write_sample_predictions(tmp / "sample_predictions.md", seqs, table)
         for name in _ARTIFACTS:
             mlflow.log_artifact(str(tmp / name))
 
 
-def log_model(run_id: str, trainer, data: PreparedDataset, result: TrainResult,
-              register: bool) -> tuple[int | None, PromotionResult | None]:
+def log_model(
+    run_id: str, trainer, data: PreparedDataset, result: TrainResult, register: bool
+) -> tuple[int | None, PromotionResult | None]:
     """Log the model under a pyfunc flavor (safetensors + config + item map, no pickle) to the
     active run and, with `register`, register and promote it; returns (version, promotion).
     A resumed run that registered already reuses its version."""
@@ -78,26 +95,39 @@ def log_model(run_id: str, trainer, data: PreparedDataset, result: TrainResult,
         with tempfile.TemporaryDirectory() as tmp_dir:
             tmp = Path(tmp_dir)
             folder = tmp / "xlrec"  # pyfunc copies it to data/xlrec (model_format.DATA_DIR)
-            model_format.write_model_dir(folder, trainer.model.state_dict(), cfg,
-                                         artifacts.write_item_map(tmp / "item_map.json", data.seqs))
+            model_format.write_model_dir(
+                folder, trainer.model.state_dict(), cfg, artifacts.write_item_map(tmp / "item_map.json", data.seqs)
+            )
             info = mlflow.pyfunc.log_model(
-                name="model", loader_module="xlrec.platform.serving", data_path=str(folder),
-                code_paths=[str(PROJECT_ROOT)], pip_requirements=pip_requirements(), signature=serving.signature(),
-                input_example=serving.input_example(data.seqs), metadata={"xlrec": dict(model_format.FLAVOR)},
-                registered_model_name=name, await_registration_for=60,
+                name="model",
+                loader_module="xlrec.platform.serving",
+                data_path=str(folder),
+                code_paths=[str(PROJECT_ROOT)],
+                pip_requirements=pip_requirements(),
+                signature=serving.signature(),
+                input_example=serving.input_example(data.seqs),
+                metadata={"xlrec": dict(model_format.FLAVOR)},
+                registered_model_name=name,
+                await_registration_for=60,
             )
         if name is None:
             return None, None
         version = int(info.registered_model_version)
     assert name is not None  # a version exists only for a registered name
     val = result.best_val.get("recall@10", 0.0)
-    for key, value in {METRIC_TAG: f"{val:.10f}", "seed": str(cfg.seed), "run_id": run_id,
-                       "max_len": str(cfg.max_len), "dataset_sha256": data.content_hash}.items():
+    for key, value in {
+        METRIC_TAG: f"{val:.10f}",
+        "seed": str(cfg.seed),
+        "run_id": run_id,
+        "max_len": str(cfg.max_len),
+        "dataset_sha256": data.content_hash,
+    }.items():
         client.set_model_version_tag(name, str(version), key, value)
     promotion = promote(client, name, version)
     mlflow.log_metric("model_version", version)
-    mlflow.set_tags({"xlrec.registered_model": name, "xlrec.model_version": str(version),
-                     "xlrec.promotion": promotion.reason})
+    mlflow.set_tags(
+        {"xlrec.registered_model": name, "xlrec.model_version": str(version), "xlrec.promotion": promotion.reason}
+    )
     return version, promotion
 
 

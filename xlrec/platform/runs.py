@@ -36,8 +36,11 @@ def process_tags() -> dict[str, str]:
     """Who owns a run: this host, this pid and its start time (psutil's create_time)."""
     import psutil
 
-    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()),
-            START_TAG: f"{psutil.Process().create_time():.3f}"}
+    return {
+        HOST_TAG: socket.gethostname(),
+        PID_TAG: str(os.getpid()),
+        START_TAG: f"{psutil.Process().create_time():.3f}",
+    }
 
 
 def process_alive(pid: int, start: float | None) -> bool:
@@ -171,8 +174,13 @@ def _last_update_s(run) -> float:
     return max(times)
 
 
-def reap(client, experiment_ids: list[str], stale_minutes: float | None = None, filter_string: str = "",
-         reason_prefix: str = "reaped") -> list[Verdict]:
+def reap(
+    client,
+    experiment_ids: list[str],
+    stale_minutes: float | None = None,
+    filter_string: str = "",
+    reason_prefix: str = "reaped",
+) -> list[Verdict]:
     """Mark RUNNING runs whose process is gone FAILED; return one verdict per RUNNING run."""
     query = "attributes.status = 'RUNNING'" + (f" and {filter_string}" if filter_string else "")
     here = socket.gethostname()
@@ -191,11 +199,21 @@ def reap(client, experiment_ids: list[str], stale_minutes: float | None = None, 
         elif stale_minutes is not None:
             idle = (time.time() - _last_update_s(run)) / 60.0
             if idle >= stale_minutes:
-                reason = f"no metric or heartbeat for {idle:.0f} min (>= --stale-minutes {stale_minutes:g}); {reason_prefix}"
+                reason = (
+                    f"no metric or heartbeat for {idle:.0f} min (>= --stale-minutes {stale_minutes:g}); {reason_prefix}"
+                )
         if reason is None:
             why = "recorded no process" if not (host and pid) else f"runs on another host ({host})"
-            verdicts.append(Verdict(run.info.run_id, run.info.experiment_id, run.info.run_name, owner,
-                                    "not checkable", f"{why}; --stale-minutes N reaps it after N idle minutes"))
+            verdicts.append(
+                Verdict(
+                    run.info.run_id,
+                    run.info.experiment_id,
+                    run.info.run_name,
+                    owner,
+                    "not checkable",
+                    f"{why}; --stale-minutes N reaps it after N idle minutes",
+                )
+            )
             continue
         client.set_tag(run.info.run_id, "xlrec.status", "FAILED")
         client.set_tag(run.info.run_id, "xlrec.failure_reason", reason)
@@ -221,8 +239,10 @@ def cmd_runs_reap(args: argparse.Namespace) -> int:
     if args.experiment:
         exp = client.get_experiment_by_name(args.experiment)
         if exp is None:
-            raise XlrecError(f"There is no experiment named {args.experiment!r} at the tracking store. "
-                             f"Check --experiment (or leave it out to check every experiment).")
+            raise XlrecError(
+                f"There is no experiment named {args.experiment!r} at the tracking store. "
+                f"Check --experiment (or leave it out to check every experiment)."
+            )
         ids = [exp.experiment_id]
     else:
         ids = [e.experiment_id for e in client.search_experiments(max_results=50000)]
@@ -230,8 +250,10 @@ def cmd_runs_reap(args: argparse.Namespace) -> int:
     if not verdicts:
         print("No RUNNING runs.")
     for v in verdicts:
-        print(f"{v.action:<14} {v.run_id}  exp {v.experiment_id:<4} {v.name or '-'}  ({v.owner})"
-              + (f": {v.detail}" if v.detail else ""))
+        print(
+            f"{v.action:<14} {v.run_id}  exp {v.experiment_id:<4} {v.name or '-'}  ({v.owner})"
+            + (f": {v.detail}" if v.detail else "")
+        )
     return 0
 
 
@@ -240,8 +262,13 @@ def add_runs_command(sub) -> None:
     runs_sub = runs.add_subparsers(dest="runs_command", required=True)
     rp = runs_sub.add_parser("reap", help="mark RUNNING runs whose process is gone FAILED")
     rp.add_argument("--experiment", default=None, help="only this experiment (default: all)")
-    rp.add_argument("--tracking-uri", default=None,
-                    help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
-    rp.add_argument("--stale-minutes", type=float, default=None,
-                    help="also reap runs of other hosts (or without a recorded process) idle this long")
+    rp.add_argument(
+        "--tracking-uri", default=None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite:///mlflow.db)"
+    )
+    rp.add_argument(
+        "--stale-minutes",
+        type=float,
+        default=None,
+        help="also reap runs of other hosts (or without a recorded process) idle this long",
+    )
     rp.set_defaults(func=cmd_runs_reap)

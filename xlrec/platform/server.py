@@ -69,8 +69,14 @@ def stop_process_group(pgid: int, timeout: float = 20.0) -> None:
 class MlflowServer:
     """`python -m mlflow server` on a free loopback port; use as a context manager."""
 
-    def __init__(self, backend_store_uri: str, artifacts_dir: str | Path, workers: int = 2,
-                 log_path: str | Path | None = None, port: int | None = None):
+    def __init__(
+        self,
+        backend_store_uri: str,
+        artifacts_dir: str | Path,
+        workers: int = 2,
+        log_path: str | Path | None = None,
+        port: int | None = None,
+    ):
         self.backend_store_uri = backend_store_uri
         self.artifacts_dir = Path(artifacts_dir)
         self.workers = workers
@@ -88,18 +94,38 @@ class MlflowServer:
             from xlrec.platform.store import ensure_sqlite_store
 
             ensure_sqlite_store(self.backend_store_uri)
-        cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
-               "--backend-store-uri", self.backend_store_uri,
-               "--serve-artifacts", "--artifacts-destination", str(self.artifacts_dir),
-               "--workers", str(self.workers),
-               # uvicorn restarts a worker that misses a 5-s health ping; on a loaded machine a worker
-               # still importing mlflow misses it, and the restarts kept the server unhealthy for minutes
-               "--uvicorn-opts", f"--timeout-worker-healthcheck {_WORKER_HEALTHCHECK_S}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--backend-store-uri",
+            self.backend_store_uri,
+            "--serve-artifacts",
+            "--artifacts-destination",
+            str(self.artifacts_dir),
+            "--workers",
+            str(self.workers),
+            # uvicorn restarts a worker that misses a 5-s health ping; on a loaded machine a worker
+            # still importing mlflow misses it, and the restarts kept the server unhealthy for minutes
+            "--uvicorn-opts",
+            f"--timeout-worker-healthcheck {_WORKER_HEALTHCHECK_S}",
+        ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
         self._log = open(self.log_path, "wb")
         # Own process group: stop() ends the server and its uvicorn workers, and only those.
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True, cwd=str(self.artifacts_dir.parent))
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            cwd=str(self.artifacts_dir.parent),
+        )
         deadline = time.monotonic() + timeout  # a first start runs the DB migrations
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -109,8 +135,10 @@ class MlflowServer:
             time.sleep(0.5)
         tail = self.log_tail()
         self.stop()
-        raise XlrecError(f"The local mlflow server did not become healthy at {self.uri} within {timeout:.0f}s "
-                         f"(exit code {self.proc.returncode}); see {self.log_path}. Last lines:\n{tail[-800:]}")
+        raise XlrecError(
+            f"The local mlflow server did not become healthy at {self.uri} within {timeout:.0f}s "
+            f"(exit code {self.proc.returncode}); see {self.log_path}. Last lines:\n{tail[-800:]}"
+        )
 
     def log_tail(self, n: int = 4000) -> str:
         try:
@@ -143,5 +171,6 @@ class MlflowServer:
 def local_sqlite_server(db: str | Path = "mlflow.db", port: int | None = None) -> MlflowServer:
     """A sqlite store (the embedded default ./mlflow.db) served over HTTP, artifacts in mlartifacts/ beside it."""
     db = Path(db).resolve()
-    return MlflowServer(f"sqlite:///{db}", db.parent / "mlartifacts", workers=2,
-                        log_path=db.parent / ".mlflow-server.log", port=port)
+    return MlflowServer(
+        f"sqlite:///{db}", db.parent / "mlartifacts", workers=2, log_path=db.parent / ".mlflow-server.log", port=port
+    )

@@ -34,8 +34,15 @@ def recommender(files, rt: Runtime | None = None) -> Recommender:
     from xlrec.device import select_runtime
     from xlrec.training.recommender import Recommender
 
-    return Recommender(files.model, rt or select_runtime("cpu", "native", amp=False), files.config.max_len,
-                       files.config.exclude_seen, files.item_ids, files.titles, files.config.dataset)
+    return Recommender(
+        files.model,
+        rt or select_runtime("cpu", "native", amp=False),
+        files.config.max_len,
+        files.config.exclude_seen,
+        files.item_ids,
+        files.titles,
+        files.config.dataset,
+    )
 
 
 # --- the pyfunc -----------------------------------------------------------------------------------
@@ -52,10 +59,20 @@ def signature():
     from mlflow.types.schema import AnyType, Array
 
     return ModelSignature(
-        inputs=Schema([ColSpec(Array(AnyType()), "history"), ColSpec(DataType.long, "k", required=False),
-                       ColSpec(DataType.boolean, "exclude_seen", required=False)]),
-        outputs=Schema([ColSpec(Array(DataType.string), "item_ids"), ColSpec(Array(DataType.string), "titles"),
-                        ColSpec(Array(DataType.double), "scores")]),
+        inputs=Schema(
+            [
+                ColSpec(Array(AnyType()), "history"),
+                ColSpec(DataType.long, "k", required=False),
+                ColSpec(DataType.boolean, "exclude_seen", required=False),
+            ]
+        ),
+        outputs=Schema(
+            [
+                ColSpec(Array(DataType.string), "item_ids"),
+                ColSpec(Array(DataType.string), "titles"),
+                ColSpec(Array(DataType.double), "scores"),
+            ]
+        ),
     )
 
 
@@ -63,7 +80,7 @@ def input_example(seqs, k: int = 5) -> list[dict]:
     """One request row, logged with the model so the MLflow UI shows how to call it: the last
     three items of the first user's history (ids of this model's own catalogue)."""
     start, end = int(seqs.offsets[0]), int(seqs.offsets[1])
-    return [{"history": [str(seqs.item_ids[i]) for i in seqs.items[max(start, end - 3):end]], "k": k}]
+    return [{"history": [str(seqs.item_ids[i]) for i in seqs.items[max(start, end - 3) : end]], "k": k}]
 
 
 def _missing(value: Any) -> bool:
@@ -74,13 +91,16 @@ def _raw_history(value: Any) -> list[str]:
     if isinstance(value, np.ndarray):
         value = value.tolist()
     if not isinstance(value, list) or not value:
-        raise XlrecError(f"'history' must be a non-empty list of raw item ids, oldest first (e.g. [\"50\", \"172\", "
-                         f"\"133\"]), got {str(value)[:80]!r}.")
+        raise XlrecError(
+            f'\'history\' must be a non-empty list of raw item ids, oldest first (e.g. ["50", "172", '
+            f'"133"]), got {str(value)[:80]!r}.'
+        )
     raw = []
     for x in value:
         if isinstance(x, (bool, np.bool_)) or not isinstance(x, (str, int, np.integer)):
-            raise XlrecError(f"'history' items must be raw item ids as strings or integers, got {x!r} "
-                             f"({type(x).__name__}).")
+            raise XlrecError(
+                f"'history' items must be raw item ids as strings or integers, got {x!r} ({type(x).__name__})."
+            )
         raw.append(str(x).strip())
     return raw
 
@@ -88,8 +108,12 @@ def _raw_history(value: Any) -> list[str]:
 def _k(value: Any) -> int:
     if _missing(value):
         return DEFAULT_K
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(float(value)) or float(value) != int(value):
+    if (
+        isinstance(value, (bool, np.bool_))
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not np.isfinite(float(value))
+        or float(value) != int(value)
+    ):
         raise XlrecError(f"'k' must be an integer (how many items to recommend), got {value!r}.")
     return int(value)
 
@@ -115,15 +139,21 @@ class XlrecPyfunc:
             return model_input.to_dict("records")
         if isinstance(model_input, dict):
             history = model_input.get("history")
-            if isinstance(history, (list, np.ndarray)) and len(history) and not isinstance(history[0], (list, np.ndarray)):
+            if (
+                isinstance(history, (list, np.ndarray))
+                and len(history)
+                and not isinstance(history[0], (list, np.ndarray))
+            ):
                 return [model_input]  # one history as a flat list
             return pd.DataFrame(model_input).to_dict("records")
         if isinstance(model_input, list):
             if all(isinstance(r, dict) for r in model_input):
                 return model_input
             return [{"history": model_input}]
-        raise XlrecError(f"Input must be rows with a 'history' column (a DataFrame, a dict or a list of dicts), got "
-                         f"{type(model_input).__name__}.")
+        raise XlrecError(
+            f"Input must be rows with a 'history' column (a DataFrame, a dict or a list of dicts), got "
+            f"{type(model_input).__name__}."
+        )
 
     def predict(self, model_input: Any, params: dict | None = None):
         """Top-k rows; a bad request raises MlflowException(INVALID_PARAMETER_VALUE), which the
@@ -141,8 +171,9 @@ class XlrecPyfunc:
         for n, row in enumerate(rows):
             try:
                 history = rec.history_indices(_raw_history(row.get("history")))
-                ranked = rec.recommend(history, _k(row.get("k")),
-                                       _exclude_seen(row.get("exclude_seen"), rec.exclude_seen), flag="k")
+                ranked = rec.recommend(
+                    history, _k(row.get("k")), _exclude_seen(row.get("exclude_seen"), rec.exclude_seen), flag="k"
+                )
             except XlrecError as exc:
                 where = f"Row {n}: " if len(rows) > 1 else ""
                 raise MlflowException(where + str(exc), error_code=INVALID_PARAMETER_VALUE) from None

@@ -40,7 +40,8 @@ def check_store(uri: str) -> None:
         raise StoreError(
             f"Unsupported tracking URI {shown!r}: MLflow has no store for the scheme {scheme!r}. Use "
             f"http://HOST:PORT for a tracking server, sqlite:///PATH for a local file, or "
-            f"postgresql+psycopg2://USER@HOST:PORT/DB for PostgreSQL (--tracking-uri / MLFLOW_TRACKING_URI).")
+            f"postgresql+psycopg2://USER@HOST:PORT/DB for PostgreSQL (--tracking-uri / MLFLOW_TRACKING_URI)."
+        )
     if base in ("http", "https"):
         _check_server(uri, shown)
     elif base == "sqlite":
@@ -68,11 +69,13 @@ def _check_server(uri: str, shown: str) -> None:
             raise StoreError(
                 f"Cannot reach the MLflow tracking server at {shown} ({redact(problem)}). Start it (e.g. `mlflow "
                 f"server --host 127.0.0.1 --port 5000`) or fix --tracking-uri / MLFLOW_TRACKING_URI; nothing was "
-                f"trained or logged.")
+                f"trained or logged."
+            )
         raise StoreError(
             f"The MLflow tracking server at {shown} is up but cannot serve requests ({redact(problem)}); its own "
             f"backend store is probably down or misconfigured. Check the server's log and its "
-            f"--backend-store-uri; nothing was trained or logged.")
+            f"--backend-store-uri; nothing was trained or logged."
+        )
 
 
 def _check_database(uri: str, shown: str) -> None:
@@ -89,10 +92,12 @@ def _check_database(uri: str, shown: str) -> None:
         raise StoreError(
             f"The database driver for {shown} is not installed ({exc}). Install it, or name an installed driver "
             f"in the URI, e.g. postgresql+psycopg2://USER@HOST:PORT/DB (`pip install psycopg2-binary`); "
-            f"{driver!r} was asked for.") from None
+            f"{driver!r} was asked for."
+        ) from None
     except Exception as exc:  # malformed URI (SQLAlchemy's ArgumentError) or unknown dialect
-        raise StoreError(f"Cannot use the tracking URI {shown}: {redact(exc)}. Fix --tracking-uri / "
-                         f"MLFLOW_TRACKING_URI.") from None
+        raise StoreError(
+            f"Cannot use the tracking URI {shown}: {redact(exc)}. Fix --tracking-uri / MLFLOW_TRACKING_URI."
+        ) from None
     connect_args = {"connect_timeout": _TIMEOUT_S} if url.get_backend_name() in ("postgresql", "mysql") else {}
     engine = sqlalchemy.create_engine(url, connect_args=connect_args, poolclass=sqlalchemy.pool.NullPool)
     try:
@@ -103,7 +108,8 @@ def _check_database(uri: str, shown: str) -> None:
         raise StoreError(
             f"Cannot connect to the tracking database {shown} ({redact(first[0] if first else type(exc).__name__)}). "
             f"Check that it runs and that host, port, user, password and database name are right; nothing was "
-            f"trained or logged.") from None
+            f"trained or logged."
+        ) from None
     finally:
         engine.dispose()
 
@@ -126,7 +132,8 @@ def ensure_sqlite_store(uri: str) -> Path | None:
         raise StoreError(
             f"The directory of the tracking database {path} does not exist. Create it (`mkdir -p {path.parent}`) "
             f"or fix the sqlite:/// path in --tracking-uri / MLFLOW_TRACKING_URI (four slashes for an absolute "
-            f"path).")
+            f"path)."
+        )
     if not path.exists() or not _tables(path):
         _create(path)
     _check_complete(path)
@@ -141,8 +148,10 @@ def _tables(path: Path) -> set[str]:
         finally:
             con.close()
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{path} is not an MLflow sqlite store ({exc}). Point --tracking-uri at another file, "
-                         f"or move this one aside.") from None
+        raise StoreError(
+            f"{path} is not an MLflow sqlite store ({exc}). Point --tracking-uri at another file, "
+            f"or move this one aside."
+        ) from None
 
 
 def _create(path: Path) -> None:
@@ -174,7 +183,7 @@ def _remove_stale_temps(path: Path) -> None:
 
     prefix = f".{path.name}.creating-"
     for tmp in path.parent.glob(prefix + "*"):  # the store and its -journal / -wal / -shm files
-        pid = tmp.name[len(prefix):].split("-", 1)[0]
+        pid = tmp.name[len(prefix) :].split("-", 1)[0]
         if pid.isdigit() and not psutil.pid_exists(int(pid)):
             tmp.unlink(missing_ok=True)
 
@@ -199,7 +208,12 @@ def _check_complete(path: Path) -> None:
         runs = 0
     if version and not missing:
         return
-    fix = (f"It holds no runs: delete it (`rm {path}`) and run the command again." if not runs else
-           f"Back it up, then run `mlflow db upgrade sqlite:///{path}`.")
-    raise StoreError(f"The tracking database {path} is half-made (schema version {version or 'missing'}, "
-                     f"{len(missing)} MLflow tables missing): a process was stopped while creating it. {fix}")
+    fix = (
+        f"It holds no runs: delete it (`rm {path}`) and run the command again."
+        if not runs
+        else f"Back it up, then run `mlflow db upgrade sqlite:///{path}`."
+    )
+    raise StoreError(
+        f"The tracking database {path} is half-made (schema version {version or 'missing'}, "
+        f"{len(missing)} MLflow tables missing): a process was stopped while creating it. {fix}"
+    )

@@ -97,8 +97,13 @@ class SweepRecorder:
         already (params are immutable), so a key it logged with the same value is not logged
         again, and a differing one is logged as resolved.<key>."""
         existing = self.client.get_run(self.parent_id).data.params
-        mlflow.log_params({(k if k not in existing else f"resolved.{k}"): redact(str(v)) for k, v in params.items()
-                           if k not in existing or not _same(existing[k], v)})
+        mlflow.log_params(
+            {
+                (k if k not in existing else f"resolved.{k}"): redact(str(v))
+                for k, v in params.items()
+                if k not in existing or not _same(existing[k], v)
+            }
+        )
 
     def set_tags(self, tags: dict[str, str], description: str | None = None) -> None:
         """Tags of the parent run; `description` is the markdown the MLflow UI shows for it."""
@@ -117,9 +122,12 @@ class SweepRecorder:
         parent = self.client.get_run(self.parent_id)
         if "xlrec.failure_reason" in parent.data.tags:
             self.client.delete_tag(self.parent_id, "xlrec.failure_reason")
-        for v in reap(self.client, [parent.info.experiment_id],
-                      filter_string=f"tags.`xlrec.sweep_run_id` = '{self.parent_id}'",
-                      reason_prefix="reaped when the sweep resumed"):
+        for v in reap(
+            self.client,
+            [parent.info.experiment_id],
+            filter_string=f"tags.`xlrec.sweep_run_id` = '{self.parent_id}'",
+            reason_prefix="reaped when the sweep resumed",
+        ):
             if v.action == "reaped":
                 print(f"[xlrec] trial run {v.run_id}: {v.detail}", file=sys.stderr)
 
@@ -143,8 +151,7 @@ class SweepRecorder:
 
     def trial_run(self, run_id: str) -> TrialRun:
         run = self.client.get_run(run_id)
-        return TrialRun(run_id, run.info.run_name, dict(run.data.tags), dict(run.data.params),
-                        dict(run.data.metrics))
+        return TrialRun(run_id, run.info.run_name, dict(run.data.tags), dict(run.data.params), dict(run.data.metrics))
 
     def champion(self, model_name: str, alias: str) -> Champion | None:
         """The version `alias` points at, or None (no such model or alias)."""
@@ -171,8 +178,11 @@ class SweepRecorder:
         try:
             client = self.client
             parent = client.get_run(parent_id)
-            for run in client.search_runs([parent.info.experiment_id], f"attributes.status = 'RUNNING' and "
-                                          f"tags.`xlrec.sweep_run_id` = '{parent_id}'", max_results=5000):
+            for run in client.search_runs(
+                [parent.info.experiment_id],
+                f"attributes.status = 'RUNNING' and tags.`xlrec.sweep_run_id` = '{parent_id}'",
+                max_results=5000,
+            ):
                 client.set_tag(run.info.run_id, "xlrec.status", status)
                 client.set_tag(run.info.run_id, "xlrec.failure_reason", reason)
                 client.set_terminated(run.info.run_id, status)

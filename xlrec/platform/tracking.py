@@ -73,10 +73,20 @@ def flatten_config(cfg: TrainConfig) -> dict[str, Any]:
 class MlflowTracker(Callback):
     """Logs params, tags, dataset lineage, per-epoch metrics, results, artifacts and the model."""
 
-    def __init__(self, data: PreparedDataset, *, uri: str | None = None, experiment: str | None = None,
-                 run_name: str | None = None, parent_run_id: str | None = None, tags: dict[str, str] | None = None,
-                 register: bool = True, system_metrics: bool = False, adopt_env_run: bool = True,
-                 resume_run_id: str | None = None):
+    def __init__(
+        self,
+        data: PreparedDataset,
+        *,
+        uri: str | None = None,
+        experiment: str | None = None,
+        run_name: str | None = None,
+        parent_run_id: str | None = None,
+        tags: dict[str, str] | None = None,
+        register: bool = True,
+        system_metrics: bool = False,
+        adopt_env_run: bool = True,
+        resume_run_id: str | None = None,
+    ):
         """uri: the store (default: see tracking_uri); experiment: default xlrec-<dataset>;
         run_name: default <model>-<dataset>-L<max_len>-s<seed>; parent_run_id: nest under it (its
         experiment then); tags: added to the run's own; register: register and promote the
@@ -126,25 +136,37 @@ class MlflowTracker(Callback):
             else:
                 experiment_id = mlflow.set_experiment(self.experiment or f"xlrec-{cfg.dataset}").experiment_id
             with shield_signals():  # the run and its owner tags exist together, and _OPEN knows it
-                run = mlflow.start_run(experiment_id=experiment_id,
-                                       run_name=self.run_name or f"{cfg.model}-{cfg.dataset}-L{cfg.max_len}-s{cfg.seed}",
-                                       parent_run_id=self.parent_run_id, tags=owner,
-                                       log_system_metrics=self.system_metrics or None)
+                run = mlflow.start_run(
+                    experiment_id=experiment_id,
+                    run_name=self.run_name or f"{cfg.model}-{cfg.dataset}-L{cfg.max_len}-s{cfg.seed}",
+                    parent_run_id=self.parent_run_id,
+                    tags=owner,
+                    log_system_metrics=self.system_metrics or None,
+                )
                 self.run_id = run.info.run_id
                 _OPEN[self.run_id] = self.uri
         pause_point("setup")
         params = flatten_config(cfg)
-        params.update({"resolved_device": str(trainer.rt.device), "resolved_kernel": trainer.rt.kernel,
-                       "amp_dtype": str(trainer.rt.amp_dtype).replace("torch.", "") if trainer.rt.amp_dtype else "none",
-                       "resolved_cuda_graph": trainer.graphed,
-                       "num_users": self.data.seqs.num_users, "num_items": self.data.seqs.num_items})
+        params.update(
+            {
+                "resolved_device": str(trainer.rt.device),
+                "resolved_kernel": trainer.rt.kernel,
+                "amp_dtype": str(trainer.rt.amp_dtype).replace("torch.", "") if trainer.rt.amp_dtype else "none",
+                "resolved_cuda_graph": trainer.graphed,
+                "num_users": self.data.seqs.num_users,
+                "num_items": self.data.seqs.num_items,
+            }
+        )
         if env_run:
             # `mlflow run` already logged the entry point's raw parameters (e.g. embedding_dim=''
             # meaning "dataset default"); MLflow params are immutable, so resolved values that
             # differ are logged as resolved.<key>.
             existing = run.data.params
-            params = {(k if k not in existing else f"resolved.{k}"): v for k, v in params.items()
-                      if k not in existing or str(existing[k]) != str(v)}
+            params = {
+                (k if k not in existing else f"resolved.{k}"): v
+                for k, v in params.items()
+                if k not in existing or str(existing[k]) != str(v)
+            }
         mlflow.log_params(params)
         tags = {"model_family": cfg.model, "dataset": cfg.dataset, **environment_tags(trainer.rt.device_name())}
         if self.parent_run_id:
@@ -161,8 +183,9 @@ class MlflowTracker(Callback):
     def _log_dataset(self) -> None:
         d = self.data
         source = redact(str(d.cache_path) if d.cache_path else d.name)
-        ds = mlflow.data.from_numpy({"items": d.seqs.items, "offsets": d.seqs.offsets}, source=source,
-                                    name=d.name, digest=d.content_hash[:16])
+        ds = mlflow.data.from_numpy(
+            {"items": d.seqs.items, "offsets": d.seqs.offsets}, source=source, name=d.name, digest=d.content_hash[:16]
+        )
         stat_tags = {k: (f"{v:.6f}" if isinstance(v, float) else str(v)) for k, v in d.stats.items()}
         # Runs of one experiment logging the same dataset at once race on its row (UniqueViolation).
         retry_on_conflict(mlflow.log_input, ds, "training", {"content_sha256": d.content_hash, **stat_tags})
@@ -193,16 +216,19 @@ class MlflowTracker(Callback):
             return
         status, reason = end_status(exc)
         if not close_run(self.run_id, self.uri, status, reason) and isinstance(exc, TrackingStoreError):
-            exc.args = (f"{exc.args[0]} The run {self.run_id} could not be closed and stays RUNNING until "
-                        f"`xlrec runs reap --tracking-uri {redact(self.uri)}` marks it FAILED.",)
+            exc.args = (
+                f"{exc.args[0]} The run {self.run_id} could not be closed and stays RUNNING until "
+                f"`xlrec runs reap --tracking-uri {redact(self.uri)}` marks it FAILED.",
+            )
 
     def on_train_end(self, trainer, result: TrainResult) -> None:
         try:
             run_results.log_results(trainer, self.data, result, self._pending)  # pop logs params_total here
             self._pending = {}
             if trainer.model.trainable:
-                self.model_version, self.promotion = run_results.log_model(self.run_id, trainer, self.data, result,
-                                                                           self.register)
+                self.model_version, self.promotion = run_results.log_model(
+                    self.run_id, trainer, self.data, result, self.register
+                )
             mlflow.set_tag("xlrec.status", result.stopped_reason)
             with shield_signals():
                 mlflow.end_run(status="FINISHED")
@@ -224,4 +250,5 @@ class MlflowTracker(Callback):
             return exc
         return TrackingStoreError(
             f"The MLflow tracking store at {redact(self.uri)} failed during {phase} ({_short(exc)}). Check that "
-            f"the tracking server or database is up, then train again; nothing after that point was logged.")
+            f"the tracking server or database is up, then train again; nothing after that point was logged."
+        )

@@ -50,10 +50,12 @@ def resolve_tracking(explicit: str | None = None, *, sweep_home: Path | None = N
     if not given:
         db = sweep_home / "mlflow.db"
     elif _kind(given) == "sqlite":  # `mlflow run` exports the sqlite store it uses, e.g. sqlite:////abs/mlflow.db
-        db = Path(given[len(_SQLITE):]).resolve()
+        db = Path(given[len(_SQLITE) :]).resolve()
     else:
-        raise ConfigError(f"A sweep logs its trials over HTTP; {given!r} is neither a tracking server nor a "
-                          f"sqlite file it could serve. Pass --tracking-uri http://HOST:PORT.")
+        raise ConfigError(
+            f"A sweep logs its trials over HTTP; {given!r} is neither a tracking server nor a "
+            f"sqlite file it could serve. Pass --tracking-uri http://HOST:PORT."
+        )
     return TrackingTarget(f"{_SQLITE}{db}", "sqlite", serve_db=db)
 
 

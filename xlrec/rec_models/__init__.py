@@ -40,6 +40,17 @@ def build_model(name: str, num_items: int, cfg: TrainConfig, kernel: str = "nati
     return family.model(num_items, cfg.arch, cfg.max_len, kernel=kernel)
 
 
-__all__ = ["MODELS", "BERT4RecSettings", "Family", "PopSettings", "RNNSettings", "SASRecSettings",
-           "SequentialRecommender", "XLSTMSSettings", "XLSTMSettings", "build_model", "parameter_breakdown",
-           "parameter_table"]
+__all__ = [
+    "MODELS",
+    "BERT4RecSettings",
+    "Family",
+    "PopSettings",
+    "RNNSettings",
+    "SASRecSettings",
+    "SequentialRecommender",
+    "XLSTMSSettings",
+    "XLSTMSettings",
+    "build_model",
+    "parameter_breakdown",
+    "parameter_table",
+]

@@ -65,8 +65,9 @@ class SequentialRecommender(nn.Module):
         """(B, L) left-padded histories -> (B, N+1) scores for the next item."""
         return self.score(self.encode(history)[:, -1])
 
-    def training_pairs(self, window: torch.Tensor, num_targets: int,
-                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def training_pairs(
+        self, window: torch.Tensor, num_targets: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Hidden states at target positions and their targets for a (B, L+1) window batch.
 
         Causal models: input = window[:, :-1], target = window[:, 1:]; the last
@@ -84,15 +85,26 @@ class SequentialRecommender(nn.Module):
         return hidden[:, -k:].reshape(-1, hidden.shape[-1]), tgt.reshape(-1)
 
 
-def backbone_checks(embedding_dim: int, num_blocks: int, dropout: float,
-                    num_heads: int | None = None) -> None:
+def backbone_checks(embedding_dim: int, num_blocks: int, dropout: float, num_heads: int | None = None) -> None:
     """The checks every embedding -> blocks -> output family shares (num_heads where it has heads)."""
-    heads = [] if num_heads is None else [
-        (num_heads > 0 and embedding_dim % num_heads == 0,
-         f"embedding_dim ({embedding_dim}) must be divisible by num_heads ({num_heads})")]
-    check([(embedding_dim > 0, f"embedding_dim must be positive, got {embedding_dim}"),
-           (num_blocks > 0, f"num_blocks must be positive, got {num_blocks}"), *heads,
-           (0.0 <= dropout < 1.0, f"dropout must be in [0, 1), got {dropout}")])
+    heads = (
+        []
+        if num_heads is None
+        else [
+            (
+                num_heads > 0 and embedding_dim % num_heads == 0,
+                f"embedding_dim ({embedding_dim}) must be divisible by num_heads ({num_heads})",
+            )
+        ]
+    )
+    check(
+        [
+            (embedding_dim > 0, f"embedding_dim must be positive, got {embedding_dim}"),
+            (num_blocks > 0, f"num_blocks must be positive, got {num_blocks}"),
+            *heads,
+            (0.0 <= dropout < 1.0, f"dropout must be in [0, 1), got {dropout}"),
+        ]
+    )
 
 
 def component_of(param_name: str) -> str:
@@ -114,9 +126,9 @@ def component_of(param_name: str) -> str:
     return parts[0]
 
 
-def parameter_breakdown(model: nn.Module) -> "OrderedDict[str, int]":
+def parameter_breakdown(model: nn.Module) -> OrderedDict[str, int]:
     """Trainable parameters per component, plus 'total' (the paper's Table 6)."""
-    counts: "OrderedDict[str, int]" = OrderedDict()
+    counts: OrderedDict[str, int] = OrderedDict()
     for name, p in model.named_parameters():
         if p.requires_grad:
             key = component_of(name)

@@ -30,8 +30,12 @@ class BERT4RecSettings(SASRecSettings):
 
     def validate(self) -> None:
         super().validate()
-        check([(0.0 < self.mask_prob < 1.0, f"mask_prob must be in (0, 1), got {self.mask_prob}"),
-               (0.0 <= self.mask_last_share <= 1.0, f"mask_last_share must be in [0, 1], got {self.mask_last_share}")])
+        check(
+            [
+                (0.0 < self.mask_prob < 1.0, f"mask_prob must be in (0, 1), got {self.mask_prob}"),
+                (0.0 <= self.mask_last_share <= 1.0, f"mask_last_share must be in [0, 1], got {self.mask_last_share}"),
+            ]
+        )
 
 
 class BERT4Rec(SASRec):
@@ -61,8 +65,9 @@ class BERT4Rec(SASRec):
         ids = torch.cat([history[:, 1:], mask_col], dim=1)
         return self.score(self.encode(ids)[:, -1])
 
-    def training_pairs(self, window: torch.Tensor, num_targets: int,
-                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def training_pairs(
+        self, window: torch.Tensor, num_targets: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """`window` is (B, L) items; mask a random subset of its last `num_targets` items
         (1: the last item only, the prefix scheme)."""
         real = window != 0

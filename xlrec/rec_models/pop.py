@@ -20,8 +20,14 @@ class PopRec(SequentialRecommender):
     family = "pop"
     trainable = False
 
-    def __init__(self, num_items: int, settings: ModelSettings | None = None, max_len: int = 0,
-                 kernel: str = "native", popularity: np.ndarray | None = None):
+    def __init__(
+        self,
+        num_items: int,
+        settings: ModelSettings | None = None,
+        max_len: int = 0,
+        kernel: str = "native",
+        popularity: np.ndarray | None = None,
+    ):
         # settings and max_len are optional: the cold-start fallback builds one from the counts alone
         super().__init__(num_items, settings or PopSettings(), max_len)
         counts = torch.zeros(num_items + 1) if popularity is None else torch.as_tensor(popularity, dtype=torch.float32)

@@ -37,8 +37,9 @@ class _RNNRec(SequentialRecommender):
         self.item_embedding = nn.Embedding(num_items + 1, settings.embedding_dim, padding_idx=0)
         self.dropout = nn.Dropout(settings.dropout)
         dim, layers = settings.embedding_dim, settings.num_blocks
-        self.rnn = self.cell(dim, dim, num_layers=layers, batch_first=True,
-                             dropout=settings.dropout if layers > 1 else 0.0)
+        self.rnn = self.cell(
+            dim, dim, num_layers=layers, batch_first=True, dropout=settings.dropout if layers > 1 else 0.0
+        )
         self.output = nn.Linear(settings.embedding_dim, num_items + 1, bias=False)
 
     def encode(self, ids: torch.Tensor) -> torch.Tensor:

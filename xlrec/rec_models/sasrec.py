@@ -62,21 +62,22 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         B, L, D = x.shape
         q, k, v = self.qkv(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         return self.proj(y.transpose(1, 2).reshape(B, L, D))
 
 
 class TransformerBlock(nn.Module):
-    def __init__(self, dim: int, heads: int, dropout: float, ffn_mult: int = 1, activation=nn.ReLU,
-                 norm_first: bool = True):
+    def __init__(
+        self, dim: int, heads: int, dropout: float, ffn_mult: int = 1, activation=nn.ReLU, norm_first: bool = True
+    ):
         super().__init__()
         self.norm_first = norm_first
         self.norm1 = nn.LayerNorm(dim)
         self.attn = SelfAttention(dim, heads, dropout)
         self.norm2 = nn.LayerNorm(dim)
-        self.ffn = nn.Sequential(nn.Linear(dim, ffn_mult * dim), activation(), nn.Dropout(dropout),
-                                 nn.Linear(ffn_mult * dim, dim))
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, ffn_mult * dim), activation(), nn.Dropout(dropout), nn.Linear(ffn_mult * dim, dim)
+        )
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -114,8 +115,12 @@ class SASRec(SequentialRecommender):
         self.item_embedding = nn.Embedding(num_items + 1 + self.vocab_extra, dim, padding_idx=0)
         self.position_embedding = nn.Embedding(max_len, dim)
         self.dropout = nn.Dropout(s.dropout)
-        self.blocks = nn.ModuleList([TransformerBlock(dim, s.num_heads, s.dropout, ffn_mult, activation, s.norm_first)
-                                     for _ in range(s.num_blocks)])
+        self.blocks = nn.ModuleList(
+            [
+                TransformerBlock(dim, s.num_heads, s.dropout, ffn_mult, activation, s.norm_first)
+                for _ in range(s.num_blocks)
+            ]
+        )
         # post-LN blocks end in a norm already
         self.final_norm = nn.LayerNorm(dim) if s.norm_first else nn.Identity()
         self.head = nn.Sequential(nn.Linear(dim, dim), activation()) if s.output_head else nn.Identity()
@@ -144,8 +149,10 @@ class SASRec(SequentialRecommender):
             return hidden, self.output_weight
         # the bias as one more input feature fixed at 1: the fused loss needs a single matrix
         ones = torch.ones_like(hidden[:, :1])
-        return (torch.cat([hidden, ones], dim=1),
-                torch.cat([self.output_weight, self.output_bias[:, None].to(self.output_weight.dtype)], dim=1))
+        return (
+            torch.cat([hidden, ones], dim=1),
+            torch.cat([self.output_weight, self.output_bias[:, None].to(self.output_weight.dtype)], dim=1),
+        )
 
     def encode(self, ids: torch.Tensor) -> torch.Tensor:
         L = ids.shape[1]

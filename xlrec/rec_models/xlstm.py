@@ -54,8 +54,14 @@ class XLSTMRec(SequentialRecommender):
     family = "xlstm"
     graph_capturable = True
 
-    def __init__(self, num_items: int, settings: XLSTMSettings, max_len: int, kernel: str = "native",
-                 chunk_size: int | None = None):
+    def __init__(
+        self,
+        num_items: int,
+        settings: XLSTMSettings,
+        max_len: int,
+        kernel: str = "native",
+        chunk_size: int | None = None,
+    ):
         super().__init__(num_items, settings, max_len)
         from xlstm.xlstm_large.model import xLSTMLargeBlockStack, xLSTMLargeConfig
 
@@ -91,18 +97,30 @@ class XLSTMSRec(SequentialRecommender):
 
     def __init__(self, num_items: int, settings: XLSTMSSettings, max_len: int, kernel: str = "native"):
         super().__init__(num_items, settings, max_len)
-        from xlstm import (FeedForwardConfig, mLSTMBlockConfig, mLSTMLayerConfig, sLSTMBlockConfig,
-                           sLSTMLayerConfig, xLSTMBlockStack, xLSTMBlockStackConfig)
+        from xlstm import (
+            FeedForwardConfig,
+            mLSTMBlockConfig,
+            mLSTMLayerConfig,
+            sLSTMBlockConfig,
+            sLSTMLayerConfig,
+            xLSTMBlockStack,
+            xLSTMBlockStackConfig,
+        )
 
         slstm_at = [i for i in settings.slstm_at if i < settings.num_blocks]
         stack_cfg = xLSTMBlockStackConfig(
-            mlstm_block=mLSTMBlockConfig(mlstm=mLSTMLayerConfig(
-                conv1d_kernel_size=4, qkv_proj_blocksize=4, num_heads=settings.num_heads)),
+            mlstm_block=mLSTMBlockConfig(
+                mlstm=mLSTMLayerConfig(conv1d_kernel_size=4, qkv_proj_blocksize=4, num_heads=settings.num_heads)
+            ),
             slstm_block=sLSTMBlockConfig(
                 slstm=sLSTMLayerConfig(
                     backend="cuda" if kernel == "triton" else "vanilla",
-                    num_heads=settings.num_heads, conv1d_kernel_size=4, bias_init="powerlaw_blockdependent"),
-                feedforward=FeedForwardConfig(proj_factor=1.3, act_fn="gelu")),
+                    num_heads=settings.num_heads,
+                    conv1d_kernel_size=4,
+                    bias_init="powerlaw_blockdependent",
+                ),
+                feedforward=FeedForwardConfig(proj_factor=1.3, act_fn="gelu"),
+            ),
             context_length=max_len,
             num_blocks=settings.num_blocks,
             embedding_dim=settings.embedding_dim,

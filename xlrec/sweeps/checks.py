@@ -14,8 +14,12 @@ from xlrec.errors import ConfigError
 
 # Settings a sweep owns through its own flags; fixing them with --set would be ignored or
 # contradict what the sweep logs and schedules.
-_OWN_FLAGS = {"model": "--model (search) or --models (grid)", "dataset": "--dataset (search) or --datasets (grid)",
-              "source": "--source", "epochs": "--epochs"}
+_OWN_FLAGS = {
+    "model": "--model (search) or --models (grid)",
+    "dataset": "--dataset (search) or --datasets (grid)",
+    "source": "--source",
+    "epochs": "--epochs",
+}
 _GRID_AXES = {"max_len": "--max-lens", "seed": "--seeds"}
 
 
@@ -40,8 +44,10 @@ def check_spec(spec) -> None:
     grid = spec.mode == "grid"
     models = spec.models if grid else [spec.model]
     datasets = spec.datasets if grid else [spec.dataset]
-    for flag, values, known in (("--models" if grid else "--model", models, MODELS),
-                                ("--datasets" if grid else "--dataset", datasets, DATASETS)):
+    for flag, values, known in (
+        ("--models" if grid else "--model", models, MODELS),
+        ("--datasets" if grid else "--dataset", datasets, DATASETS),
+    ):
         if not values:
             _fail(f"{flag} is empty; name at least one of: {', '.join(known)}.")
         unknown = [v for v in values if v not in known]
@@ -51,24 +57,32 @@ def check_spec(spec) -> None:
         for flag, values in (("--max-lens", spec.max_lens), ("--seeds", spec.seeds)):
             if not values:
                 _fail(f"{flag} is empty; a grid needs at least one value.")
-    ints = {"--epochs": (spec.epochs, 1), "--seed": (spec.seed, 0), "--max-concurrent": (spec.max_concurrent, 0),
-            "--max-failures": (spec.max_failures, -1)}
+    ints = {
+        "--epochs": (spec.epochs, 1),
+        "--seed": (spec.seed, 0),
+        "--max-concurrent": (spec.max_concurrent, 0),
+        "--max-failures": (spec.max_failures, -1),
+    }
     if not grid:  # grid mode runs every cell once, without ASHA
         ints.update({"--trials": (spec.trials, 1), "--grace-period": (spec.grace_period, 1)})
     for flag, (value, low) in ints.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             what = "-1 (retry forever) or more" if flag == "--max-failures" else f"an integer >= {low}"
             _fail(f"{flag} must be {what}, got {value!r}.")
-    if spec.seed >= 2 ** 32:
+    if spec.seed >= 2**32:
         _fail(f"--seed must be below 2**32, got {spec.seed}.")
     if not grid and spec.grace_period > spec.epochs:
-        _fail(f"--grace-period ({spec.grace_period}) cannot exceed --epochs ({spec.epochs}): ASHA could never "
-              f"prune a trial.")
+        _fail(
+            f"--grace-period ({spec.grace_period}) cannot exceed --epochs ({spec.epochs}): ASHA could never "
+            f"prune a trial."
+        )
     _resources("--cpus-per-trial", spec.cpus_per_trial)
     _resources("--gpus-per-trial", spec.gpus_per_trial)
     if spec.cpus_per_trial == 0 and spec.gpus_per_trial == 0:
-        _fail("--cpus-per-trial and --gpus-per-trial are both 0: a trial would ask for nothing and Ray would start "
-              "them all at once. Give each trial at least part of a CPU or a GPU.")
+        _fail(
+            "--cpus-per-trial and --gpus-per-trial are both 0: a trial would ask for nothing and Ray would start "
+            "them all at once. Give each trial at least part of a CPU or a GPU."
+        )
     for key in spec.overrides:
         if key in _OWN_FLAGS:
             _fail(f"--set {key}=... is not a fixed training setting of a sweep; use {_OWN_FLAGS[key]} instead.")
@@ -80,5 +94,10 @@ def grid_cells(spec) -> list[dict[str, Any]]:
     """The (model, dataset, max_len, seed) settings whose configs the preflight resolves."""
     if spec.mode != "grid":
         return [{"model": spec.model, "dataset": spec.dataset}]
-    return [{"model": m, "dataset": d, "max_len": L, "seed": s}
-            for d in spec.datasets for m in spec.models for L in spec.max_lens for s in spec.seeds]
+    return [
+        {"model": m, "dataset": d, "max_len": L, "seed": s}
+        for d in spec.datasets
+        for m in spec.models
+        for L in spec.max_lens
+        for s in spec.seeds
+    ]

@@ -7,7 +7,6 @@ import re
 
 from xlrec.errors import ConfigError
 
-
 _SCI = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
@@ -42,22 +41,42 @@ def add_sweep_command(sub, lenient) -> None:
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractional: 0.25 packs 4 trials per GPU")
     p.add_argument("--max-concurrent", type=lenient(int), default=0, help="bound on concurrent trials (0 = Ray's)")
     p.add_argument("--max-failures", type=lenient(int), default=0, help="retries per failed trial")
-    p.add_argument("--tracking-uri", default=None, type=lenient(str),
-                   help="MLflow server (http://...); default: serve ./mlflow.db locally for the sweep")
+    p.add_argument(
+        "--tracking-uri",
+        default=None,
+        type=lenient(str),
+        help="MLflow server (http://...); default: serve ./mlflow.db locally for the sweep",
+    )
     p.add_argument("--experiment", default=None, type=lenient(str))
-    p.add_argument("--ray-address", default=None, type=lenient(str), help="existing Ray cluster (else RAY_ADDRESS or local)")
-    p.add_argument("--storage-path", default=None, type=lenient(str),
-                   help="Ray Tune results (default ./ray_results; in a Ray job, whose working directory Ray "
-                        "deletes, ~/.xlrec/ray_results; with several hosts, a shared filesystem or s3://)")
-    p.add_argument("--study-storage", default=None, type=lenient(str),
-                   help="Optuna RDB storage URL (default sqlite:///optuna.db, in ~/.xlrec/ in a Ray job; "
-                        "PostgreSQL for a shared server)")
+    p.add_argument(
+        "--ray-address", default=None, type=lenient(str), help="existing Ray cluster (else RAY_ADDRESS or local)"
+    )
+    p.add_argument(
+        "--storage-path",
+        default=None,
+        type=lenient(str),
+        help="Ray Tune results (default ./ray_results; in a Ray job, whose working directory Ray "
+        "deletes, ~/.xlrec/ray_results; with several hosts, a shared filesystem or s3://)",
+    )
+    p.add_argument(
+        "--study-storage",
+        default=None,
+        type=lenient(str),
+        help="Optuna RDB storage URL (default sqlite:///optuna.db, in ~/.xlrec/ in a Ray job; "
+        "PostgreSQL for a shared server)",
+    )
     p.add_argument("--name", default=None, type=lenient(str), help="sweep name (needed to --resume it)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the sweep of this --name after the driver died (Tuner.restore)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the sweep of this --name after the driver died (Tuner.restore)"
+    )
     p.add_argument("--source", default=None, type=lenient(str), help="dataset mirror directory or base URL")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="fixed training setting for every trial, e.g. --set window_stride=0")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fixed training setting for every trial, e.g. --set window_stride=0",
+    )
     p.set_defaults(func=cmd_sweep)
 
 
@@ -70,8 +89,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.mode == "search":
         for flag, given in (("--models", args.models), ("--datasets", args.datasets)):
             if given is not None:  # silently searching only --model would ignore what was asked for
-                raise ConfigError(f"{flag} applies to --mode grid only; a search tunes one --model on one "
-                                  f"--dataset. Pass --mode grid, or --model/--dataset.")
+                raise ConfigError(
+                    f"{flag} applies to --mode grid only; a search tunes one --model on one "
+                    f"--dataset. Pass --mode grid, or --model/--dataset."
+                )
     overrides = {}
     for item in args.set:
         key, sep, value = item.partition("=")
@@ -80,19 +101,38 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         try:
             parsed = yaml.safe_load(value)
         except yaml.YAMLError:
-            raise ConfigError(f"--set {key.strip()}: cannot read the value {value!r}; write a number, true/false, "
-                              f"a string or a [list].") from None
+            raise ConfigError(
+                f"--set {key.strip()}: cannot read the value {value!r}; write a number, true/false, "
+                f"a string or a [list]."
+            ) from None
         if isinstance(parsed, str) and _SCI.fullmatch(parsed.strip()):
             parsed = float(parsed)  # YAML 1.1 reads 1e-3 (no dot) as a string
         overrides[key.strip()] = parsed
     spec = SweepSpec(
-        mode=args.mode, model=args.model, dataset=args.dataset,
-        models=args.models or [args.model], datasets=args.datasets or [args.dataset],
-        max_lens=args.max_lens, seeds=args.seeds, trials=args.trials, epochs=args.epochs,
-        grace_period=args.grace_period, seed=args.seed, cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, max_failures=args.max_failures,
-        tracking_uri=args.tracking_uri, experiment=args.experiment, ray_address=args.ray_address,
-        storage_path=args.storage_path, study_storage=args.study_storage, name=args.name, source=args.source,
-        overrides=overrides, resume=args.resume)
+        mode=args.mode,
+        model=args.model,
+        dataset=args.dataset,
+        models=args.models or [args.model],
+        datasets=args.datasets or [args.dataset],
+        max_lens=args.max_lens,
+        seeds=args.seeds,
+        trials=args.trials,
+        epochs=args.epochs,
+        grace_period=args.grace_period,
+        seed=args.seed,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        max_concurrent=args.max_concurrent,
+        max_failures=args.max_failures,
+        tracking_uri=args.tracking_uri,
+        experiment=args.experiment,
+        ray_address=args.ray_address,
+        storage_path=args.storage_path,
+        study_storage=args.study_storage,
+        name=args.name,
+        source=args.source,
+        overrides=overrides,
+        resume=args.resume,
+    )
     run_sweep(spec)
     return 0

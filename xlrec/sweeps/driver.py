@@ -50,15 +50,18 @@ def run_sweep(spec: SweepSpec) -> dict[str, Any]:
     return summary
 
 
-def _open_parent(spec: SweepSpec, name: str, experiment: str, recorder: SweepRecorder,
-                 saved: ResumeState | None) -> ParentRun:
+def _open_parent(
+    spec: SweepSpec, name: str, experiment: str, recorder: SweepRecorder, saved: ResumeState | None
+) -> ParentRun:
     """The parent run: a new one, the resumed sweep's, or the one `mlflow run` made (its
     experiment then holds the trials too)."""
     parent = recorder.open_parent(name, experiment, resume_run_id=saved.parent_run_id if saved else None)
     spec.experiment = parent.experiment
     if parent.adopted and parent.experiment != experiment:
-        say(f"this sweep logs to the experiment {parent.experiment!r} that `mlflow run` chose; "
-            f"`mlflow run ... --experiment-name {experiment}` puts it beside the other {spec.dataset} runs")
+        say(
+            f"this sweep logs to the experiment {parent.experiment!r} that `mlflow run` chose; "
+            f"`mlflow run ... --experiment-name {experiment}` puts it beside the other {spec.dataset} runs"
+        )
     if saved:
         recorder.reap_dead_trials()
     return parent
@@ -69,17 +72,37 @@ def _sweep_params(spec: SweepSpec) -> dict[str, Any]:
     if spec.mode == "search":
         params = {"mode": spec.mode, "model": spec.model, "dataset": spec.dataset, "trials": spec.trials}
     else:
-        params = {"mode": spec.mode, "models": ",".join(spec.models), "datasets": ",".join(spec.datasets),
-                  "max_lens": ",".join(map(str, spec.max_lens)), "seeds": ",".join(map(str, spec.seeds))}
-    params.update({"epochs": spec.epochs, "grace_period": spec.grace_period, "sampler_seed": spec.seed,
-                   "cpus_per_trial": spec.cpus_per_trial, "gpus_per_trial": spec.gpus_per_trial,
-                   "max_concurrent": spec.max_concurrent})
+        params = {
+            "mode": spec.mode,
+            "models": ",".join(spec.models),
+            "datasets": ",".join(spec.datasets),
+            "max_lens": ",".join(map(str, spec.max_lens)),
+            "seeds": ",".join(map(str, spec.seeds)),
+        }
+    params.update(
+        {
+            "epochs": spec.epochs,
+            "grace_period": spec.grace_period,
+            "sampler_seed": spec.seed,
+            "cpus_per_trial": spec.cpus_per_trial,
+            "gpus_per_trial": spec.gpus_per_trial,
+            "max_concurrent": spec.max_concurrent,
+        }
+    )
     params.update({f"set.{k}": v for k, v in spec.overrides.items()})
     return params
 
 
-def _run_trials(spec: SweepSpec, name: str, stop: StopSignals, uri: str, recorder: SweepRecorder,
-                parent: ParentRun, storage_path: str, saved: ResumeState | None) -> dict[str, Any]:
+def _run_trials(
+    spec: SweepSpec,
+    name: str,
+    stop: StopSignals,
+    uri: str,
+    recorder: SweepRecorder,
+    parent: ParentRun,
+    storage_path: str,
+    saved: ResumeState | None,
+) -> dict[str, Any]:
     from xlrec.sweeps.checks import grid_cells
     from xlrec.sweeps.ray_session import concurrency, secret_env, start_ray
     from xlrec.sweeps.results import finish
@@ -88,8 +111,9 @@ def _run_trials(spec: SweepSpec, name: str, stop: StopSignals, uri: str, recorde
     parent_id, experiment_id = parent.run_id, parent.experiment_id
     tune_name = f"{name}-{parent_id[:8]}"
     if not saved:
-        resume_state.save(storage_path, name, ResumeState(parent_id, tune_name, served_port(spec, uri),
-                                                          spec.server_pid))
+        resume_state.save(
+            storage_path, name, ResumeState(parent_id, tune_name, served_port(spec, uri), spec.server_pid)
+        )
         recorder.log_params(_sweep_params(spec))
     recorder.set_tags({"xlrec.sweep": "parent", "xlrec.sweep_name": name})
     start_ray(spec, stop, secret_env(uri, spec.source))
@@ -109,13 +133,16 @@ def _run_trials(spec: SweepSpec, name: str, stop: StopSignals, uri: str, recorde
     return summary
 
 
-def _say_summary(spec: SweepSpec, progress: SweepProgress, summary: dict, uri: str, experiment_id: str,
-                 parent_id: str) -> None:
+def _say_summary(
+    spec: SweepSpec, progress: SweepProgress, summary: dict, uri: str, experiment_id: str, parent_id: str
+) -> None:
     text = progress.summary()
     champ = summary.get("champion")
     if champ:
         text += f"; champion models:/{champ['name']}@champion is version {champ['version']}"
     say(text)
     where = f"mlflow ui --backend-store-uri sqlite:///{spec.served_db}" if spec.served_db else redact(uri)
-    say(f"compare the trials: {where}, experiment {spec.experiment!r}, parent run {spec.name!r} "
-        f"(#/experiments/{experiment_id}/runs/{parent_id})")
+    say(
+        f"compare the trials: {where}, experiment {spec.experiment!r}, parent run {spec.name!r} "
+        f"(#/experiments/{experiment_id}/runs/{parent_id})"
+    )

@@ -39,10 +39,12 @@ def prepare_data(spec: SweepSpec) -> None:
     configs = {}
     for cell in grid_cells(spec):  # validates the fixed settings against every cell's config
         cell = dict(cell)
-        cfg = resolve_config(cell.pop("model"), cell.pop("dataset"),
-                             overrides={**spec.overrides, **cell, "source": spec.source})
+        cfg = resolve_config(
+            cell.pop("model"), cell.pop("dataset"), overrides={**spec.overrides, **cell, "source": spec.source}
+        )
         configs.setdefault(cfg.dataset, cfg)
     for cfg in configs.values():
         data = prepare(cfg.dataset, cfg.prep, cfg.source)
-        check_evaluable(cfg.dataset, data.seqs, leave_two_out(data.seqs, cfg.cold_start_threshold),
-                        cfg.cold_start_threshold)
+        check_evaluable(
+            cfg.dataset, data.seqs, leave_two_out(data.seqs, cfg.cold_start_threshold), cfg.cold_start_threshold
+        )

@@ -122,8 +122,10 @@ class SweepProgress(Callback):
 
     def summary(self) -> str:
         o = self.outcomes
-        text = (f"sweep done in {duration(time.monotonic() - self.started)}: {o['finished']} finished, "
-                f"{o['pruned']} pruned, {o['failed']} failed")
+        text = (
+            f"sweep done in {duration(time.monotonic() - self.started)}: {o['finished']} finished, "
+            f"{o['pruned']} pruned, {o['failed']} failed"
+        )
         if self.best:
             text += f"; best {METRIC_LABEL} {self.best[0]:.4f} (trial {self.best[1]}: {self.best[2]})"
         return text
@@ -132,16 +134,23 @@ class SweepProgress(Callback):
 def start_line(spec: SweepSpec, uri: str, experiment_id: str, parent_id: str, concurrency: int) -> str:
     """What runs, where, and where to watch it."""
     if spec.mode == "search":
-        what = (f"{spec.trials} trials of {spec.model} on {spec.dataset} (Optuna TPE search, ASHA pruning, "
-                f"up to {spec.epochs} epochs each)")
+        what = (
+            f"{spec.trials} trials of {spec.model} on {spec.dataset} (Optuna TPE search, ASHA pruning, "
+            f"up to {spec.epochs} epochs each)"
+        )
     else:
-        what = (f"{spec.cells} grid trials ({', '.join(spec.models)} on {', '.join(spec.datasets)}, max_len "
-                f"{'/'.join(map(str, spec.max_lens))}, seeds {'/'.join(map(str, spec.seeds))}, "
-                f"up to {spec.epochs} epochs each)")
+        what = (
+            f"{spec.cells} grid trials ({', '.join(spec.models)} on {', '.join(spec.datasets)}, max_len "
+            f"{'/'.join(map(str, spec.max_lens))}, seeds {'/'.join(map(str, spec.seeds))}, "
+            f"up to {spec.epochs} epochs each)"
+        )
     where = f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{parent_id}"
-    line = (f"sweep {spec.name}: {what}, {concurrency} at a time; MLflow experiment {spec.experiment!r}, "
-            f"parent run {spec.name!r}: {redact(where)}")
+    line = (
+        f"sweep {spec.name}: {what}, {concurrency} at a time; MLflow experiment {spec.experiment!r}, "
+        f"parent run {spec.name!r}: {redact(where)}"
+    )
     if spec.served_db:
-        line += (f" (served only while the sweep runs; afterwards: mlflow ui --backend-store-uri "
-                 f"sqlite:///{spec.served_db})")
+        line += (
+            f" (served only while the sweep runs; afterwards: mlflow ui --backend-store-uri sqlite:///{spec.served_db})"
+        )
     return line

@@ -36,17 +36,29 @@ def start_ray(spec: SweepSpec, stop: StopSignals, secrets: dict[str, str]) -> No
     address = spec.ray_address or os.environ.get("RAY_ADDRESS")
     spec.ray_started = True
     try:
-        local = {} if address else {"XLREC_DATA_DIR": os.environ.get("XLREC_DATA_DIR", ""),
-                                    "XLREC_DATA_MIRROR": os.environ.get("XLREC_DATA_MIRROR", "")}
+        local = (
+            {}
+            if address
+            else {
+                "XLREC_DATA_DIR": os.environ.get("XLREC_DATA_DIR", ""),
+                "XLREC_DATA_MIRROR": os.environ.get("XLREC_DATA_MIRROR", ""),
+            }
+        )
         env_vars = {**local, **secrets}
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": env_vars} if env_vars else None)
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": env_vars} if env_vars else None,
+        )
     except ConnectionError as exc:  # also a cluster that wants a token (RAY_AUTH_MODE=token)
         lines = str(exc.__cause__ or "").strip().splitlines()  # Ray embeds a remote traceback here
         cause = f" ({lines[-1][:300]})." if lines else "."
-        raise XlrecError(f"Cannot connect to the Ray cluster at {address}: {exc}{cause} Check --ray-address"
-                         f" / RAY_ADDRESS; a cluster started with token authentication needs "
-                         f"RAY_AUTH_MODE=token (and its token) in this environment too.") from None
+        raise XlrecError(
+            f"Cannot connect to the Ray cluster at {address}: {exc}{cause} Check --ray-address"
+            f" / RAY_ADDRESS; a cluster started with token authentication needs "
+            f"RAY_AUTH_MODE=token (and its token) in this environment too."
+        ) from None
     stop.install()  # Ray's core worker has just replaced our SIGTERM handler
 
 

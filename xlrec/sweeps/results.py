@@ -26,9 +26,25 @@ if TYPE_CHECKING:
 
 TARGET_NAME = "validation Recall@10"
 # The columns a reader looks at first; the rest follow.
-_FIRST = ["trial", "run_name", "status", METRIC, "test_recall_at_10", "test_ndcg_at_10", "test_mrr_at_10",
-          "epochs", "embedding_dim", "num_heads", "num_blocks", "lr", "dropout", "model", "dataset", "max_len",
-          "seed"]
+_FIRST = [
+    "trial",
+    "run_name",
+    "status",
+    METRIC,
+    "test_recall_at_10",
+    "test_ndcg_at_10",
+    "test_mrr_at_10",
+    "epochs",
+    "embedding_dim",
+    "num_heads",
+    "num_blocks",
+    "lr",
+    "dropout",
+    "model",
+    "dataset",
+    "max_len",
+    "seed",
+]
 
 
 def _status(res) -> str:
@@ -48,15 +64,25 @@ def trials_table(spec: SweepSpec, results, recorder: SweepRecorder) -> pd.DataFr
         if run_id:
             recorder.close_trial(run_id, status, reason)
         # "trial_" keeps ids strings: MLflow's CSV preview types 00097008 as the number 97008
-        row = {"trial": number, "trial_id": f"trial_{m['trial_id']}" if m.get("trial_id") else "",
-               "status": status, "mlflow_run_id": run_id, "run_name": "",
-               "model": cfg.get("model", spec.model), "dataset": cfg.get("dataset", spec.dataset),
-               "max_len": cfg.get("max_len", fixed.get("max_len")), "seed": cfg.get("seed", fixed.get("seed")),
-               "embedding_dim": cfg.get("embedding_dim", fixed.get("embedding_dim")),
-               "num_heads": cfg.get("num_heads", fixed.get("num_heads")),
-               "num_blocks": cfg.get("num_blocks", fixed.get("num_blocks")), "lr": cfg.get("lr", fixed.get("lr")),
-               "dropout": cfg.get("dropout", fixed.get("dropout")), "epochs": m.get("epoch"), METRIC: m.get(METRIC),
-               "error": reason[:300]}
+        row = {
+            "trial": number,
+            "trial_id": f"trial_{m['trial_id']}" if m.get("trial_id") else "",
+            "status": status,
+            "mlflow_run_id": run_id,
+            "run_name": "",
+            "model": cfg.get("model", spec.model),
+            "dataset": cfg.get("dataset", spec.dataset),
+            "max_len": cfg.get("max_len", fixed.get("max_len")),
+            "seed": cfg.get("seed", fixed.get("seed")),
+            "embedding_dim": cfg.get("embedding_dim", fixed.get("embedding_dim")),
+            "num_heads": cfg.get("num_heads", fixed.get("num_heads")),
+            "num_blocks": cfg.get("num_blocks", fixed.get("num_blocks")),
+            "lr": cfg.get("lr", fixed.get("lr")),
+            "dropout": cfg.get("dropout", fixed.get("dropout")),
+            "epochs": m.get("epoch"),
+            METRIC: m.get(METRIC),
+            "error": reason[:300],
+        }
         if run_id:
             run = recorder.trial_run(run_id)
             rm = run.metrics
@@ -65,9 +91,16 @@ def trials_table(spec: SweepSpec, results, recorder: SweepRecorder) -> pd.DataFr
             for key in ("embedding_dim", "num_heads", "num_blocks", "lr", "dropout"):  # as the trial resolved them
                 if row[key] is None and key in run.params:
                     row[key] = yaml.safe_load(run.params[key])
-            row.update({"test_recall_at_10": rm.get("test_recall_at_10"), "test_ndcg_at_10": rm.get("test_ndcg_at_10"),
-                        "test_mrr_at_10": rm.get("test_mrr_at_10"), "avg_epoch_time_s": rm.get("avg_epoch_time_s"),
-                        "gpu_peak_allocated_mb": rm.get("gpu_peak_allocated_mb"), "params_total": rm.get("params_total")})
+            row.update(
+                {
+                    "test_recall_at_10": rm.get("test_recall_at_10"),
+                    "test_ndcg_at_10": rm.get("test_ndcg_at_10"),
+                    "test_mrr_at_10": rm.get("test_mrr_at_10"),
+                    "avg_epoch_time_s": rm.get("avg_epoch_time_s"),
+                    "gpu_peak_allocated_mb": rm.get("gpu_peak_allocated_mb"),
+                    "params_total": rm.get("params_total"),
+                }
+            )
         rows.append(row)
     table = pd.DataFrame(rows)
     if len(table):
@@ -99,23 +132,44 @@ def finish(spec: SweepSpec, results, recorder: SweepRecorder, study_name: str, s
     metrics = {}
     if best:  # the best trial's scores, under the keys its own run uses: the runs list compares them
         metrics["best_val_recall_at_10"] = float(best[0][METRIC])
-        metrics.update({k: float(best[0][k]) for k in ("test_recall_at_10", "test_ndcg_at_10", "test_mrr_at_10")
-                        if best[0].get(k) == best[0].get(k) and best[0].get(k) is not None})
-    metrics.update({"trials_done": counts.get("FINISHED", 0), "trials_failed": counts.get("FAILED", 0),
-                    "trials_pruned": counts.get("PRUNED", 0)})
+        metrics.update(
+            {
+                k: float(best[0][k])
+                for k in ("test_recall_at_10", "test_ndcg_at_10", "test_mrr_at_10")
+                if best[0].get(k) == best[0].get(k) and best[0].get(k) is not None
+            }
+        )
+    metrics.update(
+        {
+            "trials_done": counts.get("FINISHED", 0),
+            "trials_failed": counts.get("FAILED", 0),
+            "trials_pruned": counts.get("PRUNED", 0),
+        }
+    )
     recorder.log_metrics(metrics)
     tags = {}
     if best:
-        tags.update({"xlrec.best_trial_run_id": str(best[0]["mlflow_run_id"]),
-                     "xlrec.best_trial": str(best[0]["run_name"])})
+        tags.update(
+            {"xlrec.best_trial_run_id": str(best[0]["mlflow_run_id"]), "xlrec.best_trial": str(best[0]["run_name"])}
+        )
     if champion:
-        tags.update({"xlrec.champion_model": champion["name"], "xlrec.champion_version": str(champion["version"]),
-                     "xlrec.champion_uri": champion["uri"]})
+        tags.update(
+            {
+                "xlrec.champion_model": champion["name"],
+                "xlrec.champion_version": str(champion["version"]),
+                "xlrec.champion_uri": champion["uri"],
+            }
+        )
     recorder.set_tags(tags, description=_description(spec, table, best[0] if best else None, champion))
-    return {"parent_run_id": recorder.parent_id, "mode": spec.mode, "trials_done": counts.get("FINISHED", 0),
-            "trials_failed": counts.get("FAILED", 0), "trials_pruned": counts.get("PRUNED", 0),
-            "best_trial": _jsonable(best[0]) if best else None,
-            "champion": {"name": champion["name"], "version": champion["version"]} if champion else None}
+    return {
+        "parent_run_id": recorder.parent_id,
+        "mode": spec.mode,
+        "trials_done": counts.get("FINISHED", 0),
+        "trials_failed": counts.get("FAILED", 0),
+        "trials_pruned": counts.get("PRUNED", 0),
+        "best_trial": _jsonable(best[0]) if best else None,
+        "champion": {"name": champion["name"], "version": champion["version"]} if champion else None,
+    }
 
 
 def _champion(recorder: SweepRecorder, best: dict) -> dict | None:
@@ -125,28 +179,44 @@ def _champion(recorder: SweepRecorder, best: dict) -> dict | None:
     found = recorder.champion(name, ALIAS)
     if found is None:
         return None
-    return {"name": name, "version": found.version, "uri": f"models:/{name}@{ALIAS}",
-            "run_id": found.run_id, "is_best_trial": found.run_id == best["mlflow_run_id"]}
+    return {
+        "name": name,
+        "version": found.version,
+        "uri": f"models:/{name}@{ALIAS}",
+        "run_id": found.run_id,
+        "is_best_trial": found.run_id == best["mlflow_run_id"],
+    }
 
 
 def _description(spec, table: pd.DataFrame, best: dict | None, champion: dict | None) -> str:
     """The parent run's description (markdown)."""
     counts = table["status"].value_counts().to_dict() if len(table) else {}
-    lines = [f"**{spec.name}**: {spec.mode} sweep, {len(table)} trials "
-             f"({counts.get('FINISHED', 0)} finished, {counts.get('PRUNED', 0)} pruned, "
-             f"{counts.get('FAILED', 0)} failed), up to {spec.epochs} epochs each.", ""]
+    lines = [
+        f"**{spec.name}**: {spec.mode} sweep, {len(table)} trials "
+        f"({counts.get('FINISHED', 0)} finished, {counts.get('PRUNED', 0)} pruned, "
+        f"{counts.get('FAILED', 0)} failed), up to {spec.epochs} epochs each.",
+        "",
+    ]
     if best:
-        lines.append(f"Best trial: **{best['run_name']}** (run `{best['mlflow_run_id']}`): {TARGET_NAME} "
-                     f"{_num(best[METRIC])}, test Recall@10 {_num(best.get('test_recall_at_10'))}, "
-                     f"NDCG@10 {_num(best.get('test_ndcg_at_10'))}.")
+        lines.append(
+            f"Best trial: **{best['run_name']}** (run `{best['mlflow_run_id']}`): {TARGET_NAME} "
+            f"{_num(best[METRIC])}, test Recall@10 {_num(best.get('test_recall_at_10'))}, "
+            f"NDCG@10 {_num(best.get('test_ndcg_at_10'))}."
+        )
     else:
         lines.append("No trial finished: see `trials.csv` for each trial's status and error.")
     if champion:
         which = "this sweep's best trial" if champion["is_best_trial"] else f"run `{champion['run_id']}`"
-        lines += ["", f"Champion: `{champion['uri']}` = version {champion['version']} ({which}); load it with "
-                      f"`xlrec recommend --model-uri {champion['uri']} --user 1`."]
-    lines += ["", "Artifacts: `trials.csv` (one row per trial)"
-              + (", `optuna/` (Optuna's plots)." if spec.mode == "search" else ", `table4.csv` (mean ± std over seeds).")]
+        lines += [
+            "",
+            f"Champion: `{champion['uri']}` = version {champion['version']} ({which}); load it with "
+            f"`xlrec recommend --model-uri {champion['uri']} --user 1`.",
+        ]
+    lines += [
+        "",
+        "Artifacts: `trials.csv` (one row per trial)"
+        + (", `optuna/` (Optuna's plots)." if spec.mode == "search" else ", `table4.csv` (mean ± std over seeds)."),
+    ]
     return "\n".join(lines)
 
 
@@ -184,10 +254,12 @@ def optuna_plots(study_name: str, storage: str, tmp: Path) -> list[Path]:
     study = optuna.load_study(study_name=study_name, storage=storage)
     pngs = []
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # says nothing to a sweep user
-    for name, fn in (("optimization_history", ovm.plot_optimization_history),
-                     ("param_importances", ovm.plot_param_importances),
-                     ("parallel_coordinate", ovm.plot_parallel_coordinate),
-                     ("intermediate_values", ovm.plot_intermediate_values)):
+    for name, fn in (
+        ("optimization_history", ovm.plot_optimization_history),
+        ("param_importances", ovm.plot_param_importances),
+        ("parallel_coordinate", ovm.plot_parallel_coordinate),
+        ("intermediate_values", ovm.plot_intermediate_values),
+    ):
         try:  # the axis names the metric, not Optuna's generic "Objective Value"
             ax = fn(study) if name == "intermediate_values" else fn(study, target_name=TARGET_NAME)
         except Exception as exc:  # e.g. importances need >= 2 completed trials

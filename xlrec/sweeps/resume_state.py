@@ -31,11 +31,14 @@ def load(storage_path: str, name: str) -> ResumeState:
     """The state of the sweep `name`; a ConfigError when there is none to resume."""
     path = state_file(storage_path, name)
     if not path.is_file():
-        raise ConfigError(f"There is no sweep named {name!r} to resume under {storage_path} (no {path.name}). "
-                          f"Run it without --resume, or pass the --name and --storage-path it was started with.")
+        raise ConfigError(
+            f"There is no sweep named {name!r} to resume under {storage_path} (no {path.name}). "
+            f"Run it without --resume, or pass the --name and --storage-path it was started with."
+        )
     saved = json.loads(path.read_text())
-    return ResumeState(saved["parent_run_id"], saved["experiment_dir"], saved.get("server_port"),
-                       saved.get("server_pid"))
+    return ResumeState(
+        saved["parent_run_id"], saved["experiment_dir"], saved.get("server_port"), saved.get("server_pid")
+    )
 
 
 def save(storage_path: str, name: str, state: ResumeState) -> None:

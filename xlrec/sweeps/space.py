@@ -28,8 +28,7 @@ def define_space(trial: optuna.Trial, fixed: dict[str, Any] | None = None) -> di
             dim = int(fixed["embedding_dim"])
             trial.suggest_categorical("num_heads", [h for h in HEADS if dim % h == 0] or [1])
     else:
-        heads = int(fixed["num_heads"]) if "num_heads" in fixed else trial.suggest_categorical("num_heads",
-                                                                                              list(HEADS))
+        heads = int(fixed["num_heads"]) if "num_heads" in fixed else trial.suggest_categorical("num_heads", list(HEADS))
         head_dim = trial.suggest_categorical("head_dim", list(HEAD_DIMS))
         const["embedding_dim"] = heads * head_dim  # constant (derived) value for the trial config
     if "num_blocks" not in fixed:
@@ -50,8 +49,15 @@ def trial_overrides(config: dict[str, Any]) -> dict[str, Any]:
 
 
 # Short labels for run names (the MLflow runs list shows what differs between trials).
-_SHORT = {"embedding_dim": "d", "num_heads": "h", "num_blocks": "b", "lr": "lr", "dropout": "drop",
-          "max_len": "L", "seed": "s"}
+_SHORT = {
+    "embedding_dim": "d",
+    "num_heads": "h",
+    "num_blocks": "b",
+    "lr": "lr",
+    "dropout": "drop",
+    "max_len": "L",
+    "seed": "s",
+}
 _ORDER = ("embedding_dim", "num_heads", "num_blocks", "lr", "dropout", "max_len", "seed")
 
 
@@ -81,5 +87,6 @@ def trial_label(model: str, config: dict[str, Any], dataset: str | None = None) 
 
 def settings_text(config: dict[str, Any]) -> str:
     """The sampled settings as `key=value` pairs for the progress lines."""
-    return " ".join(f"{k}={_number(v, k) if k != 'lr' else f'{float(v):.3g}'}"
-                     for k, v in sampled_settings(config).items())
+    return " ".join(
+        f"{k}={_number(v, k) if k != 'lr' else f'{float(v):.3g}'}" for k, v in sampled_settings(config).items()
+    )

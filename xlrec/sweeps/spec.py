@@ -44,8 +44,10 @@ class SweepSpec:
         every entry point (`xlrec train`, `xlrec sweep`, `mlflow run`, a Ray job), so a sweep's
         trials sit beside the single runs they compete with; the sweep's name says what it runs."""
         search = self.mode == "search"
-        self.experiment = self.experiment or (f"xlrec-{self.dataset}" if search
-                                              else f"xlrec-{'_'.join(self.datasets)}")
-        self.name = self.name or (f"{self.mode}-{self.model}-{self.dataset}" if search
-                                  else f"grid-{'_'.join(self.models)}-{'_'.join(self.datasets)}")
+        self.experiment = self.experiment or (f"xlrec-{self.dataset}" if search else f"xlrec-{'_'.join(self.datasets)}")
+        self.name = self.name or (
+            f"{self.mode}-{self.model}-{self.dataset}"
+            if search
+            else f"grid-{'_'.join(self.models)}-{'_'.join(self.datasets)}"
+        )
         return self.name, self.experiment

@@ -30,7 +30,7 @@ class StopSignals:
         self.in_tune = False
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> "StopSignals":
+    def __enter__(self) -> StopSignals:
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # SIGINT stays ours (Tune would end FINISHED)
         self.install()
         return self
@@ -56,8 +56,11 @@ class StopSignals:
         if self.signum is not None:
             return
         self.signum = signum
-        print(f"[xlrec] {signal.Signals(signum).name}: stopping the sweep (trials, Ray, the tracking server)",
-              file=sys.stderr, flush=True)
+        print(
+            f"[xlrec] {signal.Signals(signum).name}: stopping the sweep (trials, Ray, the tracking server)",
+            file=sys.stderr,
+            flush=True,
+        )
         tune_stop = signal.getsignal(signal.SIGUSR1) if self.in_tune else None
         if callable(tune_stop):
             tune_stop(signal.SIGUSR1, frame)

@@ -9,9 +9,8 @@ it finished on its own, so the driver can tell pruned trials from completed ones
 from __future__ import annotations
 
 import os
-from typing import Any
-
 import tempfile
+from typing import Any
 
 import ray
 import torch
@@ -31,16 +30,22 @@ class TuneReporter(Callback):
         self.tracker = tracker
 
     def on_epoch_end(self, trainer, record: dict[str, float]) -> None:
-        metrics = {METRIC: record["val_recall@10"], "val_ndcg_at_10": record["val_ndcg@10"],
-                   "epoch": record["epoch"], "train_loss": record["train_loss"],
-                   "epoch_time_s": record["epoch_time_s"],
-                   "gpu_peak_allocated_mb": record.get("gpu_peak_allocated_mb", 0.0),
-                   "mlflow_run_id": self.tracker.run_id, "trial_finished": False}
+        metrics = {
+            METRIC: record["val_recall@10"],
+            "val_ndcg_at_10": record["val_ndcg@10"],
+            "epoch": record["epoch"],
+            "train_loss": record["train_loss"],
+            "epoch_time_s": record["epoch_time_s"],
+            "gpu_peak_allocated_mb": record.get("gpu_peak_allocated_mb", 0.0),
+            "mlflow_run_id": self.tracker.run_id,
+            "trial_finished": False,
+        }
         # A checkpoint every epoch: a trial retried after a node failure (or a resumed sweep)
         # continues from here, in the same MLflow run.
         with tempfile.TemporaryDirectory() as tmp:
-            torch.save({"trainer": trainer.state(), "mlflow_run_id": self.tracker.run_id},
-                       os.path.join(tmp, CHECKPOINT_FILE))
+            torch.save(
+                {"trainer": trainer.state(), "mlflow_run_id": self.tracker.run_id}, os.path.join(tmp, CHECKPOINT_FILE)
+            )
             try:
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
             except SystemExit:  # Tune stops the trial here (ASHA pruned it): the run ends KILLED as pruned
@@ -50,9 +55,13 @@ class TuneReporter(Callback):
                 raise
 
     def on_train_end(self, trainer, result) -> None:
-        final = {METRIC: result.best_val.get("recall@10", 0.0), "epoch": result.epochs_run,
-                 "mlflow_run_id": self.tracker.run_id, "trial_finished": True,
-                 "model_version": self.tracker.model_version or 0}
+        final = {
+            METRIC: result.best_val.get("recall@10", 0.0),
+            "epoch": result.epochs_run,
+            "mlflow_run_id": self.tracker.run_id,
+            "trial_finished": True,
+            "model_version": self.tracker.model_version or 0,
+        }
         final.update({f"test_{k.replace('@', '_at_')}": v for k, v in result.test.metrics.items()})
         tune.report(final)
 
@@ -94,23 +103,36 @@ def run_trial(config: dict[str, Any]) -> None:
             return
     # Where this attempt runs; a trial retried after a node failure overwrites these tags in
     # the same run, and says from which epoch's checkpoint it continued.
-    tags = {"xlrec.sweep_run_id": spec["parent_run_id"], "xlrec.trial_id": ctx.get_trial_id(),
-            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
-            "xlrec.ray_node_id": ray.get_runtime_context().get_node_id()}
+    tags = {
+        "xlrec.sweep_run_id": spec["parent_run_id"],
+        "xlrec.trial_id": ctx.get_trial_id(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+        "xlrec.ray_node_id": ray.get_runtime_context().get_node_id(),
+    }
     if resume_state is not None:
         tags["xlrec.resumed_from_epoch"] = str(resume_state["epoch"])
     tracker = MlflowTracker(
-        data, uri=spec["tracking_uri"], experiment=spec["experiment"], parent_run_id=spec["parent_run_id"],
+        data,
+        uri=spec["tracking_uri"],
+        experiment=spec["experiment"],
+        parent_run_id=spec["parent_run_id"],
         run_name=trial_label(cfg.model, config, cfg.dataset if spec.get("multi_dataset") else None),
         tags=tags,
-        adopt_env_run=False, resume_run_id=resume_run)
+        adopt_env_run=False,
+        resume_run_id=resume_run,
+    )
     # a failure anywhere in the run (the test evaluation included) reaches the tracker's on_exception
     train(cfg, data, [tracker, TuneReporter(tracker)], resume=resume_state)
 
 
 def _final_report(metrics: dict, run_id: str) -> dict:
     """The last Tune report of a finished trial, from its MLflow run."""
-    report = {METRIC: metrics.get("best_val_recall_at_10", 0.0), "epoch": int(metrics.get("epochs_run", 0)),
-              "mlflow_run_id": run_id, "trial_finished": True, "model_version": metrics.get("model_version", 0)}
+    report = {
+        METRIC: metrics.get("best_val_recall_at_10", 0.0),
+        "epoch": int(metrics.get("epochs_run", 0)),
+        "mlflow_run_id": run_id,
+        "trial_finished": True,
+        "model_version": metrics.get("model_version", 0),
+    }
     report.update({k: v for k, v in metrics.items() if k.startswith("test_")})
     return report

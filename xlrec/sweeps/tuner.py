@@ -29,8 +29,10 @@ def study_storage(spec: SweepSpec) -> str:
     try:
         url = make_url(spec.study_storage)
     except ArgumentError:
-        raise ConfigError(f"--study-storage {redact(spec.study_storage)!r} is not a database URL; use e.g. "
-                          f"postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DB or sqlite:///optuna.db.") from None
+        raise ConfigError(
+            f"--study-storage {redact(spec.study_storage)!r} is not a database URL; use e.g. "
+            f"postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DB or sqlite:///optuna.db."
+        ) from None
     if url.password and url.get_backend_name() == "postgresql":
         os.environ["PGPASSWORD"] = str(url.password)
         return url._replace(password=None).render_as_string(hide_password=False)  # set(password=None) keeps it
@@ -48,8 +50,11 @@ def _search_alg(spec: SweepSpec, study_name: str):
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
             ot_trial = self._ot_trials.get(trial_id)
-            if ot_trial is not None and trial_id not in self._completed_trials and (
-                    error or not (result or {}).get("trial_finished", False)):
+            if (
+                ot_trial is not None
+                and trial_id not in self._completed_trials
+                and (error or not (result or {}).get("trial_finished", False))
+            ):
                 state = optuna.trial.TrialState.FAIL if error else optuna.trial.TrialState.PRUNED
                 try:
                     self._ot_study.tell(ot_trial, None, state=state)
@@ -62,8 +67,9 @@ def _search_alg(spec: SweepSpec, study_name: str):
     storage = optuna.storages.RDBStorage(study_storage(spec))
     sampler = optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=max(2, min(5, spec.trials // 2)))
     space = functools.partial(define_space, fixed=spec.overrides)  # --set values are fixed, not searched
-    return _MarkingOptunaSearch(space=space, metric=METRIC, mode="max", sampler=sampler,
-                                study_name=study_name, storage=storage)
+    return _MarkingOptunaSearch(
+        space=space, metric=METRIC, mode="max", sampler=sampler, study_name=study_name, storage=storage
+    )
 
 
 def _param_space(spec: SweepSpec, uri: str, parent_id: str) -> dict[str, Any]:
@@ -72,20 +78,36 @@ def _param_space(spec: SweepSpec, uri: str, parent_id: str) -> dict[str, Any]:
     plus the grid's axes in grid mode."""
     from ray import tune
 
-    base = {"model": spec.model, "dataset": spec.dataset, "tracking_uri": redact(uri), "experiment": spec.experiment,
-            "parent_run_id": parent_id, "overrides": {"epochs": spec.epochs,
-                                                       "source": redact(spec.source) if spec.source else None,
-                                                       **spec.overrides},
-            "threads": max(1, int(spec.cpus_per_trial)),
-            "multi_dataset": spec.mode == "grid" and len(spec.datasets) > 1}
+    base = {
+        "model": spec.model,
+        "dataset": spec.dataset,
+        "tracking_uri": redact(uri),
+        "experiment": spec.experiment,
+        "parent_run_id": parent_id,
+        "overrides": {"epochs": spec.epochs, "source": redact(spec.source) if spec.source else None, **spec.overrides},
+        "threads": max(1, int(spec.cpus_per_trial)),
+        "multi_dataset": spec.mode == "grid" and len(spec.datasets) > 1,
+    }
     if spec.mode == "search":
         return {"_xlrec": base}
-    return {"_xlrec": base, "model": tune.grid_search(spec.models), "dataset": tune.grid_search(spec.datasets),
-            "max_len": tune.grid_search(spec.max_lens), "seed": tune.grid_search(spec.seeds)}
+    return {
+        "_xlrec": base,
+        "model": tune.grid_search(spec.models),
+        "dataset": tune.grid_search(spec.datasets),
+        "max_len": tune.grid_search(spec.max_lens),
+        "seed": tune.grid_search(spec.seeds),
+    }
 
 
-def make_tuner(spec: SweepSpec, uri: str, parent_id: str, storage_path: str, tune_name: str,
-               saved: ResumeState | None, callbacks: list):
+def make_tuner(
+    spec: SweepSpec,
+    uri: str,
+    parent_id: str,
+    storage_path: str,
+    tune_name: str,
+    saved: ResumeState | None,
+    callbacks: list,
+):
     """A new Tuner, or the one `saved` names restored (unfinished and errored trials resume).
     `tune_name` names both Tune's experiment and the Optuna study."""
     from ray import tune
@@ -97,20 +119,36 @@ def make_tuner(spec: SweepSpec, uri: str, parent_id: str, storage_path: str, tun
     trainable = tune.with_resources(run_trial, {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
     param_space = _param_space(spec, uri, parent_id)
     if saved:
-        return tune.Tuner.restore(str(Path(storage_path) / saved.experiment_dir), trainable=trainable,
-                                  param_space=param_space, resume_unfinished=True, resume_errored=True)
+        return tune.Tuner.restore(
+            str(Path(storage_path) / saved.experiment_dir),
+            trainable=trainable,
+            param_space=param_space,
+            resume_unfinished=True,
+            resume_errored=True,
+        )
     search = spec.mode == "search"
-    scheduler = ASHAScheduler(metric=METRIC, mode="max", time_attr="training_iteration", max_t=spec.epochs + 1,
-                              grace_period=spec.grace_period, reduction_factor=2)
+    scheduler = ASHAScheduler(
+        metric=METRIC,
+        mode="max",
+        time_attr="training_iteration",
+        max_t=spec.epochs + 1,
+        grace_period=spec.grace_period,
+        reduction_factor=2,
+    )
     tune_config = tune.TuneConfig(
         # ASHA prunes searches only: every grid cell (model, max_len, seed) must finish for Table 4
         scheduler=scheduler if search else None,
         num_samples=spec.trials if search else 1,
         search_alg=_search_alg(spec, tune_name) if search else None,
-        max_concurrent_trials=spec.max_concurrent or None)
-    run_config = tune.RunConfig(name=tune_name, storage_path=storage_path,
-                                failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-                                # trials checkpoint every epoch; a retry needs only the latest
-                                checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=0,
-                                callbacks=callbacks)
+        max_concurrent_trials=spec.max_concurrent or None,
+    )
+    run_config = tune.RunConfig(
+        name=tune_name,
+        storage_path=storage_path,
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        # trials checkpoint every epoch; a retry needs only the latest
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        verbose=0,
+        callbacks=callbacks,
+    )
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)

@@ -1,1 +1,2 @@
-"""Training loop, batching, the full-softmax loss, full-ranking evaluation and the one inference path (`Recommender`)."""
+"""Training loop, batching, the full-softmax loss, full-ranking evaluation and the one inference
+path (`Recommender`)."""

@@ -19,8 +19,7 @@ _NEG: tl.constexpr = tl.constexpr(-1.0e30)  # finite "minus infinity": masked la
 
 
 @triton.jit
-def _ce_rows_grad_kernel(logits_ptr, stride_row, targets_ptr, loss_ptr, n_cols: tl.constexpr,
-                         BLOCK: tl.constexpr):
+def _ce_rows_grad_kernel(logits_ptr, stride_row, targets_ptr, loss_ptr, n_cols: tl.constexpr, BLOCK: tl.constexpr):
     row = tl.program_id(0)
     base = logits_ptr + row.to(tl.int64) * stride_row
     cols0 = tl.arange(0, BLOCK)
@@ -60,6 +59,7 @@ def ce_rows_and_grad_(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tens
     loss = torch.empty(rows, dtype=torch.float32, device=logits.device)
     if rows:
         block = min(4096, triton.next_power_of_2(n_cols))
-        _ce_rows_grad_kernel[(rows,)](logits, logits.stride(0), targets, loss, n_cols,
-                                      BLOCK=block, num_warps=8 if block >= 2048 else 4)
+        _ce_rows_grad_kernel[(rows,)](
+            logits, logits.stride(0), targets, loss, n_cols, BLOCK=block, num_warps=8 if block >= 2048 else 4
+        )
     return loss

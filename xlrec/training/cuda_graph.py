@@ -20,7 +20,7 @@ per-epoch update reaches the graph), dropout drawing from the default CUDA gener
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -47,8 +47,11 @@ def check_evaluable(name: str, seqs: Sequences, split: Split, cold_threshold: in
         )
     if len(split.val) == 0:
         longest = int(seqs.lengths.max()) if seqs.num_users else 0
-        fix = (f"Lower --cold-start-threshold to at most {longest} (the longest history)" if longest >= 3 else
-               "Use a dataset whose users have at least 3 interactions each")
+        fix = (
+            f"Lower --cold-start-threshold to at most {longest} (the longest history)"
+            if longest >= 3
+            else "Use a dataset whose users have at least 3 interactions each"
+        )
         raise DataError(
             f"No user of dataset {name} has at least {cold_threshold} interactions (cold_start_threshold), so there "
             f"is no warm user to validate or test on ({seqs.num_users} user(s), the longest history has {longest} "
@@ -57,8 +60,9 @@ def check_evaluable(name: str, seqs: Sequences, split: Split, cold_threshold: in
 
 
 @torch.no_grad()
-def rank_cases(rec: Recommender, items: torch.Tensor, starts: torch.Tensor, cases: EvalSet,
-               batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def rank_cases(
+    rec: Recommender, items: torch.Tensor, starts: torch.Tensor, cases: EvalSet, batch_size: int = 1024
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(targets, ranks, top-k ids) for each evaluation case, scored by `rec` over the flat
     item tensor `items` (users' sequences back to back, each starting at `starts[user]`)."""
     dev = items.device
@@ -66,7 +70,7 @@ def rank_cases(rec: Recommender, items: torch.Tensor, starts: torch.Tensor, case
     tpos_all = torch.as_tensor(cases.target_pos, device=dev)
     ranks, tops, targets = [], [], []
     for i in range(0, len(cases), batch_size):
-        u, tpos = users_all[i:i + batch_size], tpos_all[i:i + batch_size]
+        u, tpos = users_all[i : i + batch_size], tpos_all[i : i + batch_size]
         target = items[tpos]
         scores = rec.scores(items, tpos - 1, starts[u], rec.exclude_seen, keep=target)
         target_score = scores[torch.arange(len(u), device=dev), target]
@@ -81,8 +85,14 @@ def rank_cases(rec: Recommender, items: torch.Tensor, starts: torch.Tensor, case
     return torch.cat(targets).numpy(), torch.cat(ranks).numpy(), torch.cat(tops).numpy()
 
 
-def evaluate(rec: Recommender, items: torch.Tensor, starts: torch.Tensor, cases: EvalSet,
-             popularity: np.ndarray | None = None, batch_size: int = 1024) -> EvalResult:
+def evaluate(
+    rec: Recommender,
+    items: torch.Tensor,
+    starts: torch.Tensor,
+    cases: EvalSet,
+    popularity: np.ndarray | None = None,
+    batch_size: int = 1024,
+) -> EvalResult:
     """Ranking metrics of `cases`, and with `popularity` the beyond-accuracy ones of the top-k."""
     targets, ranks, top = rank_cases(rec, items, starts, cases, batch_size)
     metrics = ranking_metrics(ranks, KS)

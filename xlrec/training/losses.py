@@ -22,8 +22,9 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
     in forward, unscaled, and scaled by 1/count in backward (see module doc)."""
 
     @staticmethod
-    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                max_logits: int, use_triton: bool) -> torch.Tensor:
+    def forward(
+        ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, max_logits: int, use_triton: bool
+    ) -> torch.Tensor:
         m = hidden.shape[0]
         rows = max(1, max_logits // weight.shape[0])
         # rows with a negative target are ignored; the count stays on the device (no sync)
@@ -36,17 +37,17 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
         if use_triton:  # imported here: CPU-only installs have no triton
             from xlrec.training.ce_triton import ce_rows_and_grad_
         for i in range(0, m, rows):
-            h, t = hidden[i:i + rows], targets[i:i + rows]
+            h, t = hidden[i : i + rows], targets[i : i + rows]
             if use_triton:  # one kernel: row losses, and the gradient written over the logits
                 g = h @ weight.t()
                 total += ce_rows_and_grad_(g, t).sum()
             else:
-                logits = (h @ weight.t()).float()                   # (r, V), fp32 for the softmax
+                logits = (h @ weight.t()).float()  # (r, V), fp32 for the softmax
                 total += _torch_ce_rows_and_grad_(logits, t, want_grad)
                 g = logits.to(h.dtype) if want_grad else None
                 del logits
             if grad_h is not None:
-                grad_h[i:i + rows] = g @ weight
+                grad_h[i : i + rows] = g @ weight
             if grad_w is not None:
                 grad_w += (g.t() @ h).float()
         inv = 1.0 / count.float()
@@ -78,8 +79,13 @@ def _torch_ce_rows_and_grad_(logits: torch.Tensor, targets: torch.Tensor, want_g
     return loss
 
 
-def full_softmax_ce(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                    max_logits: int = DEFAULT_MAX_LOGITS, kernel: str = "native") -> torch.Tensor:
+def full_softmax_ce(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    max_logits: int = DEFAULT_MAX_LOGITS,
+    kernel: str = "native",
+) -> torch.Tensor:
     """Mean cross-entropy of `hidden @ weight.T` against `targets`, never holding all logits.
 
     Rows whose target is negative are ignored (they count neither in the sum nor the mean).

@@ -43,12 +43,13 @@ def popularity_groups(popularity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     head = np.zeros(n + 1, dtype=bool)
     tail = np.zeros(n + 1, dtype=bool)
     head[order[: int(round(0.2 * n))]] = True
-    tail[order[n - int(round(0.5 * n)):]] = True
+    tail[order[n - int(round(0.5 * n)) :]] = True
     return head, tail
 
 
-def beyond_accuracy(top10: np.ndarray, targets: np.ndarray, ranks: np.ndarray,
-                    popularity: np.ndarray, k: int = 10) -> dict[str, float]:
+def beyond_accuracy(
+    top10: np.ndarray, targets: np.ndarray, ranks: np.ndarray, popularity: np.ndarray, k: int = 10
+) -> dict[str, float]:
     """Coverage@k, head/tail share of top-k slots, tail Recall@k, Gini of recommendation counts."""
     n = popularity.size - 1
     head, tail = popularity_groups(popularity)

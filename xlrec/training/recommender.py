@@ -40,8 +40,14 @@ class Recommender:
     dataset: str = ""
 
     @torch.no_grad()
-    def scores(self, items: torch.Tensor, ends: torch.Tensor, starts: torch.Tensor, exclude_seen: bool,
-               keep: torch.Tensor | None = None) -> torch.Tensor:
+    def scores(
+        self,
+        items: torch.Tensor,
+        ends: torch.Tensor,
+        starts: torch.Tensor,
+        exclude_seen: bool,
+        keep: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """(B, N+1) float scores of the next item after each history items[starts[b] .. ends[b]]
         (flat positions, inclusive). The padding id scores -inf, and with `exclude_seen` so does
         every item of the history, except `keep[b]` (an evaluation target stays rankable)."""
@@ -61,8 +67,9 @@ class Recommender:
         if exclude_seen:
             lens = ends + 1 - starts
             flat_rows = torch.repeat_interleave(rows, lens)
-            seen_pos = torch.repeat_interleave(starts - torch.cumsum(lens, 0) + lens, lens) + \
-                torch.arange(int(lens.sum()), device=items.device)
+            seen_pos = torch.repeat_interleave(starts - torch.cumsum(lens, 0) + lens, lens) + torch.arange(
+                int(lens.sum()), device=items.device
+            )
             scores[flat_rows, items[seen_pos]] = float("-inf")
             if kept is not None:
                 scores[rows, keep] = kept
@@ -78,9 +85,11 @@ class Recommender:
         index = {raw: i for i, raw in enumerate(self.item_ids) if i > 0}
         unknown = [x for x in raw_items if x not in index]
         if unknown:
-            raise XlrecError(f"Item id(s) {', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''} are not "
-                             f"in {self.dataset}'s catalogue of this model. Use the dataset's raw item ids, e.g. "
-                             f"{', '.join(self.item_ids[1:4])}.")
+            raise XlrecError(
+                f"Item id(s) {', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''} are not "
+                f"in {self.dataset}'s catalogue of this model. Use the dataset's raw item ids, e.g. "
+                f"{', '.join(self.item_ids[1:4])}."
+            )
         return np.array([index[x] for x in raw_items], dtype=np.int64)
 
     def check_k(self, k: int, history: np.ndarray, exclude_seen: bool, flag: str = "--k") -> None:
@@ -91,8 +100,10 @@ class Recommender:
         limit = self.num_items - (len(np.unique(history)) if exclude_seen else 0)
         if k > limit:
             seen = f", of which this history's {self.num_items - limit} are excluded as seen" if exclude_seen else ""
-            raise XlrecError(f"{flag} {k} is more than the {limit} items this model can recommend here (its "
-                             f"catalogue has {self.num_items} items{seen}). Pass {flag} between 1 and {limit}.")
+            raise XlrecError(
+                f"{flag} {k} is more than the {limit} items this model can recommend here (its "
+                f"catalogue has {self.num_items} items{seen}). Pass {flag} between 1 and {limit}."
+            )
 
     def recommend(self, history: np.ndarray, k: int, exclude_seen: bool | None = None, flag: str = "--k") -> Ranked:
         """The top-k items after `history` (indices, oldest first) as raw ids with titles and scores;
@@ -101,9 +112,13 @@ class Recommender:
         self.check_k(k, history, exclude, flag)
         dev = self.runtime.device
         items = torch.as_tensor(np.asarray(history, dtype=np.int64), device=dev)
-        scores = self.scores(items, torch.tensor([len(history) - 1], device=dev), torch.tensor([0], device=dev),
-                             exclude)[0]
+        scores = self.scores(
+            items, torch.tensor([len(history) - 1], device=dev), torch.tensor([0], device=dev), exclude
+        )[0]
         top = torch.topk(scores, k)
         indices = top.indices.tolist()
-        return Ranked(item_ids=[self.item_ids[i] for i in indices], titles=[self.titles[i] for i in indices],
-                      scores=top.values.tolist())
+        return Ranked(
+            item_ids=[self.item_ids[i] for i in indices],
+            titles=[self.titles[i] for i in indices],
+            scores=top.values.tolist(),
+        )

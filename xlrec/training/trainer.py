@@ -77,10 +77,17 @@ class TrainResult:
     def summary(self) -> dict[str, Any]:
         """The one-line JSON that `xlrec train` prints."""
         return {
-            "model": self.config.model, "dataset": self.config.dataset, "seed": self.config.seed,
-            "max_len": self.config.max_len, "params": self.params["total"], "epochs_run": self.epochs_run,
-            "best_epoch": self.best_epoch, "avg_epoch_time_s": round(self.avg_epoch_time_s, 4),
-            "val": self.best_val, "test": self.test.metrics, "cold_start": self.cold,
+            "model": self.config.model,
+            "dataset": self.config.dataset,
+            "seed": self.config.seed,
+            "max_len": self.config.max_len,
+            "params": self.params["total"],
+            "epochs_run": self.epochs_run,
+            "best_epoch": self.best_epoch,
+            "avg_epoch_time_s": round(self.avg_epoch_time_s, 4),
+            "val": self.best_val,
+            "test": self.test.metrics,
+            "cold_start": self.cold,
         }
 
 
@@ -97,8 +104,14 @@ class Progress:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, model: SequentialRecommender, runtime: Runtime,
-                 callbacks: list[Callback] | None = None, graphed: bool = False):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        model: SequentialRecommender,
+        runtime: Runtime,
+        callbacks: list[Callback] | None = None,
+        graphed: bool = False,
+    ):
         """`model` already on `runtime`'s device; `graphed`: replay the step as a CUDA graph
         (the policy is xlrec.device.use_cuda_graph)."""
         self.cfg, self.model, self.rt, self.graphed = cfg, model, runtime, graphed
@@ -114,8 +127,7 @@ class Trainer:
         if model.trainable:
             self.opt, self.sched = self._optimizer()
         # the averaged weights, aligned with model.parameters(); the average starts at the init
-        self.ema = ([p.detach().clone() for p in model.parameters()]
-                    if model.trainable and cfg.ema_decay > 0 else None)
+        self.ema = [p.detach().clone() for p in model.parameters()] if model.trainable and cfg.ema_decay > 0 else None
         self._step: Callable[[torch.Tensor, torch.Tensor], None] | None = None
 
     def notify(self, hook: str, *args) -> None:
@@ -125,12 +137,18 @@ class Trainer:
     def _optimizer(self) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
         # fused Adam on CUDA: one kernel for all parameters (fewer launches per step); a graphed
         # step needs its step count on the device (capturable)
-        opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay,
-                               betas=(0.9, self.cfg.adam_beta2),
-                               fused=self.rt.is_cuda or None, capturable=self.graphed)
+        opt = torch.optim.Adam(
+            self.model.parameters(),
+            lr=self.cfg.lr,
+            weight_decay=self.cfg.weight_decay,
+            betas=(0.9, self.cfg.adam_beta2),
+            fused=self.rt.is_cuda or None,
+            capturable=self.graphed,
+        )
         if self.cfg.scheduler == "step":
             sched: torch.optim.lr_scheduler.LRScheduler | None = torch.optim.lr_scheduler.StepLR(
-                opt, step_size=self.cfg.step_size, gamma=self.cfg.gamma)
+                opt, step_size=self.cfg.step_size, gamma=self.cfg.gamma
+            )
         elif self.cfg.scheduler == "cosine":
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.cfg.epochs))
         else:
@@ -182,10 +200,17 @@ class Trainer:
         epoch_time = time.perf_counter() - t0
         if self.sched is not None:
             self.sched.step()
-        record = {"epoch": p.epoch, "train_loss": stats["train_loss"], "grad_norm": stats["grad_norm"],
-                  "lr": lr, "epoch_time_s": epoch_time, "train_time_s": train_time,
-                  "throughput": stats["targets"] / train_time,
-                  **{f"val_{k}": v for k, v in val.items()}, **resource_usage(self.rt)}
+        record = {
+            "epoch": p.epoch,
+            "train_loss": stats["train_loss"],
+            "grad_norm": stats["grad_norm"],
+            "lr": lr,
+            "epoch_time_s": epoch_time,
+            "train_time_s": train_time,
+            "throughput": stats["targets"] / train_time,
+            **{f"val_{k}": v for k, v in val.items()},
+            **resource_usage(self.rt),
+        }
         p.history.append(record)
         if improved:
             p.best_val, p.best_epoch, p.bad_epochs = val, p.epoch, 0
@@ -206,7 +231,7 @@ class Trainer:
             value.zero_()
         n_batches = 0
         for i in range(0, len(ends), cfg.batch_size):
-            self._step(ends[i:i + cfg.batch_size], starts[i:i + cfg.batch_size])
+            self._step(ends[i : i + cfg.batch_size], starts[i : i + cfg.batch_size])
             n_batches += 1
         n_targets = int(self._acc["targets"])
         train_loss = float(self._acc["loss"]) / max(1, n_targets)
@@ -216,8 +241,11 @@ class Trainer:
                 f"Training loss became {what} at epoch {self.progress.epoch}; the run was stopped. Lower --lr, "
                 f"keep gradient clipping on (--grad-clip), or check the data."
             )
-        return {"train_loss": train_loss, "grad_norm": float(self._acc["norm"]) / max(1, n_batches),
-                "targets": n_targets}
+        return {
+            "train_loss": train_loss,
+            "grad_norm": float(self._acc["norm"]) / max(1, n_batches),
+            "targets": n_targets,
+        }
 
     def _make_step(self, windows: TrainWindows) -> Callable[[torch.Tensor, torch.Tensor], None]:
         """The per-batch training step (eager, or replayed as a CUDA graph) and the device-side
@@ -227,8 +255,11 @@ class Trainer:
         n_tgt = windows.targets_per_sample
         clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
         # summed on the device: no host sync per step
-        self._acc = acc = {"loss": torch.zeros((), device=dev), "norm": torch.zeros((), device=dev),
-                           "targets": torch.zeros((), dtype=torch.long, device=dev)}
+        self._acc = acc = {
+            "loss": torch.zeros((), device=dev),
+            "norm": torch.zeros((), device=dev),
+            "targets": torch.zeros((), dtype=torch.long, device=dev),
+        }
         # torch's EMA arithmetic (a foreach lerp) on tensors held here rather than in
         # swa_utils.AveragedModel: its update branches on a device counter, a host sync per step
         # that a CUDA graph cannot capture
@@ -278,10 +309,16 @@ class Trainer:
     def state(self) -> dict[str, Any]:
         """Everything needed to continue after the current epoch, bit for bit on CPU; plain
         tensors and containers only (sweep checkpoints are read with weights_only=True)."""
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict() if self.opt else None,
-                "sched": self.sched.state_dict() if self.sched else None, "ema": self.ema,
-                **vars(self.progress), "shuffle_gen": self.shuffle_gen.get_state(),
-                "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state()}
+        return {
+            "model": self.model.state_dict(),
+            "opt": self.opt.state_dict() if self.opt else None,
+            "sched": self.sched.state_dict() if self.sched else None,
+            "ema": self.ema,
+            **vars(self.progress),
+            "shuffle_gen": self.shuffle_gen.get_state(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Continue from `state()` of a run with the same config; before the first training step
