@@ -175,6 +175,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from xlrec.data_prep import prepare
     from xlrec.experiment import train
     from xlrec.training.progress import ProgressPrinter
+    from xlrec.training.trainer import Callback
 
     cfg = resolve_from_args(args)
     if not args.no_tracking:
@@ -185,7 +186,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         check_reachable(tracking_uri(args.tracking_uri))  # fail fast, before any data or training work
     data = prepare(cfg.dataset, cfg.prep, cfg.source)
-    callbacks = [ProgressPrinter()]
+    callbacks: list[Callback] = [ProgressPrinter()]
     tracker = _tracker(args, data)
     if tracker is not None:
         callbacks.append(tracker)

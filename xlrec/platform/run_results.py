@@ -35,7 +35,7 @@ def metric_key(name: str) -> str:
 
 def result_metrics(result: TrainResult) -> dict[str, float]:
     """Test, best-validation and cold-start scores and the run's timing, under MLflow keys."""
-    final = {f"test_{metric_key(k)}": v for k, v in result.test.metrics.items()}
+    final: dict[str, float] = {f"test_{metric_key(k)}": v for k, v in result.test.metrics.items()}
     final.update({f"best_val_{metric_key(k)}": v for k, v in result.best_val.items()})
     cold = result.cold
     final["cold_users"] = cold.get("users", 0)

@@ -183,7 +183,9 @@ class MlflowTracker(Callback):
     def _log_dataset(self) -> None:
         d = self.data
         source = redact(str(d.cache_path) if d.cache_path else d.name)
-        ds = mlflow.data.from_numpy(
+        from mlflow.data.numpy_dataset import from_numpy
+
+        ds = from_numpy(
             {"items": d.seqs.items, "offsets": d.seqs.offsets}, source=source, name=d.name, digest=d.content_hash[:16]
         )
         stat_tags = {k: (f"{v:.6f}" if isinstance(v, float) else str(v)) for k, v in d.stats.items()}
@@ -191,6 +193,12 @@ class MlflowTracker(Callback):
         retry_on_conflict(mlflow.log_input, ds, "training", {"content_sha256": d.content_hash, **stat_tags})
         if d.data_warning:  # raw counts differ from the dataset's published ones (truncated or partial copy)
             mlflow.set_tag("xlrec.data_warning", redact(d.data_warning)[:5000])
+
+    def _active_id(self) -> str:
+        """The run's id, once on_train_start has opened it."""
+        if self.run_id is None:
+            raise RuntimeError("MlflowTracker has no run: on_train_start was not called")
+        return self.run_id
 
     def on_epoch_end(self, trainer, record: dict[str, float]) -> None:
         from mlflow.entities import Metric, RunTag
@@ -201,7 +209,9 @@ class MlflowTracker(Callback):
         metrics = [Metric(metric_key(k), float(record[k]), now, step) for k in first]
         metrics += [Metric(k, v, now, 0) for k, v in self._pending.items()]
         try:  # one request: the metrics and a heartbeat (`xlrec runs reap --stale-minutes` reads it)
-            MlflowClient().log_batch(self.run_id, metrics=metrics, tags=[RunTag(HEARTBEAT_TAG, f"{now / 1000:.0f}")])
+            MlflowClient().log_batch(
+                self._active_id(), metrics=metrics, tags=[RunTag(HEARTBEAT_TAG, f"{now / 1000:.0f}")]
+            )
             self._pending = {}
         except Exception as exc:
             err = self._translated(exc, f"epoch {step}")
@@ -227,12 +237,12 @@ class MlflowTracker(Callback):
             self._pending = {}
             if trainer.model.trainable:
                 self.model_version, self.promotion = run_results.log_model(
-                    self.run_id, trainer, self.data, result, self.register
+                    self._active_id(), trainer, self.data, result, self.register
                 )
             mlflow.set_tag("xlrec.status", result.stopped_reason)
             with shield_signals():
                 mlflow.end_run(status="FINISHED")
-                _OPEN.pop(self.run_id, None)
+                _OPEN.pop(self._active_id(), None)
         except BaseException as exc:
             self._fail(trainer, exc, "logging the results")
 

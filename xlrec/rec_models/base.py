@@ -32,6 +32,9 @@ class SequentialRecommender(nn.Module):
     #: captured and checked as a CUDA graph on a GPU (xlrec.device.use_cuda_graph)
     graph_capturable: bool = False
 
+    #: the untied output layer (families that tie it to the embedding override `output_weight`)
+    output: nn.Linear
+
     def __init__(self, num_items: int, settings: ModelSettings, max_len: int, kernel: str = "native"):
         super().__init__()
         self.num_items = num_items

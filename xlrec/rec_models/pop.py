@@ -31,6 +31,7 @@ class PopRec(SequentialRecommender):
         # settings and max_len are optional: the cold-start fallback builds one from the counts alone
         super().__init__(num_items, settings or PopSettings(), max_len)
         counts = torch.zeros(num_items + 1) if popularity is None else torch.as_tensor(popularity, dtype=torch.float32)
+        self.counts: torch.Tensor
         self.register_buffer("counts", counts)
 
     def set_popularity(self, popularity: np.ndarray) -> None:

@@ -26,7 +26,7 @@ def prepare_data(spec: SweepSpec) -> None:
     user) is refused here too. Data locations become absolute: `XLREC_DATA_MIRROR=../shared/data`
     means the driver's directory, not each trial's.
     """
-    from xlrec.config import resolve_config
+    from xlrec.config import TrainConfig, resolve_config
     from xlrec.data_prep import leave_two_out, prepare
     from xlrec.sweeps.checks import check_spec, grid_cells
     from xlrec.training.evaluate import check_evaluable
@@ -35,8 +35,8 @@ def prepare_data(spec: SweepSpec) -> None:
     spec.source = _absolute(spec.source)
     for var in ("XLREC_DATA_MIRROR", "XLREC_DATA_DIR"):
         if os.environ.get(var):
-            os.environ[var] = _absolute(os.environ[var])
-    configs = {}
+            os.environ[var] = _absolute(os.environ[var]) or os.environ[var]
+    configs: dict[str, TrainConfig] = {}
     for cell in grid_cells(spec):  # validates the fixed settings against every cell's config
         cell = dict(cell)
         cfg = resolve_config(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -254,12 +255,13 @@ def optuna_plots(study_name: str, storage: str, tmp: Path) -> list[Path]:
     study = optuna.load_study(study_name=study_name, storage=storage)
     pngs = []
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # says nothing to a sweep user
-    for name, fn in (
+    plots: list[tuple[str, Callable[..., Any]]] = [
         ("optimization_history", ovm.plot_optimization_history),
         ("param_importances", ovm.plot_param_importances),
         ("parallel_coordinate", ovm.plot_parallel_coordinate),
         ("intermediate_values", ovm.plot_intermediate_values),
-    ):
+    ]
+    for name, fn in plots:
         try:  # the axis names the metric, not Optuna's generic "Objective Value"
             ax = fn(study) if name == "intermediate_values" else fn(study, target_name=TARGET_NAME)
         except Exception as exc:  # e.g. importances need >= 2 completed trials

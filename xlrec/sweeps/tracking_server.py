@@ -29,6 +29,7 @@ def serve_tracking(spec: SweepSpec, stack: contextlib.ExitStack, saved: ResumeSt
         return server.uri
     server.start()
     stack.callback(server.stop)
+    assert server.proc is not None  # start() launched it
     spec.server_pid = server.proc.pid  # recorded so a resumed sweep can stop it if this driver dies
     return server.uri
 

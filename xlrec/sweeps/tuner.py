@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from xlrec.errors import ConfigError
 from xlrec.redact import redact
@@ -57,7 +57,7 @@ def _search_alg(spec: SweepSpec, study_name: str):
             ):
                 state = optuna.trial.TrialState.FAIL if error else optuna.trial.TrialState.PRUNED
                 try:
-                    self._ot_study.tell(ot_trial, None, state=state)
+                    cast("optuna.Study", self._ot_study).tell(ot_trial, None, state=state)
                 except Exception:  # already told (e.g. a retried trial)
                     pass
                 self._completed_trials.add(trial_id)

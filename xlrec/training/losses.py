@@ -38,6 +38,7 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
             from xlrec.training.ce_triton import ce_rows_and_grad_
         for i in range(0, m, rows):
             h, t = hidden[i : i + rows], targets[i : i + rows]
+            g: torch.Tensor | None
             if use_triton:  # one kernel: row losses, and the gradient written over the logits
                 g = h @ weight.t()
                 total += ce_rows_and_grad_(g, t).sum()
@@ -46,6 +47,8 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
                 total += _torch_ce_rows_and_grad_(logits, t, want_grad)
                 g = logits.to(h.dtype) if want_grad else None
                 del logits
+            if g is None:  # forward only: no gradient to accumulate
+                continue
             if grad_h is not None:
                 grad_h[i : i + rows] = g @ weight
             if grad_w is not None:

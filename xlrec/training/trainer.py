@@ -64,7 +64,7 @@ class TrainResult:
     best_epoch: int
     best_val: dict[str, float]
     test: EvalResult
-    cold: dict[str, dict[str, float]]
+    cold: dict[str, Any]  # {"users": n, "model": metrics, "pop": metrics}
     history: list[dict[str, float]] = field(default_factory=list)
     total_time_s: float = 0.0
     stopped_reason: str = "completed"
