@@ -11,7 +11,7 @@ import torch
 from xlrec.config import resolve_config
 from xlrec.data_prep import prepare
 from xlrec.experiment import train
-from xlrec.training.trainer import Callback
+from xlrec.training.events import Callback
 
 
 class Print(Callback):

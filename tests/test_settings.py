@@ -13,7 +13,7 @@ from xlrec.data_prep import DATASETS
 from xlrec.defaults import DEFAULTS_FILE
 from xlrec.errors import ConfigError
 from xlrec.platform.artifacts import write_config
-from xlrec.platform.model_format import config_from_dict
+from xlrec.platform.saved_config import config_from_dict
 from xlrec.rec_models import MODELS, build_model
 
 # The resolved defaults of every model on every dataset, generated from the code before the settings

@@ -117,7 +117,7 @@ def test_windows_cover_every_training_target_exactly_once():
 
 
 def test_nan_loss_stops_with_clear_reason():
-    from xlrec.training.trainer import TrainingDiverged
+    from xlrec.training.events import TrainingDiverged
 
     with pytest.raises(TrainingDiverged, match="loss became"):
         _train("gru4rec", epochs=3, lr=1e37, grad_clip=0.0)
@@ -128,7 +128,7 @@ def test_resume_from_checkpoint_continues_identically():
     (the weight average, which lives outside the model, included)."""
     import io
 
-    from xlrec.training.trainer import Callback, StopTraining
+    from xlrec.training.events import Callback, StopTraining
 
     full = _train("sasrec", epochs=4, patience=10, seed=3, ema_decay=0.9)
 
@@ -161,7 +161,7 @@ def test_weight_average_follows_every_step_and_is_what_validation_and_test_use()
     from the trained weights."""
     from torch.optim.optimizer import register_optimizer_step_post_hook
 
-    from xlrec.training.trainer import Callback
+    from xlrec.training.events import Callback
 
     decay = 0.9
     cfg = resolve_config(

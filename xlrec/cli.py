@@ -174,8 +174,8 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from xlrec.data_prep import prepare
     from xlrec.experiment import train
+    from xlrec.training.events import Callback
     from xlrec.training.progress import ProgressPrinter
-    from xlrec.training.trainer import Callback
 
     cfg = resolve_from_args(args)
     if not args.no_tracking:

@@ -32,8 +32,9 @@ from xlrec.rec_models import SequentialRecommender, build_model
 from xlrec.rec_models.pop import PopRec
 from xlrec.training.batches import TrainWindows
 from xlrec.training.evaluate import EvalResult, check_evaluable, evaluate
+from xlrec.training.events import Callback, TrainResult
 from xlrec.training.recommender import Recommender
-from xlrec.training.trainer import Callback, Trainer, TrainResult
+from xlrec.training.trainer import Trainer
 
 COLD_METRICS = ("recall@10", "mrr@10", "ndcg@10")
 

@@ -16,7 +16,7 @@ from xlrec.platform.environment import PROJECT_ROOT
 from xlrec.platform.registry import METRIC_TAG, PromotionResult, promote, registered_name
 from xlrec.platform.requirements import pip_requirements
 from xlrec.rec_models import parameter_table
-from xlrec.training.trainer import TrainResult
+from xlrec.training.events import TrainResult
 
 _ARTIFACTS = (
     "config.yaml",

@@ -26,7 +26,7 @@ from xlrec.platform.run_results import metric_key
 from xlrec.platform.runs import _OPEN, HEARTBEAT_TAG, close_run, end_status, pause_point, process_tags, shield_signals
 from xlrec.platform.tracking_uri import check_reachable, tracking_uri
 from xlrec.redact import redact
-from xlrec.training.trainer import Callback, TrainResult
+from xlrec.training.events import Callback, TrainResult
 
 
 class TrackingStoreError(XlrecError):

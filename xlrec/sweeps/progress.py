@@ -57,7 +57,7 @@ def _error_line(trial) -> str:
         lines = []
     for line in reversed(lines):
         head, sep, message = line.partition(": ")
-        if sep and " " not in head:  # e.g. xlrec.training.trainer.TrainingDiverged: Training loss became nan
+        if sep and " " not in head:  # e.g. xlrec.training.events.TrainingDiverged: Training loss became nan
             return redact(f"{head.rsplit('.', 1)[-1]}: {message}")[:240]
     return "see the trial's run in MLflow for the reason"
 

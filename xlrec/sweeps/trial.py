@@ -16,7 +16,7 @@ import ray
 import torch
 from ray import tune
 
-from xlrec.training.trainer import Callback
+from xlrec.training.events import Callback
 
 METRIC = "val_recall_at_10"
 CHECKPOINT_FILE = "trainer.pt"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from xlrec.training.trainer import Callback
+from xlrec.training.events import Callback
 
 
 class ProgressPrinter(Callback):

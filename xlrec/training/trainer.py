@@ -8,7 +8,8 @@ optional moving average of the weights (what validation then scores), early stop
 validation Recall@10 with restore of the best weights. A model with nothing to optimise
 (`pop`) is only validated. `state()`/`load_state()` carry a run across processes (sweep
 checkpoints). Observers (MLflow logging, progress printing, Ray/Tune reporting) plug in
-through `Callback`; the experiment run notifies start, end and failure, the loop each epoch.
+through `Callback` (xlrec.training.events); the experiment run notifies start, end and failure,
+the loop each epoch.
 """
 
 from __future__ import annotations
@@ -20,75 +21,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-import numpy as np
 import torch
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from xlrec.config import TrainConfig
 from xlrec.device import Runtime, resource_usage, start_usage_interval, synchronize
-from xlrec.errors import XlrecError
 from xlrec.rec_models import SequentialRecommender, parameter_breakdown
 from xlrec.training.batches import TrainWindows
 from xlrec.training.cuda_graph import GraphedStep
-from xlrec.training.evaluate import EvalResult
+from xlrec.training.events import Callback, StopTraining, TrainingDiverged
 from xlrec.training.losses import full_softmax_ce
 
 MONITOR = "recall@10"
-
-
-class TrainingDiverged(XlrecError):
-    """The loss became NaN or infinite; the run stops with this reason."""
-
-
-class StopTraining(Exception):
-    """Raised by a callback (e.g. a scheduler pruning the trial) to end training early."""
-
-
-class Callback:
-    """Observer hooks of one run; every method is optional. `trainer` offers cfg, model, rt,
-    params, graphed and state()."""
-
-    def on_train_start(self, trainer: Trainer) -> None: ...
-    def on_epoch_end(self, trainer: Trainer, record: dict[str, float]) -> None: ...
-    def on_train_end(self, trainer: Trainer, result: TrainResult) -> None: ...
-    def on_exception(self, trainer: Trainer, exc: BaseException) -> None: ...
-
-
-@dataclass
-class TrainResult:
-    """What one run produced (xlrec.experiment builds it); `on_train_end` receives it."""
-
-    config: TrainConfig
-    params: dict[str, int]
-    epochs_run: int
-    best_epoch: int
-    best_val: dict[str, float]
-    test: EvalResult
-    cold: dict[str, Any]  # {"users": n, "model": metrics, "pop": metrics}
-    history: list[dict[str, float]] = field(default_factory=list)
-    total_time_s: float = 0.0
-    stopped_reason: str = "completed"
-
-    @property
-    def avg_epoch_time_s(self) -> float:
-        times = [h["epoch_time_s"] for h in self.history]
-        return float(np.mean(times)) if times else 0.0
-
-    def summary(self) -> dict[str, Any]:
-        """The one-line JSON that `xlrec train` prints."""
-        return {
-            "model": self.config.model,
-            "dataset": self.config.dataset,
-            "seed": self.config.seed,
-            "max_len": self.config.max_len,
-            "params": self.params["total"],
-            "epochs_run": self.epochs_run,
-            "best_epoch": self.best_epoch,
-            "avg_epoch_time_s": round(self.avg_epoch_time_s, 4),
-            "val": self.best_val,
-            "test": self.test.metrics,
-            "cold_start": self.cold,
-        }
 
 
 @dataclass
