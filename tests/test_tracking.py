@@ -9,6 +9,7 @@ end FAILED, and adopting a run created beforehand (MLFLOW_RUN_ID, as under `mlfl
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -24,6 +25,7 @@ import yaml
 from mlflow import MlflowClient
 
 from helpers import SHARED_DATA, run_xlrec, xlrec_env
+from xlrec.config import settings_class
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -158,7 +160,13 @@ def test_both_runs_finished_in_one_experiment_with_identical_keys(trained, clien
         assert run.data.params["epochs"] == str(EPOCHS) and run.data.params["max_len"] == "20"
         assert run.data.tags["xlrec.status"] == "completed"
     a, b = (runs[m] for m in MODELS)
-    assert set(a.data.params) == set(b.data.params)
+    # the run settings are the same keys; each model adds exactly its own family's settings
+    arch = {m: {f.name for f in dataclasses.fields(settings_class(m))} for m in MODELS}
+    assert set(a.data.params) - arch[MODELS[0]] == set(b.data.params) - arch[MODELS[1]]
+    for m, run in runs.items():
+        assert arch[m] <= set(run.data.params)
+        assert set(run.data.params) & (set().union(*arch.values()) - arch[m]) == set()
+    assert "num_heads" in b.data.params and "num_heads" not in a.data.params  # sasrec has heads, gru4rec none
     assert set(a.data.metrics) == set(b.data.metrics)
     # the final JSON line and the logged metrics are the same numbers
     for m, run in runs.items():

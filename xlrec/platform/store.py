@@ -24,7 +24,11 @@ from xlrec.redact import basic_auth_request, redact
 # Base schemes MLflow has a tracking store for (a bare path or file: is MLflow's file store).
 _SQL = {"sqlite", "postgresql", "mysql", "mssql"}
 _KNOWN = {"", "file", "http", "https", "databricks", "databricks-uc", "uc"} | _SQL
-_TIMEOUT_S = 5
+# A store that refuses (dead server, wrong port, bad password) answers at once; this bounds only
+# one that accepts and then stalls. 30 s, not 5: a tracking server on a loaded machine (a sweep's
+# trials, their Ray workers and the server sharing two cores) answered its health check in over
+# 5 s, and the trial then failed before training.
+_TIMEOUT_S = 30
 
 
 class StoreError(XlrecError):
