@@ -112,6 +112,10 @@ class SweepRecorder:
     def log_metrics(self, metrics: dict[str, float]) -> None:
         mlflow.log_metrics(metrics)
 
+    def log_spec(self, text: str) -> None:
+        """The sweep's spec, as `xlrec sweep --spec sweep.yaml` re-runs it."""
+        mlflow.log_text(redact(text), "sweep.yaml")
+
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         mlflow.log_artifact(str(path), artifact_path=artifact_path)
 

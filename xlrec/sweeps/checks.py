@@ -35,30 +35,37 @@ def _resources(flag: str, value: Any) -> None:
 
 
 def check_spec(spec) -> None:
-    """Raise ConfigError for the first unusable argument of a SweepSpec."""
+    """Raise ConfigError for the first unusable argument of a SweepSpec (a spec file's keys were
+    checked, with their lines, when it was read: xlrec.sweeps.spec_file)."""
     from xlrec.data_prep import DATASETS
     from xlrec.rec_models import MODELS
+    from xlrec.sweeps.spec import METRICS
 
     if spec.mode not in ("search", "grid"):
         _fail(f"--mode must be search or grid, got {spec.mode!r}.")
     grid = spec.mode == "grid"
-    models = spec.models if grid else [spec.model]
-    datasets = spec.datasets if grid else [spec.dataset]
     for flag, values, known in (
-        ("--models" if grid else "--model", models, MODELS),
-        ("--datasets" if grid else "--dataset", datasets, DATASETS),
+        ("--models" if grid else "--model", spec.models, MODELS),
+        ("--datasets" if grid else "--dataset", spec.datasets, DATASETS),
     ):
         if not values:
             _fail(f"{flag} is empty; name at least one of: {', '.join(known)}.")
         unknown = [v for v in values if v not in known]
         if unknown:
             _fail(f"{flag}: unknown name(s) {', '.join(map(repr, unknown))}. Choose from: {', '.join(known)}.")
-    if grid:
-        for flag, values in (("--max-lens", spec.max_lens), ("--seeds", spec.seeds)):
-            if not values:
-                _fail(f"{flag} is empty; a grid needs at least one value.")
+    if not grid and len(spec.datasets) > 1:
+        _fail("a search tunes on one dataset; name one --dataset (or write one spec per dataset).")
+    unknown = [m for m in spec.per_model if m not in spec.models]
+    if unknown:
+        _fail(f"settings are given for model(s) {', '.join(map(repr, unknown))} that the sweep does not run.")
+    if grid and not spec.seeds:
+        _fail("--seeds is empty; a grid needs at least one value.")
+    if spec.metric not in METRICS:
+        _fail(f"the metric must be one of {', '.join(METRICS)}, got {spec.metric!r}.")
+    if spec.epochs is None and not grid:
+        _fail("a search needs --epochs (the most a trial trains; ASHA schedules on it).")
     ints = {
-        "--epochs": (spec.epochs, 1),
+        "--epochs": (spec.epochs if spec.epochs is not None else 1, 1),
         "--seed": (spec.seed, 0),
         "--max-concurrent": (spec.max_concurrent, 0),
         "--max-failures": (spec.max_failures, -1),
@@ -71,7 +78,7 @@ def check_spec(spec) -> None:
             _fail(f"{flag} must be {what}, got {value!r}.")
     if spec.seed >= 2**32:
         _fail(f"--seed must be below 2**32, got {spec.seed}.")
-    if not grid and spec.grace_period > spec.epochs:
+    if not grid and spec.pruning and spec.grace_period > spec.epochs:
         _fail(
             f"--grace-period ({spec.grace_period}) cannot exceed --epochs ({spec.epochs}): ASHA could never "
             f"prune a trial."
@@ -86,18 +93,30 @@ def check_spec(spec) -> None:
     for key in spec.overrides:
         if key in _OWN_FLAGS:
             _fail(f"--set {key}=... is not a fixed training setting of a sweep; use {_OWN_FLAGS[key]} instead.")
-        if grid and key in _GRID_AXES:
-            _fail(f"--set {key}=... would be overridden by the grid; use {_GRID_AXES[key]} instead.")
+        if grid and (key == "seed" or key in spec.axes()):
+            _fail(
+                f"--set {key}=... (a fixed setting) would be overridden by the grid; use {_GRID_AXES[key]} "
+                f"(or the spec's grid) instead."
+                if key in _GRID_AXES
+                else f"{key} is both a fixed setting and a grid axis; keep one."
+            )
+    if not grid:
+        _check_space(spec)
 
 
-def grid_cells(spec) -> list[dict[str, Any]]:
-    """The (model, dataset, max_len, seed) settings whose configs the preflight resolves."""
-    if spec.mode != "grid":
-        return [{"model": spec.model, "dataset": spec.dataset}]
-    return [
-        {"model": m, "dataset": d, "max_len": L, "seed": s}
-        for d in spec.datasets
-        for m in spec.models
-        for L in spec.max_lens
-        for s in spec.seeds
-    ]
+def _check_space(spec) -> None:
+    """A searched setting that none of the searched models has would be sampled for nothing."""
+    from xlrec.sweeps.space import DEFAULT_SPACE, model_space
+
+    asked = set(DEFAULT_SPACE if spec.space is None else spec.space)
+    for entry in spec.per_model.values():
+        asked |= set(entry.get("space", {}))
+    searched = {k for m in spec.models for k in model_space(spec, m)} | {"embedding_dim"}
+    missing = sorted(asked - searched - {"head_dim"} - set(spec.overrides))
+    if missing and spec.space is not None:
+        _fail(
+            f"the search space names {', '.join(missing)}, which no model of this search "
+            f"({', '.join(spec.models)}) has; remove it or search a model that has it."
+        )
+    if not searched - {"embedding_dim"} and not any(model_space(spec, m) for m in spec.models):
+        _fail("the search space is empty once the fixed settings are taken out; search at least one setting.")

@@ -25,22 +25,28 @@ def _names(text: str) -> list[str]:
 
 
 def add_sweep_command(sub, lenient) -> None:
-    p = sub.add_parser("sweep", help="Ray Tune trials with Optuna search (search) or the paper's grid (grid)")
-    p.add_argument("--mode", default="search", choices=["search", "grid"])
-    p.add_argument("--model", default="xlstm", help="search mode: the model whose architecture is searched")
-    p.add_argument("--dataset", default="ml-100k", help="search mode: the dataset")
+    p = sub.add_parser(
+        "sweep",
+        help="Ray Tune trials: an Optuna search or a grid, from a spec file (--spec) or flags",
+        description="Flags given with --spec override the spec's values (e.g. --epochs 2 for a quick check). "
+        "Defaults (without a spec): a search of 8 trials of xlstm on ml-100k.",
+    )
+    p.add_argument("--spec", default=None, type=lenient(str), help="sweep spec YAML (see benchmarks/grids/)")
+    p.add_argument("--mode", default=None, choices=["search", "grid"])
+    p.add_argument("--model", default=None, help="search mode: the model whose architecture is searched")
+    p.add_argument("--dataset", default=None, help="search mode: the dataset")
     p.add_argument("--models", type=_names, default=None, help="grid mode: comma-separated models")
     p.add_argument("--datasets", type=_names, default=None, help="grid mode: comma-separated datasets")
-    p.add_argument("--max-lens", type=_ints, default=[32, 64, 128], help="grid mode: max_len values")
-    p.add_argument("--seeds", type=_ints, default=[42, 123, 2023], help="grid mode: seeds")
-    p.add_argument("--trials", type=lenient(int), default=8, help="search mode: number of Optuna trials")
-    p.add_argument("--epochs", type=lenient(int), default=8, help="maximum epochs per trial")
-    p.add_argument("--grace-period", type=lenient(int), default=2, help="ASHA: epochs before a trial can be pruned")
-    p.add_argument("--seed", type=lenient(int), default=42, help="TPE sampler seed")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0)
-    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractional: 0.25 packs 4 trials per GPU")
-    p.add_argument("--max-concurrent", type=lenient(int), default=0, help="bound on concurrent trials (0 = Ray's)")
-    p.add_argument("--max-failures", type=lenient(int), default=0, help="retries per failed trial")
+    p.add_argument("--max-lens", type=_ints, default=None, help="grid mode: max_len values (default 32,64,128)")
+    p.add_argument("--seeds", type=_ints, default=None, help="grid mode: seeds (default 42,123,2023)")
+    p.add_argument("--trials", type=lenient(int), default=None, help="search mode: number of Optuna trials (8)")
+    p.add_argument("--epochs", type=lenient(int), default=None, help="maximum epochs per trial (8)")
+    p.add_argument("--grace-period", type=lenient(int), default=None, help="ASHA: epochs before pruning (2)")
+    p.add_argument("--seed", type=lenient(int), default=None, help="TPE sampler seed (42)")
+    p.add_argument("--cpus-per-trial", type=float, default=None, help="(1)")
+    p.add_argument("--gpus-per-trial", type=float, default=None, help="fractional: 0.25 packs 4 trials per GPU (0)")
+    p.add_argument("--max-concurrent", type=lenient(int), default=None, help="bound on concurrent trials (0 = Ray's)")
+    p.add_argument("--max-failures", type=lenient(int), default=None, help="retries per failed trial (0)")
     p.add_argument(
         "--tracking-uri",
         default=None,
@@ -75,26 +81,16 @@ def add_sweep_command(sub, lenient) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="fixed training setting for every trial, e.g. --set window_stride=0",
+        help="fixed training setting for every trial, e.g. --set window_stride=0 (added to the spec's `fixed`)",
     )
     p.set_defaults(func=cmd_sweep)
 
 
-def cmd_sweep(args: argparse.Namespace) -> int:
+def _set_values(items: list[str]) -> dict:
     import yaml
 
-    from xlrec.sweeps.driver import run_sweep
-    from xlrec.sweeps.spec import SweepSpec
-
-    if args.mode == "search":
-        for flag, given in (("--models", args.models), ("--datasets", args.datasets)):
-            if given is not None:  # silently searching only --model would ignore what was asked for
-                raise ConfigError(
-                    f"{flag} applies to --mode grid only; a search tunes one --model on one "
-                    f"--dataset. Pass --mode grid, or --model/--dataset."
-                )
     overrides = {}
-    for item in args.set:
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}.")
@@ -108,31 +104,67 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if isinstance(parsed, str) and _SCI.fullmatch(parsed.strip()):
             parsed = float(parsed)  # YAML 1.1 reads 1e-3 (no dot) as a string
         overrides[key.strip()] = parsed
-    spec = SweepSpec(
-        mode=args.mode,
-        model=args.model,
-        dataset=args.dataset,
-        models=args.models or [args.model],
-        datasets=args.datasets or [args.dataset],
-        max_lens=args.max_lens,
-        seeds=args.seeds,
-        trials=args.trials,
-        epochs=args.epochs,
-        grace_period=args.grace_period,
-        seed=args.seed,
-        cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial,
-        max_concurrent=args.max_concurrent,
-        max_failures=args.max_failures,
-        tracking_uri=args.tracking_uri,
-        experiment=args.experiment,
-        ray_address=args.ray_address,
-        storage_path=args.storage_path,
-        study_storage=args.study_storage,
-        name=args.name,
-        source=args.source,
-        overrides=overrides,
-        resume=args.resume,
-    )
-    run_sweep(spec)
+    return overrides
+
+
+# flag -> SweepSpec field, for the flags that map one to one
+_PLAIN = {
+    "trials": "trials",
+    "epochs": "epochs",
+    "grace_period": "grace_period",
+    "seed": "seed",
+    "cpus_per_trial": "cpus_per_trial",
+    "gpus_per_trial": "gpus_per_trial",
+    "max_concurrent": "max_concurrent",
+    "max_failures": "max_failures",
+    "seeds": "seeds",
+    "tracking_uri": "tracking_uri",
+    "experiment": "experiment",
+    "ray_address": "ray_address",
+    "storage_path": "storage_path",
+    "study_storage": "study_storage",
+    "name": "name",
+    "source": "source",
+    "resume": "resume",
+}
+
+
+def spec_from_args(args: argparse.Namespace):
+    """The SweepSpec of a command line: the spec file's (or the defaults'), with every given flag on top."""
+    from xlrec.sweeps.spec import SweepSpec
+    from xlrec.sweeps.spec_file import load_spec
+
+    spec = load_spec(args.spec) if args.spec else SweepSpec()
+    if args.mode:
+        spec.mode = args.mode
+    if spec.mode == "search":
+        for flag, given in (("--models", args.models), ("--datasets", args.datasets)):
+            if given is not None and not args.spec:  # silently searching only --model would ignore the ask
+                raise ConfigError(
+                    f"{flag} applies to --mode grid only; a search tunes one --model on one "
+                    f"--dataset. Pass --mode grid, or --model/--dataset."
+                )
+    models = args.models or ([args.model] if args.model else None)
+    datasets = args.datasets or ([args.dataset] if args.dataset else None)
+    if models:
+        spec.models = models
+        spec.per_model = {m: v for m, v in spec.per_model.items() if m in models}
+    if datasets:
+        spec.datasets = datasets
+    if args.max_lens is not None:  # the max_len axis replaced, the spec's other axes kept
+        others = [{k: v for k, v in c.items() if k != "max_len"} for c in spec.grid]
+        others = [dict(c) for c in {tuple(sorted(c.items())): c for c in others}.values()]
+        spec.grid = [{**c, "max_len": L} for c in others for L in args.max_lens]
+    for flag, field_name in _PLAIN.items():
+        value = getattr(args, flag)
+        if value is not None and value is not False:
+            setattr(spec, field_name, value)
+    spec.overrides.update(_set_values(args.set))
+    return spec
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from xlrec.sweeps.driver import run_sweep
+
+    run_sweep(spec_from_args(args))
     return 0

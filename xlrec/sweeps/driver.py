@@ -23,6 +23,7 @@ from xlrec.sweeps.preflight import prepare_data
 from xlrec.sweeps.progress import SweepProgress, say, start_line
 from xlrec.sweeps.resume_state import ResumeState
 from xlrec.sweeps.spec import SweepSpec
+from xlrec.sweeps.spec_file import spec_yaml
 from xlrec.sweeps.stopping import StopSignals, abort, stop_ray
 from xlrec.sweeps.tracking_server import serve_tracking, served_port
 
@@ -68,29 +69,31 @@ def _open_parent(
 
 
 def _sweep_params(spec: SweepSpec) -> dict[str, Any]:
-    """The sweep's settings, under the names of the MLproject parameters."""
+    """The sweep's settings, under the names of the spec's keys (the MLproject parameters for
+    the ones it has); the spec file itself is logged beside them."""
+    params: dict[str, Any] = {
+        "mode": spec.mode,
+        "models": ",".join(spec.models),
+        "datasets": ",".join(spec.datasets),
+        "epochs": spec.epochs if spec.epochs is not None else "model default",
+        "metric": spec.metric,
+        "cpus_per_trial": spec.cpus_per_trial,
+        "gpus_per_trial": spec.gpus_per_trial,
+        "max_concurrent": spec.max_concurrent,
+    }
     if spec.mode == "search":
-        params = {"mode": spec.mode, "model": spec.model, "dataset": spec.dataset, "trials": spec.trials}
+        params.update(
+            {"model": spec.model, "dataset": spec.dataset, "trials": spec.trials, "sampler_seed": spec.seed}
+        )
+        params.update({"pruning": spec.pruning, "grace_period": spec.grace_period})
     else:
-        params = {
-            "mode": spec.mode,
-            "models": ",".join(spec.models),
-            "datasets": ",".join(spec.datasets),
-            "max_lens": ",".join(map(str, spec.max_lens)),
-            "seeds": ",".join(map(str, spec.seeds)),
-        }
-    params.update(
-        {
-            "epochs": spec.epochs,
-            "grace_period": spec.grace_period,
-            "sampler_seed": spec.seed,
-            "cpus_per_trial": spec.cpus_per_trial,
-            "gpus_per_trial": spec.gpus_per_trial,
-            "max_concurrent": spec.max_concurrent,
-        }
-    )
+        params["seeds"] = ",".join(map(str, spec.seeds))
+        params.update({f"grid.{k}": ",".join(str(c[k]) for c in spec.grid_cells() if k in c) for k in spec.axes()})
+        params["grid.cells"] = len(spec.grid_cells())
     params.update({f"set.{k}": v for k, v in spec.overrides.items()})
-    return params
+    for model, entry in spec.per_model.items():
+        params.update({f"set.{model}.{k}": v for k, v in entry.get("fixed", {}).items()})
+    return {k: str(v)[:6000] for k, v in params.items()}  # MLflow's limit on a param value
 
 
 def _run_trials(
@@ -103,7 +106,6 @@ def _run_trials(
     storage_path: str,
     saved: ResumeState | None,
 ) -> dict[str, Any]:
-    from xlrec.sweeps.checks import grid_cells
     from xlrec.sweeps.ray_session import concurrency, secret_env, start_ray
     from xlrec.sweeps.results import finish
     from xlrec.sweeps.tuner import make_tuner, study_storage
@@ -115,11 +117,12 @@ def _run_trials(
             storage_path, name, ResumeState(parent_id, tune_name, served_port(spec, uri), spec.server_pid)
         )
         recorder.log_params(_sweep_params(spec))
+        recorder.log_spec(spec_yaml(spec))
     recorder.set_tags({"xlrec.sweep": "parent", "xlrec.sweep_name": name})
     start_ray(spec, stop, secret_env(uri, spec.source))
-    spec.cells = len(grid_cells(spec)) if spec.mode == "grid" else spec.trials
+    spec.cells = len(spec.grid_cells()) if spec.mode == "grid" else spec.trials
     at_once = concurrency(spec, spec.cells)
-    progress = SweepProgress(spec.cells, at_once)
+    progress = SweepProgress(spec.cells, at_once, spec.metric)
     say(start_line(spec, uri, experiment_id, parent_id, at_once))
     tuner = make_tuner(spec, uri, parent_id, storage_path, tune_name, saved, callbacks=[progress])
     stop.in_tune = True

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from xlrec.errors import ConfigError
 from xlrec.sweeps.spec import SweepSpec
 
 
@@ -28,7 +29,8 @@ def prepare_data(spec: SweepSpec) -> None:
     """
     from xlrec.config import TrainConfig, resolve_config
     from xlrec.data_prep import leave_two_out, prepare
-    from xlrec.sweeps.checks import check_spec, grid_cells
+    from xlrec.sweeps.checks import check_spec
+    from xlrec.sweeps.spec_file import cell_text
     from xlrec.training.evaluate import check_evaluable
 
     check_spec(spec)
@@ -37,11 +39,20 @@ def prepare_data(spec: SweepSpec) -> None:
         if os.environ.get(var):
             os.environ[var] = _absolute(os.environ[var]) or os.environ[var]
     configs: dict[str, TrainConfig] = {}
-    for cell in grid_cells(spec):  # validates the fixed settings against every cell's config
+    for cell in spec.grid_cells():  # the fixed settings and each cell's axes, checked together
         cell = dict(cell)
-        cfg = resolve_config(
-            cell.pop("model"), cell.pop("dataset"), overrides={**spec.overrides, **cell, "source": spec.source}
-        )
+        model, dataset = cell.pop("model"), cell.pop("dataset")
+        try:
+            cfg = resolve_config(
+                model, dataset, overrides={**spec.fixed_for(model), **cell, "source": spec.source}
+            )
+        except ConfigError as exc:
+            where = f"sweep spec {spec.spec_file}" if spec.spec_file else "the sweep"
+            reason = str(exc).replace(" Fix the flag or the --config file and run again.", "")
+            raise ConfigError(
+                f"In {where}, the trial {cell_text({'model': model, 'dataset': dataset, **cell})} cannot run: "
+                f"{reason} Fix the spec or the flags and run again; nothing was started."
+            ) from None
         configs.setdefault(cfg.dataset, cfg)
     for cfg in configs.values():
         data = prepare(cfg.dataset, cfg.prep, cfg.source)

@@ -17,10 +17,7 @@ from ray.tune import Callback
 
 from xlrec.redact import redact
 from xlrec.sweeps.space import settings_text
-from xlrec.sweeps.spec import SweepSpec
-from xlrec.sweeps.trial import METRIC
-
-METRIC_LABEL = "val Recall@10"
+from xlrec.sweeps.spec import METRICS, SweepSpec
 
 
 def say(text: str) -> None:
@@ -67,8 +64,9 @@ class SweepProgress(Callback):
     far, elapsed time and an estimate of the time left (mean trial duration x trials left /
     trials running at once)."""
 
-    def __init__(self, total: int, concurrency: int = 1):
+    def __init__(self, total: int, concurrency: int = 1, metric: str = "val_recall_at_10"):
         self.total = total
+        self.metric, self.label = metric, METRICS[metric]
         self.started = time.monotonic()
         self._start: dict[str, float] = {}
         self._durations: list[float] = []
@@ -85,7 +83,7 @@ class SweepProgress(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         result = trial.last_result or {}
         number = self._number(trials, trial)
-        score = result.get(METRIC)
+        score = result.get(self.metric)
         if result.get("trial_finished"):
             outcome, detail = "finished", ""
             if score is not None and (self.best is None or score > self.best[0]):
@@ -110,7 +108,7 @@ class SweepProgress(Callback):
         done = max(done, sum(self.outcomes.values()) + 1)
         parts = [f"trial {number}/{self.total} {outcome}", settings_text(trial.config)]
         if score is not None:
-            parts.append(f"{METRIC_LABEL} {score:.4f}")
+            parts.append(f"{self.label} {score:.4f}")
         parts.append(f"best {self.best[0]:.4f} (trial {self.best[1]})" if self.best else "best -")
         parts.append(f"{done}/{self.total} done")
         parts.append(f"elapsed {duration(now - self.started)}")
@@ -127,22 +125,26 @@ class SweepProgress(Callback):
             f"{o['pruned']} pruned, {o['failed']} failed"
         )
         if self.best:
-            text += f"; best {METRIC_LABEL} {self.best[0]:.4f} (trial {self.best[1]}: {self.best[2]})"
+            text += f"; best {self.label} {self.best[0]:.4f} (trial {self.best[1]}: {self.best[2]})"
         return text
 
 
 def start_line(spec: SweepSpec, uri: str, experiment_id: str, parent_id: str, concurrency: int) -> str:
     """What runs, where, and where to watch it."""
     if spec.mode == "search":
+        models = spec.model if len(spec.models) == 1 else f"{'/'.join(spec.models)} (sampled)"
+        pruning = "ASHA pruning" if spec.pruning else "no pruning"
         what = (
-            f"{spec.trials} trials of {spec.model} on {spec.dataset} (Optuna TPE search, ASHA pruning, "
-            f"up to {spec.epochs} epochs each)"
+            f"{spec.trials} trials of {models} on {spec.dataset} (Optuna TPE search, {pruning}, "
+            f"{spec.epochs_text()} each)"
         )
     else:
+        axes = "".join(
+            f", {k} {'/'.join(dict.fromkeys(str(c[k]) for c in spec.grid_cells() if k in c))}" for k in spec.axes()
+        )
         what = (
-            f"{spec.cells} grid trials ({', '.join(spec.models)} on {', '.join(spec.datasets)}, max_len "
-            f"{'/'.join(map(str, spec.max_lens))}, seeds {'/'.join(map(str, spec.seeds))}, "
-            f"up to {spec.epochs} epochs each)"
+            f"{spec.cells} grid trials ({', '.join(spec.models)} on {', '.join(spec.datasets)}{axes}, "
+            f"seeds {'/'.join(map(str, spec.seeds))}, {spec.epochs_text()} each)"
         )
     where = f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{parent_id}"
     line = (

@@ -19,19 +19,20 @@ import yaml
 
 from xlrec.platform.reports import aggregate_table4
 from xlrec.redact import redact
-from xlrec.sweeps.spec import SweepSpec
+from xlrec.sweeps.space import trial_overrides
+from xlrec.sweeps.spec import METRICS, SweepSpec
 from xlrec.sweeps.trial import METRIC
 
 if TYPE_CHECKING:
     from xlrec.platform.sweep_runs import SweepRecorder
 
-TARGET_NAME = "validation Recall@10"
 # The columns a reader looks at first; the rest follow.
 _FIRST = [
     "trial",
     "run_name",
     "status",
     METRIC,
+    "val_ndcg_at_10",
     "test_recall_at_10",
     "test_ndcg_at_10",
     "test_mrr_at_10",
@@ -57,9 +58,10 @@ def _status(res) -> str:
 def trials_table(spec: SweepSpec, results, recorder: SweepRecorder) -> pd.DataFrame:
     """One row per trial; the trial runs Tune stopped are closed on the way (close_trial)."""
     rows = []
-    fixed = {**base_defaults(spec), **spec.overrides}
     for number, res in enumerate(results, start=1):
-        m, cfg = res.metrics or {}, res.config or {}
+        m, cfg = res.metrics or {}, trial_overrides(res.config or {})
+        model = cfg.get("model", spec.model)
+        fixed = {**base_defaults(spec), **spec.fixed_for(model)}
         run_id, status = m.get("mlflow_run_id"), _status(res)
         reason = failure_reason(res.error) if res.error is not None else ""
         if run_id:
@@ -71,7 +73,7 @@ def trials_table(spec: SweepSpec, results, recorder: SweepRecorder) -> pd.DataFr
             "status": status,
             "mlflow_run_id": run_id,
             "run_name": "",
-            "model": cfg.get("model", spec.model),
+            "model": model,
             "dataset": cfg.get("dataset", spec.dataset),
             "max_len": cfg.get("max_len", fixed.get("max_len")),
             "seed": cfg.get("seed", fixed.get("seed")),
@@ -82,8 +84,10 @@ def trials_table(spec: SweepSpec, results, recorder: SweepRecorder) -> pd.DataFr
             "dropout": cfg.get("dropout", fixed.get("dropout")),
             "epochs": m.get("epoch"),
             METRIC: m.get(METRIC),
+            "val_ndcg_at_10": m.get("val_ndcg_at_10"),
             "error": reason[:300],
         }
+        row.update({k: cfg[k] for k in spec.axes() if k in cfg and k not in row})
         if run_id:
             run = recorder.trial_run(run_id)
             rm = run.metrics
@@ -118,7 +122,7 @@ def finish(spec: SweepSpec, results, recorder: SweepRecorder, study_name: str, s
         table.to_csv(tmp / "trials.csv", index=False)
         recorder.log_artifact(tmp / "trials.csv")
         if spec.mode == "search":
-            for png in optuna_plots(study_name, study_storage, tmp):
+            for png in optuna_plots(study_name, study_storage, tmp, METRICS[spec.metric]):
                 recorder.log_artifact(png, artifact_path="optuna")
         else:
             agg = aggregate_table4(table)
@@ -128,11 +132,13 @@ def finish(spec: SweepSpec, results, recorder: SweepRecorder, study_name: str, s
             recorder.log_artifact(tmp / "table4.md")
     counts = table["status"].value_counts().to_dict() if len(table) else {}
     done = table[table["status"] == "FINISHED"]
-    best = done.sort_values(METRIC, ascending=False).head(1).to_dict("records") if len(done) else []
+    best = done.sort_values(spec.metric, ascending=False).head(1).to_dict("records") if len(done) else []
     champion = _champion(recorder, best[0]) if best else None
     metrics = {}
     if best:  # the best trial's scores, under the keys its own run uses: the runs list compares them
         metrics["best_val_recall_at_10"] = float(best[0][METRIC])
+        if best[0].get("val_ndcg_at_10") is not None:
+            metrics["best_val_ndcg_at_10"] = float(best[0]["val_ndcg_at_10"])
         metrics.update(
             {
                 k: float(best[0][k])
@@ -192,16 +198,17 @@ def _champion(recorder: SweepRecorder, best: dict) -> dict | None:
 def _description(spec, table: pd.DataFrame, best: dict | None, champion: dict | None) -> str:
     """The parent run's description (markdown)."""
     counts = table["status"].value_counts().to_dict() if len(table) else {}
-    lines = [
+    lines = [spec.description, ""] if spec.description else []
+    lines += [
         f"**{spec.name}**: {spec.mode} sweep, {len(table)} trials "
         f"({counts.get('FINISHED', 0)} finished, {counts.get('PRUNED', 0)} pruned, "
-        f"{counts.get('FAILED', 0)} failed), up to {spec.epochs} epochs each.",
+        f"{counts.get('FAILED', 0)} failed), {spec.epochs_text()} each.",
         "",
     ]
     if best:
         lines.append(
-            f"Best trial: **{best['run_name']}** (run `{best['mlflow_run_id']}`): {TARGET_NAME} "
-            f"{_num(best[METRIC])}, test Recall@10 {_num(best.get('test_recall_at_10'))}, "
+            f"Best trial (by {METRICS[spec.metric]}): **{best['run_name']}** (run `{best['mlflow_run_id']}`): "
+            f"val Recall@10 {_num(best[METRIC])}, val NDCG@10 {_num(best.get('val_ndcg_at_10'))}, test Recall@10 {_num(best.get('test_recall_at_10'))}, "
             f"NDCG@10 {_num(best.get('test_ndcg_at_10'))}."
         )
     else:
@@ -215,7 +222,7 @@ def _description(spec, table: pd.DataFrame, best: dict | None, champion: dict | 
         ]
     lines += [
         "",
-        "Artifacts: `trials.csv` (one row per trial)"
+        "Artifacts: `sweep.yaml` (the spec; `xlrec sweep --spec sweep.yaml` runs it again), `trials.csv` (one row per trial)"
         + (", `optuna/` (Optuna's plots)." if spec.mode == "search" else ", `table4.csv` (mean ± std over seeds)."),
     ]
     return "\n".join(lines)
@@ -244,7 +251,7 @@ def _jsonable(row: dict) -> dict:
     return {k: (None if (isinstance(v, float) and v != v) else v) for k, v in row.items()}
 
 
-def optuna_plots(study_name: str, storage: str, tmp: Path) -> list[Path]:
+def optuna_plots(study_name: str, storage: str, tmp: Path, target: str = "val Recall@10") -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -263,12 +270,12 @@ def optuna_plots(study_name: str, storage: str, tmp: Path) -> list[Path]:
     ]
     for name, fn in plots:
         try:  # the axis names the metric, not Optuna's generic "Objective Value"
-            ax = fn(study) if name == "intermediate_values" else fn(study, target_name=TARGET_NAME)
+            ax = fn(study) if name == "intermediate_values" else fn(study, target_name=target)
         except Exception as exc:  # e.g. importances need >= 2 completed trials
             print(f"[xlrec] skipped the {name} plot: {exc}", file=sys.stderr)
             continue
         if name == "intermediate_values":
-            ax.set_ylabel(f"{TARGET_NAME} (per epoch)")
+            ax.set_ylabel(f"{target} (per epoch)")
             ax.set_xlabel("epoch")
         fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
         fig.set_size_inches(9, 5)

@@ -1,49 +1,86 @@
-"""The architecture search space, define-by-run so constraints never crash a trial.
+"""The search space, define-by-run so constraints never crash a trial, and the names trials get.
 
-`embedding_dim` is sampled as heads x per-head width, so it is always divisible by the
-number of heads (mLSTM and attention both need that) instead of being rejected later.
+A spec's `search.space` (and a model's own `space`) are Optuna distributions by setting; without
+one the built-in space below is searched. `head_dim` is a helper: `embedding_dim` is sampled as
+heads x per-head width, so it is always divisible by the number of heads (mLSTM and attention
+both need that) instead of being rejected later. With several models, Optuna samples the model
+first and then that model's space (a conditional space; TPE handles it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import optuna
 
+from xlrec.sweeps.spec import SweepSpec
+
 # Sized so a default search on ML-100K fits a 2-core CPU in minutes (dims 16..128, 1-2 blocks);
-# widen them for GPU sweeps of the paper's larger settings (dim 256, 4 blocks).
-HEADS = (1, 2, 4)
-HEAD_DIMS = (16, 32)
-BLOCKS = (1, 2)  # inclusive range
-LR = (3e-4, 3e-3)
-DROPOUT = (0.0, 0.5)
+# widen it in a spec for GPU sweeps of the paper's larger settings (dim 256, 4 blocks).
+DEFAULT_SPACE: dict[str, dict[str, Any]] = {
+    "num_heads": {"categorical": [1, 2, 4]},
+    "head_dim": {"categorical": [16, 32]},
+    "num_blocks": {"int": [1, 2], "log": False},
+    "lr": {"float": [3e-4, 3e-3], "log": True},
+    "dropout": {"float": [0.0, 0.5], "log": False},
+}
+# A family without heads (GRU4Rec, LSTM) searches the same widths directly.
+_WIDTHS = {"categorical": [16, 32, 64, 128]}
 
 
-def define_space(trial: optuna.Trial, fixed: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    """Sample the architecture; settings fixed with `--set` are not searched (they hold for every trial)."""
-    fixed = fixed or {}
-    const: dict[str, Any] = {}
-    if "embedding_dim" in fixed:  # only head counts that divide the fixed width
-        if "num_heads" not in fixed:
-            dim = int(fixed["embedding_dim"])
-            trial.suggest_categorical("num_heads", [h for h in HEADS if dim % h == 0] or [1])
-    else:
-        heads = int(fixed["num_heads"]) if "num_heads" in fixed else trial.suggest_categorical("num_heads", list(HEADS))
-        head_dim = trial.suggest_categorical("head_dim", list(HEAD_DIMS))
-        const["embedding_dim"] = heads * head_dim  # constant (derived) value for the trial config
-    if "num_blocks" not in fixed:
-        trial.suggest_int("num_blocks", *BLOCKS)
-    if "lr" not in fixed:
-        trial.suggest_float("lr", *LR, log=True)
-    if "dropout" not in fixed:
-        trial.suggest_float("dropout", *DROPOUT)
-    return const or None
+def _family_keys(model: str) -> set[str]:
+    from xlrec.config import PREP_HINTS, RUN_HINTS, settings_class
+
+    return {f.name for f in dataclasses.fields(settings_class(model))} | set(RUN_HINTS) | set(PREP_HINTS)
+
+
+def model_space(spec: SweepSpec, model: str) -> dict[str, dict[str, Any]]:
+    """What a trial of `model` samples: the spec's space (or the built-in one) with the model's own
+    on top, less the settings the model does not have and those fixed for it."""
+    space = dict(DEFAULT_SPACE if spec.space is None else spec.space)
+    space.update(spec.per_model.get(model, {}).get("space", {}))
+    own, fixed = _family_keys(model), spec.fixed_for(model)
+    if spec.space is None and "num_heads" not in own and "embedding_dim" not in space:
+        space["embedding_dim"] = _WIDTHS
+    if "num_heads" not in own or "embedding_dim" in fixed:
+        space.pop("head_dim", None)
+    return {k: v for k, v in space.items() if (k in own or k == "head_dim") and k not in fixed}
+
+
+def _suggest(trial: optuna.Trial, key: str, dist: dict[str, Any]) -> Any:
+    if "categorical" in dist:
+        return trial.suggest_categorical(key, dist["categorical"])
+    if "int" in dist:
+        return trial.suggest_int(key, *dist["int"], step=dist.get("step", 1), log=dist.get("log", False))
+    return trial.suggest_float(key, *dist["float"], step=dist.get("step"), log=dist.get("log", False))
+
+
+def define_space(trial: optuna.Trial, spec: SweepSpec) -> dict[str, Any] | None:
+    """Sample one trial's settings (Ray's OptunaSearch define-by-run); returns the derived constants."""
+    model = trial.suggest_categorical("model", spec.models) if len(spec.models) > 1 else spec.models[0]
+    fixed = spec.fixed_for(model)
+    space = model_space(spec, model)
+    if "embedding_dim" in fixed and "num_heads" in space and "categorical" in space["num_heads"]:
+        dim = int(fixed["embedding_dim"])  # only head counts that divide the fixed width
+        space["num_heads"] = {"categorical": [h for h in space["num_heads"]["categorical"] if dim % h == 0] or [1]}
+    sampled = {key: _suggest(trial, key, dist) for key, dist in space.items()}
+    if "head_dim" not in sampled:
+        return None
+    heads = sampled.get("num_heads", fixed.get("num_heads"))
+    if heads is None:  # the model's default head count for this dataset
+        from xlrec.config import resolve_config
+
+        heads = getattr(resolve_config(model, spec.dataset).arch, "num_heads", 1)
+    return {"embedding_dim": int(heads) * int(sampled["head_dim"])}  # constant (derived) value for the trial
 
 
 def trial_overrides(config: dict[str, Any]) -> dict[str, Any]:
-    """Turn a sampled config into TrainConfig overrides (drops the helper parameter head_dim)."""
-    out = {k: v for k, v in config.items() if not k.startswith("_") and k != "head_dim"}
-    if "head_dim" in config and "num_heads" in config:
+    """A trial's Tune config as TrainConfig overrides: a grid cell's settings, or what the search
+    sampled (the helper head_dim dropped; embedding_dim is its derived constant)."""
+    out = {k: v for k, v in config.items() if not k.startswith("_") and k not in ("head_dim", "cell")}
+    out.update(config.get("cell") or {})
+    if "head_dim" in config and "num_heads" in config and "embedding_dim" not in out:
         out["embedding_dim"] = int(config["num_heads"]) * int(config["head_dim"])
     return out
 
@@ -58,7 +95,8 @@ _SHORT = {
     "max_len": "L",
     "seed": "s",
 }
-_ORDER = ("embedding_dim", "num_heads", "num_blocks", "lr", "dropout", "max_len", "seed")
+_ORDER = ("embedding_dim", "num_heads", "num_blocks", "lr", "dropout", "max_len")
+_NOT_SHOWN = ("model", "dataset")
 
 
 def _number(value: Any, key: str) -> str:
@@ -66,27 +104,37 @@ def _number(value: Any, key: str) -> str:
         mantissa, exp = f"{float(value):.1e}".split("e")
         return f"{mantissa.rstrip('0').rstrip('.')}e{int(exp)}"
     if isinstance(value, float) and not value.is_integer():
-        return f"{value:.2f}"
+        return f"{value:.2f}" if key == "dropout" else f"{value:.4g}"
     return str(int(value)) if isinstance(value, float) else str(value)
 
 
 def sampled_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """The settings a search trial sampled (embedding_dim derived from heads x width), or a grid
-    cell's max_len and seed, in a fixed readable order."""
+    """What makes a trial different: the settings a search trial sampled (embedding_dim derived
+    from heads x width) or a grid cell's axes, in a fixed readable order, the seed last."""
     out = trial_overrides(config)
-    return {k: out[k] for k in _ORDER if k in out}
+    keys = [k for k in _ORDER if k in out]
+    keys += [k for k in out if k not in keys and k not in _NOT_SHOWN and k != "seed"]
+    keys += ["seed"] if "seed" in out else []
+    return {k: out[k] for k in keys}
+
+
+def _label(key: str, value: Any) -> str:
+    return f"{_SHORT[key]}{_number(value, key)}" if key in _SHORT else f"{key}={_number(value, key)}"
 
 
 def trial_label(model: str, config: dict[str, Any], dataset: str | None = None) -> str:
     """A trial's run name: the model and what this trial sampled, e.g. `xlstm d128 h4 b2 lr2e-3 drop0.12`
-    (search) or `sasrec L64 s123` (grid; `dataset` added when the grid spans several)."""
+    (search) or `sasrec L64 ema_decay=0.99 s123` (grid; `dataset` added when the grid spans several)."""
     parts = [model] + ([dataset] if dataset else [])
-    parts += [f"{_SHORT[k]}{_number(v, k)}" for k, v in sampled_settings(config).items()]
+    parts += [_label(k, v) for k, v in sampled_settings(config).items()]
     return " ".join(parts)
 
 
 def settings_text(config: dict[str, Any]) -> str:
-    """The sampled settings as `key=value` pairs for the progress lines."""
+    """The trial's model (when the sweep chose it) and sampled settings as `key=value` pairs for
+    the progress lines."""
+    model = trial_overrides(config).get("model")
     return " ".join(
-        f"{k}={_number(v, k) if k != 'lr' else f'{float(v):.3g}'}" for k, v in sampled_settings(config).items()
+        ([str(model)] if model else [])
+        + [f"{k}={_number(v, k) if k != 'lr' else f'{float(v):.3g}'}" for k, v in sampled_settings(config).items()]
     )

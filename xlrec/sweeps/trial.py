@@ -2,7 +2,7 @@
 
 The trial logs to the sweep's tracking server as a child of the sweep's parent run
 (set explicitly: Ray's and Optuna's MLflow integrations do not nest), reports validation
-Recall@10 to Tune every epoch (ASHA decides on it), and says in its last report whether
+Recall@10 and NDCG@10 to Tune every epoch (ASHA decides on the spec's metric), and says in its last report whether
 it finished on its own, so the driver can tell pruned trials from completed ones.
 """
 
@@ -57,6 +57,7 @@ class TuneReporter(Callback):
     def on_train_end(self, trainer, result) -> None:
         final = {
             METRIC: result.best_val.get("recall@10", 0.0),
+            "val_ndcg_at_10": result.best_val.get("ndcg@10", 0.0),
             "epoch": result.epochs_run,
             "mlflow_run_id": self.tracker.run_id,
             "trial_finished": True,
@@ -76,13 +77,14 @@ def run_trial(config: dict[str, Any]) -> None:
 
     spec = dict(config["_xlrec"])
     os.environ.pop("MLFLOW_RUN_ID", None)  # an inherited `mlflow run` id must not capture the trial
-    overrides = {**spec["overrides"], **trial_overrides(config)}
+    own = trial_overrides(config)
+    model = own.pop("model", spec["model"])
+    dataset = own.pop("dataset", spec["dataset"])
+    overrides = {**spec["overrides"], **spec.get("per_model", {}).get(model, {}), **own}
     # Credentials travel in the environment, never in Tune's (persisted) param space.
     spec["tracking_uri"] = os.environ.get(SECRET_URI_ENV) or spec["tracking_uri"]
     if os.environ.get(SECRET_SOURCE_ENV):
         overrides["source"] = os.environ[SECRET_SOURCE_ENV]
-    model = overrides.pop("model", spec["model"])
-    dataset = overrides.pop("dataset", spec["dataset"])
     cfg = resolve_config(model, dataset, overrides=overrides)
     if spec.get("threads"):
         cfg.num_threads = spec["threads"]
@@ -129,6 +131,7 @@ def _final_report(metrics: dict, run_id: str) -> dict:
     """The last Tune report of a finished trial, from its MLflow run."""
     report = {
         METRIC: metrics.get("best_val_recall_at_10", 0.0),
+        "val_ndcg_at_10": metrics.get("best_val_ndcg_at_10", 0.0),
         "epoch": int(metrics.get("epochs_run", 0)),
         "mlflow_run_id": run_id,
         "trial_finished": True,

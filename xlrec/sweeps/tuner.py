@@ -1,6 +1,6 @@
 """The sweep's `tune.Tuner`: what each trial gets (the param space), how trials are chosen
 (OptunaSearch with a seeded TPE sampler and an RDB study in search mode, `tune.grid_search` in
-grid mode) and stopped (ASHA on validation Recall@10, search mode only), and where Tune keeps
+grid mode) and stopped (ASHA on the spec's metric, in a search with pruning on), and where Tune keeps
 its state (restored by `--resume`)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from xlrec.redact import redact
 from xlrec.sweeps.paths import sweep_home
 from xlrec.sweeps.resume_state import ResumeState
 from xlrec.sweeps.spec import SweepSpec
-from xlrec.sweeps.trial import METRIC, run_trial
+from xlrec.sweeps.trial import run_trial
 
 
 def study_storage(spec: SweepSpec) -> str:
@@ -66,9 +66,9 @@ def _search_alg(spec: SweepSpec, study_name: str):
 
     storage = optuna.storages.RDBStorage(study_storage(spec))
     sampler = optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=max(2, min(5, spec.trials // 2)))
-    space = functools.partial(define_space, fixed=spec.overrides)  # --set values are fixed, not searched
+    space = functools.partial(define_space, spec=spec)  # fixed settings are not searched
     return _MarkingOptunaSearch(
-        space=space, metric=METRIC, mode="max", sampler=sampler, study_name=study_name, storage=storage
+        space=space, metric=spec.metric, mode="max", sampler=sampler, study_name=study_name, storage=storage
     )
 
 
@@ -84,19 +84,20 @@ def _param_space(spec: SweepSpec, uri: str, parent_id: str) -> dict[str, Any]:
         "tracking_uri": redact(uri),
         "experiment": spec.experiment,
         "parent_run_id": parent_id,
-        "overrides": {"epochs": spec.epochs, "source": redact(spec.source) if spec.source else None, **spec.overrides},
+        "overrides": {
+            **({"epochs": spec.epochs} if spec.epochs is not None else {}),
+            "source": redact(spec.source) if spec.source else None,
+            **spec.overrides,
+        },
+        "per_model": {m: p.get("fixed", {}) for m, p in spec.per_model.items() if p.get("fixed")},
         "threads": max(1, int(spec.cpus_per_trial)),
         "multi_dataset": spec.mode == "grid" and len(spec.datasets) > 1,
     }
     if spec.mode == "search":
         return {"_xlrec": base}
-    return {
-        "_xlrec": base,
-        "model": tune.grid_search(spec.models),
-        "dataset": tune.grid_search(spec.datasets),
-        "max_len": tune.grid_search(spec.max_lens),
-        "seed": tune.grid_search(spec.seeds),
-    }
+    # One grid axis of whole cells: Tune's per-key grid_search can only form a full cartesian
+    # product, and a spec's grid may list combinations or give a model axes of its own.
+    return {"_xlrec": base, "cell": tune.grid_search(spec.grid_cells())}
 
 
 def make_tuner(
@@ -128,16 +129,16 @@ def make_tuner(
         )
     search = spec.mode == "search"
     scheduler = ASHAScheduler(
-        metric=METRIC,
+        metric=spec.metric,
         mode="max",
         time_attr="training_iteration",
-        max_t=spec.epochs + 1,
+        max_t=(spec.epochs or 1) + 1,
         grace_period=spec.grace_period,
         reduction_factor=2,
     )
     tune_config = tune.TuneConfig(
         # ASHA prunes searches only: every grid cell (model, max_len, seed) must finish for Table 4
-        scheduler=scheduler if search else None,
+        scheduler=scheduler if search and spec.pruning else None,
         num_samples=spec.trials if search else 1,
         search_alg=_search_alg(spec, tune_name) if search else None,
         max_concurrent_trials=spec.max_concurrent or None,

@@ -1,0 +1,191 @@
+"""Sweep spec files: what they run (cells, search space, flags on top) and how a bad one is refused
+(the line named, nothing started). The sweeps themselves run in test_sweeps.py."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import optuna
+import pytest
+
+from xlrec.cli import main
+from xlrec.sweeps.checks import check_spec
+from xlrec.sweeps.commands import spec_from_args
+from xlrec.sweeps.space import define_space, model_space, trial_label
+from xlrec.sweeps.spec_file import load_spec, spec_yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+GRID = """\
+description: does the weight average help, per model?
+experiment: ema-check
+mode: grid
+datasets: [synthetic]
+models:
+  sasrec:
+    fixed: {dropout: 0.2}
+    grid: {ema_decay: [0.0, 0.99]}
+  gru4rec:
+seeds: [1, 2]
+epochs: 3
+fixed: {exclude_seen: false, synthetic_users: 40}
+grid: {max_len: [8, 16]}
+resources: {cpus_per_trial: 0.5, max_concurrent: 2}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_a_grid_spec_runs_every_combination_once(tmp_path):
+    spec = load_spec(write(tmp_path, GRID))
+    check_spec(spec)
+    cells = spec.grid_cells()
+    # sasrec: 2 max_len x 2 ema_decay x 2 seeds; gru4rec: 2 max_len x 2 seeds
+    assert len(cells) == 12
+    assert cells[0] == {"model": "sasrec", "dataset": "synthetic", "max_len": 8, "ema_decay": 0.0, "seed": 1}
+    assert sum(c["model"] == "gru4rec" for c in cells) == 4 and all("ema_decay" not in c for c in cells[8:])
+    assert spec.axes() == ["max_len", "ema_decay"]
+    assert spec.fixed_for("sasrec") == {"exclude_seen": False, "synthetic_users": 40, "dropout": 0.2}
+    assert spec.fixed_for("gru4rec") == {"exclude_seen": False, "synthetic_users": 40}
+    assert (spec.experiment, spec.cpus_per_trial, spec.max_concurrent, spec.epochs) == ("ema-check", 0.5, 2, 3)
+    assert trial_label("sasrec", {"cell": cells[3]}) == "sasrec L8 ema_decay=0.99 s2"
+
+
+def test_listed_combinations_run_as_listed(tmp_path):
+    spec = load_spec(
+        write(
+            tmp_path,
+            """\
+            models: [xlstm]
+            seeds: [42]
+            grid:
+              - {lr: 0.001, ema_decay: 0.99}
+              - {lr: 0.002}
+            """,
+        )
+    )
+    assert spec.mode == "grid"
+    assert [(c.get("lr"), c.get("ema_decay")) for c in spec.grid_cells()] == [(0.001, 0.99), (0.002, None)]
+
+
+def test_the_logged_spec_reads_back_to_the_same_sweep(tmp_path):
+    spec = load_spec(write(tmp_path, GRID))
+    again = load_spec(write(tmp_path, spec_yaml(spec)))
+    assert again.grid_cells() == spec.grid_cells()
+    for field in ("models", "datasets", "seeds", "overrides", "per_model", "epochs", "metric", "experiment"):
+        assert getattr(again, field) == getattr(spec, field), field
+
+
+SEARCH = """\
+datasets: [synthetic]
+models: [xlstm, gru4rec]
+seeds: [7]
+search:
+  trials: 5
+  sampler_seed: 3
+  space:
+    num_heads: {categorical: [1, 2]}
+    head_dim: {categorical: [8, 16]}
+    lr: {float: [1.0e-4, 1.0e-2], log: true}
+    num_blocks: {int: [1, 2]}
+metric: val_ndcg_at_10
+pruning: {enabled: false}
+"""
+
+
+def test_a_search_spec_samples_the_model_then_its_own_space(tmp_path):
+    spec = load_spec(write(tmp_path, SEARCH))
+    check_spec(spec)
+    assert (spec.mode, spec.trials, spec.seed, spec.metric, spec.pruning) == ("search", 5, 3, "val_ndcg_at_10", False)
+    assert spec.overrides == {"seed": 7}  # one training seed for every trial
+    # gru4rec has no heads: no width helper either
+    assert set(model_space(spec, "gru4rec")) == {"lr", "num_blocks"}
+    assert set(model_space(spec, "xlstm")) == {"num_heads", "head_dim", "lr", "num_blocks"}
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(12):
+        trial = study.ask()
+        derived = define_space(trial, spec)
+        seen.add(trial.params["model"])
+        if trial.params["model"] == "xlstm":
+            assert derived == {"embedding_dim": trial.params["num_heads"] * trial.params["head_dim"]}
+        else:
+            assert derived is None and set(trial.params) == {"model", "lr", "num_blocks"}
+    assert seen == {"xlstm", "gru4rec"}
+
+
+def test_flags_given_with_a_spec_override_it(tmp_path):
+    from xlrec.cli import build_parser
+
+    path = write(tmp_path, GRID)
+    args = build_parser().parse_args(["sweep", "--spec", str(path), "--epochs", "1", "--max-lens", "4", "--set", "lr=0.01"])
+    spec = spec_from_args(args)
+    assert spec.epochs == 1
+    assert {c["max_len"] for c in spec.grid_cells()} == {4}
+    assert spec.overrides["lr"] == 0.01 and spec.overrides["exclude_seen"] is False
+    assert len(spec.grid_cells()) == 6  # sasrec 1 x 2 ema x 2 seeds + gru4rec 2 seeds
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("models: [xlstm]\ngrdi: {max_len: [8]}\n", "line 2: unknown key 'grdi' in the spec"),
+        ("models: [xlstm]\nfixed:\n  lr: 0.001\n  dropuot: 0.1\n", "line 4: unknown setting 'dropuot' in fixed"),
+        ("models: [xlstm]\nfixed: {lr: fast}\n", "line 2:"),
+        ("models: [xlstm]\nfixed: {seed: 3}\n", "line 2: 'seed' in fixed: the sweep sets it through 'seeds'"),
+        ("models: [xlstm]\ngrid:\n  max_len: 8\n", "line 3: grid axis 'max_len' needs a non-empty list"),
+        ("models: [xlstm]\nmodels: [sasrec]\n", "line 2: 'models' is given twice (first on line 1)"),
+        ("search:\n  trials: 0\n", "line 2: 'trials' must be an integer >= 1"),
+        ("search:\n  space:\n    lr: {float: [0.01, 0.001]}\n", "line 3: 'lr': float needs [low, high]"),
+        ("search:\n  space:\n    lr: {uniform: [0.001, 0.01]}\n", "line 3: 'lr': write one of"),
+        ("search:\n  space:\n    epochs: {int: [1, 5]}\n", "line 3: cannot search 'epochs'"),
+        ("seeds: [1, 2]\nsearch: {trials: 2}\n", "line 1: a search trains each sampled setting once"),
+        ("mode: grid\nsearch: {trials: 2}\n", "line 2: a 'search' section needs mode: search"),
+        ("metric: test_recall_at_10\n", "line 1: 'metric' must be one of val_recall_at_10, val_ndcg_at_10"),
+        ("models: [xlstm\n", "is not valid YAML"),
+        ("- xlstm\n", "line 1: a spec is a mapping"),
+        ("models:\n  xlstm:\n    fixd: {lr: 0.1}\n", "line 3: unknown key 'fixd' in xlstm"),
+    ],
+)
+def test_a_bad_spec_is_refused_naming_its_line(tmp_path, capsys, text, needle):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    code = main(["sweep", "--spec", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.startswith("xlrec: error: ")]
+    assert len(lines) == 1 and needle in lines[0], err
+    assert str(path) in lines[0] or "nothing was started" in lines[0]
+    assert not any((tmp_path / p).exists() for p in ("mlflow.db", "optuna.db", "ray_results"))
+
+
+def test_a_cell_that_cannot_run_is_named_before_anything_starts(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XLREC_DATA_DIR", str(tmp_path / "data"))
+    path = write(
+        tmp_path,
+        """\
+        datasets: [synthetic]
+        models: [gru4rec]
+        seeds: [1]
+        grid: {max_len: [8, 32], window_stride: [16]}
+        """,
+    )
+    code = main(["sweep", "--spec", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "the trial model=gru4rec dataset=synthetic max_len=8 window_stride=16 seed=1 cannot run" in err
+    assert "window_stride must be in [0, max_len]" in err
+    assert not any((tmp_path / p).exists() for p in ("mlflow.db", "optuna.db", "ray_results"))
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "benchmarks" / "grids").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_committed_spec_reads_and_checks(path):
+    spec = load_spec(path)
+    check_spec(spec)
+    assert spec.description and spec.experiment, "a committed spec says what it answers and where its runs live"

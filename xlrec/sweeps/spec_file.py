@@ -1,0 +1,422 @@
+"""A sweep spec file (YAML) read into a `SweepSpec`, every key and value checked before anything
+starts, each problem reported with the line of the file it is on.
+
+    description: what the sweep answers          # the parent run's description starts with it
+    experiment: paper-protocol-ml-100k           # MLflow experiment (default xlrec-<datasets>)
+    name: paper-protocol                         # the parent run (default <mode>-<models>-<datasets>)
+    mode: grid                                   # grid | search (default: search if `search:` is given)
+    datasets: [ml-100k]
+    models: [xlstm, sasrec]                      # or a mapping: model -> {fixed, grid, space} of its own
+    seeds: [42, 123, 2023]                       # grid: one cell per seed; search: one seed
+    epochs: 200                                  # the most a trial trains (grid default: each model's own)
+    fixed: {exclude_seen: false}                 # any training setting, every trial
+    grid: {max_len: [32, 64, 128]}               # axes (cartesian product), or a list of combinations
+    search:
+      trials: 20
+      sampler_seed: 42
+      space: {lr: {float: [3.0e-4, 3.0e-3], log: true}, num_blocks: {int: [1, 2]}}
+    metric: val_recall_at_10                     # or val_ndcg_at_10: what ASHA, Optuna and "best" use
+    pruning: {enabled: true, grace_period: 2}
+    resources: {cpus_per_trial: 1, gpus_per_trial: 0.25, max_concurrent: 0, max_failures: 0}
+
+YAML's own loader forgets where a value came from; this one keeps the line of every key, so a
+user with a 60-line spec learns "line 23: unknown setting 'dropuot'" rather than hunting for it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from xlrec.errors import ConfigError
+from xlrec.sweeps.spec import CELL_KEYS, METRICS, SweepSpec
+
+# Settings the spec names at its top level, never as a training setting of `fixed`/`grid`/`space`.
+_TOP_LEVEL = {"model": "models", "dataset": "datasets", "seed": "seeds", "source": "--source"}
+_KEYS = {
+    "description": "free text: what the sweep answers",
+    "experiment": "the MLflow experiment",
+    "name": "the parent run's name",
+    "mode": "grid or search",
+    "datasets": "dataset names",
+    "models": "model names, or a mapping model -> {fixed, grid, space}",
+    "seeds": "training seeds",
+    "epochs": "the most epochs a trial trains",
+    "fixed": "training settings every trial gets",
+    "grid": "grid axes",
+    "search": "trials, sampler_seed, space",
+    "metric": f"one of {', '.join(METRICS)}",
+    "pruning": "{enabled, grace_period}",
+    "resources": "{cpus_per_trial, gpus_per_trial, max_concurrent, max_failures}",
+}
+_SEARCH_KEYS = ("trials", "sampler_seed", "space")
+_PRUNING_KEYS = ("enabled", "grace_period")
+_RESOURCE_KEYS = ("cpus_per_trial", "gpus_per_trial", "max_concurrent", "max_failures")
+_MODEL_KEYS = ("fixed", "grid", "space")
+_DISTRIBUTIONS = ("int", "float", "categorical")
+
+
+class _Map(dict):
+    """A YAML mapping that remembers the line of each key (and its own)."""
+
+    line: int = 0
+    lines: dict[Any, int]
+
+
+class _Seq(list):
+    line: int = 0
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _mapping(loader: _Loader, node: yaml.MappingNode) -> _Map:
+    loader.flatten_mapping(node)
+    out, out.lines, out.line = _Map(), {}, node.start_mark.line + 1
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if key in out.lines:  # YAML would keep the last silently; a spec with two `grid:` is a mistake
+            raise ConfigError(f"line {line}: {key!r} is given twice (first on line {out.lines[key]}); keep one.")
+        out.lines[key] = line
+        out[key] = loader.construct_object(value_node, deep=True)
+    return out
+
+
+def _sequence(loader: _Loader, node: yaml.SequenceNode) -> _Seq:
+    out = _Seq(loader.construct_object(child, deep=True) for child in node.value)
+    out.line = node.start_mark.line + 1
+    return out
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _sequence)
+
+
+class _File:
+    """Error messages that name the file and the line."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def fail(self, line: int, message: str) -> None:
+        raise ConfigError(f"Sweep spec {self.path}, line {line}: {message} Fix the spec and run again; nothing was started.")
+
+    def at(self, mapping: _Map, key: str) -> int:
+        return mapping.lines.get(key, mapping.line)
+
+    def mapping(self, parent: _Map, key: str, known: tuple[str, ...] | None = None) -> _Map:
+        value = parent[key]
+        if not isinstance(value, _Map):
+            self.fail(self.at(parent, key), f"{key!r} must be a mapping (key: value lines), got {_show(value)}.")
+        if known is not None:
+            self.known(value, known, key)
+        return value
+
+    def known(self, mapping: _Map, known: tuple[str, ...], where: str) -> None:
+        for key in mapping:
+            if key not in known:
+                self.fail(self.at(mapping, key), f"unknown key {key!r} in {where}. Known keys: {', '.join(known)}.")
+
+    def names(self, parent: _Map, key: str) -> list[str]:
+        value = parent[key]
+        values = [value] if isinstance(value, str) else value
+        if not isinstance(values, list) or not values or not all(isinstance(v, str) and v for v in values):
+            self.fail(self.at(parent, key), f"{key!r} must be a name or a non-empty list of names, got {_show(value)}.")
+        return list(values)
+
+    def integer(self, parent: _Map, key: str, low: int) -> int:
+        value = parent[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            self.fail(self.at(parent, key), f"{key!r} must be an integer >= {low}, got {_show(value)}.")
+        return int(value)
+
+    def number(self, parent: _Map, key: str) -> float:
+        value = parent[key]
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            self.fail(self.at(parent, key), f"{key!r} must be a number, got {_show(value)}.")
+        return float(value)
+
+
+def _show(value: Any) -> str:
+    return repr(dict(value) if isinstance(value, dict) else list(value) if isinstance(value, list) else value)
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read and check a spec file; raise ConfigError naming the line of the first problem."""
+    f = _File(str(path))
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot read the sweep spec {path}: {exc.strerror or exc}. Pass --spec with a YAML file "
+            f"(examples: benchmarks/grids/)."
+        ) from None
+    try:
+        doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as exc:
+        raise ConfigError(f"Sweep spec {path}, {exc} Fix the spec and run again; nothing was started.") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "somewhere"
+        raise ConfigError(
+            f"Sweep spec {path} is not valid YAML ({where}: {getattr(exc, 'problem', None) or exc}). "
+            f"Fix the spec and run again; nothing was started."
+        ) from None
+    if not isinstance(doc, _Map):
+        f.fail(1, "a spec is a mapping of keys (datasets:, models:, grid: ...), see benchmarks/grids/ for examples.")
+    f.known(doc, tuple(_KEYS), "the spec")
+    return _build(f, doc)
+
+
+def _build(f: _File, doc: _Map) -> SweepSpec:
+    spec = SweepSpec(spec_file=f.path)
+    for key in ("description", "experiment", "name"):
+        if key in doc:
+            if not isinstance(doc[key], str) or not doc[key].strip():
+                f.fail(f.at(doc, key), f"{key!r} must be a non-empty string, got {_show(doc[key])}.")
+            setattr(spec, key, doc[key].strip())
+    spec.mode = doc.get("mode", "search" if "search" in doc else "grid")
+    if spec.mode not in ("grid", "search"):
+        f.fail(f.at(doc, "mode"), f"'mode' must be grid or search, got {_show(spec.mode)}.")
+    if "search" in doc and spec.mode != "search":
+        f.fail(f.at(doc, "search"), "a 'search' section needs mode: search (a grid runs every cell; drop one of them).")
+    if "datasets" in doc:
+        spec.datasets = f.names(doc, "datasets")
+    if "models" in doc:
+        _models(f, doc, spec)
+    if "seeds" in doc:
+        seeds = doc["seeds"] if isinstance(doc["seeds"], list) else [doc["seeds"]]
+        if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**32 for s in seeds):
+            f.fail(f.at(doc, "seeds"), f"'seeds' must be integers in [0, 2**32), got {_show(doc['seeds'])}.")
+        spec.seeds = list(seeds)
+    if "epochs" in doc:
+        spec.epochs = f.integer(doc, "epochs", 1)
+    elif spec.mode == "grid":
+        spec.epochs = None  # each model's own default (xLSTM's cosine schedule spans its 30)
+    if "fixed" in doc:
+        block = f.mapping(doc, "fixed")
+        if "epochs" in block:  # a cell or a model may set its own; for every trial it is the top-level key
+            f.fail(f.at(block, "epochs"), "'epochs' for every trial is the spec's top-level 'epochs' key.")
+        spec.overrides = _settings(f, block, "fixed")
+    spec.grid = _grid(f, doc, "grid") if "grid" in doc else [{}]
+    if "metric" in doc:
+        if doc["metric"] not in METRICS:
+            f.fail(f.at(doc, "metric"), f"'metric' must be one of {', '.join(METRICS)}, got {_show(doc['metric'])}.")
+        spec.metric = doc["metric"]
+    if "pruning" in doc:
+        _pruning(f, doc, spec)
+    if "resources" in doc:
+        res = f.mapping(doc, "resources", _RESOURCE_KEYS)
+        for key in ("cpus_per_trial", "gpus_per_trial"):
+            if key in res:
+                setattr(spec, key, f.number(res, key))
+        if "max_concurrent" in res:
+            spec.max_concurrent = f.integer(res, "max_concurrent", 0)
+        if "max_failures" in res:
+            spec.max_failures = f.integer(res, "max_failures", -1)
+    if spec.mode == "search":
+        _search(f, doc, spec)
+    elif any(p.get("space") for p in spec.per_model.values()):
+        f.fail(f.at(doc, "models"), "a model's 'space' applies to a search; a grid has no search space.")
+    return spec
+
+
+def _models(f: _File, doc: _Map, spec: SweepSpec) -> None:
+    value = doc["models"]
+    if not isinstance(value, _Map):
+        spec.models = f.names(doc, "models")
+        return
+    if not value:
+        f.fail(f.at(doc, "models"), "'models' names no model.")
+    spec.models = [str(m) for m in value]
+    for model, block in value.items():
+        if block is None:
+            continue
+        own = f.mapping(value, model, _MODEL_KEYS)
+        entry: dict[str, Any] = {}
+        if "fixed" in own:
+            entry["fixed"] = _settings(f, f.mapping(own, "fixed"), f"models.{model}.fixed")
+        if "grid" in own:
+            entry["grid"] = _grid(f, own, "grid", f"models.{model}.grid")
+        if "space" in own:
+            entry["space"] = _space(f, f.mapping(own, "space"), f"models.{model}.space")
+        spec.per_model[str(model)] = entry
+
+
+def _settings(f: _File, block: _Map, where: str) -> dict[str, Any]:
+    """Training settings, each a known key of a coercible value (checked against every model
+    again when the preflight resolves each cell's config)."""
+    return {key: _setting(f, block, key, block[key], where) for key in block}
+
+
+def _setting(f: _File, block: _Map, key: Any, value: Any, where: str) -> Any:
+    from xlrec.config import PREP_HINTS, RUN_HINTS, arch_hints, setting_names
+    from xlrec.config_types import coerce
+
+    line = f.at(block, key)
+    if key in _TOP_LEVEL:
+        f.fail(line, f"{key!r} in {where}: the sweep sets it through {_TOP_LEVEL[key]!r}, not as a setting.")
+    if key == "prep" or key not in setting_names():
+        f.fail(line, f"unknown setting {key!r} in {where}. Known settings: {', '.join(sorted(setting_names() - {'prep'}))}.")
+    hint = {**RUN_HINTS, **arch_hints(), **PREP_HINTS}[key]
+    try:
+        return coerce(key, value, hint, f"{where}")
+    except ConfigError as exc:
+        f.fail(line, str(exc))
+
+
+def _grid(f: _File, parent: _Map, key: str, where: str | None = None) -> list[dict[str, Any]]:
+    """Axes as a mapping (their cartesian product) or a list of combinations (mappings)."""
+    where = where or key
+    value = parent[key]
+    if isinstance(value, _Map):
+        axes: dict[str, list[Any]] = {}
+        for axis, values in value.items():
+            if not isinstance(values, list) or not values:
+                f.fail(f.at(value, axis), f"grid axis {axis!r} needs a non-empty list of values, got {_show(values)}.")
+            axes[axis] = [_setting(f, value, axis, v, where) for v in values]
+        return [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())] or [{}]
+    if isinstance(value, list) and value and all(isinstance(c, _Map) for c in value):
+        return [{k: _setting(f, combo, k, combo[k], where) for k in combo} for combo in value]
+    f.fail(
+        f.at(parent, key),
+        f"{where!r} must map each setting to a list of values (all combinations run), or be a list of "
+        f"mappings (those combinations run), got {_show(value)}.",
+    )
+    return []
+
+
+def _pruning(f: _File, doc: _Map, spec: SweepSpec) -> None:
+    value = doc["pruning"]
+    if isinstance(value, bool):
+        spec.pruning = value
+        return
+    block = f.mapping(doc, "pruning", _PRUNING_KEYS)
+    if "enabled" in block:
+        if not isinstance(block["enabled"], bool):
+            f.fail(f.at(block, "enabled"), f"'enabled' must be true or false, got {_show(block['enabled'])}.")
+        spec.pruning = block["enabled"]
+    if "grace_period" in block:
+        spec.grace_period = f.integer(block, "grace_period", 1)
+
+
+def _search(f: _File, doc: _Map, spec: SweepSpec) -> None:
+    if len(spec.datasets) > 1:
+        f.fail(f.at(doc, "datasets"), "a search tunes on one dataset; write one spec per dataset.")
+    if "grid" in doc:
+        f.fail(f.at(doc, "grid"), "a search samples its settings; put the values under search.space, or use mode: grid.")
+    if "seeds" in doc:
+        if len(spec.seeds) != 1:
+            f.fail(
+                f.at(doc, "seeds"),
+                "a search trains each sampled setting once: give one seed (run the best settings over "
+                "several seeds with a grid spec).",
+            )
+        spec.overrides["seed"] = spec.seeds[0]
+    if "search" not in doc:
+        return
+    block = f.mapping(doc, "search", _SEARCH_KEYS)
+    if "trials" in block:
+        spec.trials = f.integer(block, "trials", 1)
+    if "sampler_seed" in block:
+        spec.seed = f.integer(block, "sampler_seed", 0)
+    if "space" in block:
+        spec.space = _space(f, f.mapping(block, "space"), "search.space")
+
+
+def _space(f: _File, block: _Map, where: str) -> dict[str, dict[str, Any]]:
+    """Optuna distributions: {int: [low, high]}, {float: [low, high], log: true}, {categorical: [...]}
+    (`step` allowed for int and float). `head_dim` is searchable too: embedding_dim = num_heads x head_dim."""
+    out = {}
+    for key, dist in block.items():
+        line = f.at(block, key)
+        if key != "head_dim" and (key in _TOP_LEVEL or key == "epochs" or key not in _searchable()):
+            f.fail(line, f"cannot search {key!r} in {where}: not a training setting, or one the sweep sets itself.")
+        if not isinstance(dist, _Map) or len([k for k in dist if k in _DISTRIBUTIONS]) != 1:
+            f.fail(line, f"{key!r}: write one of {{int: [low, high]}}, {{float: [low, high], log: true}} or {{categorical: [a, b]}}.")
+        kind = next(k for k in dist if k in _DISTRIBUTIONS)
+        f.known(dist, (kind, "log", "step"), f"{where}.{key}")
+        out[key] = _distribution(f, dist, key, kind, line)
+    return out
+
+
+def _searchable() -> set[str]:
+    from xlrec.config import setting_names
+
+    return setting_names() - {"prep"}
+
+
+def _distribution(f: _File, dist: _Map, key: str, kind: str, line: int) -> dict[str, Any]:
+    values = dist[kind]
+    if kind == "categorical":
+        if not isinstance(values, list) or not values:
+            f.fail(line, f"{key!r}: categorical needs a non-empty list of choices, got {_show(values)}.")
+        return {"categorical": list(values)}
+    number = int if kind == "int" else (int, float)
+    if (
+        not isinstance(values, list)
+        or len(values) != 2
+        or not all(isinstance(v, number) and not isinstance(v, bool) for v in values)
+        or values[0] > values[1]
+    ):
+        f.fail(line, f"{key!r}: {kind} needs [low, high] {kind}s with low <= high, got {_show(values)}.")
+    log = dist.get("log", False)
+    if not isinstance(log, bool) or (log and values[0] <= 0):
+        f.fail(line, f"{key!r}: log must be true or false, and a log range must start above 0.")
+    out: dict[str, Any] = {kind: [values[0], values[1]], "log": log}
+    if "step" in dist:
+        if log or not isinstance(dist["step"], number) or dist["step"] <= 0:
+            f.fail(line, f"{key!r}: step must be a positive {kind}, and cannot be combined with log.")
+        out["step"] = dist["step"]
+    return out
+
+
+def cell_text(cell: dict[str, Any]) -> str:
+    """A grid cell for an error message: `model=sasrec dataset=ml-100k max_len=32 seed=42`."""
+    keys = ["model", "dataset"] + [k for k in cell if k not in CELL_KEYS] + ["seed"]
+    keys = [k for k in keys if k in cell]
+    return " ".join(f"{k}={cell[k]}" for k in keys)
+
+
+def spec_yaml(spec: SweepSpec) -> str:
+    """The spec as a file `load_spec` reads back to the same sweep (logged on the parent run as
+    `sweep.yaml`, so a sweep started from flags can be re-run, or edited, as a spec)."""
+    from xlrec.sweeps.space import DEFAULT_SPACE
+
+    fixed = dict(spec.overrides)
+    doc: dict[str, Any] = {k: getattr(spec, k) for k in ("description", "experiment", "name") if getattr(spec, k)}
+    doc["mode"] = spec.mode
+    doc["datasets"] = list(spec.datasets)
+    if spec.per_model:
+        doc["models"] = {m: dict(spec.per_model.get(m, {})) or None for m in spec.models}
+    else:
+        doc["models"] = list(spec.models)
+    doc["seeds"] = [fixed.pop("seed")] if spec.mode == "search" and "seed" in fixed else list(spec.seeds)
+    if spec.mode == "search" and "seeds" in doc and len(doc["seeds"]) != 1:
+        doc.pop("seeds")  # a search from flags trains with the config's seed
+    if spec.epochs is not None:
+        doc["epochs"] = spec.epochs
+    if fixed:
+        doc["fixed"] = fixed
+    if spec.mode == "grid" and spec.grid != [{}]:
+        doc["grid"] = [dict(c) for c in spec.grid]
+    if spec.mode == "search":
+        doc["search"] = {
+            "trials": spec.trials,
+            "sampler_seed": spec.seed,
+            "space": spec.space if spec.space is not None else DEFAULT_SPACE,
+        }
+        doc["pruning"] = {"enabled": spec.pruning, "grace_period": spec.grace_period}
+    doc["metric"] = spec.metric
+    doc["resources"] = {
+        "cpus_per_trial": spec.cpus_per_trial,
+        "gpus_per_trial": spec.gpus_per_trial,
+        "max_concurrent": spec.max_concurrent,
+        "max_failures": spec.max_failures,
+    }
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=110)
