@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from xlrec.errors import XlrecError
@@ -189,28 +188,10 @@ def cmd_registry_download(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-
-    from xlrec.platform.reports import aggregate_table4, runs_table
-
-    _connect(args)
-    table = runs_table(args.experiment)
-    agg = aggregate_table4(table)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "runs.csv", index=False)
-    agg.to_csv(out / "table4.csv", index=False)
-    print(agg.to_string(index=False) if len(agg) else f"No finished runs in {args.experiment}.")
-    print(f"(wrote {out / 'runs.csv'} and {out / 'table4.csv'})", file=sys.stderr)
-    return 0
-
-
 def add_platform_commands(sub, add_run_args) -> None:
-    rep = sub.add_parser("report", help="runs of an experiment as a table, aggregated like the paper's Table 4")
-    rep.add_argument("--experiment", required=True)
-    rep.add_argument("--out", default="report", help="directory for runs.csv and table4.csv")
-    add_tracking_args(rep)
-    rep.set_defaults(func=cmd_report)
+    from xlrec.platform.report_command import add_report
+
+    add_report(sub)
 
     ev = sub.add_parser("evaluate", help="re-run the test evaluation of a logged or registered model")
     ev.add_argument(
