@@ -123,7 +123,9 @@ def test_flags_given_with_a_spec_override_it(tmp_path):
     from xlrec.cli import build_parser
 
     path = write(tmp_path, GRID)
-    args = build_parser().parse_args(["sweep", "--spec", str(path), "--epochs", "1", "--max-lens", "4", "--set", "lr=0.01"])
+    args = build_parser().parse_args(
+        ["sweep", "--spec", str(path), "--epochs", "1", "--max-lens", "4", "--set", "lr=0.01"]
+    )
     spec = spec_from_args(args)
     assert spec.epochs == 1
     assert {c["max_len"] for c in spec.grid_cells()} == {4}
@@ -189,3 +191,48 @@ def test_every_committed_spec_reads_and_checks(path):
     spec = load_spec(path)
     check_spec(spec)
     assert spec.description and spec.experiment, "a committed spec says what it answers and where its runs live"
+
+
+def test_every_tuned_default_names_committed_specs():
+    import re
+
+    import yaml
+
+    defaults = yaml.safe_load((REPO / "xlrec" / "defaults.yaml").read_text())
+    named = 0
+    for model, per_dataset in defaults["models"].items():
+        chosen = per_dataset.get("ml-100k", {}).get("chosen_by", "")
+        if "paper Table 3" in chosen and "benchmarks/grids" not in chosen:
+            continue  # taken from the paper as it stands
+        specs = re.findall(r"[\w-]+\.yaml", chosen)
+        assert specs, f"{model} on ml-100k: chosen_by names no spec: {chosen!r}"
+        for name in specs:
+            assert (REPO / "benchmarks" / "grids" / name).is_file(), f"{model}: {name} is not in benchmarks/grids"
+            named += 1
+    assert named >= 10
+
+
+def test_a_benchmarks_table_regenerates_identically_from_its_committed_export():
+    """BENCHMARKS.md's report tables are what `xlrec report --from-csv` prints from the exports."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import tables
+    finally:
+        sys.path.pop(0)
+    found = tables.blocks((REPO / "BENCHMARKS.md").read_text())
+    assert len(found) >= 2
+    for args, table in found:
+        assert tables.render(args) == table, f"xlrec report {args}"
+
+
+def test_the_readme_spec_example_is_a_valid_spec(tmp_path):
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    example = re.search(r"## Sweeps\n.*?```yaml\n(.*?)```", readme, re.S)
+    assert example, "README's Sweeps section shows a spec"
+    spec = load_spec(write(tmp_path, example.group(1)))
+    check_spec(spec)
+    assert len(spec.grid_cells()) == (3 + 2) * 3

@@ -96,7 +96,7 @@ def check_spec(spec) -> None:
         if grid and (key == "seed" or key in spec.axes()):
             _fail(
                 f"--set {key}=... (a fixed setting) would be overridden by the grid; use {_GRID_AXES[key]} "
-                f"(or the spec's grid) instead."
+                f"instead (or the spec's grid)."
                 if key in _GRID_AXES
                 else f"{key} is both a fixed setting and a grid axis; keep one."
             )

@@ -24,7 +24,18 @@ def _names(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
-def add_sweep_command(sub, lenient) -> None:
+def add_sweep_command(sub, lenient_parse) -> None:
+    def lenient(typ):
+        """As the CLI's lenient parsing, and `spec` also means "not given": MLproject's sweep entry
+        passes every parameter, and its default `spec` keeps the spec file's value."""
+        parse = lenient_parse(typ)
+
+        def spec_or(text: str):
+            return None if text == "spec" else parse(text)
+
+        spec_or.__name__ = typ.__name__
+        return spec_or
+
     p = sub.add_parser(
         "sweep",
         help="Ray Tune trials: an Optuna search or a grid, from a spec file (--spec) or flags",
@@ -33,8 +44,10 @@ def add_sweep_command(sub, lenient) -> None:
     )
     p.add_argument("--spec", default=None, type=lenient(str), help="sweep spec YAML (see benchmarks/grids/)")
     p.add_argument("--mode", default=None, choices=["search", "grid"])
-    p.add_argument("--model", default=None, help="search mode: the model whose architecture is searched")
-    p.add_argument("--dataset", default=None, help="search mode: the dataset")
+    p.add_argument(
+        "--model", default=None, type=lenient(str), help="search mode: the model whose architecture is searched"
+    )
+    p.add_argument("--dataset", default=None, type=lenient(str), help="search mode: the dataset")
     p.add_argument("--models", type=_names, default=None, help="grid mode: comma-separated models")
     p.add_argument("--datasets", type=_names, default=None, help="grid mode: comma-separated datasets")
     p.add_argument("--max-lens", type=_ints, default=None, help="grid mode: max_len values (default 32,64,128)")

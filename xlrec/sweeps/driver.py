@@ -82,9 +82,7 @@ def _sweep_params(spec: SweepSpec) -> dict[str, Any]:
         "max_concurrent": spec.max_concurrent,
     }
     if spec.mode == "search":
-        params.update(
-            {"model": spec.model, "dataset": spec.dataset, "trials": spec.trials, "sampler_seed": spec.seed}
-        )
+        params.update({"model": spec.model, "dataset": spec.dataset, "trials": spec.trials, "sampler_seed": spec.seed})
         params.update({"pruning": spec.pruning, "grace_period": spec.grace_period})
     else:
         params["seeds"] = ",".join(map(str, spec.seeds))

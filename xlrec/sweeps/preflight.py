@@ -43,9 +43,7 @@ def prepare_data(spec: SweepSpec) -> None:
         cell = dict(cell)
         model, dataset = cell.pop("model"), cell.pop("dataset")
         try:
-            cfg = resolve_config(
-                model, dataset, overrides={**spec.fixed_for(model), **cell, "source": spec.source}
-            )
+            cfg = resolve_config(model, dataset, overrides={**spec.fixed_for(model), **cell, "source": spec.source})
         except ConfigError as exc:
             where = f"sweep spec {spec.spec_file}" if spec.spec_file else "the sweep"
             reason = str(exc).replace(" Fix the flag or the --config file and run again.", "")

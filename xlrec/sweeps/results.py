@@ -208,7 +208,8 @@ def _description(spec, table: pd.DataFrame, best: dict | None, champion: dict | 
     if best:
         lines.append(
             f"Best trial (by {METRICS[spec.metric]}): **{best['run_name']}** (run `{best['mlflow_run_id']}`): "
-            f"val Recall@10 {_num(best[METRIC])}, val NDCG@10 {_num(best.get('val_ndcg_at_10'))}, test Recall@10 {_num(best.get('test_recall_at_10'))}, "
+            f"val Recall@10 {_num(best[METRIC])}, val NDCG@10 {_num(best.get('val_ndcg_at_10'))}, "
+            f"test Recall@10 {_num(best.get('test_recall_at_10'))}, "
             f"NDCG@10 {_num(best.get('test_ndcg_at_10'))}."
         )
     else:
@@ -222,7 +223,8 @@ def _description(spec, table: pd.DataFrame, best: dict | None, champion: dict | 
         ]
     lines += [
         "",
-        "Artifacts: `sweep.yaml` (the spec; `xlrec sweep --spec sweep.yaml` runs it again), `trials.csv` (one row per trial)"
+        "Artifacts: `sweep.yaml` (the spec; `xlrec sweep --spec sweep.yaml` runs it again), "
+        "`trials.csv` (one row per trial)"
         + (", `optuna/` (Optuna's plots)." if spec.mode == "search" else ", `table4.csv` (mean ± std over seeds)."),
     ]
     return "\n".join(lines)

@@ -67,7 +67,7 @@ def define_space(trial: optuna.Trial, spec: SweepSpec) -> dict[str, Any] | None:
     sampled = {key: _suggest(trial, key, dist) for key, dist in space.items()}
     if "head_dim" not in sampled:
         return None
-    heads = sampled.get("num_heads", fixed.get("num_heads"))
+    heads: Any = sampled.get("num_heads", fixed.get("num_heads"))
     if heads is None:  # the model's default head count for this dataset
         from xlrec.config import resolve_config
 

@@ -104,7 +104,9 @@ class _File:
         self.path = path
 
     def fail(self, line: int, message: str) -> None:
-        raise ConfigError(f"Sweep spec {self.path}, line {line}: {message} Fix the spec and run again; nothing was started.")
+        raise ConfigError(
+            f"Sweep spec {self.path}, line {line}: {message} Fix the spec and run again; nothing was started."
+        )
 
     def at(self, mapping: _Map, key: str) -> int:
         return mapping.lines.get(key, mapping.line)
@@ -262,7 +264,10 @@ def _setting(f: _File, block: _Map, key: Any, value: Any, where: str) -> Any:
     if key in _TOP_LEVEL:
         f.fail(line, f"{key!r} in {where}: the sweep sets it through {_TOP_LEVEL[key]!r}, not as a setting.")
     if key == "prep" or key not in setting_names():
-        f.fail(line, f"unknown setting {key!r} in {where}. Known settings: {', '.join(sorted(setting_names() - {'prep'}))}.")
+        f.fail(
+            line,
+            f"unknown setting {key!r} in {where}. Known settings: {', '.join(sorted(setting_names() - {'prep'}))}.",
+        )
     hint = {**RUN_HINTS, **arch_hints(), **PREP_HINTS}[key]
     try:
         return coerce(key, value, hint, f"{where}")
@@ -309,7 +314,9 @@ def _search(f: _File, doc: _Map, spec: SweepSpec) -> None:
     if len(spec.datasets) > 1:
         f.fail(f.at(doc, "datasets"), "a search tunes on one dataset; write one spec per dataset.")
     if "grid" in doc:
-        f.fail(f.at(doc, "grid"), "a search samples its settings; put the values under search.space, or use mode: grid.")
+        f.fail(
+            f.at(doc, "grid"), "a search samples its settings; put the values under search.space, or use mode: grid."
+        )
     if "seeds" in doc:
         if len(spec.seeds) != 1:
             f.fail(
@@ -338,7 +345,11 @@ def _space(f: _File, block: _Map, where: str) -> dict[str, dict[str, Any]]:
         if key != "head_dim" and (key in _TOP_LEVEL or key == "epochs" or key not in _searchable()):
             f.fail(line, f"cannot search {key!r} in {where}: not a training setting, or one the sweep sets itself.")
         if not isinstance(dist, _Map) or len([k for k in dist if k in _DISTRIBUTIONS]) != 1:
-            f.fail(line, f"{key!r}: write one of {{int: [low, high]}}, {{float: [low, high], log: true}} or {{categorical: [a, b]}}.")
+            f.fail(
+                line,
+                f"{key!r}: write one of {{int: [low, high]}}, {{float: [low, high], log: true}} or "
+                f"{{categorical: [a, b]}}.",
+            )
         kind = next(k for k in dist if k in _DISTRIBUTIONS)
         f.known(dist, (kind, "log", "step"), f"{where}.{key}")
         out[key] = _distribution(f, dist, key, kind, line)
