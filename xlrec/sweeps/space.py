@@ -10,6 +10,7 @@ first and then that model's space (a conditional space; TPE handles it).
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -29,13 +30,32 @@ DEFAULT_SPACE: dict[str, dict[str, Any]] = {
 _WIDTHS = {"categorical": [16, 32, 64, 128]}
 
 
+@dataclass(frozen=True)
+class SearchPlan:
+    """What the search space needs of a SweepSpec, and nothing more: Tune pickles the searcher (this
+    included) into ray_results, so it must not carry the spec's URIs and their credentials."""
+
+    models: tuple[str, ...]
+    dataset: str
+    space: dict[str, dict[str, Any]] | None
+    per_model: dict[str, dict[str, Any]]
+    overrides: dict[str, Any]
+
+    @classmethod
+    def of(cls, spec: SweepSpec) -> SearchPlan:
+        return cls(tuple(spec.models), spec.dataset, spec.space, spec.per_model, dict(spec.overrides))
+
+    def fixed_for(self, model: str) -> dict[str, Any]:
+        return {**self.overrides, **self.per_model.get(model, {}).get("fixed", {})}
+
+
 def _family_keys(model: str) -> set[str]:
     from xlrec.config import PREP_HINTS, RUN_HINTS, settings_class
 
     return {f.name for f in dataclasses.fields(settings_class(model))} | set(RUN_HINTS) | set(PREP_HINTS)
 
 
-def model_space(spec: SweepSpec, model: str) -> dict[str, dict[str, Any]]:
+def model_space(spec: SweepSpec | SearchPlan, model: str) -> dict[str, dict[str, Any]]:
     """What a trial of `model` samples: the spec's space (or the built-in one) with the model's own
     on top, less the settings the model does not have and those fixed for it."""
     space = dict(DEFAULT_SPACE if spec.space is None else spec.space)
@@ -56,9 +76,9 @@ def _suggest(trial: optuna.Trial, key: str, dist: dict[str, Any]) -> Any:
     return trial.suggest_float(key, *dist["float"], step=dist.get("step"), log=dist.get("log", False))
 
 
-def define_space(trial: optuna.Trial, spec: SweepSpec) -> dict[str, Any] | None:
+def define_space(trial: optuna.Trial, spec: SweepSpec | SearchPlan) -> dict[str, Any] | None:
     """Sample one trial's settings (Ray's OptunaSearch define-by-run); returns the derived constants."""
-    model = trial.suggest_categorical("model", spec.models) if len(spec.models) > 1 else spec.models[0]
+    model = trial.suggest_categorical("model", list(spec.models)) if len(spec.models) > 1 else spec.models[0]
     fixed = spec.fixed_for(model)
     space = model_space(spec, model)
     if "embedding_dim" in fixed and "num_heads" in space and "categorical" in space["num_heads"]:

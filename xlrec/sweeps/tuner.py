@@ -43,7 +43,7 @@ def _search_alg(spec: SweepSpec, study_name: str):
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    from xlrec.sweeps.space import define_space
+    from xlrec.sweeps.space import SearchPlan, define_space
 
     class _MarkingOptunaSearch(OptunaSearch):
         """Records failed and pruned trials as FAIL/PRUNED in the study (Ray tells COMPLETE)."""
@@ -66,7 +66,7 @@ def _search_alg(spec: SweepSpec, study_name: str):
 
     storage = optuna.storages.RDBStorage(study_storage(spec))
     sampler = optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=max(2, min(5, spec.trials // 2)))
-    space = functools.partial(define_space, spec=spec)  # fixed settings are not searched
+    space = functools.partial(define_space, spec=SearchPlan.of(spec))  # fixed settings are not searched
     return _MarkingOptunaSearch(
         space=space, metric=spec.metric, mode="max", sampler=sampler, study_name=study_name, storage=storage
     )
