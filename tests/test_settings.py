@@ -45,6 +45,10 @@ RUN = {
     "cuda_graph": True,
     "num_threads": 0,
     "source": None,
+    "data_file": None,
+    "columns": None,
+    "titles_file": None,
+    "defaults_from": None,
 }
 PREP = {
     "min_rating": None,

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from xlrec.errors import XlrecError
@@ -97,7 +98,21 @@ def _overrides(args: argparse.Namespace, flags: list[tuple[str, type, str]]) -> 
 def _add_run_args(p: argparse.ArgumentParser, with_model: bool = True) -> None:
     if with_model:
         p.add_argument("--model", default=None, help="xlstm | xlstm-s | sasrec | bert4rec | gru4rec | lstm | pop")
-    p.add_argument("--dataset", default=None, help="ml-100k | ml-1m | ml-10m | ml-20m | steam | synthetic")
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="ml-100k | ml-1m | ml-10m | ml-20m | steam | synthetic, or the path of your own file "
+        "(.inter, .txt, .csv, .tsv, .parquet)",
+    )
+    p.add_argument(
+        "--columns",
+        default=None,
+        type=_lenient(str),
+        help="your file's columns: user=COL,item=COL[,time=COL][,rating=COL][,title_item=COL,title=COL]",
+    )
+    p.add_argument(
+        "--titles", default=None, type=_lenient(str), help="CSV/TSV of item ids and titles for your own file"
+    )
     p.add_argument("--config", default=None, type=_lenient(str), help="YAML file with settings (flags win)")
     p.add_argument(
         "--source", default=None, type=_lenient(str), help="mirror directory or base URL (else XLREC_DATA_MIRROR)"
@@ -142,6 +157,8 @@ def resolve_from_args(args: argparse.Namespace):
     overrides["exclude_seen"] = args.exclude_seen
     overrides["cuda_graph"] = args.cuda_graph
     overrides["source"] = args.source
+    overrides["columns"] = args.columns
+    overrides["titles_file"] = str(Path(args.titles).expanduser().absolute()) if args.titles else None
     cfg = resolve_config(getattr(args, "model", None), args.dataset, args.config, overrides)
     preflight(cfg)
     return cfg
@@ -156,16 +173,21 @@ def preflight(cfg) -> None:
 
     if cfg.model not in MODELS:
         raise ConfigError(f"Unknown model {cfg.model!r}. Choose one of: {', '.join(MODELS)}.")
-    if cfg.dataset not in DATASETS:
-        raise ConfigError(f"Unknown dataset {cfg.dataset!r}. Choose one of: {', '.join(DATASETS)}.")
+    if cfg.dataset not in DATASETS and cfg.data_file is None:
+        raise ConfigError(
+            f"Unknown dataset {cfg.dataset!r}. Choose one of: {', '.join(DATASETS)}, or pass the path of "
+            f"your own file (.inter, .txt, .csv, .tsv, .parquet)."
+        )
+    if cfg.defaults_from:
+        print(f"[xlrec] {cfg.data_file}: dataset {cfg.dataset}, defaults from {cfg.defaults_from}", file=sys.stderr)
     select_runtime(cfg.device, cfg.kernel, cfg.amp)
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
-    from xlrec.data_prep import format_stats, prepare
+    from xlrec.data_prep import format_stats, prepare_config
 
     cfg = resolve_from_args(args)
-    data = prepare(cfg.dataset, cfg.prep, cfg.source)
+    data = prepare_config(cfg)
     print(format_stats(cfg.dataset, data.stats))
     where = "from cache" if data.from_cache else "processed and cached"
     print(f"({where}: {data.cache_path})", file=sys.stderr)
@@ -173,7 +195,7 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from xlrec.data_prep import prepare
+    from xlrec.data_prep import prepare_config
     from xlrec.experiment import train
     from xlrec.training.events import Callback
     from xlrec.training.progress import ProgressPrinter
@@ -186,7 +208,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         from xlrec.platform.tracking_uri import check_reachable, tracking_uri
 
         check_reachable(tracking_uri(args.tracking_uri))  # fail fast, before any data or training work
-    data = prepare(cfg.dataset, cfg.prep, cfg.source)
+    data = prepare_config(cfg)
     callbacks: list[Callback] = [ProgressPrinter()]
     tracker = _tracker(args, data)
     if tracker is not None:

@@ -111,6 +111,13 @@ class TrainConfig:
     num_threads: int = 0  # torch CPU threads; 0 = torch's default
     # data
     source: str | None = None  # mirror directory or base URL
+    # a user's own file (`--dataset PATH`; `dataset` is then its sanitised stem): its absolute path,
+    # the --columns map and the --titles side file, so a saved config says where its data came from
+    data_file: str | None = None
+    columns: str | None = None
+    titles_file: str | None = None
+    # the named dataset whose defaults a user's file started from (xlrec.data_prep.user_files.nearest_defaults)
+    defaults_from: str | None = None
     prep: PrepConfig = field(default_factory=PrepConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -205,14 +212,40 @@ def resolve_config(
     overrides.pop("dataset", None)
     overrides.pop("model", None)
     merged: dict[str, Any] = {"model": model, "dataset": dataset, "prep": {}}
+    given_file = overrides.get("data_file") or file_values.get("data_file")  # a saved config.yaml as --config
+    merged.update(_user_file(dataset, given_file, overrides.get("defaults_from") or file_values.get("defaults_from")))
+    defaults = merged.get("defaults_from") or dataset
     for layer, origin in (
-        (dataset_defaults(dataset), f"defaults for {dataset}"),
-        (model_defaults(model, dataset), f"defaults for {model} on {dataset}"),
+        (dataset_defaults(defaults), f"defaults for {defaults}"),
+        (model_defaults(model, defaults), f"defaults for {model} on {defaults}"),
         (file_values, f"config file {config_file}"),
         (overrides, "command line"),
     ):
-        _merge(merged, {k: v for k, v in layer.items() if k not in ("model", "dataset")}, origin)
+        _merge(merged, {k: v for k, v in layer.items() if k not in ("model", "dataset", *_FILE_KEYS)}, origin)
     return build_config(merged)
+
+
+_FILE_KEYS = ("data_file", "defaults_from")  # set from --dataset PATH, not merged as layers
+
+
+def _user_file(dataset: str, given_file: Any, defaults_from: Any) -> dict[str, Any]:
+    """For `--dataset PATH` (or a config's `data_file`): the file's name, absolute path and the named
+    dataset whose defaults it starts from; nothing for a named dataset."""
+    from xlrec.data_prep import user_files
+    from xlrec.data_prep.dataset import DATASETS
+
+    if given_file is not None and dataset not in DATASETS and not user_files.looks_like_file(dataset):
+        dataset = coerce("data_file", given_file, str, "config")  # `dataset: my-data` with its data_file
+    if dataset in DATASETS or not user_files.looks_like_file(dataset):
+        return {}
+    path = user_files.resolve_path(dataset)
+    if defaults_from is None:
+        defaults_from = user_files.nearest_defaults(user_files.count_rows(path))
+    return {
+        "dataset": user_files.dataset_name(path, DATASETS),
+        "data_file": str(path),
+        "defaults_from": coerce("defaults_from", defaults_from, str, "config"),
+    }
 
 
 def build_config(values: Mapping[str, Any]) -> TrainConfig:
@@ -252,9 +285,30 @@ def _refuse_exclusive(model: str, foreign: Mapping[str, Any]) -> None:
         check([(False, message)])
 
 
+def _validate_data(cfg: TrainConfig) -> None:
+    """A user's file settings: only with a file, a parseable column map, defaults of a named dataset."""
+    from xlrec.data_prep.dataset import DATASETS
+    from xlrec.data_prep.user_files import parse_columns
+
+    no_file = cfg.data_file is None
+    check(
+        [
+            (no_file or cfg.dataset not in DATASETS, f"a data file cannot take the name of dataset {cfg.dataset!r}"),
+            (not no_file or cfg.columns is None, "--columns applies only to --dataset PATH (a file of your own)"),
+            (not no_file or cfg.titles_file is None, "--titles applies only to --dataset PATH (a file of your own)"),
+            (
+                cfg.defaults_from is None or cfg.defaults_from in DATASETS,
+                f"defaults_from must name a dataset ({', '.join(DATASETS)}), got {cfg.defaults_from!r}",
+            ),
+        ]
+    )
+    parse_columns(cfg.columns)
+
+
 def validate(cfg: TrainConfig) -> None:
     """The run's checks and its family's (`cfg.arch.validate`), first failure raised as ConfigError."""
     check([(cfg.max_len >= 2, f"--max-len must be at least 2, got {cfg.max_len}")])
+    _validate_data(cfg)
     cfg.arch.validate()
     check(
         [

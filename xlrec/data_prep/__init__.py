@@ -1,7 +1,17 @@
 """Datasets by name, preprocessing, leave-two-out splits and Table-1 statistics."""
 
-from xlrec.data_prep.dataset import DATASETS, PreparedDataset, prepare
+from xlrec.data_prep.dataset import DATASETS, PreparedDataset, UserFile, prepare, prepare_config
 from xlrec.data_prep.split import Split, leave_two_out
 from xlrec.data_prep.stats import format_stats, table1_stats
 
-__all__ = ["DATASETS", "PreparedDataset", "prepare", "Split", "leave_two_out", "format_stats", "table1_stats"]
+__all__ = [
+    "DATASETS",
+    "PreparedDataset",
+    "UserFile",
+    "prepare",
+    "prepare_config",
+    "Split",
+    "leave_two_out",
+    "format_stats",
+    "table1_stats",
+]

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from xlrec.config import PrepConfig
-from xlrec.data_prep import acquire, synthetic
+from xlrec.config import PrepConfig, TrainConfig
+from xlrec.data_prep import acquire, synthetic, user_files
 from xlrec.data_prep.cache import lock, remove_stale
 from xlrec.data_prep.preprocess import Sequences, build_sequences
 from xlrec.data_prep.readers import READERS
@@ -62,7 +62,7 @@ def _file_sha256(path: Path) -> str:
 
 
 def _prep_key_fields(name: str, prep: PrepConfig) -> dict:
-    fields = dataclasses.asdict(prep)
+    fields = dataclasses.asdict(prep)  # a user's file keeps the synthetic_* fields out too
     if name != "synthetic":
         fields = {k: v for k, v in fields.items() if not k.startswith("synthetic_")}
     return fields
@@ -118,7 +118,29 @@ def _load(path: Path) -> tuple[Sequences, dict[str, int]] | None:
         return None  # unreadable cache: rebuild it
 
 
-def _build(name: str, root: Path | None, prep: PrepConfig) -> tuple[Sequences, dict[str, int]]:
+@dataclass(frozen=True)
+class UserFile:
+    """A user's own data file (`--dataset PATH`) and how to read it."""
+
+    path: Path
+    columns: str | None = None
+    titles: str | None = None
+
+    def key_fields(self) -> dict:
+        """The cache key's part: the files' content checksums and the column map (not their paths)."""
+        files = {"data": _file_sha256(self.path)}
+        if self.titles:
+            titles = Path(self.titles).expanduser().absolute()
+            files["titles"] = _file_sha256(titles) if titles.is_file() else "missing"
+        return {"files": files, "columns": self.columns}
+
+
+def _build(
+    name: str, root: Path | None, prep: PrepConfig, user: UserFile | None = None
+) -> tuple[Sequences, dict[str, int]]:
+    if user is not None:
+        interactions = user_files.read_user_file(user.path, user.columns, user.titles)
+        return build_sequences(interactions, prep, source=str(user.path)), raw_counts(interactions)
     if name == "synthetic":
         interactions = synthetic.generate(
             prep.synthetic_users, prep.synthetic_items, prep.synthetic_mean_len, prep.synthetic_seed
@@ -139,17 +161,28 @@ def _build(name: str, root: Path | None, prep: PrepConfig) -> tuple[Sequences, d
     return build_sequences(interactions, prep, source=str(root or name)), raw_counts(interactions)
 
 
-def prepare(name: str, prep: PrepConfig | None = None, source: str | None = None) -> PreparedDataset:
-    """Load dataset `name` preprocessed per `prep`, from the cache when it is current."""
+def prepare_config(cfg: TrainConfig, source: str | None = None) -> PreparedDataset:
+    """The data of a run's config: its named dataset, or its own file (`data_file`)."""
+    user = UserFile(Path(cfg.data_file), cfg.columns, cfg.titles_file) if cfg.data_file else None
+    return prepare(cfg.dataset, cfg.prep, source if source is not None else cfg.source, user=user)
+
+
+def prepare(
+    name: str, prep: PrepConfig | None = None, source: str | None = None, user: UserFile | None = None
+) -> PreparedDataset:
+    """Load dataset `name` (or the user's file `user`, named `name`) preprocessed per `prep`, from
+    the cache when it is current."""
     prep = prep or PrepConfig()
-    if name not in DATASETS:
+    if name not in DATASETS and user is None:
         raise ConfigError(f"Unknown dataset {name!r}. Choose one of: {', '.join(DATASETS)}.")
     key_src: dict = {"dataset": name, "prep": _prep_key_fields(name, prep), "format": CACHE_FORMAT}
-    if name != "synthetic":
+    root: Path | None = None
+    if user is not None:
+        user = UserFile(user_files.resolve_path(str(user.path)), user.columns, user.titles)
+        key_src.update(user.key_fields())
+    elif name != "synthetic":
         root = acquire.raw_dir(name, source)
         key_src["files"] = {str(p.relative_to(root)): _file_sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
-    else:
-        root = None
     key = hashlib.sha256(json.dumps(key_src, sort_keys=True).encode()).hexdigest()[:20]
     cache = acquire.data_dir() / "processed" / f"{name}-{key}.npz"
     loaded = _load(cache)
@@ -160,10 +193,10 @@ def prepare(name: str, prep: PrepConfig | None = None, source: str | None = None
             from_cache = loaded is not None
             if loaded is None:
                 remove_stale(cache.parent, f".{cache.name}.", ".tmp")  # from a killed run
-                loaded = _build(name, root, prep)
+                loaded = _build(name, root, prep, user)
                 _save(cache, *loaded)
     seqs, counts = loaded
-    warning = published_mismatch(name, counts)
+    warning = None if user is not None else published_mismatch(name, counts)  # no published counts for a file
     if warning:
         print(warning, file=sys.stderr)
     return PreparedDataset(

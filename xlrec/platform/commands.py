@@ -49,7 +49,7 @@ def _data_source(flag: str | None, recorded: str | None) -> str | None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from xlrec.data_prep import prepare
+    from xlrec.data_prep import prepare_config
     from xlrec.device import select_runtime
     from xlrec.experiment import assemble
     from xlrec.platform.models import load_model
@@ -59,13 +59,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     rt = select_runtime(args.device or "auto", "auto", True)
     loaded = load_model(args.model_uri, rt)
     cfg = loaded.config
-    if args.dataset and args.dataset != cfg.dataset:
+    same_file = cfg.data_file is not None and str(Path(args.dataset or "").absolute()) == cfg.data_file
+    if args.dataset and args.dataset != cfg.dataset and not same_file:
         raise XlrecError(
             f"Model {args.model_uri} was trained on {cfg.dataset!r}, not {args.dataset!r}; its item ids mean nothing "
             f"there. Evaluate it with --dataset {cfg.dataset}, or pick a model registered for {args.dataset} "
             f"(e.g. models:/{cfg.model}-{args.dataset}@champion)."
         )
-    data = prepare(cfg.dataset, cfg.prep, _data_source(args.source, cfg.source))
+    data = prepare_config(cfg, _data_source(args.source, cfg.source))
     if data.seqs.num_items + 1 != len(loaded.item_ids):
         raise XlrecError(
             f"Dataset {cfg.dataset} now has {data.seqs.num_items} items but the model was trained on "
@@ -122,9 +123,9 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if raw_items is not None:
         history = rec.history_indices(raw_items)
     else:
-        from xlrec.data_prep import prepare
+        from xlrec.data_prep import prepare_config
 
-        data = prepare(cfg.dataset, cfg.prep, _data_source(args.source, cfg.source))
+        data = prepare_config(cfg, _data_source(args.source, cfg.source))
         users = {str(u): i for i, u in enumerate(data.seqs.user_ids.tolist())}
         if str(args.user) not in users:
             raise XlrecError(f"User {args.user} is not in {cfg.dataset}. Pass a raw user id of that dataset.")

@@ -10,6 +10,7 @@ says to re-train, never a TypeError.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from typing import Any
@@ -33,6 +34,10 @@ LIMITS: dict[str, int] = {
     "synthetic_items": 10_000_000,
     "synthetic_mean_len": 100_000,
 }
+# Longest text a string setting may hold (a path, a column map); these settings may also be absent,
+# as in a config.yaml written before user files (`--dataset PATH`) existed.
+TEXT_LIMIT = 4096
+OPTIONAL = ("data_file", "columns", "titles_file", "defaults_from")
 
 
 def _type_ok(value: Any, hint: Any) -> bool:
@@ -130,7 +135,13 @@ def config_from_dict(raw: Any, where: str) -> TrainConfig:
             f"0..{LIMITS['num_blocks']}; the config is damaged or crafted."
         )
     family = [f.name for f in dataclasses.fields(MODELS[model].settings)] if model in MODELS else []
-    missing = sorted(k for k in (*RUN_HINTS, *family) if k not in values) + sorted(
+    long = sorted(k for k, v in values.items() if isinstance(v, str) and len(v) > TEXT_LIMIT)
+    if long:
+        raise ConfigError(
+            f"The config.yaml of {where} sets {long[0]} to a text longer than {TEXT_LIMIT} characters; "
+            f"the config is damaged or crafted."
+        )
+    missing = sorted(k for k in (*RUN_HINTS, *family) if k not in values and k not in OPTIONAL) + sorted(
         f"prep.{k}" for k in PREP_HINTS if k not in values["prep"]
     )
     if missing:
@@ -138,7 +149,13 @@ def config_from_dict(raw: Any, where: str) -> TrainConfig:
             f"The config.yaml of {where} lacks setting(s) {missing[:10]}, which this xlrec builds "
             f"and checks the model from. {again}"
         )
-    if values["dataset"] not in DATASETS:
+    if values.get("data_file") is not None:
+        if not re.fullmatch(r"[a-z0-9-]{1,200}", values["dataset"]):
+            raise ConfigError(
+                f"The config.yaml of {where} names the dataset of its data file {values['dataset']!r}, which is "
+                f"not a name xlrec gives a file ([a-z0-9-]); the config is damaged or crafted."
+            )
+    elif values["dataset"] not in DATASETS:
         raise ConfigError(
             f"The config.yaml of {where} names dataset {values['dataset']!r}, which is not one of "
             f"xlrec's datasets ({', '.join(DATASETS)})."

@@ -8,6 +8,7 @@ one place, and the first problem is one ConfigError paragraph.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from xlrec.errors import ConfigError
@@ -34,6 +35,15 @@ def _resources(flag: str, value: Any) -> None:
         _fail(f"{flag} above 1 must be a whole number (Ray shares fractions of one CPU/GPU only), got {value!r}.")
 
 
+def _dataset_or_file(value: str, named: tuple[str, ...]) -> str:
+    """A named dataset as is; a user's file as its absolute path (trials may run in another folder)."""
+    from xlrec.data_prep import user_files
+
+    if value in named or not user_files.looks_like_file(value):
+        return value
+    return str(user_files.resolve_path(value))
+
+
 def check_spec(spec) -> None:
     """Raise ConfigError for the first unusable argument of a SweepSpec (a spec file's keys were
     checked, with their lines, when it was read: xlrec.sweeps.spec_file)."""
@@ -44,9 +54,10 @@ def check_spec(spec) -> None:
     if spec.mode not in ("search", "grid"):
         _fail(f"--mode must be search or grid, got {spec.mode!r}.")
     grid = spec.mode == "grid"
+    spec.datasets = [_dataset_or_file(d, DATASETS) for d in spec.datasets]
     for flag, values, known in (
         ("--models" if grid else "--model", spec.models, MODELS),
-        ("--datasets" if grid else "--dataset", spec.datasets, DATASETS),
+        ("--datasets" if grid else "--dataset", [d for d in spec.datasets if not Path(d).is_absolute()], DATASETS),
     ):
         if not values:
             _fail(f"{flag} is empty; name at least one of: {', '.join(known)}.")

@@ -28,7 +28,7 @@ def prepare_data(spec: SweepSpec) -> None:
     means the driver's directory, not each trial's.
     """
     from xlrec.config import TrainConfig, resolve_config
-    from xlrec.data_prep import leave_two_out, prepare
+    from xlrec.data_prep import leave_two_out, prepare_config
     from xlrec.sweeps.checks import check_spec
     from xlrec.sweeps.spec_file import cell_text
     from xlrec.training.evaluate import check_evaluable
@@ -53,7 +53,7 @@ def prepare_data(spec: SweepSpec) -> None:
             ) from None
         configs.setdefault(cfg.dataset, cfg)
     for cfg in configs.values():
-        data = prepare(cfg.dataset, cfg.prep, cfg.source)
+        data = prepare_config(cfg)
         check_evaluable(
             cfg.dataset, data.seqs, leave_two_out(data.seqs, cfg.cold_start_threshold), cfg.cold_start_threshold
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 # The metrics a trial reports every epoch; the sweep selects (ASHA, Optuna, best trial) on one.
@@ -98,6 +99,16 @@ class SweepSpec:
         """Fill in the name and the experiment, and return them. One experiment per dataset for
         every entry point (`xlrec train`, `xlrec sweep`, `mlflow run`, a Ray job), so a sweep's
         trials sit beside the single runs they compete with; the sweep's name says what it runs."""
-        self.experiment = self.experiment or f"xlrec-{'_'.join(self.datasets)}"
-        self.name = self.name or f"{self.mode}-{'_'.join(self.models)}-{'_'.join(self.datasets)}"
+        names = "_".join(dataset_label(d) for d in self.datasets)
+        self.experiment = self.experiment or f"xlrec-{names}"
+        self.name = self.name or f"{self.mode}-{'_'.join(self.models)}-{names}"
         return self.name, self.experiment
+
+
+def dataset_label(dataset: str) -> str:
+    """The name runs use for a dataset: a named one's, or a user file's sanitised stem."""
+    from xlrec.data_prep import DATASETS, user_files
+
+    if dataset in DATASETS or not user_files.looks_like_file(dataset):
+        return dataset
+    return user_files.dataset_name(Path(dataset), DATASETS)

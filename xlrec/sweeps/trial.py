@@ -70,7 +70,7 @@ class TuneReporter(Callback):
 def run_trial(config: dict[str, Any]) -> None:
     """The Tune trainable (function API)."""
     from xlrec.config import resolve_config
-    from xlrec.data_prep import prepare
+    from xlrec.data_prep import prepare_config
     from xlrec.experiment import train
     from xlrec.platform.tracking import MlflowTracker
     from xlrec.sweeps.space import trial_label, trial_overrides
@@ -88,7 +88,7 @@ def run_trial(config: dict[str, Any]) -> None:
     cfg = resolve_config(model, dataset, overrides=overrides)
     if spec.get("threads"):
         cfg.num_threads = spec["threads"]
-    data = prepare(cfg.dataset, cfg.prep, cfg.source)
+    data = prepare_config(cfg)
     ctx = tune.get_context()
     resume_state, resume_run = None, None
     checkpoint = tune.get_checkpoint()

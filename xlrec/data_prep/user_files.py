@@ -1,0 +1,288 @@
+"""A user's own interaction file (`--dataset PATH`): RecBole .inter, SASRec .txt, CSV/TSV/Parquet.
+
+Each format becomes the same `Interactions` table the named datasets' readers return, so
+preprocessing, caching and statistics are shared. Rows keep their file order (the tie-break for
+equal times); a file without times uses its line order as time. Parsing is one pandas pass over
+the file as text; a bad value is then located by its row, so the error names the file and line.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections.abc import Collection
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from xlrec.data_prep.readers import Interactions
+from xlrec.errors import ConfigError, DataError
+
+FORMATS = (".inter", ".txt", ".csv", ".tsv", ".parquet")
+ROLES = ("user", "item", "time", "rating", "title_item", "title")
+# column names tried, in order, when --columns does not name a role
+GUESSES: dict[str, tuple[str, ...]] = {
+    "user": ("user", "user_id", "userId"),
+    "item": ("item", "item_id", "itemId", "movieId"),
+    "time": ("timestamp", "time", "ts"),
+    "rating": ("rating",),
+}
+INTER_FIELDS = {"user_id": "user", "item_id": "item", "timestamp": "time", "rating": "rating"}
+_NAMED_SIZES = {"ml-100k": 100_000, "ml-1m": 1_000_209}  # interactions of the datasets with tuned defaults
+
+
+def looks_like_file(value: str) -> bool:
+    """A --dataset value meant as a path: an existing file, a path separator or a file extension."""
+    return Path(value).is_file() or "/" in value or "\\" in value or Path(value).suffix.lower() in FORMATS
+
+
+def resolve_path(value: str) -> Path:
+    """The absolute path of a user's data file, or a DataError for a missing file or unknown format."""
+    path = Path(value).expanduser().absolute()
+    if not path.is_file():
+        raise DataError(
+            f"Data file {path} does not exist. Pass --dataset with the path of an interaction file "
+            f"({', '.join(FORMATS)}) or the name of a known dataset."
+        )
+    if path.suffix.lower() not in FORMATS:
+        raise DataError(
+            f"Data file {path} has the extension {path.suffix or '(none)'!r}, which xlrec does not read. "
+            f"Use a RecBole .inter, a SASRec .txt (user item per line) or a .csv/.tsv/.parquet file."
+        )
+    return path
+
+
+def dataset_name(path: Path, named: Collection[str]) -> str:
+    """The file stem in [a-z0-9-] (`My Data.inter` -> `my-data`); `file-` in front of a named dataset's name."""
+    name = re.sub(r"[^a-z0-9]+", "-", path.stem.lower()).strip("-") or "data"
+    return f"file-{name}" if name in named else name
+
+
+def count_rows(path: Path) -> int:
+    """The file's size in rows, cheaply: lines of a text file, the row count of a Parquet footer."""
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return int(pq.ParquetFile(path).metadata.num_rows)
+        except Exception:  # not parquet: reading it reports the problem with the file's name
+            return 0
+    lines = 0
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            lines += block.count(b"\n")
+    return lines
+
+
+def nearest_defaults(rows: int) -> str:
+    """The measured dataset whose tuned defaults a user's dataset starts from.
+
+    Rule: of the datasets with per-model entries in defaults.yaml (ml-100k, ml-1m), the one nearest
+    in number of interactions on a log scale; the file's row count stands in for its interactions,
+    since defaults are resolved before the data is read. The boundary is their geometric mean (~316k).
+    """
+    size = math.log(max(rows, 1))
+    return min(_NAMED_SIZES, key=lambda name: abs(math.log(_NAMED_SIZES[name]) - size))
+
+
+def parse_columns(text: str | None) -> dict[str, str]:
+    """`user=COL,item=COL[,time=COL][,rating=COL][,title_item=COL,title=COL]` as a role -> column map."""
+    if not text:
+        return {}
+    out: dict[str, str] = {}
+    for part in text.split(","):
+        role, sep, column = part.partition("=")
+        role, column = role.strip(), column.strip()
+        if not sep or role not in ROLES or not column:
+            raise ConfigError(
+                f"--columns {text!r}: {part.strip()!r} is not ROLE=COLUMN with ROLE one of {', '.join(ROLES)}. "
+                f"Pass e.g. --columns user=customer,item=product,time=ts."
+            )
+        out[role] = column
+    return out
+
+
+def read_user_file(path: Path, columns: str | None = None, titles_file: str | None = None) -> Interactions:
+    """Interactions of a user's file in file order, with titles from `titles_file` when given."""
+    if path.stat().st_size == 0:
+        raise DataError(f"Data file {path} is empty (line 1). Pass a file with one interaction per line.")
+    roles = parse_columns(columns)
+    suffix = path.suffix.lower()
+    if suffix == ".inter":
+        frame, first = _read_inter(path), 2
+    elif suffix == ".txt":
+        frame, first = _read_sasrec(path), 1
+    else:
+        frame, first = _read_table(path, roles), 2
+    if len(frame) == 0:
+        raise DataError(f"Data file {path} holds no interactions (line {first}). Add rows after the header.")
+    inter = _interactions(frame, path, first)
+    if titles_file:
+        inter.titles = read_titles(Path(titles_file).expanduser().absolute(), roles, inter.item.dtype != object)
+        inter.files.append(Path(titles_file).expanduser().absolute())
+    return inter
+
+
+def _read_text(path: Path, sep: str, header: int | None, names: list | None = None) -> pd.DataFrame:
+    """Every field as text, blank and short lines kept (as empty strings) so row i is line i + offset."""
+    try:
+        return pd.read_csv(
+            path,
+            sep=sep,
+            header=header,
+            names=names,
+            dtype=str,
+            na_filter=False,
+            skip_blank_lines=False,
+            quoting=csv.QUOTE_NONE if sep != "," else csv.QUOTE_MINIMAL,
+            encoding="utf-8",
+            engine="c",
+        )
+    except pd.errors.ParserError as exc:
+        match = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        where = f", line {match.group(2)}: expected {match.group(1)} fields, found {match.group(3)}" if match else ""
+        raise DataError(
+            f"{path}{where}. Every line needs the same fields as the first one, separated by {sep!r}; fix the line."
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}). Save it as UTF-8.") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"Data file {path} is empty (line 1). Pass a file with one interaction per line.") from None
+
+
+def _read_inter(path: Path) -> pd.DataFrame:
+    """RecBole atomic file: a `name:type` header; the columns are found by name."""
+    frame = _read_text(path, "\t", header=0)
+    found = {}
+    for col in frame.columns:
+        name = str(col).split(":", 1)[0].strip()
+        if name in INTER_FIELDS:
+            found[INTER_FIELDS[name]] = col
+    missing = [f for f, role in INTER_FIELDS.items() if role in ("user", "item") and role not in found]
+    if missing:
+        raise DataError(
+            f"{path}, line 1: the header has no {' or '.join(missing)} column (it has "
+            f"{', '.join(map(str, frame.columns))}). A RecBole .inter header names its tab-separated "
+            f"columns like user_id:token, item_id:token, timestamp:float."
+        )
+    return frame[list(found.values())].set_axis(list(found), axis=1)
+
+
+def _read_sasrec(path: Path) -> pd.DataFrame:
+    """SASRec text: `user item` per line, each user's lines in time order."""
+    return _read_text(path, r"\s+", header=None, names=["user", "item"])
+
+
+def _read_table(path: Path, roles: dict[str, str]) -> pd.DataFrame:
+    frame = _load_table(path)
+    chosen = {}
+    for role in ("user", "item", "time", "rating"):
+        if role in roles:
+            if roles[role] not in frame.columns:
+                raise DataError(
+                    f"{path}, line 1: --columns names {role}={roles[role]}, but the file has no column "
+                    f"{roles[role]!r} (it has {', '.join(map(str, frame.columns))}). Fix --columns."
+                )
+            chosen[role] = roles[role]
+        else:
+            guess = next((c for c in GUESSES[role] if c in frame.columns), None)
+            if guess is not None:
+                chosen[role] = guess
+            elif role in ("user", "item"):
+                raise DataError(
+                    f"{path}: no {role} column found (tried {', '.join(GUESSES[role])}; the file has "
+                    f"{', '.join(map(str, frame.columns))}). Pass --columns user=COL,item=COL[,time=COL][,rating=COL]."
+                )
+    return frame[list(chosen.values())].set_axis(list(chosen), axis=1)
+
+
+def _load_table(path: Path) -> pd.DataFrame:
+    if path.suffix.lower() != ".parquet":
+        return _read_text(path, "\t" if path.suffix.lower() == ".tsv" else ",", header=0)
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged or foreign file
+        raise DataError(
+            f"{path} is not a readable Parquet file ({str(exc).splitlines()[0][:120]}). Write it with "
+            f"pandas.DataFrame.to_parquet, or use a .csv/.tsv file."
+        ) from None
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+def _interactions(frame: pd.DataFrame, path: Path, first: int) -> Interactions:
+    """The Interactions of a role-named frame; row i is file line i + first."""
+    rows = len(frame)
+    user = _ids(frame["user"], "user id", path, first)
+    item = _ids(frame["item"], "item id", path, first)
+    if "time" in frame:
+        times = _numbers(frame["time"], "timestamp", path, first)
+        timestamp = _as_int_times(times)
+    else:
+        timestamp = np.arange(rows, dtype=np.int64)  # line order is time order
+    rating = _numbers(frame["rating"], "rating", path, first) if "rating" in frame else np.ones(rows)
+    return Interactions(
+        user=user, item=item, rating=rating.astype(np.float32), timestamp=timestamp, titles={}, files=[path]
+    )
+
+
+def _ids(column: pd.Series, what: str, path: Path, first: int) -> np.ndarray:
+    """Raw ids: int64 when every id is a plain integer, else text; an empty id names its line."""
+    if column.dtype.kind in "iu":
+        return column.to_numpy(np.int64)
+    text = column.astype(str).str.strip()
+    bad = (text == "") | column.isna().to_numpy()
+    if bad.any():
+        line = int(np.flatnonzero(bad.to_numpy())[0]) + first
+        raise DataError(
+            f"{path}, line {line}: the {what} is missing (an empty or short line). Give every line a user and an item."
+        )
+    if text.str.fullmatch(r"0|-?[1-9][0-9]{0,17}").all():
+        return text.astype(np.int64).to_numpy()
+    return text.to_numpy(dtype=object)
+
+
+def _numbers(column: pd.Series, what: str, path: Path, first: int) -> np.ndarray:
+    """A numeric column as float64; the first non-number names its line."""
+    if column.dtype.kind == "M":  # parquet datetimes: seconds since the epoch
+        return column.astype("datetime64[s]").astype(np.int64).to_numpy(np.float64)
+    values = pd.to_numeric(column, errors="coerce").to_numpy(np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{path}, line {row + first}: {what} {str(column.iloc[row])[:40]!r} is not a number. "
+            f"Give {what}s as numbers (e.g. Unix seconds for times) and run again."
+        )
+    return values
+
+
+def _as_int_times(times: np.ndarray) -> np.ndarray:
+    """Whole seconds as int64; fractional times are replaced by their rank, which keeps order and ties."""
+    if np.all(times == np.floor(times)):
+        return times.astype(np.int64)
+    return np.unique(times, return_inverse=True)[1].astype(np.int64)
+
+
+def read_titles(path: Path, roles: dict[str, str], int_ids: bool) -> dict:
+    """Item id -> title from a CSV/TSV side file (`title_item=`/`title=` columns, else the first two)."""
+    if not path.is_file():
+        raise DataError(f"Titles file {path} does not exist. Pass --titles with a CSV/TSV of item ids and titles.")
+    sep = "\t" if path.suffix.lower() in (".tsv", ".inter") else ","
+    frame = _read_text(path, sep, header=0)
+    cols = [roles.get("title_item"), roles.get("title")]
+    defaults = list(frame.columns[:2])
+    if len(defaults) < 2 and None in cols:
+        raise DataError(f"{path}, line 1: a titles file needs an item id column and a title column.")
+    cols = [c or d for c, d in zip(cols, defaults)]
+    for col in cols:
+        if col not in frame.columns:
+            raise DataError(
+                f"{path}, line 1: --columns names {col!r}, which the titles file does not have "
+                f"(it has {', '.join(map(str, frame.columns))}). Fix --columns."
+            )
+    ids = frame[cols[0]].astype(str).str.strip()
+    keys = [int(i) if int_ids and re.fullmatch(r"-?\d{1,18}", i) else i for i in ids]
+    return dict(zip(keys, frame[cols[1]].astype(str)))
