@@ -218,6 +218,25 @@ def test_train_one_epoch_on_an_inter_file(tmp_path, capsys):
     assert "dataset my-data, defaults from ml-100k" in err
 
 
+def test_a_tracked_run_names_its_experiment_and_model_after_the_file(tmp_path, capsys, sqlite_tracking_uri):
+    from mlflow import MlflowClient
+
+    path = write_inter(tmp_path / "My Data.inter")
+    argv = ["train", "--model", "gru4rec", "--dataset", str(path), "--epochs", "1", "--tracking-uri"]
+    assert main([*argv, sqlite_tracking_uri, "--embedding-dim", "8", "--max-len", "10", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    client = MlflowClient(sqlite_tracking_uri)
+    experiment = client.get_experiment_by_name("xlrec-my-data")
+    (run,) = client.search_runs([experiment.experiment_id])
+    params = run.data.params
+    assert (params["dataset"], params["data_file"], params["defaults_from"]) == ("my-data", str(path), "ml-100k")
+    assert client.get_registered_model("gru4rec-my-data").latest_versions
+    # the saved config.yaml leads evaluation back to the file (named by its path or not at all)
+    evaluate = ["evaluate", "--model-uri", "models:/gru4rec-my-data/1", "--tracking-uri", sqlite_tracking_uri]
+    assert main([*evaluate, "--device", "cpu", "--dataset", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["dataset"] == "my-data"
+
+
 # --- malformed files: one paragraph, exit 2, nothing cached ----------------------------------------
 
 

@@ -57,11 +57,11 @@ def check_spec(spec) -> None:
     spec.datasets = [_dataset_or_file(d, DATASETS) for d in spec.datasets]
     for flag, values, known in (
         ("--models" if grid else "--model", spec.models, MODELS),
-        ("--datasets" if grid else "--dataset", [d for d in spec.datasets if not Path(d).is_absolute()], DATASETS),
+        ("--datasets" if grid else "--dataset", spec.datasets, DATASETS),
     ):
         if not values:
             _fail(f"{flag} is empty; name at least one of: {', '.join(known)}.")
-        unknown = [v for v in values if v not in known]
+        unknown = [v for v in values if v not in known and not Path(v).is_absolute()]  # absolute: a user's file
         if unknown:
             _fail(f"{flag}: unknown name(s) {', '.join(map(repr, unknown))}. Choose from: {', '.join(known)}.")
     if not grid and len(spec.datasets) > 1:
