@@ -97,6 +97,8 @@ def test_recbole_inter_file(tmp_path, capsys):
     assert (cfg.dataset, cfg.data_file, data.from_cache) == ("my-data", str(path), True)
     assert sequences(data) == expected()
     assert data.seqs.timestamps[:6].tolist() == [1000, 1010, 1020, 1030, 1040, 1040]
+    (tmp_path / "run.yaml").write_text("dataset: My Data.inter\n")  # a --config file's dataset, relative to the cwd
+    assert resolve_config(None, None, tmp_path / "run.yaml") == cfg
 
 
 def test_sasrec_text_file_keeps_line_order(tmp_path, capsys):
