@@ -40,7 +40,12 @@ TINY = [
     "cpu",
     "--no-register",
 ]
-LONG = ["--epochs", "500", "--patience", "1000"]  # runs until signalled
+LONG = [
+    "--epochs",
+    "100000",
+    "--patience",
+    "100000",
+]  # runs until signalled (500 epochs of TINY take ~6 s: under load the signal came later)
 
 
 class Train:
