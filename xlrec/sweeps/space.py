@@ -15,6 +15,7 @@ from typing import Any
 
 import optuna
 
+from xlrec.sweeps.lined_yaml import LinedMap, SpecFile, show
 from xlrec.sweeps.spec import SweepSpec
 
 # Sized so a default search on ML-100K fits a 2-core CPU in minutes (dims 16..128, 1-2 blocks);
@@ -158,3 +159,60 @@ def settings_text(config: dict[str, Any]) -> str:
         ([str(model)] if model else [])
         + [f"{k}={_number(v, k) if k != 'lr' else f'{float(v):.3g}'}" for k, v in sampled_settings(config).items()]
     )
+
+
+# --- reading a spec's `space:` (xlrec.sweeps.spec_file) ---------------------------------------
+_DISTRIBUTIONS = ("int", "float", "categorical")
+# settings a sweep sets itself (never searched)
+_OWN = {"model", "dataset", "seed", "source", "epochs"}
+
+
+def parse_space(f: SpecFile, block: LinedMap, where: str) -> dict[str, dict[str, Any]]:
+    """Optuna distributions: {int: [low, high]}, {float: [low, high], log: true}, {categorical: [...]}
+    (`step` allowed for int and float). `head_dim` is searchable too: embedding_dim = num_heads x head_dim."""
+    out = {}
+    for key, dist in block.items():
+        line = f.at(block, key)
+        if key != "head_dim" and (key in _OWN or key not in _searchable()):
+            f.fail(line, f"cannot search {key!r} in {where}: not a training setting, or one the sweep sets itself.")
+        if not isinstance(dist, LinedMap) or len([k for k in dist if k in _DISTRIBUTIONS]) != 1:
+            f.fail(
+                line,
+                f"{key!r}: write one of {{int: [low, high]}}, {{float: [low, high], log: true}} or "
+                f"{{categorical: [a, b]}}.",
+            )
+        kind = next(k for k in dist if k in _DISTRIBUTIONS)
+        f.known(dist, (kind, "log", "step"), f"{where}.{key}")
+        out[key] = _distribution(f, dist, key, kind, line)
+    return out
+
+
+def _searchable() -> set[str]:
+    from xlrec.config import setting_names
+
+    return setting_names() - {"prep"}
+
+
+def _distribution(f: SpecFile, dist: LinedMap, key: str, kind: str, line: int) -> dict[str, Any]:
+    values = dist[kind]
+    if kind == "categorical":
+        if not isinstance(values, list) or not values:
+            f.fail(line, f"{key!r}: categorical needs a non-empty list of choices, got {show(values)}.")
+        return {"categorical": list(values)}
+    number = int if kind == "int" else (int, float)
+    if (
+        not isinstance(values, list)
+        or len(values) != 2
+        or not all(isinstance(v, number) and not isinstance(v, bool) for v in values)
+        or values[0] > values[1]
+    ):
+        f.fail(line, f"{key!r}: {kind} needs [low, high] {kind}s with low <= high, got {show(values)}.")
+    log = dist.get("log", False)
+    if not isinstance(log, bool) or (log and values[0] <= 0):
+        f.fail(line, f"{key!r}: log must be true or false, and a log range must start above 0.")
+    out: dict[str, Any] = {kind: [values[0], values[1]], "log": log}
+    if "step" in dist:
+        if log or not isinstance(dist["step"], number) or dist["step"] <= 0:
+            f.fail(line, f"{key!r}: step must be a positive {kind}, and cannot be combined with log.")
+        out["step"] = dist["step"]
+    return out

@@ -19,8 +19,8 @@ starts, each problem reported with the line of the file it is on.
     pruning: {enabled: true, grace_period: 2}
     resources: {cpus_per_trial: 1, gpus_per_trial: 0.25, max_concurrent: 0, max_failures: 0}
 
-YAML's own loader forgets where a value came from; this one keeps the line of every key, so a
-user with a 60-line spec learns "line 23: unknown setting 'dropuot'" rather than hunting for it.
+Every problem names its line (xlrec.sweeps.lined_yaml); the search space's distributions are read
+by xlrec.sweeps.space.parse_space.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from typing import Any
 import yaml
 
 from xlrec.errors import ConfigError
+from xlrec.sweeps.lined_yaml import LinedMap, SpecFile, load, show
+from xlrec.sweeps.space import parse_space
 from xlrec.sweeps.spec import CELL_KEYS, METRICS, SweepSpec
 
 # Settings the spec names at its top level, never as a training setting of `fixed`/`grid`/`space`.
@@ -56,101 +58,11 @@ _SEARCH_KEYS = ("trials", "sampler_seed", "space")
 _PRUNING_KEYS = ("enabled", "grace_period")
 _RESOURCE_KEYS = ("cpus_per_trial", "gpus_per_trial", "max_concurrent", "max_failures")
 _MODEL_KEYS = ("fixed", "grid", "space")
-_DISTRIBUTIONS = ("int", "float", "categorical")
-
-
-class _Map(dict):
-    """A YAML mapping that remembers the line of each key (and its own)."""
-
-    line: int = 0
-    lines: dict[Any, int]
-
-
-class _Seq(list):
-    line: int = 0
-
-
-class _Loader(yaml.SafeLoader):
-    pass
-
-
-def _mapping(loader: _Loader, node: yaml.MappingNode) -> _Map:
-    loader.flatten_mapping(node)
-    out, out.lines, out.line = _Map(), {}, node.start_mark.line + 1
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        line = key_node.start_mark.line + 1
-        if key in out.lines:  # YAML would keep the last silently; a spec with two `grid:` is a mistake
-            raise ConfigError(f"line {line}: {key!r} is given twice (first on line {out.lines[key]}); keep one.")
-        out.lines[key] = line
-        out[key] = loader.construct_object(value_node, deep=True)
-    return out
-
-
-def _sequence(loader: _Loader, node: yaml.SequenceNode) -> _Seq:
-    out = _Seq(loader.construct_object(child, deep=True) for child in node.value)
-    out.line = node.start_mark.line + 1
-    return out
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _sequence)
-
-
-class _File:
-    """Error messages that name the file and the line."""
-
-    def __init__(self, path: str):
-        self.path = path
-
-    def fail(self, line: int, message: str) -> None:
-        raise ConfigError(
-            f"Sweep spec {self.path}, line {line}: {message} Fix the spec and run again; nothing was started."
-        )
-
-    def at(self, mapping: _Map, key: str) -> int:
-        return mapping.lines.get(key, mapping.line)
-
-    def mapping(self, parent: _Map, key: str, known: tuple[str, ...] | None = None) -> _Map:
-        value = parent[key]
-        if not isinstance(value, _Map):
-            self.fail(self.at(parent, key), f"{key!r} must be a mapping (key: value lines), got {_show(value)}.")
-        if known is not None:
-            self.known(value, known, key)
-        return value
-
-    def known(self, mapping: _Map, known: tuple[str, ...], where: str) -> None:
-        for key in mapping:
-            if key not in known:
-                self.fail(self.at(mapping, key), f"unknown key {key!r} in {where}. Known keys: {', '.join(known)}.")
-
-    def names(self, parent: _Map, key: str) -> list[str]:
-        value = parent[key]
-        values = [value] if isinstance(value, str) else value
-        if not isinstance(values, list) or not values or not all(isinstance(v, str) and v for v in values):
-            self.fail(self.at(parent, key), f"{key!r} must be a name or a non-empty list of names, got {_show(value)}.")
-        return list(values)
-
-    def integer(self, parent: _Map, key: str, low: int) -> int:
-        value = parent[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            self.fail(self.at(parent, key), f"{key!r} must be an integer >= {low}, got {_show(value)}.")
-        return int(value)
-
-    def number(self, parent: _Map, key: str) -> float:
-        value = parent[key]
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            self.fail(self.at(parent, key), f"{key!r} must be a number, got {_show(value)}.")
-        return float(value)
-
-
-def _show(value: Any) -> str:
-    return repr(dict(value) if isinstance(value, dict) else list(value) if isinstance(value, list) else value)
 
 
 def load_spec(path: str | Path) -> SweepSpec:
     """Read and check a spec file; raise ConfigError naming the line of the first problem."""
-    f = _File(str(path))
+    f = SpecFile(str(path))
     try:
         text = Path(path).read_text()
     except OSError as exc:
@@ -159,7 +71,7 @@ def load_spec(path: str | Path) -> SweepSpec:
             f"(examples: benchmarks/grids/)."
         ) from None
     try:
-        doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        doc = load(text)
     except ConfigError as exc:
         raise ConfigError(f"Sweep spec {path}, {exc} Fix the spec and run again; nothing was started.") from None
     except yaml.YAMLError as exc:
@@ -169,22 +81,22 @@ def load_spec(path: str | Path) -> SweepSpec:
             f"Sweep spec {path} is not valid YAML ({where}: {getattr(exc, 'problem', None) or exc}). "
             f"Fix the spec and run again; nothing was started."
         ) from None
-    if not isinstance(doc, _Map):
+    if not isinstance(doc, LinedMap):
         f.fail(1, "a spec is a mapping of keys (datasets:, models:, grid: ...), see benchmarks/grids/ for examples.")
     f.known(doc, tuple(_KEYS), "the spec")
     return _build(f, doc)
 
 
-def _build(f: _File, doc: _Map) -> SweepSpec:
+def _build(f: SpecFile, doc: LinedMap) -> SweepSpec:
     spec = SweepSpec(spec_file=f.path)
     for key in ("description", "experiment", "name"):
         if key in doc:
             if not isinstance(doc[key], str) or not doc[key].strip():
-                f.fail(f.at(doc, key), f"{key!r} must be a non-empty string, got {_show(doc[key])}.")
+                f.fail(f.at(doc, key), f"{key!r} must be a non-empty string, got {show(doc[key])}.")
             setattr(spec, key, doc[key].strip())
     spec.mode = doc.get("mode", "search" if "search" in doc else "grid")
     if spec.mode not in ("grid", "search"):
-        f.fail(f.at(doc, "mode"), f"'mode' must be grid or search, got {_show(spec.mode)}.")
+        f.fail(f.at(doc, "mode"), f"'mode' must be grid or search, got {show(spec.mode)}.")
     if "search" in doc and spec.mode != "search":
         f.fail(f.at(doc, "search"), "a 'search' section needs mode: search (a grid runs every cell; drop one of them).")
     if "datasets" in doc:
@@ -194,7 +106,7 @@ def _build(f: _File, doc: _Map) -> SweepSpec:
     if "seeds" in doc:
         seeds = doc["seeds"] if isinstance(doc["seeds"], list) else [doc["seeds"]]
         if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**32 for s in seeds):
-            f.fail(f.at(doc, "seeds"), f"'seeds' must be integers in [0, 2**32), got {_show(doc['seeds'])}.")
+            f.fail(f.at(doc, "seeds"), f"'seeds' must be integers in [0, 2**32), got {show(doc['seeds'])}.")
         spec.seeds = list(seeds)
     if "epochs" in doc:
         spec.epochs = f.integer(doc, "epochs", 1)
@@ -208,7 +120,7 @@ def _build(f: _File, doc: _Map) -> SweepSpec:
     spec.grid = _grid(f, doc, "grid") if "grid" in doc else [{}]
     if "metric" in doc:
         if doc["metric"] not in METRICS:
-            f.fail(f.at(doc, "metric"), f"'metric' must be one of {', '.join(METRICS)}, got {_show(doc['metric'])}.")
+            f.fail(f.at(doc, "metric"), f"'metric' must be one of {', '.join(METRICS)}, got {show(doc['metric'])}.")
         spec.metric = doc["metric"]
     if "pruning" in doc:
         _pruning(f, doc, spec)
@@ -228,9 +140,9 @@ def _build(f: _File, doc: _Map) -> SweepSpec:
     return spec
 
 
-def _models(f: _File, doc: _Map, spec: SweepSpec) -> None:
+def _models(f: SpecFile, doc: LinedMap, spec: SweepSpec) -> None:
     value = doc["models"]
-    if not isinstance(value, _Map):
+    if not isinstance(value, LinedMap):
         spec.models = f.names(doc, "models")
         return
     if not value:
@@ -246,17 +158,17 @@ def _models(f: _File, doc: _Map, spec: SweepSpec) -> None:
         if "grid" in own:
             entry["grid"] = _grid(f, own, "grid", f"models.{model}.grid")
         if "space" in own:
-            entry["space"] = _space(f, f.mapping(own, "space"), f"models.{model}.space")
+            entry["space"] = parse_space(f, f.mapping(own, "space"), f"models.{model}.space")
         spec.per_model[str(model)] = entry
 
 
-def _settings(f: _File, block: _Map, where: str) -> dict[str, Any]:
+def _settings(f: SpecFile, block: LinedMap, where: str) -> dict[str, Any]:
     """Training settings, each a known key of a coercible value (checked against every model
     again when the preflight resolves each cell's config)."""
     return {key: _setting(f, block, key, block[key], where) for key in block}
 
 
-def _setting(f: _File, block: _Map, key: Any, value: Any, where: str) -> Any:
+def _setting(f: SpecFile, block: LinedMap, key: Any, value: Any, where: str) -> Any:
     from xlrec.config import PREP_HINTS, RUN_HINTS, arch_hints, setting_names
     from xlrec.config_types import coerce
 
@@ -275,28 +187,28 @@ def _setting(f: _File, block: _Map, key: Any, value: Any, where: str) -> Any:
         f.fail(line, str(exc))
 
 
-def _grid(f: _File, parent: _Map, key: str, where: str | None = None) -> list[dict[str, Any]]:
+def _grid(f: SpecFile, parent: LinedMap, key: str, where: str | None = None) -> list[dict[str, Any]]:
     """Axes as a mapping (their cartesian product) or a list of combinations (mappings)."""
     where = where or key
     value = parent[key]
-    if isinstance(value, _Map):
+    if isinstance(value, LinedMap):
         axes: dict[str, list[Any]] = {}
         for axis, values in value.items():
             if not isinstance(values, list) or not values:
-                f.fail(f.at(value, axis), f"grid axis {axis!r} needs a non-empty list of values, got {_show(values)}.")
+                f.fail(f.at(value, axis), f"grid axis {axis!r} needs a non-empty list of values, got {show(values)}.")
             axes[axis] = [_setting(f, value, axis, v, where) for v in values]
         return [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())] or [{}]
-    if isinstance(value, list) and value and all(isinstance(c, _Map) for c in value):
+    if isinstance(value, list) and value and all(isinstance(c, LinedMap) for c in value):
         return [{k: _setting(f, combo, k, combo[k], where) for k in combo} for combo in value]
     f.fail(
         f.at(parent, key),
         f"{where!r} must map each setting to a list of values (all combinations run), or be a list of "
-        f"mappings (those combinations run), got {_show(value)}.",
+        f"mappings (those combinations run), got {show(value)}.",
     )
     return []
 
 
-def _pruning(f: _File, doc: _Map, spec: SweepSpec) -> None:
+def _pruning(f: SpecFile, doc: LinedMap, spec: SweepSpec) -> None:
     value = doc["pruning"]
     if isinstance(value, bool):
         spec.pruning = value
@@ -304,13 +216,13 @@ def _pruning(f: _File, doc: _Map, spec: SweepSpec) -> None:
     block = f.mapping(doc, "pruning", _PRUNING_KEYS)
     if "enabled" in block:
         if not isinstance(block["enabled"], bool):
-            f.fail(f.at(block, "enabled"), f"'enabled' must be true or false, got {_show(block['enabled'])}.")
+            f.fail(f.at(block, "enabled"), f"'enabled' must be true or false, got {show(block['enabled'])}.")
         spec.pruning = block["enabled"]
     if "grace_period" in block:
         spec.grace_period = f.integer(block, "grace_period", 1)
 
 
-def _search(f: _File, doc: _Map, spec: SweepSpec) -> None:
+def _search(f: SpecFile, doc: LinedMap, spec: SweepSpec) -> None:
     if len(spec.datasets) > 1:
         f.fail(f.at(doc, "datasets"), "a search tunes on one dataset; write one spec per dataset.")
     if "grid" in doc:
@@ -333,58 +245,7 @@ def _search(f: _File, doc: _Map, spec: SweepSpec) -> None:
     if "sampler_seed" in block:
         spec.seed = f.integer(block, "sampler_seed", 0)
     if "space" in block:
-        spec.space = _space(f, f.mapping(block, "space"), "search.space")
-
-
-def _space(f: _File, block: _Map, where: str) -> dict[str, dict[str, Any]]:
-    """Optuna distributions: {int: [low, high]}, {float: [low, high], log: true}, {categorical: [...]}
-    (`step` allowed for int and float). `head_dim` is searchable too: embedding_dim = num_heads x head_dim."""
-    out = {}
-    for key, dist in block.items():
-        line = f.at(block, key)
-        if key != "head_dim" and (key in _TOP_LEVEL or key == "epochs" or key not in _searchable()):
-            f.fail(line, f"cannot search {key!r} in {where}: not a training setting, or one the sweep sets itself.")
-        if not isinstance(dist, _Map) or len([k for k in dist if k in _DISTRIBUTIONS]) != 1:
-            f.fail(
-                line,
-                f"{key!r}: write one of {{int: [low, high]}}, {{float: [low, high], log: true}} or "
-                f"{{categorical: [a, b]}}.",
-            )
-        kind = next(k for k in dist if k in _DISTRIBUTIONS)
-        f.known(dist, (kind, "log", "step"), f"{where}.{key}")
-        out[key] = _distribution(f, dist, key, kind, line)
-    return out
-
-
-def _searchable() -> set[str]:
-    from xlrec.config import setting_names
-
-    return setting_names() - {"prep"}
-
-
-def _distribution(f: _File, dist: _Map, key: str, kind: str, line: int) -> dict[str, Any]:
-    values = dist[kind]
-    if kind == "categorical":
-        if not isinstance(values, list) or not values:
-            f.fail(line, f"{key!r}: categorical needs a non-empty list of choices, got {_show(values)}.")
-        return {"categorical": list(values)}
-    number = int if kind == "int" else (int, float)
-    if (
-        not isinstance(values, list)
-        or len(values) != 2
-        or not all(isinstance(v, number) and not isinstance(v, bool) for v in values)
-        or values[0] > values[1]
-    ):
-        f.fail(line, f"{key!r}: {kind} needs [low, high] {kind}s with low <= high, got {_show(values)}.")
-    log = dist.get("log", False)
-    if not isinstance(log, bool) or (log and values[0] <= 0):
-        f.fail(line, f"{key!r}: log must be true or false, and a log range must start above 0.")
-    out: dict[str, Any] = {kind: [values[0], values[1]], "log": log}
-    if "step" in dist:
-        if log or not isinstance(dist["step"], number) or dist["step"] <= 0:
-            f.fail(line, f"{key!r}: step must be a positive {kind}, and cannot be combined with log.")
-        out["step"] = dist["step"]
-    return out
+        spec.space = parse_space(f, f.mapping(block, "space"), "search.space")
 
 
 def cell_text(cell: dict[str, Any]) -> str:
