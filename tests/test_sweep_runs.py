@@ -6,6 +6,7 @@ from __future__ import annotations
 import mlflow
 import pytest
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from xlrec.platform.sweep_runs import SweepRecorder, end_pruned, finished_run_metrics
 
@@ -80,6 +81,45 @@ def test_close_trial_marks_pruned_and_failed_runs(store):
     assert "xlrec.failure_reason" not in p.data.tags
     assert (f.info.status, f.data.tags["xlrec.failure_reason"]) == ("FAILED", "ValueError: boom")
     assert recorder.trial_run(failed).name == "f"
+    recorder.end()
+
+
+class _TrialClosesItselfMeanwhile(MlflowClient):
+    """A real client whose first tag write loses the race CI once hit: the stopped trial's own
+    end_pruned lands first (real writes) and the store refuses the driver's duplicate insert."""
+
+    def __init__(self, uri: str, epoch: int) -> None:
+        super().__init__(uri)
+        self.epoch, self.raced = epoch, False
+
+    def set_tag(self, run_id, key, value, synchronous=None):
+        if not self.raced:
+            self.raced = True
+            trial = MlflowClient(self._registry_uri)  # what end_pruned writes, from the trial's side
+            for k, v in {
+                "xlrec.status": "pruned",
+                "xlrec.pruned": "true",
+                "xlrec.pruned_after_epoch": str(self.epoch),
+            }.items():
+                trial.set_tag(run_id, k, v)
+            trial.set_terminated(run_id, "KILLED")
+            raise MlflowException("UNIQUE constraint failed: tags.key, tags.run_uuid")
+        return super().set_tag(run_id, key, value, synchronous=synchronous)
+
+
+def test_close_trial_survives_the_trial_closing_its_own_run_at_the_same_time(store):
+    recorder = SweepRecorder(store)
+    parent = recorder.open_parent("search-x", "xlrec-x")
+    pruned = _trial(MlflowClient(store), parent, "p")
+    recorder.client = _TrialClosesItselfMeanwhile(store, epoch=4)
+    recorder.close_trial(pruned, "PRUNED", "")  # no exception: the sweep's results still get written
+    run = MlflowClient(store).get_run(pruned)
+    assert run.info.status == "KILLED"
+    assert {k: run.data.tags[k] for k in ("xlrec.status", "xlrec.pruned", "xlrec.pruned_after_epoch")} == {
+        "xlrec.status": "pruned",
+        "xlrec.pruned": "true",
+        "xlrec.pruned_after_epoch": "4",
+    }
     recorder.end()
 
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from xlrec.platform.mlflow_env import quiet_links_for
 from xlrec.platform.runs import end_status, process_tags, reap, shield_signals
@@ -137,7 +139,22 @@ class SweepRecorder:
 
     def close_trial(self, run_id: str, status: str, reason: str) -> None:
         """A trial run Tune stopped (ASHA) or lost ends KILLED (status PRUNED) or FAILED, with
-        the reason; one the trial closed itself keeps its own reason and gets the pruned tags."""
+        the reason; one the trial closed itself keeps its own reason and gets the pruned tags.
+
+        The stopped trial may be closing its own run at this very moment (end_pruned): the
+        tracking store then refuses one of two simultaneous first writes of a tag (sqlite's
+        UNIQUE constraint). So the state is read again and the close retried; if it still
+        fails the sweep goes on and says so (`xlrec runs reap` finishes such a run)."""
+        for attempt in range(3):
+            try:
+                self._close_trial_once(run_id, status, reason)
+                return
+            except MlflowException as exc:
+                if attempt == 2:
+                    print(f"[xlrec] could not close trial run {run_id} as {status.lower()}: {exc}", file=sys.stderr)
+                time.sleep(0.5 * (attempt + 1))
+
+    def _close_trial_once(self, run_id: str, status: str, reason: str) -> None:
         client = self.client
         run = client.get_run(run_id)
         if run.info.status == "RUNNING":  # the trial was stopped by ASHA (or died) mid-training
