@@ -63,6 +63,7 @@ RUN_ARTIFACTS = {
     "parameters.csv",
     "test_per_user.parquet",
     "sample_predictions.md",
+    "items.parquet",
 }
 
 
@@ -239,6 +240,9 @@ def test_artifacts(trained, client, tmp_path):
         assert cfg["model"] == m and cfg["epochs"] == EPOCHS and cfg["max_len"] == 20
         assert (local / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (local / "sample_predictions.md").read_text().startswith("# Sample predictions")
+        items = pd.read_parquet(local / "items.parquet")  # names and weighs every top-10 entry
+        assert set(table["top10"].explode().astype(int)) <= set(items["item_index"])
+        assert len(items) == int(run.data.params["num_items"]) and items["interactions"].min() >= 1
         params_csv = pd.read_csv(local / "parameters.csv")
         assert (
             int(params_csv.loc[params_csv["component"] == "total", "count"].iloc[0]) == run.data.metrics["params_total"]

@@ -81,6 +81,21 @@ def per_user_table(
     )
 
 
+def items_table(seqs: Sequences) -> pd.DataFrame:
+    """One row per item: its index (what top10 lists hold), raw id, title and interactions in the
+    prepared dataset, so a report can name and weigh recommendations without the data files."""
+    counts = np.bincount(seqs.items, minlength=seqs.num_items + 1)
+    index = np.arange(1, seqs.num_items + 1)
+    return pd.DataFrame(
+        {
+            "item_index": index.astype(np.int64),
+            "item_id": seqs.item_ids[index].astype(str),
+            "title": [str(seqs.titles[i]) for i in index],
+            "interactions": counts[index].astype(np.int64),
+        }
+    )
+
+
 def write_sample_predictions(
     path: Path, seqs: Sequences, table: pd.DataFrame, n_users: int = 5, history_items: int = 10
 ) -> Path:

@@ -1,5 +1,5 @@
 """What a finished training run leaves in MLflow: its result metrics, its artifacts (config,
-history, curves, parameter table, per-user test ranks, sample predictions) and its model,
+history, curves, parameter table, per-user test ranks, sample predictions, the item table) and its model,
 logged as xlrec format 2 and registered (at most one version per run)."""
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ _ARTIFACTS = (
     "parameters.csv",
     "test_per_user.parquet",
     "sample_predictions.md",
+    "items.parquet",
 )
 
 
@@ -73,6 +74,7 @@ def log_results(trainer, data: PreparedDataset, result: TrainResult, pending: di
         )
         table.to_parquet(tmp / "test_per_user.parquet", index=False)
         artifacts.write_sample_predictions(tmp / "sample_predictions.md", seqs, table)
+        artifacts.items_table(seqs).to_parquet(tmp / "items.parquet", index=False)
         for name in _ARTIFACTS:
             mlflow.log_artifact(str(tmp / name))
 
