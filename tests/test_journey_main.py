@@ -176,3 +176,30 @@ def test_cpu_percent_is_measured_over_the_interval():
         total += i * i
     assert total > 0
     assert resource_usage(rt)["cpu_percent"] > 0.0
+
+
+def test_mlproject_report_entry_reports_what_the_main_job_left(main_job, runs):
+    """The README's next step: `mlflow run . -e report` with its defaults, right after the main job."""
+    repo, _ = main_job
+    client, parent, children = runs
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_", "XLREC_"))}
+    env.update({"PYTHONPATH": str(repo), "PATH": f"{repo / '.venv' / 'bin'}:{os.environ['PATH']}"})
+    proc = subprocess.run(
+        ["mlflow", "run", ".", "-e", "report", "--env-manager", "local", "--experiment-name", "xlrec-ml-100k"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "Traceback" not in proc.stderr
+    out = repo / "xlrec-report" / "xlrec-ml-100k"
+    md = (out / "report.md").read_text()
+    finished = [c for c in children if c.info.status == "FINISHED"]
+    assert f"Runs: {len(finished)} finished of {len(children)} in experiment `xlrec-ml-100k`" in md
+    assert "## Architecture ablation (RQ4, RQ13)" in md or "no model ran with several architectures" in md
+    assert (out / "report.html").read_text().count("data:image/png;base64,") == md.count("![")
+    # logged on the run `mlflow run` made for the entry, which no table counts as a training run
+    reports = client.search_runs([parent.info.experiment_id], "tags.`xlrec.report` = 'true'")
+    assert len(reports) == 1 and reports[0].info.status == "FINISHED" and "model" not in reports[0].data.params

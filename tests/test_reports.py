@@ -171,13 +171,20 @@ def test_cli_online_export_and_offline_tables_agree(store, tmp_path):
 
 def test_default_experiment_with_a_parent_like_run_does_not_crash(store, tmp_path):
     env = xlrec_env(tmp_path / "data", MLFLOW_TRACKING_URI=store)
-    proc = run_xlrec(["report", "--experiment", "Default", "--out", str(tmp_path / "rep")], env, cwd=tmp_path)
+    args = ["report", "--experiment", "Default", "--table", "table4", "--out", str(tmp_path / "rep")]
+    proc = run_xlrec(args, env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[2:] == [
         "| gru4rec | ml-100k | 50 | 1 | – | 0.1000 | – | – | – | – |",
         "| xlstm | ml-100k | – | 1 | – | – | – | – | – | – |",
     ]
     assert len(pd.read_csv(tmp_path / "rep" / "runs.csv")) == 2
+    # the full report of the same runs, which logged no files: what it cannot show, said, no traceback
+    full = run_xlrec(["report", "--experiment", "Default", "--out", str(tmp_path / "full")], env, cwd=tmp_path)
+    assert full.returncode == 0, full.stderr
+    md = (tmp_path / "full" / "report.md").read_text()
+    assert "| gru4rec | ml-100k | 50 | 1 | – | **0.1000** |" in md
+    assert "no significance tests" in md and "history.csv unreadable" in md
 
 
 @pytest.mark.parametrize(

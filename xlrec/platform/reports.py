@@ -19,7 +19,7 @@ from xlrec.errors import ConfigError, XlrecError
 
 FIRST = ("run_id", "run_name", "status", "start_time")
 REQUIRED = ("run_id", "status", "params.model")
-EXTRA_TAGS = ("tags.xlrec.sweep_run_id",)
+EXTRA_TAGS = ("tags.xlrec.sweep_run_id", "tags.device_name")
 ROW_ORDER = ("params.model", "params.dataset", "params.seed", "run_id")
 FORMATS = ("ms4", "mean1", "mean2", "int")
 # Formats of metrics whose integral values are still averaged (epochs) or never are.
@@ -76,9 +76,10 @@ def normalise(df: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values(order, key=_natural, na_position="last", kind="stable").reset_index(drop=True)
 
 
-def export_runs(experiment: str) -> pd.DataFrame:
+def export_runs(experiment: str, parent_id: str | None = None) -> pd.DataFrame:
     """One row per training run of `experiment` in the current tracking store (sweep parents and
-    runs without a model param excluded): run columns, every param and metric, the sweep link."""
+    runs without a model param excluded), or of the sweep `parent_id` only: run columns, every
+    param and metric, the sweep link and the device."""
     import mlflow
 
     exp = mlflow.get_experiment_by_name(experiment)
@@ -87,7 +88,10 @@ def export_runs(experiment: str) -> pd.DataFrame:
             f"Experiment {experiment!r} does not exist at {mlflow.get_tracking_uri()}. "
             f"Pass --experiment with an existing name (see the MLflow UI) and check --tracking-uri."
         )
-    df = mlflow.search_runs([exp.experiment_id], filter_string="params.model != ''")
+    where = "params.model != ''"
+    if parent_id:
+        where += f" and tags.`xlrec.sweep_run_id` = '{parent_id}'"
+    df = mlflow.search_runs([exp.experiment_id], filter_string=where)
     if len(df) == 0:
         return normalise(pd.DataFrame(columns=list(REQUIRED)))
     if "tags.xlrec.sweep" in df.columns:  # a sweep's parent logs its model too, and shares the experiment

@@ -174,3 +174,27 @@ def local_sqlite_server(db: str | Path = "mlflow.db", port: int | None = None) -
     return MlflowServer(
         f"sqlite:///{db}", db.parent / "mlartifacts", workers=2, log_path=db.parent / ".mlflow-server.log", port=port
     )
+
+
+def served_artifacts_root(uri: str) -> Path | None:
+    """For a sweep's local sqlite store, the folder its server keeps artifacts in (mlartifacts/
+    beside the database); None for any other store."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    root = Path(uri[len("sqlite:///") :]).resolve().parent / "mlartifacts"
+    return root if root.is_dir() else None
+
+
+def local_artifact_dir(artifact_uri: str, root: Path | None) -> Path | None:
+    """Where a run's `mlflow-artifacts:/...` files live under `root` (see served_artifacts_root).
+
+    MLflow resolves such URIs only through a running server, and starting one costs tens of
+    seconds on a small machine, while the files sit on this disk; so a reader on the same host
+    maps the URI itself, as the server would. None: not such a URI (use MLflow), or one that
+    would leave `root` (a URI from the store is untrusted)."""
+    prefix = "mlflow-artifacts:"
+    if root is None or not artifact_uri.startswith(prefix):
+        return None
+    rel = artifact_uri[len(prefix) :].lstrip("/")
+    path = (root / rel).resolve()
+    return path if path.is_relative_to(root.resolve()) else None

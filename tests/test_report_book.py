@@ -1,0 +1,216 @@
+"""`xlrec report`'s full report from a real grid sweep (local Ray, sqlite MLflow): the files, the
+MLflow logging, numbers recomputed from the runs by hand, and report.html rendered by a real
+headless Chromium (every table and figure present, every image decoded)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from scipy.stats import wilcoxon
+
+from helpers import error_line, run_xlrec, summary_of, sweep, xlrec_env
+
+pytestmark = pytest.mark.server
+
+MODELS = ("xlstm", "bert4rec", "gru4rec")
+SECTIONS = (
+    "Protocol",
+    "Table 4: accuracy and cost",
+    "Significance",
+    "Table 6: parameters per component",
+    "Training curves",
+    "Accuracy against cost (RQ3)",
+    "Popularity bias, long tail and coverage",
+    "Gradient stability (RQ5)",
+    "Qualitative: what each model recommends",
+    "What this report cannot show",
+)
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    """3 models x 2 seeds on a small synthetic dataset, one max_len, 2 epochs each."""
+    cwd = tmp_path_factory.mktemp("report-grid")
+    proc = sweep(
+        cwd,
+        "--mode",
+        "grid",
+        "--models",
+        ",".join(MODELS),
+        "--datasets",
+        "synthetic",
+        "--max-lens",
+        "10",
+        "--seeds",
+        "1,2",
+        "--epochs",
+        "2",
+        "--cpus-per-trial",
+        "0.5",
+        "--set",
+        "synthetic_users=80",
+        "--set",
+        "synthetic_items=40",
+        "--set",
+        "window_stride=0",
+        "--set",
+        "embedding_dim=16",
+    )
+    summary = summary_of(proc)
+    uri = f"sqlite:///{cwd / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("xlrec-synthetic")
+    parent = client.search_runs([exp.experiment_id], "tags.`xlrec.sweep` = 'parent'")[0]
+    assert summary["trials_done"] == 6
+    return cwd, uri, client, exp, parent
+
+
+@pytest.fixture(scope="module")
+def report(grid):
+    cwd, uri, client, exp, parent = grid
+    out = cwd / "rep"
+    proc = run_xlrec(
+        ["report", "--parent", parent.info.run_id, "--out", str(out), "--tracking-uri", uri],
+        xlrec_env(cwd / "data"),
+        cwd=cwd,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stdout.strip() == str(out / "report.html")
+    return out
+
+
+def _served_files(uri: str, artifact_uri: str) -> Path:
+    """A run's files in the sweep's local store, where its `mlflow server` keeps (and serves) them."""
+    return Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts" / artifact_uri.removeprefix("mlflow-artifacts:/")
+
+
+def _children(client, exp, parent):
+    return client.search_runs([exp.experiment_id], f"tags.`xlrec.sweep_run_id` = '{parent.info.run_id}'")
+
+
+def test_report_files_sections_and_mlflow_copy(grid, report):
+    _, _, client, _, parent = grid
+    md = (report / "report.md").read_text()
+    assert [s for s in SECTIONS if f"## {s}\n" not in md] == []
+    # what it cannot show is said, in one paragraph
+    limits = md.split("## What this report cannot show\n", 1)[1]
+    assert "one max_len per model: no sequence-length figure" in limits
+    assert "no model ran with several architectures" in limits
+    for link in re.findall(r"\]\(((?:figures|data)/[^)]+)\)", md):  # every linked file exists
+        assert (report / link).is_file(), link
+    pngs = sorted(p.name for p in (report / "figures").iterdir())
+    assert {"curves_synthetic_L10.png", "cost_synthetic.png", "popularity_synthetic.png"} <= set(pngs)
+    logged = _served_files(grid[1], parent.info.artifact_uri) / "report"
+    assert {"report.md", "report.html", "figures", "data"} <= {p.name for p in logged.iterdir()}
+    assert (logged / "report.md").read_text() == md
+
+
+def test_report_numbers_equal_the_runs(grid, report):
+    _, uri, client, exp, parent = grid
+    runs = _children(client, exp, parent)
+    t4 = pd.read_csv(report / "data" / "table4.csv")
+    for model in MODELS:
+        values = pd.Series([r.data.metrics["test_ndcg_at_10"] for r in runs if r.data.params["model"] == model])
+        cell = t4.loc[t4["model"] == model, "NDCG@10"].item()
+        assert cell == f"{values.mean():.4f} ± {values.std(ddof=1):.4f}"
+    # the paired test, recomputed from the runs' per-user files without the report's code
+    per_user = {}
+    for r in runs:
+        local = _served_files(uri, r.info.artifact_uri) / "test_per_user.parquet"
+        per_user[(r.data.params["model"], r.data.params["seed"])] = pd.read_parquet(local)
+
+    def ndcg(model):
+        ranks = np.concatenate([per_user[(model, s)].sort_values("user_index")["rank"].to_numpy() for s in ("1", "2")])
+        return np.where(ranks <= 10, 1 / np.log2(ranks + 1), 0.0)
+
+    sig = pd.read_csv(report / "data" / "significance.csv", dtype=str)
+    row = sig[sig["A vs B"] == "bert4rec vs xlstm"].iloc[0]
+    a, b = ndcg("bert4rec"), ndcg("xlstm")
+    assert int(row["pairs"]) == len(a) == 2 * len(per_user[("xlstm", "1")])
+    assert row["A − B"] == f"{(a - b).mean():+.4f}"
+    p = wilcoxon(a, b).pvalue if np.any(a != b) else 1.0
+    assert row["p"] == f"{p:.2g}"
+    assert (pd.to_numeric(sig["p (Holm)"]) >= pd.to_numeric(sig["p"]) - 1e-12).all()
+    # Table 6's total is the run's parameter count
+    t6 = pd.read_csv(report / "data" / "table6.csv", thousands=",")
+    total = t6[(t6["model"] == "xlstm") & (t6["component"] == "total")]["params"].item()
+    assert total == next(r.data.metrics["params_total"] for r in runs if r.data.params["model"] == "xlstm")
+
+
+PROBE = """<script>
+window.addEventListener('load', () => {
+  const imgs = [...document.images];
+  const decoded = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
+  document.title = `imgs=${imgs.length};decoded=${decoded};tables=${document.querySelectorAll('table').length};` +
+    `plots=${document.querySelectorAll('figure.plot').length};sections=${document.querySelectorAll('section').length}`;
+});
+</script></body>"""
+
+
+def test_report_html_renders_in_a_real_browser(report, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.fail("chromium is not installed (.ci/run installs Debian's chromium package)")
+    html = (report / "report.html").read_text()
+    assert "<script" not in html and "http" not in html.split("<body>", 1)[1]  # offline, nothing to fetch
+    probe = tmp_path / "probe.html"
+    probe.write_text(html.replace("</body>", PROBE))
+    dom = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            probe.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    title = re.search(r"<title>(imgs=.*?)</title>", dom)
+    assert title, dom[:2000]
+    got = dict(kv.split("=") for kv in title.group(1).split(";"))
+    md = (report / "report.md").read_text()
+    assert int(got["imgs"]) == md.count("![") == int(got["plots"]) > 0
+    assert got["decoded"] == got["imgs"]
+    assert int(got["tables"]) == md.count("\n| ---") > 0
+    assert int(got["sections"]) == md.count("\n## ")
+
+
+def test_report_without_parent_logs_a_report_run_that_no_table_counts(grid, tmp_path):
+    cwd, uri, client, exp, _ = grid
+    env = xlrec_env(cwd / "data")
+    proc = run_xlrec(["report", "--out", str(tmp_path / "r"), "--tracking-uri", uri], env, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "xlrec-synthetic" in proc.stderr  # the latest run's experiment, unasked
+    reports = client.search_runs([exp.experiment_id], "tags.`xlrec.report` = 'true'")
+    assert len(reports) == 1 and reports[0].info.status == "FINISHED"
+    assert (_served_files(uri, reports[0].info.artifact_uri) / "report" / "report.html").is_file()
+    table = run_xlrec(["report", "--table", "table4", "--out", "", "--tracking-uri", uri], env, cwd=cwd)
+    assert table.returncode == 0 and [ln.split(" | ")[3] for ln in table.stdout.splitlines()[2:]] == ["2"] * 3
+
+
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["--parent", "1 or 1=1"], "is not an MLflow run id"),
+        (["--parent", "0" * 32], "does not exist"),
+        (["--experiment", "nope"], "'nope' does not exist"),
+    ],
+)
+def test_report_user_mistakes_are_one_paragraph(grid, tmp_path, args, named):
+    cwd, uri, *_ = grid
+    out = tmp_path / "never"
+    proc = run_xlrec(["report", *args, "--out", str(out), "--tracking-uri", uri], xlrec_env(cwd / "data"), cwd=cwd)
+    assert proc.returncode == 2
+    assert named in error_line(proc.stderr)
+    assert not out.exists()

@@ -1,0 +1,118 @@
+"""The report's figures: each is computed as a DataFrame first (written as its CSV), then
+drawn from that frame with matplotlib (Agg), so every plotted number is in a file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+COLOURS = {"xlstm": "#d62728", "sasrec": "#1f77b4", "bert4rec": "#2ca02c", "gru4rec": "#9467bd", "lstm": "#8c564b"}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _colour(model: str) -> str:
+    return COLOURS.get(model, "#7f7f7f")
+
+
+def save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _plt().close(fig)
+    return path
+
+
+def curves(frame: pd.DataFrame, keys: list[tuple[str, str]], title: str, path: Path) -> Path:
+    """frame: model, epoch, <key>_mean, <key>_std per (model, epoch); one panel per key, a line
+    per model with a band of one std over seeds."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.6))
+    for ax, (key, label) in zip(np.atleast_1d(axes), keys):
+        for model, g in frame.groupby("model", sort=True):
+            m, s = g[f"{key}_mean"].to_numpy(), g[f"{key}_std"].fillna(0).to_numpy()
+            ax.plot(g["epoch"], m, label=model, color=_colour(str(model)))
+            ax.fill_between(g["epoch"], m - s, m + s, alpha=0.18, color=_colour(str(model)))
+        ax.set(xlabel="epoch", ylabel=label, title=label)
+    np.atleast_1d(axes)[-1].legend(fontsize=8)
+    fig.suptitle(title)
+    return save(fig, path)
+
+
+def pareto_mask(cost: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Points no other point beats on both (lower cost and higher score, one strictly)."""
+    keep = np.ones(len(cost), dtype=bool)
+    for i in range(len(cost)):
+        better = (cost <= cost[i]) & (score >= score[i]) & ((cost < cost[i]) | (score > score[i]))
+        keep[i] = not better.any()
+    return keep
+
+
+def cost_scatter(frame: pd.DataFrame, costs: list[tuple[str, str]], title: str, path: Path) -> Path:
+    """frame: label, model, ndcg, and the cost columns; the Pareto front per panel as a line."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(costs), figsize=(5.5 * len(costs), 3.8))
+    for ax, (col, label) in zip(np.atleast_1d(axes), costs):
+        ok = frame[col].notna() & frame["ndcg"].notna()
+        f = frame[ok]
+        for row in f.itertuples():
+            ax.scatter(getattr(row, col), row.ndcg, color=_colour(row.model), s=36)
+            ax.annotate(row.label, (getattr(row, col), row.ndcg), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        front = f[pareto_mask(f[col].to_numpy(float), f["ndcg"].to_numpy(float))].sort_values(col)
+        ax.plot(front[col], front["ndcg"], "k--", lw=1, label="Pareto front")
+        ax.set(xlabel=label, ylabel="test NDCG@10", title=f"NDCG@10 against {label}")
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return save(fig, path)
+
+
+def grouped_bars(frame: pd.DataFrame, index: str, columns: list[str], ylabel: str, title: str, path: Path) -> Path:
+    """One group of bars per row of `index`, a bar per column."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(frame) + 2), 3.6))
+    x = np.arange(len(frame))
+    width = 0.8 / max(1, len(columns))
+    for i, col in enumerate(columns):
+        ax.bar(x + i * width - 0.4 + width / 2, frame[col].to_numpy(float), width, label=col)
+    ax.set_xticks(x, frame[index].astype(str), rotation=0)
+    ax.set(ylabel=ylabel, title=title)
+    ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def lines_by(frame: pd.DataFrame, x: str, ys: list[tuple[str, str]], title: str, path: Path) -> Path:
+    """frame: model, x, y columns; one panel per y, a line per model."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(ys), figsize=(4.6 * len(ys), 3.6))
+    for ax, (col, label) in zip(np.atleast_1d(axes), ys):
+        for model, g in frame.groupby("model", sort=True):
+            g = g.sort_values(x)
+            ax.plot(g[x], g[col], marker="o", label=model, color=_colour(str(model)))
+        ax.set(xlabel=x, ylabel=label, title=label)
+    np.atleast_1d(axes)[-1].legend(fontsize=8)
+    fig.suptitle(title)
+    return save(fig, path)
+
+
+def ablation(frame: pd.DataFrame, knobs: list[str], metric: str, title: str, path: Path) -> Path:
+    """A search's trials: the metric against each architecture knob (jittered strip plot)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(knobs), figsize=(4.2 * len(knobs), 3.4))
+    rng = np.random.default_rng(0)
+    for ax, knob in zip(np.atleast_1d(axes), knobs):
+        values = sorted(frame[knob].dropna().unique())
+        pos = {v: i for i, v in enumerate(values)}
+        xs = frame[knob].map(pos).to_numpy(float) + rng.uniform(-0.15, 0.15, len(frame))
+        ax.scatter(xs, frame[metric], s=18, alpha=0.8)
+        ax.set_xticks(range(len(values)), [str(v) for v in values])
+        ax.set(xlabel=knob, ylabel=metric)
+    fig.suptitle(title)
+    return save(fig, path)

@@ -1,0 +1,166 @@
+"""What a report reads from MLflow: an experiment's (or one sweep's) training runs, the files
+each finished run logged (history, per-user test ranks, parameter table, item table) and the
+datasets' Table-1 statistics. The only MLflow calls of the report; the rest works on this.
+
+Everything here comes from a tracking server, so it is read as untrusted data: CSV and
+Parquet only (no pickles), columns checked, a file that is missing or malformed is skipped
+with a note the report prints instead of failing.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from xlrec.errors import ConfigError, XlrecError
+from xlrec.platform.reports import export_runs
+from xlrec.platform.server import local_artifact_dir, served_artifacts_root
+
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+# file -> the columns a report needs from it
+FILES = {
+    "history.csv": ("epoch", "train_loss", "val_ndcg@10"),
+    "test_per_user.parquet": ("user_index", "target_item", "rank", "top10"),
+    "parameters.csv": ("component", "parameter", "count"),
+    "items.parquet": ("item_index", "item_id", "title", "interactions"),
+}
+
+
+@dataclass
+class ReportRuns:
+    experiment: str
+    parent_id: str | None
+    runs: pd.DataFrame  # the export's rows (xlrec.platform.reports), every status
+    files: dict[str, dict[str, pd.DataFrame]]  # run id -> file name -> its table
+    datasets: dict[str, dict[str, str]]  # dataset -> Table-1 statistics (the run's input tags)
+    notes: list[str] = field(default_factory=list)  # what could not be read, for the report
+    artifacts_root: Path | None = None  # a local sweep store's artifact folder (server.served_artifacts_root)
+
+    @property
+    def finished(self) -> pd.DataFrame:
+        return self.runs[self.runs["status"] == "FINISHED"]
+
+    def file(self, run_id: str, name: str) -> pd.DataFrame | None:
+        return self.files.get(run_id, {}).get(name)
+
+
+def latest_experiment() -> str:
+    """The experiment of the most recently started xlrec run (what `xlrec report` with no
+    --experiment reports: the README's main job, right after it ran)."""
+    import mlflow
+
+    runs = mlflow.search_runs(
+        search_all_experiments=True, filter_string="params.model != ''", max_results=1, order_by=["start_time DESC"]
+    )
+    if len(runs) == 0:
+        raise XlrecError(
+            f"No xlrec run at {mlflow.get_tracking_uri()}: nothing to report. Run the main job (README) or "
+            f"`xlrec train` first, or pass --tracking-uri of the store that holds your runs."
+        )
+    return mlflow.get_experiment(runs["experiment_id"].iloc[0]).name
+
+
+def _parent_experiment(parent_id: str) -> str:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    if not RUN_ID.match(parent_id):
+        raise ConfigError(
+            f"--parent {parent_id!r} is not an MLflow run id (32 hexadecimal characters); copy the sweep's parent "
+            f"run id from the MLflow UI or the sweep's first output line."
+        )
+    try:
+        run = mlflow.get_run(parent_id)
+    except MlflowException:
+        raise XlrecError(
+            f"Run {parent_id} does not exist at {mlflow.get_tracking_uri()}. Pass the id of a sweep's parent run "
+            f"(MLflow UI) and check --tracking-uri."
+        ) from None
+    return mlflow.get_experiment(run.info.experiment_id).name
+
+
+def _read(path: Path, name: str) -> pd.DataFrame:
+    df = pd.read_csv(path) if name.endswith(".csv") else pd.read_parquet(path)
+    missing = [c for c in FILES[name] if c not in df.columns]
+    if missing:
+        raise ValueError(f"no {', '.join(missing)} column")
+    return df
+
+
+def _fetch(run_id: str, names: list[str], tmp: Path, root: Path | None) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    import mlflow
+
+    got, notes = {}, []
+    here = local_artifact_dir(mlflow.get_run(run_id).info.artifact_uri, root)
+    for name in names:
+        try:
+            if here is not None:
+                local = here / name
+            else:
+                local = Path(
+                    mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name, dst_path=str(tmp / run_id))
+                )
+            got[name] = _read(local, name)
+        except Exception as exc:  # a run from an older version, or a file someone replaced
+            notes.append(f"run {run_id}: {name} unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})")
+    return got, notes
+
+
+def _dataset_stats(run_id: str) -> dict[str, str]:
+    from mlflow import MlflowClient
+
+    run = MlflowClient().get_run(run_id)
+    stats: dict[str, str] = {}
+    for inp in run.inputs.dataset_inputs if run.inputs else []:
+        tags = {t.key: t.value for t in inp.tags}
+        if "users" in tags:
+            stats = tags
+            break
+    if run.data.tags.get("xlrec.data_warning"):  # e.g. the partial ML-1M copy: said next to its numbers
+        stats["data_warning"] = run.data.tags["xlrec.data_warning"]
+    return stats
+
+
+def collect(experiment: str | None, parent_id: str | None, workers: int = 8) -> ReportRuns:
+    """The runs and files a report needs, downloaded in parallel (a 36-run grid in seconds);
+    a local sweep store's files are read where its server keeps them."""
+    import mlflow
+
+    root = served_artifacts_root(mlflow.get_tracking_uri())
+    if parent_id:
+        found = _parent_experiment(parent_id)
+        if experiment and experiment != found:
+            raise ConfigError(
+                f"--parent {parent_id} belongs to experiment {found!r}, not {experiment!r}; drop --experiment "
+                f"or pass the right one."
+            )
+        experiment = found
+    experiment = experiment or latest_experiment()
+    runs = export_runs(experiment, parent_id)
+    done = runs[runs["status"] == "FINISHED"]
+    files: dict[str, dict[str, pd.DataFrame]] = {}
+    notes: list[str] = []
+    first_of_dataset = set(done.drop_duplicates("params.dataset")["run_id"])
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(workers) as pool:
+        jobs = {
+            rid: pool.submit(
+                _fetch,
+                rid,
+                [n for n in FILES if n != "items.parquet" or rid in first_of_dataset],
+                Path(tmp),
+                root,
+            )
+            for rid in done["run_id"]
+        }
+        firsts = done.drop_duplicates("params.dataset")
+        stats = {d: pool.submit(_dataset_stats, rid) for d, rid in zip(firsts["params.dataset"], firsts["run_id"])}
+        for rid, job in jobs.items():
+            files[rid], run_notes = job.result()
+            notes += run_notes
+        datasets = {d: job.result() for d, job in stats.items()}
+    return ReportRuns(experiment, parent_id, runs, files, datasets, notes, root)
