@@ -1,0 +1,327 @@
+"""The report's figure sections: training curves, accuracy against cost, popularity bias and
+long tail, sequence length, gradient norms, and a search's architecture ablation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from xlrec.platform.report import figures
+from xlrec.platform.report.document import Figure, Section, Table
+from xlrec.platform.report.view import RunsView
+from xlrec.platform.reports import MISSING
+from xlrec.training.metrics import gini, popularity_groups
+
+
+class FigureSections(RunsView):
+    def training_curves(self) -> Section:
+        s = Section("Training curves")
+        keys = [
+            ("val_ndcg@10", "validation NDCG@10"),
+            ("val_recall@10", "validation Recall@10"),
+            ("train_loss", "train loss"),
+        ]
+        for dataset, max_len, g in self.cells():
+            parts = []
+            for rid, model in zip(g["run_id"], g["params.model"]):
+                h = self.rr.file(rid, "history.csv")
+                if h is not None and len(h):
+                    parts.append(h.assign(model=model))
+            if not parts:
+                continue
+            h = pd.concat(parts, ignore_index=True)
+            use = [(k, label) for k, label in keys if k in h]
+            agg = h.groupby(["model", "epoch"])[[k for k, _ in use]].agg(["mean", "std", "count"])
+            agg.columns = [f"{k}_{stat}" for k, stat in agg.columns]
+            agg = agg.reset_index()
+            stem = f"curves_{dataset}_L{max_len}"
+            png = figures.curves(
+                agg, use, f"{dataset}, max_len {max_len}: mean ± std over seeds", self.png(stem + ".png")
+            )
+            s.blocks.append(
+                Figure(
+                    png,
+                    f"Validation metrics and training loss per epoch, {dataset}, max_len {max_len}",
+                    self.csv(agg, stem + ".csv"),
+                )
+            )
+        if not s.blocks:
+            self.cannot.append("no history.csv in the runs: no training curves")
+        return s
+
+    def cost(self) -> Section:
+        s = Section("Accuracy against cost (RQ3)")
+        for dataset, g in self.chosen.groupby("params.dataset", sort=True):
+            rows = []
+            for (model, max_len), c in g.groupby(["params.model", "params.max_len"], sort=True):
+                if model == "pop":
+                    continue
+                rows.append(
+                    {
+                        "model": model,
+                        "max_len": max_len,
+                        "label": f"{model} L{max_len}",
+                        "ndcg": c["metrics.test_ndcg_at_10"].mean(),
+                        "epoch_s": c["metrics.avg_epoch_time_s"].mean(),
+                        "params": c["metrics.params_total"].mean(),
+                    }
+                )
+            if not rows:
+                continue
+            f = pd.DataFrame(rows)
+            for col in ("epoch_s", "params"):
+                f[f"pareto_{col}"] = figures.pareto_mask(f[col].to_numpy(float), f["ndcg"].to_numpy(float))
+            stem = f"cost_{dataset}"
+            png = figures.cost_scatter(
+                f, [("epoch_s", "seconds per epoch"), ("params", "parameters")], dataset, self.png(stem + ".png")
+            )
+            front = ", ".join(f.loc[f["pareto_epoch_s"], "label"])
+            s.blocks.append(
+                Figure(
+                    png,
+                    f"{dataset}: test NDCG@10 against epoch time and parameters; Pareto front (time): {front}",
+                    self.csv(f, stem + ".csv"),
+                )
+            )
+        return s
+
+    def popularity(self) -> Section:
+        s = Section("Popularity bias, long tail and coverage")
+        for dataset, g in self.chosen.groupby("params.dataset", sort=True):
+            items = self.items(dataset)
+            if items is None:
+                self.cannot.append(f"{dataset}: no items.parquet (runs before it was logged): no popularity analysis")
+                continue
+            n_items = int(items["item_index"].max())
+            pop = np.zeros(n_items + 1)
+            pop[items["item_index"].to_numpy()] = items["interactions"].to_numpy()
+            head, tail = popularity_groups(pop)
+            shares, counts = [], {}
+            for model, gm in g.groupby("params.model", sort=True):
+                t = self.per_user(gm)
+                if not len(t):
+                    continue
+                top = np.stack(t["top10"].map(lambda v: np.asarray(v, dtype=np.int64)).to_numpy())
+                top = np.clip(top, 0, n_items)
+                ranks, targets = t["rank"].to_numpy(), np.clip(t["target_item"].to_numpy(np.int64), 0, n_items)
+                hit = ranks <= 10
+                in_tail = tail[targets]
+                ndcg_tail = np.where(hit & in_tail, 1 / np.log2(ranks + 1.0), 0.0).sum() / max(1, in_tail.sum())
+                rec = np.bincount(top.ravel(), minlength=n_items + 1)
+                counts[model] = rec / t["seed"].nunique()  # per seed: one model's lists for the test users
+                shares.append(
+                    {
+                        "model": model,
+                        "head share": float(head[top].mean()),
+                        "tail share": float(tail[top].mean()),
+                        "tail Recall@10": float(hit[in_tail].mean()) if in_tail.any() else float("nan"),
+                        "tail NDCG@10": float(ndcg_tail),
+                        "coverage@10": float((rec[1:] > 0).mean()),
+                        "Gini@10": gini(rec[1:]),
+                        "users": int(len(t) / t["seed"].nunique()),
+                    }
+                )
+                truth = targets
+            if not shares:
+                continue
+            shares.append(
+                {
+                    "model": "ground truth (test targets)",
+                    "head share": float(head[truth].mean()),
+                    "tail share": float(tail[truth].mean()),
+                }
+            )
+            f = pd.DataFrame(shares)
+            stem = f"popularity_{dataset}"
+            png = figures.grouped_bars(
+                f,
+                "model",
+                ["head share", "tail share"],
+                "share of top-10 slots",
+                f"{dataset}: head (top 20%) and tail (bottom 50%) items",
+                self.png(stem + ".png"),
+            )
+            s.blocks.append(
+                Figure(
+                    png,
+                    f"{dataset}: share of recommendation slots on head and tail items against the test targets' shares",
+                    self.csv(f, stem + ".csv"),
+                )
+            )
+            shown = f.copy()
+            shown["users"] = shown["users"].map(lambda v: MISSING if pd.isna(v) else f"{int(v):,}")
+            for c in shown.columns[1:-1]:
+                shown[c] = shown[c].map(
+                    lambda v: MISSING if pd.isna(v) else (f"{v:.4f}" if isinstance(v, float) else str(v))
+                )
+            s.blocks.append(
+                Table(shown, f"{dataset}: long tail and coverage per model (test users; pooled over seeds)")
+            )
+            png_tail = figures.grouped_bars(
+                f[f["model"] != "ground truth (test targets)"],
+                "model",
+                ["tail Recall@10", "tail NDCG@10"],
+                "on tail targets",
+                f"{dataset}: long-tail accuracy",
+                self.png(f"longtail_{dataset}.png"),
+            )
+            s.blocks.append(
+                Figure(png_tail, f"{dataset}: Recall@10 and NDCG@10 on test targets that are tail items", stem + ".csv")
+            )
+            top50 = self._top50(items, counts, int(f["users"].dropna().max()))
+            s.blocks.append(
+                Table(
+                    top50,
+                    f"{dataset}: the 50 items most often in top-10 lists (all models), "
+                    "% of test users each model shows it to",
+                    self.csv(top50, f"top50_{dataset}.csv"),
+                )
+            )
+        return s
+
+    @staticmethod
+    def _top50(items: pd.DataFrame, counts: dict[str, np.ndarray], users: int) -> pd.DataFrame:
+        total = np.sum(list(counts.values()), axis=0)
+        order = np.argsort(-total[1:], kind="stable")[:50] + 1
+        by_index = items.set_index("item_index")
+        rows = []
+        for i in order:
+            row: dict[str, str | int] = {"title": str(by_index.at[i, "title"]) if i in by_index.index else str(i)}
+            row["times watched"] = int(by_index.at[i, "interactions"]) if i in by_index.index else 0
+            row.update({m: f"{100 * c[i] / max(1, users):.1f}%" for m, c in counts.items()})
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def sequence_length(self) -> Section:
+        s = Section("Sequence length (RQ2, RQ6, RQ9)")
+        d = self.chosen[self.chosen["params.model"] != "pop"]
+        lens = d.groupby(["params.dataset", "params.model"])["params.max_len"].nunique()
+        if len(lens) == 0 or lens.max() < 2:
+            self.cannot.append("one max_len per model: no sequence-length figure (run a grid over max_len)")
+            return s
+        rows = []
+        for (dataset, model, max_len), g in d.groupby(["params.dataset", "params.model", "params.max_len"]):
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "model": model,
+                    "max_len": int(max_len) if str(max_len).isdigit() else max_len,
+                    "ndcg": g["metrics.test_ndcg_at_10"].mean(),
+                    "epoch_s": g["metrics.avg_epoch_time_s"].mean(),
+                    "coverage": g["metrics.test_coverage_at_10"].mean(),
+                }
+            )
+        f = pd.DataFrame(rows)
+        for dataset, g in f.groupby("dataset"):
+            stem = f"seqlen_{dataset}"
+            png = figures.lines_by(
+                g,
+                "max_len",
+                [("ndcg", "test NDCG@10"), ("epoch_s", "s/epoch"), ("coverage", "coverage@10")],
+                dataset,
+                self.png(stem + ".png"),
+            )
+            s.blocks.append(
+                Figure(
+                    png,
+                    f"{dataset}: NDCG@10, epoch time and catalogue coverage against max_len",
+                    self.csv(g, stem + ".csv"),
+                )
+            )
+        return s
+
+    def gradients(self) -> Section:
+        s = Section("Gradient stability (RQ5)")
+        parts = []
+        for rid, model, max_len, dataset in zip(
+            self.chosen["run_id"],
+            self.chosen["params.model"],
+            self.chosen["params.max_len"],
+            self.chosen["params.dataset"],
+        ):
+            h = self.rr.file(rid, "history.csv")
+            if h is not None and "grad_norm" in h:
+                parts.append(h[["epoch", "grad_norm"]].assign(model=f"{model} L{max_len}", dataset=dataset))
+        if not parts:
+            self.cannot.append("no gradient norms in the runs' histories: no gradient-stability figure")
+            return s
+        h = pd.concat(parts).groupby(["dataset", "model", "epoch"])["grad_norm"].agg(["mean", "std"]).reset_index()
+        for dataset, g in h.groupby("dataset"):
+            g = g.rename(columns={"mean": "grad_norm_mean", "std": "grad_norm_std"})
+            stem = f"gradnorm_{dataset}"
+            png = figures.curves(
+                g,
+                [("grad_norm", "mean gradient norm per step")],
+                f"{dataset}: gradient norm (before clipping)",
+                self.png(stem + ".png"),
+            )
+            s.blocks.append(
+                Figure(
+                    png,
+                    f"{dataset}: gradient norm per epoch, per model and max_len (mean ± std over seeds)",
+                    self.csv(g, stem + ".csv"),
+                )
+            )
+        return s
+
+    def ablation(self) -> Section:
+        s = Section("Architecture ablation (RQ4, RQ13)")
+        knobs = ["embedding_dim", "num_blocks", "num_heads"]
+        shown = False
+        for (dataset, model), g in self.done.groupby(["params.dataset", "params.model"], sort=True):
+            cols = [k for k in knobs if f"params.{k}" in g and g[f"params.{k}"].nunique() > 1]
+            if not cols or len(g) < 4:
+                continue
+            f = g[[f"params.{k}" for k in cols] + ["metrics.best_val_ndcg_at_10"]].copy()
+            f.columns = [*cols, "val NDCG@10"]
+            for k in cols:
+                f[k] = pd.to_numeric(f[k], errors="coerce")
+            stem = f"ablation_{dataset}_{model}"
+            png = figures.ablation(
+                f, cols, "val NDCG@10", f"{model} on {dataset}: {len(f)} trials", self.png(stem + ".png")
+            )
+            s.blocks.append(
+                Figure(
+                    png,
+                    f"{model} on {dataset}: best validation NDCG@10 of each trial against its architecture",
+                    self.csv(f, stem + ".csv"),
+                )
+            )
+            imp = _importances(f, cols, "val NDCG@10")
+            if imp is not None:
+                s.blocks.append(
+                    Table(imp, f"{model} on {dataset}: parameter importances (Optuna fANOVA over the finished trials)")
+                )
+            shown = True
+        if not shown:
+            self.cannot.append("no model ran with several architectures (a search sweep): no ablation")
+        return s
+
+
+def _importances(frame: pd.DataFrame, knobs: list[str], metric: str) -> pd.DataFrame | None:
+    """Optuna's fANOVA importances from finished trials, rebuilt as an in-memory study (the
+    runs, not the sweep's study database, are what the report reads)."""
+    import optuna
+
+    f = frame.dropna()
+    if len(f) < 4:
+        return None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    dists: dict[str, optuna.distributions.BaseDistribution] = {
+        k: optuna.distributions.CategoricalDistribution(sorted(f[k].unique().tolist())) for k in knobs
+    }
+    for row in f.itertuples(index=False):
+        values = dict(zip(f.columns, row))
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={k: values[k] for k in knobs}, distributions=dists, value=float(values[metric])
+            )
+        )
+    try:
+        imp = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
+        )
+    except Exception:  # fANOVA needs variation it cannot find in a handful of trials
+        return None
+    return pd.DataFrame([{"parameter": k, "importance": f"{v:.3f}"} for k, v in imp.items()])
