@@ -45,7 +45,7 @@ class Builder(FigureSections):
             "true": "excluded from the ranking (a user's seen items are not counted as misses)",
             "false": "kept in the ranking (the paper's protocol)",
         }
-        seeds = sorted(d["params.seed"].unique(), key=str)
+        seeds = sorted(d["params.seed"].unique(), key=lambda v: (len(str(v)), str(v)))  # 42 before 123
         devices = sorted(d.get("tags.device_name", pd.Series(dtype=object)).dropna().unique())
         s.blocks += [
             f"Runs: {len(d)} finished of {len(self.rr.runs)} in experiment `{self.rr.experiment}`"
