@@ -68,6 +68,10 @@ def cost_scatter(frame: pd.DataFrame, costs: list[tuple[str, str]], title: str, 
             ax.annotate(row.label, (getattr(row, col), row.ndcg), fontsize=7, xytext=(3, 3), textcoords="offset points")
         front = f[pareto_mask(f[col].to_numpy(float), f["ndcg"].to_numpy(float))].sort_values(col)
         ax.plot(front[col], front["ndcg"], "k--", lw=1, label="Pareto front")
+        if len(f) and f[col].max() >= 10_000:  # parameter counts: 240k, not 240000 (labels overlap)
+            from matplotlib.ticker import FuncFormatter
+
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:,.0f}k"))
         ax.set(xlabel=label, ylabel="test NDCG@10", title=f"NDCG@10 against {label}")
         ax.legend(fontsize=8)
     fig.suptitle(title)
