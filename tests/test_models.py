@@ -153,9 +153,17 @@ def test_scores_cover_every_item(name):
     assert torch.isfinite(scores).all()
 
 
+def test_a_default_stride_longer_than_the_users_max_len_becomes_non_overlapping_windows():
+    assert resolve_config("xlstm", "ml-100k").window_stride == 25  # the ML-100K default, for max_len 50
+    assert resolve_config("xlstm", "ml-100k", overrides={"max_len": 20}).window_stride == 0
+    assert resolve_config("xlstm", "ml-100k", overrides={"max_len": 30}).window_stride == 25
+    with pytest.raises(ConfigError, match=r"window_stride must be in \[0, max_len\], got 25"):
+        resolve_config("xlstm", "ml-100k", overrides={"max_len": 20, "window_stride": 25})
+
+
 def test_config_resolution_order(tmp_path):
     cfg = resolve_config("xlstm", "ml-1m")
-    assert (cfg.arch.embedding_dim, cfg.arch.num_heads, cfg.arch.num_blocks, cfg.batch_size) == (128, 2, 2, 128)
+    assert (cfg.arch.embedding_dim, cfg.arch.num_heads, cfg.arch.num_blocks, cfg.batch_size) == (256, 4, 3, 64)
     assert cfg.prep.min_item_interactions == 5
     f = tmp_path / "c.yaml"
     f.write_text("embedding_dim: 32\nlr: 0.01\nprep:\n  min_rating: 4\n")
@@ -192,3 +200,14 @@ def test_xlstm_cpu_kernel_path_is_chunk_size_invariant():
     ids[:, :9] = 0
     with torch.no_grad():
         torch.testing.assert_close(a.encode(ids), b.encode(ids), atol=2e-5, rtol=1e-4)
+
+
+def test_xlstm_heads_too_narrow_for_the_triton_kernels_get_the_native_ones():
+    from xlrec.device import mlstm_kernel
+
+    assert mlstm_kernel("triton", 64, 2) == "triton" and mlstm_kernel("triton", 256, 4) == "triton"
+    assert mlstm_kernel("triton", 32, 2) == "native" and mlstm_kernel("triton", 64, 4) == "native"
+    assert mlstm_kernel("native", 256, 1) == "native"
+    cfg = resolve_config("xlstm", "ml-100k", overrides={"embedding_dim": 32, "num_heads": 2})
+    model = build_model("xlstm", 25, cfg, kernel="triton")  # built on CPU: no Triton kernel is compiled
+    assert (model.kernel, model.chunk_size) == ("native", 16)

@@ -69,6 +69,17 @@ def test_ml1m(mirror):
     assert ds.seqs.timestamps[:4].tolist() == [100, 200, 200, 300]
 
 
+def test_ml1m_titles_in_utf8_as_the_sasrec_copy_has_them(mirror):
+    write(mirror / "ml-1m" / "ratings.dat", ML1M_RATINGS)
+    # one line UTF-8 (as in ../shared/data/ml-1m), one latin-1 (the original): both read as written
+    (mirror / "ml-1m" / "movies.dat").write_bytes(
+        "10::Alien³ (1992)::Action\n".encode() + "30::Léon (1994)::Drama\n".encode("latin-1")
+    )
+    ds = prepare("ml-1m", PrepConfig(), source=str(mirror))
+    titles = dict(zip(ds.seqs.item_ids[1:].tolist(), ds.seqs.titles[1:]))
+    assert (titles[10], titles[30]) == ("Alien³ (1992)", "Léon (1994)")
+
+
 def test_ml10m_in_subfolder(mirror):
     sub = mirror / "ml-10m" / "ml-10M100K"
     write(sub / "ratings.dat", "5::1::4.5::20\n5::2::3.5::10\n7::2::0.5::10\n7::1::5::10\n")

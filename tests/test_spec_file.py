@@ -210,6 +210,82 @@ def test_every_tuned_default_names_committed_specs():
             assert (REPO / "benchmarks" / "grids" / name).is_file(), f"{model}: {name} is not in benchmarks/grids"
             named += 1
     assert named >= 10
+    for model in ("xlstm", "sasrec", "bert4rec", "gru4rec", "lstm"):  # searched on ML-1M: spec and runs committed
+        chosen = defaults["models"][model]["ml-1m"]["chosen_by"]
+        for name in re.findall(r"benchmarks/grids/([\w-]+\.yaml)", chosen):
+            assert (REPO / "benchmarks" / "grids" / name).is_file(), f"{model} on ml-1m: {name} is not committed"
+        experiments = re.findall(r"\(experiment ([\w-]+)", chosen) + re.findall(r"experiment ([\w-]+) \(", chosen)
+        assert experiments, f"{model} on ml-1m: chosen_by names no experiment: {chosen!r}"
+        for name in experiments:
+            assert (REPO / "benchmarks" / "exports" / f"{name}.csv").is_file(), f"{model}: no export of {name}"
+
+
+ADOPT_SEARCH = """\
+description: which lr?
+experiment: lr-search
+mode: search
+datasets: [synthetic]
+models: [sasrec]
+seeds: [42]
+epochs: 9
+search:
+  trials: 3
+  space:
+    num_heads: {categorical: [1, 2]}
+    head_dim: {categorical: [8, 16]}
+    lr: {float: [1.0e-4, 1.0e-2], log: true}
+metric: val_recall_at_10
+"""
+
+
+def test_adopt_turns_the_best_finished_trial_of_each_search_into_a_confirmation_grid(tmp_path, capsys):
+    """benchmarks/adopt.py: the winner by the best validation metric among finished trials (a pruned
+    trial with a higher score does not count), its searched settings as the model's fixed settings."""
+    import csv
+    import sys
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import adopt
+    finally:
+        sys.path.pop(0)
+    search = write(tmp_path, ADOPT_SEARCH)
+    other = tmp_path / "other.yaml"  # a search on another dataset than the base grid's: not adopted
+    other.write_text(ADOPT_SEARCH.replace("[synthetic]", "[ml-1m]").replace("[sasrec]", "[gru4rec]"))
+    export = tmp_path / "lr-search.csv"
+    rows = [  # status, embedding_dim, num_heads, lr, epochs, best val
+        ("FINISHED", 16, 1, "0.0012345", 9, 0.31),
+        ("KILLED", 32, 2, "0.005", 2, 0.40),
+        ("FINISHED", 32, 2, "0.0023456", 7, 0.35),
+    ]
+    with export.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(
+            ["run_id", "run_name", "status", "params.model", "params.embedding_dim", "params.num_heads"]
+            + ["params.lr", "params.epochs", "metrics.best_val_recall_at_10"]
+        )
+        for i, (status, dim, heads, lr, epochs, val) in enumerate(rows):
+            w.writerow([f"r{i}", f"trial {i}", status, "sasrec", dim, heads, lr, epochs, val])
+    base = tmp_path / "base.yaml"
+    base.write_text(GRID)
+    out = tmp_path / "confirm.yaml"
+    adopt.main(
+        ["--base", str(base), "--experiment", "lr-confirm", "--search", f"{search}={export}"]
+        + ["--search", f"{other}={tmp_path / 'missing.csv'}", "--out", str(out)]
+    )
+    printed = capsys.readouterr().out
+    assert "run r2 (trial 2), best val_recall_at_10 0.3500" in printed and "gru4rec" not in printed
+    spec = load_spec(out)
+    assert (spec.experiment, spec.mode, spec.seeds) == ("lr-confirm", "grid", [1, 2])
+    assert spec.per_model["sasrec"]["fixed"] == {
+        "dropout": 0.2,
+        "num_heads": 2,
+        "lr": 0.00235,
+        "embedding_dim": 32,
+        "epochs": 7,
+    }
+    assert spec.models == ["sasrec", "gru4rec"] and not spec.per_model.get("gru4rec", {}).get("fixed")
+    assert spec.grid == [{"max_len": 8}, {"max_len": 16}]
 
 
 def test_a_benchmarks_table_regenerates_identically_from_its_committed_export():

@@ -222,6 +222,10 @@ def resolve_config(
         (overrides, "command line"),
     ):
         _merge(merged, {k: v for k, v in layer.items() if k not in ("model", "dataset", *_FILE_KEYS)}, origin)
+    stride_given = "window_stride" in file_values or "window_stride" in overrides
+    if not stride_given and merged.get("window_stride", 0) > merged.get("max_len", TrainConfig.max_len):
+        # a default stride chosen for a longer max_len than the user's: non-overlapping windows
+        merged["window_stride"] = 0
     return build_config(merged)
 
 

@@ -73,6 +73,20 @@ def use_cuda_graph(rt: Runtime, wanted: bool, model_capturable: bool, sample_mod
     return wanted and rt.is_cuda and model_capturable and sample_mode == "window"
 
 
+# xlstm 2.0.6's Triton chunkwise kernels multiply over the query/key head width (embedding_dim /
+# num_heads / 2), and Triton cannot compile a matrix product narrower than 16: on an H200 every
+# search trial with embedding_dim / num_heads = 16 failed with "CompilationError at 127:21"
+# (benchmarks/exports/ml100k-search-xlstm.csv). Such models take the native kernels instead.
+TRITON_MIN_HEAD_DIM = 32
+
+
+def mlstm_kernel(kernel: str, embedding_dim: int, num_heads: int) -> str:
+    """The mLSTM backend a model of this shape runs: Triton where its kernels compile, else native."""
+    if kernel == "triton" and embedding_dim // num_heads < TRITON_MIN_HEAD_DIM:
+        return "native"
+    return kernel
+
+
 def mlstm_kernel_names(kernel: str) -> dict[str, str]:
     """xLSTMLargeConfig kernel fields for a backend ("triton" on CUDA, "native" anywhere)."""
     if kernel == "triton":

@@ -1,19 +1,42 @@
 #!/usr/bin/env bash
-# Run one sweep spec on the lent GPU host and bring its runs back as a CSV export.
-#   bash benchmarks/device/run_spec.sh benchmarks/grids/NAME.yaml [xlrec sweep flags...]
-# (device tool, from the repo root, carrying .devdata with ml-100k/ and the wheels env.sh names).
-# The sweep's MLflow store lives in /tmp/sweeps/NAME/mlflow.db on the host, so a later call on
-# the same warm machine can export it again if this one ran out of time.
+# Run sweep specs on the lent GPU host, all at once on one Ray cluster of the host's GPUs and
+# CPUs, and bring each one's runs back as a CSV export.
+#   bash benchmarks/device/run_spec.sh SPEC [SPEC...] [-- xlrec sweep flags for every spec...]
+# (device tool, from the repo root, carrying .devdata and the packages env.sh names). Each spec's
+# resources (gpus_per_trial, max_concurrent) say how it shares the host with the others.
+# Each sweep keeps its MLflow store in /tmp/sweeps/NAME/mlflow.db on the host, so a later call on
+# the same warm machine can export or report it again. Exports go to $XLREC_EXPORTS (default $OUT).
+# XLREC_SWEEP_TIMEOUT (seconds, default 540) bounds each sweep: a sweep stopped there keeps the
+# runs of the trials it finished.
 set -u
 source benchmarks/device/env.sh
-SPEC=$1; shift
-NAME=$(basename "$SPEC" .yaml)
-REPO=$PWD W=/tmp/sweeps/$NAME
-mkdir -p "$W"
+SPECS=()
+while [ $# -gt 0 ] && [ "$1" != "--" ]; do SPECS+=("$1"); shift; done
+[ "${1:-}" = "--" ] && shift
+REPO=$PWD EXPORTS=${XLREC_EXPORTS:-$OUT}
+mkdir -p "$EXPORTS"
 nvidia-smi --query-gpu=name --format=csv,noheader; lscpu | grep -E "Model name|^CPU\(s\)"
 python3 -c "import torch, ray, mlflow, optuna; print('torch', torch.__version__, 'ray', ray.__version__, 'mlflow', mlflow.__version__)"
-(cd "$W" && /usr/bin/time -f "sweep wall %e s" timeout "${XLREC_SWEEP_TIMEOUT:-540}" \
-  python3 -m xlrec sweep --spec "$REPO/$SPEC" --source "$REPO/.devdata" "$@" > "$OUT/$NAME.json" 2> "$OUT/$NAME.log")
-grep -E "^\[xlrec\]|sweep wall|rror" "$OUT/$NAME.log" | tail -30
-EXP=$(python3 -c "import sys; from xlrec.sweeps.spec_file import load_spec; print(load_spec(sys.argv[1]).experiment)" "$SPEC")
-(cd "$W" && python3 -m xlrec report --experiment "$EXP" --tracking-uri "sqlite:///$W/mlflow.db" --export "$OUT/$EXP.csv" --out '')
+# One Ray cluster for every sweep (README "On an existing Ray cluster"): separate local clusters
+# would each count the host's GPUs as their own and pack their trials onto the first one.
+export RAY_AUTH_MODE=token RAY_ADDRESS=127.0.0.1:6380
+if ! ray status > /dev/null 2>&1; then
+  ray get-auth-token --generate > /dev/null
+  ray start --head --port=6380 --include-dashboard=false --disable-usage-stats > /tmp/ray-start.log 2>&1 \
+    || { cat /tmp/ray-start.log; exit 1; }
+fi
+for SPEC in "${SPECS[@]}"; do
+  NAME=$(basename "$SPEC" .yaml) W=/tmp/sweeps/$(basename "$SPEC" .yaml) FILE=$(realpath "$SPEC")
+  mkdir -p "$W"
+  (cd "$W" && /usr/bin/time -f "$NAME: sweep wall %e s" timeout "${XLREC_SWEEP_TIMEOUT:-540}" \
+    python3 -m xlrec sweep --spec "$FILE" --source "$REPO/.devdata" "$@" > sweep.json 2> sweep.log
+   echo "$NAME: exit $?"; grep -E "sweep wall" sweep.log) &
+done
+wait
+for SPEC in "${SPECS[@]}"; do
+  W=/tmp/sweeps/$(basename "$SPEC" .yaml)
+  grep -E "^\[xlrec\]|rror" "$W/sweep.log" | tail -5
+  EXP=$(python3 -c "import sys; from xlrec.sweeps.spec_file import load_spec; print(load_spec(sys.argv[1]).experiment)" "$SPEC")
+  (cd "$W" && python3 -m xlrec report --experiment "$EXP" --tracking-uri "sqlite:///$W/mlflow.db" \
+    --export "$EXPORTS/$EXP.csv" --out '' > /dev/null) && echo "exported $EXPORTS/$EXP.csv"
+done

@@ -123,12 +123,21 @@ def _titles_from_delimited(path: Path, sep: str, id_col: int = 0, title_col: int
     if not path.is_file():
         return {}
     titles = {}
-    with open(path, encoding="latin-1", newline="") as fh:
-        for line in fh:
-            parts = line.rstrip("\r\n").split(sep)
+    with open(path, "rb") as fh:
+        for raw in fh:
+            parts = _text(raw).rstrip("\r\n").split(sep)
             if len(parts) > title_col and _is_id(parts[id_col].strip()):
                 titles[int(parts[id_col])] = parts[title_col]
     return titles
+
+
+def _text(raw: bytes) -> str:
+    """A line of a titles file: UTF-8 where it decodes (the SASRec copies of ML-1M are UTF-8),
+    else latin-1 (the GroupLens originals), line by line, so neither shows up as mojibake."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
 def _is_id(text) -> bool:

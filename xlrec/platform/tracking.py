@@ -150,7 +150,7 @@ class MlflowTracker(Callback):
         params.update(
             {
                 "resolved_device": str(trainer.rt.device),
-                "resolved_kernel": trainer.rt.kernel,
+                "resolved_kernel": getattr(trainer.model, "kernel", trainer.rt.kernel),  # a model may fall back
                 "amp_dtype": str(trainer.rt.amp_dtype).replace("torch.", "") if trainer.rt.amp_dtype else "none",
                 "resolved_cuda_graph": trainer.graphed,
                 "num_users": self.data.seqs.num_users,
