@@ -12,7 +12,7 @@ from xlrec.config import ModelSettings
 from xlrec.data_prep.split import EvalSet
 from xlrec.device import select_runtime
 from xlrec.rec_models.base import SequentialRecommender
-from xlrec.training.metrics import beyond_accuracy, gini, popularity_groups, ranking_metrics
+from xlrec.training.metrics import beyond_accuracy, embedding_geometry, gini, popularity_groups, ranking_metrics
 
 
 def brute_rank(scores: np.ndarray, target: int, excluded: set[int]) -> int:
@@ -98,3 +98,28 @@ def test_beyond_accuracy_values():
     assert m["head_share@2"] == pytest.approx(3 / 4)
     assert m["tail_share@2"] == pytest.approx(1 / 4)
     assert m["tail_recall@2"] == pytest.approx(1.0)  # only user 0 has a tail target, ranked 2
+
+
+def test_embedding_geometry_of_known_shapes():
+    eye = embedding_geometry(np.eye(4))  # four orthogonal items of equal length
+    assert (eye["dim"], eye["effective_rank"], eye["top_share"], eye["anisotropy"]) == pytest.approx((4, 4, 0.25, 0.0))
+    same = embedding_geometry(np.tile([[1.0, 2.0, 0.0]], (5, 1)))  # five copies of one direction
+    assert (same["effective_rank"], same["top_share"], same["anisotropy"]) == pytest.approx((1, 1, 1))
+
+
+def test_embedding_geometry_anisotropy_and_hubness_match_the_pairwise_definitions():
+    rng = np.random.default_rng(3)
+    v = rng.normal(size=(60, 8)) + np.array([2.0] + [0.0] * 7)  # a shared direction: positive mean cosine
+    got = embedding_geometry(v, k=5)
+    unit = v / np.linalg.norm(v, axis=1, keepdims=True)
+    cos = unit @ unit.T
+    pairs = cos[~np.eye(60, dtype=bool)]
+    assert got["anisotropy"] == pytest.approx(pairs.mean()) and got["anisotropy"] > 0.3
+    np.fill_diagonal(cos, -np.inf)
+    counts = np.zeros(60)
+    for row in cos:
+        counts[np.argsort(-row)[:5]] += 1
+    skew = ((counts - counts.mean()) ** 3).mean() / counts.std() ** 3
+    assert got["hubness"] == pytest.approx(skew)
+    sampled = embedding_geometry(v, k=5, sample=30)  # above `sample` items, a fixed random subset
+    assert sampled["hubness"] == embedding_geometry(v, k=5, sample=30)["hubness"] != got["hubness"]

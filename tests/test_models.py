@@ -210,4 +210,20 @@ def test_xlstm_heads_too_narrow_for_the_triton_kernels_get_the_native_ones():
     assert mlstm_kernel("native", 256, 1) == "native"
     cfg = resolve_config("xlstm", "ml-100k", overrides={"embedding_dim": 32, "num_heads": 2})
     model = build_model("xlstm", 25, cfg, kernel="triton")  # built on CPU: no Triton kernel is compiled
-    assert (model.kernel, model.chunk_size) == ("native", 16)
+    assert (model.kernel, model.chunk_size) == ("native", 50)  # max_len 50: one chunk, no padding
+
+
+def test_native_xlstm_chunks_divide_max_len_where_they_can_and_give_the_same_scores():
+    from xlrec.device import mlstm_chunk_size
+    from xlrec.rec_models.xlstm import XLSTMRec
+
+    assert [mlstm_chunk_size("native", n) for n in (50, 200, 128, 32, 37, 67, 8)] == [50, 50, 64, 32, 37, 16, 16]
+    assert mlstm_chunk_size("triton", 50) == 64
+    cfg = resolve_config("xlstm", "ml-100k", overrides={"embedding_dim": 16, "num_heads": 2})
+    torch.manual_seed(0)
+    a = XLSTMRec(30, cfg.arch, 50, chunk_size=16).eval()  # pads 50 to 64 on the left
+    b = XLSTMRec(30, cfg.arch, 50).eval()
+    b.load_state_dict(a.state_dict())
+    ids = torch.randint(1, 31, (4, 50))
+    with torch.no_grad():
+        assert torch.allclose(a.encode(ids), b.encode(ids), atol=1e-4)

@@ -29,6 +29,7 @@ SECTIONS = (
     "Accuracy against cost (RQ3)",
     "Popularity bias, long tail and coverage",
     "Gradient stability (RQ5)",
+    "Embedding geometry",
     "Qualitative: what each model recommends",
     "What this report cannot show",
 )
@@ -142,6 +143,16 @@ def test_report_numbers_equal_the_runs(grid, report):
     t6 = pd.read_csv(report / "data" / "table6.csv", thousands=",")
     total = t6[(t6["model"] == "xlstm") & (t6["component"] == "total")]["params"].item()
     assert total == next(r.data.metrics["params_total"] for r in runs if r.data.params["model"] == "xlstm")
+    # embedding geometry: the logged vectors are the model's scoring vectors (40 items), and the
+    # effective rank recomputed from them by hand is the report's
+    geo = pd.read_csv(report / "data" / "geometry_synthetic_L10.csv")
+    for r in runs:
+        v = pd.read_parquet(_served_files(uri, r.info.artifact_uri) / "item_vectors.parquet")
+        assert v["item_index"].tolist() == list(range(1, 41))
+        sv = np.linalg.svd(v.drop(columns="item_index").to_numpy(np.float64), compute_uv=False)
+        p = sv / sv.sum()
+        row = geo[(geo["model"] == r.data.params["model"]) & (geo["seed"].astype(str) == r.data.params["seed"])]
+        assert row["effective_rank"].item() == pytest.approx(np.exp(-(p * np.log(p)).sum()), rel=1e-9)
 
 
 PROBE = """<script>

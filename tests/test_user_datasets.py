@@ -179,10 +179,10 @@ def test_defaults_come_from_the_nearest_measured_dataset(tmp_path):
     small = resolve_config("sasrec", str(write_inter(tmp_path / "d.inter")))
     assert small.defaults_from == "ml-100k"
     assert (small.ema_decay, small.min_epochs) == (0.998, 20)  # sasrec's tuned ml-100k entry
-    big = tmp_path / "big.txt"
+    big = tmp_path / "big.txt"  # sasrec's searched ml-1m entry: dim 256
     big.write_text("1 1\n" * 400_000)
     cfg = resolve_config("sasrec", str(big))
-    assert (cfg.defaults_from, cfg.arch.embedding_dim, cfg.prep.min_item_interactions) == ("ml-1m", 128, 5)
+    assert (cfg.defaults_from, cfg.arch.embedding_dim, cfg.prep.min_item_interactions) == ("ml-1m", 256, 5)
 
 
 def test_a_saved_config_says_where_the_data_came_from_and_reads_back(tmp_path):

@@ -87,6 +87,17 @@ def mlstm_kernel(kernel: str, embedding_dim: int, num_heads: int) -> str:
     return kernel
 
 
+def mlstm_chunk_size(kernel: str, max_len: int) -> int:
+    """The chunk of the chunkwise mLSTM kernels. Triton's take 16..64 and 64 is fastest on the GPU.
+    The native kernels take any size; a chunk that divides max_len saves the left padding (length 50
+    in chunks of 16 pads to 64), and a longer chunk means fewer sequential steps: the largest
+    divisor of max_len in 16..64, else 16 (2-core CPU, dim 64, length 50: 16 -> 25 or 50 is ~20%
+    faster per training step, outputs equal to 1e-5)."""
+    if kernel == "triton":
+        return 64
+    return max((c for c in range(16, 65) if max_len % c == 0), default=16)
+
+
 def mlstm_kernel_names(kernel: str) -> dict[str, str]:
     """xLSTMLargeConfig kernel fields for a backend ("triton" on CUDA, "native" anywhere)."""
     if kernel == "triton":

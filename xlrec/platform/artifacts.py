@@ -96,6 +96,15 @@ def items_table(seqs: Sequences) -> pd.DataFrame:
     )
 
 
+def item_vectors_table(weight: np.ndarray) -> pd.DataFrame:
+    """The vectors items are scored with (the output layer's rows 1..N; row 0 is padding), one float32
+    column per dimension: what a report's embedding geometry reads."""
+    v = np.asarray(weight, dtype=np.float32)[1:]
+    frame = pd.DataFrame(v, columns=[f"e{i}" for i in range(v.shape[1])])
+    frame.insert(0, "item_index", np.arange(1, v.shape[0] + 1, dtype=np.int64))
+    return frame
+
+
 def write_sample_predictions(
     path: Path, seqs: Sequences, table: pd.DataFrame, n_users: int = 5, history_items: int = 10
 ) -> Path:

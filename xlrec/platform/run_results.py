@@ -1,6 +1,7 @@
 """What a finished training run leaves in MLflow: its result metrics, its artifacts (config,
-history, curves, parameter table, per-user test ranks, sample predictions, the item table) and its model,
-logged as xlrec format 2 and registered (at most one version per run)."""
+history, curves, parameter table, per-user test ranks, sample predictions, the item table, the
+items' output vectors) and its model, logged as xlrec format 2 and registered (at most one
+version per run)."""
 
 from __future__ import annotations
 
@@ -77,6 +78,11 @@ def log_results(trainer, data: PreparedDataset, result: TrainResult, pending: di
         artifacts.items_table(seqs).to_parquet(tmp / "items.parquet", index=False)
         for name in _ARTIFACTS:
             mlflow.log_artifact(str(tmp / name))
+        vectors = getattr(trainer.model, "output_weight", None)  # pop has none
+        if vectors is not None:
+            weight = vectors.detach().float().cpu().numpy()[: seqs.num_items + 1]
+            artifacts.item_vectors_table(weight).to_parquet(tmp / "item_vectors.parquet", index=False)
+            mlflow.log_artifact(str(tmp / "item_vectors.parquet"))
 
 
 def log_model(

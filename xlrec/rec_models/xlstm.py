@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xlrec.config import ModelSettings, check
-from xlrec.device import mlstm_kernel, mlstm_kernel_names
+from xlrec.device import mlstm_chunk_size, mlstm_kernel, mlstm_kernel_names
 from xlrec.rec_models.base import SequentialRecommender, backbone_checks, right_align, undo_right_align
 
 
@@ -66,8 +66,7 @@ class XLSTMRec(SequentialRecommender):
         from xlstm.xlstm_large.model import xLSTMLargeBlockStack, xLSTMLargeConfig
 
         kernel = self.kernel = mlstm_kernel(kernel, settings.embedding_dim, settings.num_heads)
-        # Triton chunkwise kernels take chunks of 16..64; the native kernels any size.
-        self.chunk_size = chunk_size or (64 if kernel == "triton" else 16)
+        self.chunk_size = chunk_size or mlstm_chunk_size(kernel, max_len)
         self.item_embedding = nn.Embedding(num_items + 1, settings.embedding_dim, padding_idx=0)
         self.dropout = nn.Dropout(settings.dropout)
         config = xLSTMLargeConfig(

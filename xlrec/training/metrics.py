@@ -36,6 +36,42 @@ def gini(counts: np.ndarray) -> float:
     return float((n + 1 - 2 * (cum.sum() / cum[-1])) / n)
 
 
+def embedding_geometry(vectors: np.ndarray, k: int = 10, sample: int = 4000, seed: int = 0) -> dict[str, float]:
+    """Shape of the space items are ranked in (rows: items' output vectors).
+
+    effective_rank: exp(entropy of the singular values normalised to sum 1) (Roy & Vetterli, 2007);
+    top_share: the largest squared singular value's share of all; anisotropy: mean cosine between
+    two different items (exact, from the sum of unit vectors); hubness: skewness of N_k, how often
+    each item is among the other items' k nearest by cosine (Radovanović et al., 2010), over at most
+    `sample` items (a random subset of fixed seed above that)."""
+    x = np.asarray(vectors, dtype=np.float64)
+    n = x.shape[0]
+    s = np.linalg.svd(x, compute_uv=False)
+    p = s / s.sum() if s.sum() > 0 else s
+    nz = p[p > 0]
+    unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    total = unit.sum(axis=0)
+    anisotropy = float((total @ total - (unit * unit).sum()) / (n * (n - 1))) if n > 1 else 0.0
+    if n > sample:
+        unit = unit[np.random.default_rng(seed).choice(n, sample, replace=False)]
+    m = unit.shape[0]
+    hubness = 0.0
+    if m > k + 1:
+        sim = unit @ unit.T
+        np.fill_diagonal(sim, -np.inf)
+        neighbours = np.argpartition(-sim, k, axis=1)[:, :k]
+        counts = np.bincount(neighbours.ravel(), minlength=m).astype(np.float64)
+        sd = counts.std()
+        hubness = float(((counts - counts.mean()) ** 3).mean() / sd**3) if sd > 0 else 0.0
+    return {
+        "dim": float(x.shape[1]),
+        "effective_rank": float(np.exp(-(nz * np.log(nz)).sum())),
+        "top_share": float(s[0] ** 2 / (s**2).sum()) if s.size and (s**2).sum() > 0 else 0.0,
+        "anisotropy": anisotropy,
+        "hubness": hubness,
+    }
+
+
 def popularity_groups(popularity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Boolean masks over item ids 0..N: head = top 20% by training count, tail = bottom 50%."""
     n = popularity.size - 1

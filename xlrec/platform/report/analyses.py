@@ -1,5 +1,5 @@
 """The report's figure sections: training curves, accuracy against cost, popularity bias and
-long tail, sequence length, gradient norms, and a search's architecture ablation."""
+long tail, sequence length, gradient norms, embedding geometry, and a search's architecture ablation."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from xlrec.platform.report import figures
 from xlrec.platform.report.document import Figure, Section, Table
 from xlrec.platform.report.view import RunsView
 from xlrec.platform.reports import MISSING
-from xlrec.training.metrics import gini, popularity_groups
+from xlrec.training.metrics import embedding_geometry, gini, popularity_groups
 
 
 class FigureSections(RunsView):
@@ -265,6 +265,85 @@ class FigureSections(RunsView):
             )
         return s
 
+    def embedding_geometry(self) -> Section:
+        s = Section("Embedding geometry")
+        for dataset, max_len, g in self.cells():
+            stats: list[dict] = []
+            spectra: list[pd.DataFrame] = []
+            points: dict[str, pd.DataFrame] = {}
+            items = self.items(dataset)
+            for rid, model, seed in zip(g["run_id"], g["params.model"], g["params.seed"]):
+                t = self.rr.file(rid, "item_vectors.parquet")
+                if t is None or not len(t):
+                    continue
+                t = t.sort_values("item_index")
+                v = t[[c for c in t.columns if c != "item_index"]].to_numpy(np.float64)
+                stats.append({"model": model, "seed": seed, **embedding_geometry(v)})
+                if model not in points:  # one seed per model in the figures; the table averages all
+                    spectra.append(_spectrum(model, v))
+                    points[model] = _projection(model, v, t["item_index"], items)
+            if not stats:
+                continue
+            f = pd.DataFrame(stats)
+            table = f.groupby("model", sort=True)[
+                ["dim", "effective_rank", "top_share", "anisotropy", "hubness"]
+            ].mean()
+            table.insert(0, "seeds", f.groupby("model", sort=True).size())
+            table = table.reset_index()
+            stem = f"geometry_{dataset}_L{max_len}"
+            shown = table.assign(
+                dim=table["dim"].astype(int),
+                top_share=table["top_share"].map(lambda x: f"{x:.4f}"),
+                anisotropy=table["anisotropy"].map(lambda x: f"{x:.4f}"),
+                effective_rank=table["effective_rank"].map(lambda x: f"{x:.2f}"),
+                hubness=table["hubness"].map(lambda x: f"{x:.2f}"),
+            ).rename(
+                columns={
+                    "effective_rank": "effective rank",
+                    "top_share": "top singular share",
+                    "hubness": "hubness (N10 skew)",
+                }
+            )
+            s.blocks.append(
+                Table(
+                    shown,
+                    f"{dataset}, max_len {max_len}: geometry of the items' output vectors, mean over seeds "
+                    "(effective rank: exp of the entropy of the normalised singular values; anisotropy: mean "
+                    "cosine between two items; hubness: skewness of how often an item is among the others' 10 "
+                    "nearest)",
+                    self.csv(f, stem + ".csv"),
+                )
+            )
+            spec = pd.concat(spectra, ignore_index=True)
+            png = figures.spectra(
+                spec, f"{dataset}, max_len {max_len}: singular values", self.png(f"spectrum_{stem}.png")
+            )
+            s.blocks.append(
+                Figure(
+                    png,
+                    f"{dataset}, max_len {max_len}: singular-value spectrum of the items' output vectors "
+                    "(one seed per model)",
+                    self.csv(spec, f"spectrum_{stem}.csv"),
+                )
+            )
+            proj = pd.concat(list(points.values()), ignore_index=True)
+            png = figures.projections(
+                proj,
+                f"{dataset}, max_len {max_len}: first two principal components",
+                self.png(f"projection_{stem}.png"),
+            )
+            s.blocks.append(
+                Figure(
+                    png,
+                    f"{dataset}, max_len {max_len}: items on their output vectors' first two principal components, "
+                    "coloured by training interactions (one seed per model)",
+                    self.csv(proj, f"projection_{stem}.csv"),
+                )
+            )
+        if not s.blocks:
+            self.cannot.append("no item_vectors.parquet in the runs (runs before 2026-11-30): no embedding geometry")
+        return s
+
     def ablation(self) -> Section:
         s = Section("Architecture ablation (RQ4, RQ13)")
         knobs = ["embedding_dim", "num_blocks", "num_heads"]
@@ -326,3 +405,27 @@ def _importances(frame: pd.DataFrame, knobs: list[str], metric: str) -> pd.DataF
     except Exception:  # fANOVA needs variation it cannot find in a handful of trials
         return None
     return pd.DataFrame([{"parameter": k, "importance": f"{v:.3f}"} for k, v in imp.items()])
+
+
+def _spectrum(model: str, v: np.ndarray) -> pd.DataFrame:
+    sv = np.linalg.svd(v, compute_uv=False)
+    return pd.DataFrame({"model": model, "index": np.arange(1, sv.size + 1), "share": sv / max(sv.sum(), 1e-12)})
+
+
+def _projection(model: str, v: np.ndarray, index: pd.Series, items: pd.DataFrame | None) -> pd.DataFrame:
+    """The items on the first two principal components of their centred vectors, with popularity."""
+    centred = v - v.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    xy = centred @ vt[:2].T
+    counts = np.zeros(len(v))
+    if items is not None:
+        counts = index.map(items.set_index("item_index")["interactions"]).fillna(0).to_numpy(float)
+    return pd.DataFrame(
+        {
+            "model": model,
+            "item_index": index.to_numpy(),
+            "pc1": xy[:, 0],
+            "pc2": xy[:, 1] if xy.shape[1] > 1 else 0.0,
+            "log10_interactions": np.log10(counts + 1),
+        }
+    )

@@ -120,3 +120,31 @@ def ablation(frame: pd.DataFrame, knobs: list[str], metric: str, title: str, pat
         ax.set(xlabel=knob, ylabel=metric)
     fig.suptitle(title)
     return save(fig, path)
+
+
+def spectra(frame: pd.DataFrame, title: str, path: Path) -> Path:
+    """frame: model, index, share (singular values normalised to sum 1), log scale; a line per model."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for model, g in frame.groupby("model", sort=True):
+        ax.plot(g["index"], g["share"], label=str(model), color=_colour(str(model)))
+    ax.set_yscale("log")
+    ax.set(xlabel="singular value index", ylabel="share of the sum", title=title)
+    ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def projections(frame: pd.DataFrame, title: str, path: Path) -> Path:
+    """frame: model, pc1, pc2, log10_interactions; a panel per model, items coloured by popularity."""
+    plt = _plt()
+    models = sorted(frame["model"].unique())
+    fig, axes = plt.subplots(1, len(models), figsize=(3.4 * len(models), 3.4), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        g = frame[frame["model"] == model]
+        points = ax.scatter(g["pc1"], g["pc2"], c=g["log10_interactions"], s=3, cmap="viridis")
+        ax.set(title=str(model), xticks=[], yticks=[])
+    fig.colorbar(points, ax=list(axes[0]), label="log10 interactions")
+    fig.suptitle(title)
+    fig.savefig(path, dpi=100)  # not save(): tight_layout and a shared colour bar do not mix
+    _plt().close(fig)
+    return path

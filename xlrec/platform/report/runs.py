@@ -28,7 +28,10 @@ FILES = {
     "test_per_user.parquet": ("user_index", "target_item", "rank", "top10"),
     "parameters.csv": ("component", "parameter", "count"),
     "items.parquet": ("item_index", "item_id", "title", "interactions"),
+    "item_vectors.parquet": ("item_index", "e0"),
 }
+# files runs before 2026-11-30 (and pop runs) do not have: a missing one is not a note
+OPTIONAL = {"item_vectors.parquet"}
 
 
 @dataclass
@@ -107,6 +110,8 @@ def _fetch(run_id: str, names: list[str], tmp: Path, root: Path | None) -> tuple
                 )
             got[name] = _read(local, name)
         except Exception as exc:  # a run from an older version, or a file someone replaced
+            if name in OPTIONAL and not (here is not None and (here / name).is_file()):
+                continue  # not logged (remotely: not told apart from unreadable)
             notes.append(f"run {run_id}: {name} unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})")
     return got, notes
 
@@ -151,11 +156,16 @@ def collect(experiment: str | None, parent_id: str | None, workers: int = 8) -> 
             rid: pool.submit(
                 _fetch,
                 rid,
-                [n for n in FILES if n != "items.parquet" or rid in first_of_dataset],
+                [
+                    n
+                    for n in FILES
+                    if (n != "items.parquet" or rid in first_of_dataset)
+                    and (n != "item_vectors.parquet" or model != "pop")
+                ],
                 Path(tmp),
                 root,
             )
-            for rid in done["run_id"]
+            for rid, model in zip(done["run_id"], done["params.model"])
         }
         firsts = done.drop_duplicates("params.dataset")
         stats = {d: pool.submit(_dataset_stats, rid) for d, rid in zip(firsts["params.dataset"], firsts["run_id"])}

@@ -276,8 +276,8 @@ class Builder(FigureSections):
 
     def limits(self) -> Section:
         fixed = [
-            "embedding geometry (spectrum, effective rank, anisotropy, hubness) and where models look (attention, "
-            "xLSTM gates): runs do not log item embeddings or gate/attention summaries yet",
+            "where models look (attention over a history, xLSTM's input and forget gates): runs do not log "
+            "attention or gate summaries yet; the embedding projection is not coloured by genre (runs log no genres)",
             "cold start against demographic and genre fallbacks: only the popularity fallback is computed",
             "scaling with dataset size (RQ1): needs ML-1M subsampled by users, not part of these runs",
         ]
@@ -310,6 +310,7 @@ def build(rr: ReportRuns, out: Path) -> list[Section]:
         b.cold_start(),
         b.sequence_length(),
         b.gradients(),
+        b.embedding_geometry(),
         b.ablation(),
         b.qualitative(),
     ]
