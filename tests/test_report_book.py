@@ -143,6 +143,16 @@ def test_report_numbers_equal_the_runs(grid, report):
     t6 = pd.read_csv(report / "data" / "table6.csv", thousands=",")
     total = t6[(t6["model"] == "xlstm") & (t6["component"] == "total")]["params"].item()
     assert total == next(r.data.metrics["params_total"] for r in runs if r.data.params["model"] == "xlstm")
+    # qualitative: the first user's caption names the history the run logged, oldest first
+    first = next(r for r in runs if r.data.params["model"] == MODELS[0] and r.data.params["seed"] == "1")
+    files = _served_files(uri, first.info.artifact_uri)
+    table = pd.read_parquet(files / "test_per_user.parquet").sort_values("user_index")
+    items = pd.read_parquet(files / "items.parquet")
+    title = dict(zip(items["item_index"], items["title"]))
+    history = "; ".join(title[int(i)] for i in table["history"].iloc[0])
+    md = (report / "report.md").read_text()
+    assert f"user {table['user_id'].iloc[0]} (seed 1); last {len(table['history'].iloc[0])} items watched, " in md
+    assert f"oldest first: {history}; true next item {title[int(table['target_item'].iloc[0])]}" in md
     # embedding geometry: the logged vectors are the model's scoring vectors (40 items), and the
     # effective rank recomputed from them by hand is the report's
     geo = pd.read_csv(report / "data" / "geometry_synthetic_L10.csv")

@@ -243,6 +243,15 @@ def test_artifacts(trained, client, tmp_path):
         items = pd.read_parquet(local / "items.parquet")  # names and weighs every top-10 entry
         assert set(table["top10"].explode().astype(int)) <= set(items["item_index"])
         assert len(items) == int(run.data.params["num_items"]) and items["interactions"].min() >= 1
+        # each user's last 10 items before the target (ML-100K users have >= 20): the same history
+        # sample_predictions.md names, which it reads from the sequences by its own slicing
+        assert all(len(h) == 10 for h in table["history"])
+        title = dict(zip(items["item_index"], items["title"]))
+        shown = re.findall(r"^Recent history: (.*)$", (local / "sample_predictions.md").read_text(), re.M)
+        assert shown == ["; ".join(title[int(i)] for i in h) for h in table["history"].head(len(shown))]
+        # the items' output vectors: one row per item, one column per dimension
+        vectors = pd.read_parquet(local / "item_vectors.parquet")
+        assert vectors.shape == (int(run.data.params["num_items"]), int(run.data.params["embedding_dim"]) + 1)
         params_csv = pd.read_csv(local / "parameters.csv")
         assert (
             int(params_csv.loc[params_csv["component"] == "total", "count"].iloc[0]) == run.data.metrics["params_total"]

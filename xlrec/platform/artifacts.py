@@ -68,7 +68,10 @@ def write_params_table(path: Path, rows: list[tuple[str, str, int]]) -> Path:
 def per_user_table(
     seqs: Sequences, users: np.ndarray, targets: np.ndarray, ranks: np.ndarray, topk: np.ndarray
 ) -> pd.DataFrame:
-    """One row per test user: ids, the target, its rank and the top-10 (for paired tests later)."""
+    """One row per test user: ids, the target, its rank, the top-10 (for paired tests later) and the
+    last `HISTORY` items before the target, oldest first (for a report's qualitative tables)."""
+    ends = seqs.offsets[users + 1] - 1  # the test target is each user's last item
+    starts = np.maximum(seqs.offsets[users], ends - HISTORY)
     return pd.DataFrame(
         {
             "user_index": users.astype(np.int64),
@@ -77,8 +80,12 @@ def per_user_table(
             "target_item_id": seqs.item_ids[targets].astype(str),
             "rank": ranks.astype(np.int64),
             "top10": [row[:10].tolist() for row in topk],
+            "history": [seqs.items[a:b].tolist() for a, b in zip(starts, ends)],
         }
     )
+
+
+HISTORY = 10  # history items per test user in test_per_user.parquet
 
 
 def items_table(seqs: Sequences) -> pd.DataFrame:

@@ -239,6 +239,7 @@ class Builder(FigureSections):
 
     def qualitative(self) -> Section:
         s = Section("Qualitative: what each model recommends")
+        missing_history = False
         for dataset, g in self.chosen.groupby("params.dataset", sort=True):
             items = self.items(dataset)
             if items is None:
@@ -263,15 +264,26 @@ class Builder(FigureSections):
                     for m, t in tables.items()
                 ]
                 target = title.get(int(any_t.at[u, "target_item"]), "?")
+                history = any_t.at[u, "history"] if "history" in any_t else None
+                seen = (
+                    f"; last {len(history)} items watched, oldest first: "
+                    + "; ".join(title.get(int(i), str(i)) for i in history)
+                    if history is not None and len(history)
+                    else ""
+                )
+                if history is None:
+                    missing_history = True
                 s.blocks.append(
                     Table(
                         pd.DataFrame(rows),
-                        f"{dataset}, user {any_t.at[u, 'user_id']} (seed {first_seed}): true next item {target}",
+                        f"{dataset}, user {any_t.at[u, 'user_id']} (seed {first_seed}){seen}; true next item {target}",
                     )
                 )
-        self.cannot.append(
-            "runs do not log users' histories: the qualitative tables show the target and top-10 lists only"
-        )
+        if missing_history:
+            self.cannot.append(
+                "runs from before 2026-11-30 do not log users' histories: their qualitative tables show the "
+                "target and top-10 lists only"
+            )
         return s
 
     def limits(self) -> Section:
