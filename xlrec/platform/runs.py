@@ -118,21 +118,24 @@ def close_run(run_id: str, uri: str, status: str, reason: str) -> bool:
         except XlrecError:
             _forget_active(run_id)
             return False
-        try:
-            client = MlflowClient(uri)
-            if client.get_run(run_id).info.status != "RUNNING":
-                _forget_active(run_id)
+        for attempt in range(3):  # a sqlite store shared by several processes can be locked a moment
+            try:
+                client = MlflowClient(uri)
+                if client.get_run(run_id).info.status != "RUNNING":
+                    _forget_active(run_id)
+                    return True
+                tags = [RunTag("xlrec.status", status), RunTag("xlrec.failure_reason", reason)]
+                client.log_batch(run_id, tags=tags)
+                active = mlflow.active_run()
+                if active is not None and active.info.run_id == run_id:
+                    mlflow.end_run(status=status)
+                else:
+                    client.set_terminated(run_id, status)
                 return True
-            client.log_batch(run_id, tags=[RunTag("xlrec.status", status), RunTag("xlrec.failure_reason", reason)])
-            active = mlflow.active_run()
-            if active is not None and active.info.run_id == run_id:
-                mlflow.end_run(status=status)
-            else:
-                client.set_terminated(run_id, status)
-            return True
-        except Exception:
-            _forget_active(run_id)
-            return False
+            except Exception:
+                time.sleep(0.5 * (attempt + 1))
+        _forget_active(run_id)
+        return False
 
 
 def close_open_runs(exc: BaseException, adopted: tuple[str, str] | None = None) -> None:
