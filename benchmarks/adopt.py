@@ -12,7 +12,9 @@ are the ones its space searched (as the trial resolved them: `head_dim` becomes 
 plus `epochs`. Printed per search: the
 winner's run id and its settings, the line to put in xlrec/defaults.yaml (with `chosen_by` naming
 the spec and the experiment). Written: `--base` with `models:` turned into a mapping that gives
-each searched model its winner as `fixed`, under the new experiment name.
+each searched model its winner as `fixed`, under the new experiment name. With `--top N` the N best
+trials each become a cell of the model's grid (listed combinations, each over the base's seeds):
+a search of one seed picks its top trials partly by luck, and the seeds' validation mean decides.
 
 Why a tool and not `xlrec sweep`: adopting a default is a research decision that a person commits
 (xlrec/defaults.yaml is data in the repository); this only writes the confirmation spec and the
@@ -41,8 +43,8 @@ def _value(text: object) -> object:
     return float(f"{value:.3g}") if isinstance(value, float) else value
 
 
-def winner(spec_path: str, export: str) -> tuple[str, str, dict, pd.Series]:
-    """(model, dataset, settings, the winning run's row) of one search and its export."""
+def winners(spec_path: str, export: str, top: int = 1) -> tuple[str, str, list[tuple[dict, pd.Series]]]:
+    """(model, dataset, [(settings, run row)] of its `top` best finished trials) of one search and its export."""
     spec = load_spec(spec_path)
     if spec.mode != "search":
         raise SystemExit(f"{spec_path} is a {spec.mode} spec: adopt reads search sweeps.")
@@ -52,12 +54,13 @@ def winner(spec_path: str, export: str) -> tuple[str, str, dict, pd.Series]:
     column = f"metrics.best_{spec.metric}"
     if done.empty or column not in done:
         raise SystemExit(f"{export} has no finished {model} trial with {column}: did the search {spec_path} run?")
-    best = done.sort_values(column, ascending=False).iloc[0]
     keys = [k for k in model_space(spec, model) if k != "head_dim"]
     if "head_dim" in model_space(spec, model):
         keys.append("embedding_dim")
-    settings = {k: _value(best[f"params.{k}"]) for k in [*keys, "epochs"] if f"params.{k}" in best}
-    return model, dataset, settings, best
+    picked = []
+    for _, best in done.sort_values(column, ascending=False).head(top).iterrows():
+        picked.append(({k: _value(best[f"params.{k}"]) for k in [*keys, "epochs"] if f"params.{k}" in best}, best))
+    return model, dataset, picked
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -71,6 +74,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--base", required=True, help="the grid spec to re-run with the winners")
     ap.add_argument("--experiment", required=True, help="the confirmation grid's experiment")
     ap.add_argument("--out", required=True, help="where to write the confirmation grid spec")
+    ap.add_argument(
+        "--top", type=int, default=1, help="confirm each search's N best trials (cells of a grid; validation decides)"
+    )
     args = ap.parse_args(argv)
 
     base = yaml.safe_load(Path(args.base).read_text())
@@ -84,14 +90,20 @@ def main(argv: list[str] | None = None) -> None:
         if not Path(export).is_file():
             print(f"# {spec.model} on {spec.dataset}: no export {export}: the grid runs its defaults")
             continue
-        model, dataset, settings, best = winner(spec_path, export)
+        model, dataset, picked = winners(spec_path, export, args.top)
         chosen.append(f"{model} on {dataset}: {spec.experiment}")
-        score = float(best[f"metrics.best_{spec.metric}"])
-        print(f"# {model} on {dataset}: run {best['run_id']} ({best['run_name']}), best {spec.metric} {score:.4f}")
-        listed = ", ".join(f"{k}: {v}" for k, v in settings.items())
-        print(f"    {dataset}: {{chosen_by: {Path(spec_path).as_posix()} (experiment {spec.experiment}), {listed}}}")
+        for settings, best in picked:
+            score = float(best[f"metrics.best_{spec.metric}"])
+            print(f"# {model} on {dataset}: run {best['run_id']} ({best['run_name']}), best {spec.metric} {score:.4f}")
+            listed = ", ".join(f"{k}: {v}" for k, v in settings.items())
+            print(
+                f"    {dataset}: {{chosen_by: {Path(spec_path).as_posix()} (experiment {spec.experiment}), {listed}}}"
+            )
         entry = dict(models.get(model) or {})
-        entry["fixed"] = {**(entry.get("fixed") or {}), **settings}
+        if len(picked) == 1:
+            entry["fixed"] = {**(entry.get("fixed") or {}), **picked[0][0]}
+        else:  # listed combinations: one grid cell per trial, each over the base's seeds
+            entry["grid"] = [settings for settings, _ in picked]
         models[model] = entry
     base["models"] = models
     base["experiment"] = args.experiment

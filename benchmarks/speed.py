@@ -8,6 +8,7 @@ epochs on large data take minutes, so the baseline runs `--prefix-steps` batches
 extrapolated to a full epoch (marked as such).
 
     python benchmarks/speed.py --shapes ml-1m --models xlstm,sasrec,bert4rec,gru4rec --out speed.jsonl
+    python benchmarks/speed.py --shipped --shapes ml-1m --source DATA ...  # the real data, shipped defaults
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from xlrec.config import resolve_config
+from xlrec.config import TrainConfig, resolve_config
 from xlrec.data_prep import prepare
 from xlrec.device import synchronize
 from xlrec.experiment import Experiment, assemble
@@ -34,6 +35,15 @@ SHAPES = {  # synthetic datasets with the real datasets' shapes
     "ml-20m": {"synthetic_users": 138493, "synthetic_items": 26744, "synthetic_mean_len": 144},
 }
 ARCH = {"embedding_dim": 128, "num_heads": 2, "num_blocks": 2, "max_len": 200}
+
+
+def bench_config(model: str, shape: str, args: argparse.Namespace) -> TrainConfig:
+    """The real dataset with its shipped defaults (ml-100k always; others with --shipped), else a
+    synthetic dataset of the shape with the tool's fixed architecture and batch."""
+    if shape == "ml-100k" or args.shipped:
+        return resolve_config(model, shape, overrides={"epochs": args.epochs, "source": args.source})
+    over = {**SHAPES[shape], **ARCH, "batch_size": args.batch_size, "epochs": args.epochs}
+    return resolve_config(model, "synthetic", overrides=over)
 
 
 def timed_epoch(trainer: Trainer, exp: Experiment) -> tuple[float, dict]:
@@ -83,7 +93,10 @@ def main() -> None:
     ap.add_argument("--prefix-batch-size", type=int, default=128, help="the paper's batch of prefixes")
     ap.add_argument("--prefix-steps", type=int, default=0, help="0 = no prefix baseline")
     ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--source", default=None, help="mirror for the real ml-100k")
+    ap.add_argument("--source", default=None, help="mirror for the real datasets")
+    ap.add_argument(
+        "--shipped", action="store_true", help="the real datasets with their shipped defaults (xlrec/defaults.yaml)"
+    )
     ap.add_argument("--no-cuda-graph", action="store_true", help="run the training step eagerly")
     ap.add_argument("--out", default="speed.jsonl")
     args = ap.parse_args()
@@ -91,11 +104,7 @@ def main() -> None:
     with open(args.out, "a") as fh:
         for shape in args.shapes.split(","):
             for model in args.models.split(","):
-                if shape == "ml-100k":  # the real dataset with its own defaults (Table 3, L=50)
-                    cfg = resolve_config(model, "ml-100k", overrides={"epochs": args.epochs, "source": args.source})
-                else:
-                    over = {**SHAPES[shape], **ARCH, "batch_size": args.batch_size, "epochs": args.epochs}
-                    cfg = resolve_config(model, "synthetic", overrides=over)
+                cfg = bench_config(model, shape, args)
                 cfg.cuda_graph = not args.no_cuda_graph
                 cfg.prefix_batch_size = args.prefix_batch_size  # type: ignore[attr-defined]
                 t_data = time.perf_counter()
@@ -129,6 +138,8 @@ def main() -> None:
                     "cuda_graph": trainer.graphed,
                     "max_len": cfg.max_len,
                     "dim": cfg.arch.embedding_dim,
+                    "blocks": getattr(cfg.arch, "num_blocks", None),
+                    "shipped_defaults": args.shipped or shape == "ml-100k",
                     "epoch_times_s": [round(x, 4) for x in times],
                     "epoch_s": min(times),
                     "targets": stats["targets"],

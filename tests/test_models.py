@@ -154,11 +154,11 @@ def test_scores_cover_every_item(name):
 
 
 def test_a_default_stride_longer_than_the_users_max_len_becomes_non_overlapping_windows():
-    assert resolve_config("xlstm", "ml-100k").window_stride == 25  # the ML-100K default, for max_len 50
-    assert resolve_config("xlstm", "ml-100k", overrides={"max_len": 20}).window_stride == 0
-    assert resolve_config("xlstm", "ml-100k", overrides={"max_len": 30}).window_stride == 25
-    with pytest.raises(ConfigError, match=r"window_stride must be in \[0, max_len\], got 25"):
-        resolve_config("xlstm", "ml-100k", overrides={"max_len": 20, "window_stride": 25})
+    assert resolve_config("xlstm", "ml-100k").window_stride == 10  # the ML-100K default, for max_len 100
+    assert resolve_config("xlstm", "ml-100k", overrides={"max_len": 8}).window_stride == 0
+    assert resolve_config("xlstm", "ml-100k", overrides={"max_len": 12}).window_stride == 10
+    with pytest.raises(ConfigError, match=r"window_stride must be in \[0, max_len\], got 10"):
+        resolve_config("xlstm", "ml-100k", overrides={"max_len": 8, "window_stride": 10})
 
 
 def test_config_resolution_order(tmp_path):

@@ -101,20 +101,22 @@ CHANGED = {
     "xlstm": {
         **_searched(
             _TABLE3,
-            {"embedding_dim": 256, "num_heads": 4, "num_blocks": 3, "lr": 0.001, "dropout": 0.3, "batch_size": 64}
+            {"embedding_dim": 256, "num_heads": 4, "num_blocks": 3, "lr": 0.001, "dropout": 0.4, "batch_size": 64}
             | {"max_len": 200, "ema_decay": 0.998, "patience": 10, "epochs": 50},
             {"ema_decay": 0.998, "patience": 10},
         ),
         "ml-100k": {
             "num_blocks": 3,
-            "dropout": 0.338,
-            "lr": 0.00122,
+            "dropout": 0.508,
+            "lr": 0.00227,
             "scheduler": "cosine",
-            "epochs": 60,
+            "epochs": 80,
             "batch_size": 64,
             "min_epochs": 15,
-            "window_stride": 25,
+            "window_stride": 10,
             "ema_decay": 0.99,
+            "patience": 10,
+            "max_len": 100,
         },
     },
     "xlstm-s": {**_TABLE3, "ml-100k": {}},

@@ -286,6 +286,12 @@ def test_adopt_turns_the_best_finished_trial_of_each_search_into_a_confirmation_
     }
     assert spec.models == ["sasrec", "gru4rec"] and not spec.per_model.get("gru4rec", {}).get("fixed")
     assert spec.grid == [{"max_len": 8}, {"max_len": 16}]
+    # --top 2: the two best finished trials, best first, as listed cells of the model's grid
+    adopt.main(
+        ["--base", str(base), "--experiment", "top2", "--search", f"{search}={export}", "--out", str(out), "--top", "2"]
+    )
+    cells = load_spec(out).per_model["sasrec"]["grid"]
+    assert [(c["lr"], c["embedding_dim"], c["epochs"]) for c in cells] == [(0.00235, 32, 7), (0.00123, 16, 9)]
 
 
 def test_a_benchmarks_table_regenerates_identically_from_its_committed_export():

@@ -206,6 +206,37 @@ def test_weight_average_follows_every_step_and_is_what_validation_and_test_use()
     assert experiment.evaluate("val").metrics == res.best_val  # validation scored the averaged weights
 
 
+def test_bert4rec_fixed_shape_pairs_train_what_the_masked_rows_train_and_ignore_filler_rows():
+    """The graphed BERT4Rec step scores every position (target -1 where nothing is masked): with
+    the same draws it has the eager path's loss and gradients, and the all-padding rows that pad
+    a graphed batch add no target (their forced last-item mask would otherwise train item 0)."""
+    cfg = resolve_config("bert4rec", "synthetic", overrides={**SMALL, "epochs": 1, "device": "cpu", "window_stride": 5})
+    experiment = assemble(cfg, prepare("synthetic", cfg.prep))
+    net = experiment.model
+    net.eval()
+    ends, starts = sample_ends(experiment.split, cfg.max_len, "window", False, 5)
+    ends, starts = torch.as_tensor(ends[:7]), torch.as_tensor(starts[:7])
+
+    def loss_and_grads(e, s, fixed):
+        net.zero_grad(set_to_none=True)
+        window = experiment.windows.gather(e, s, causal=False)
+        hidden, targets = net.training_pairs(window, 5, torch.Generator().manual_seed(3), fixed_shape=fixed)
+        loss = full_softmax_ce(*net.output_operands(hidden), targets)
+        loss.backward()
+        return loss.detach(), int((targets >= 0).sum()), {n: p.grad.clone() for n, p in net.named_parameters()}
+
+    loss, count, grads = loss_and_grads(ends, starts, fixed=False)
+    for e, s in [
+        (ends, starts),
+        (torch.cat([ends, torch.full((5,), PAD_END)]), torch.cat([starts, torch.full((5,), PAD_START)])),
+    ]:
+        loss_f, count_f, grads_f = loss_and_grads(e, s, fixed=True)
+        assert count_f == count >= 7  # at least one target per window
+        torch.testing.assert_close(loss_f, loss)
+        for name in grads:
+            torch.testing.assert_close(grads_f[name], grads[name], atol=1e-6, rtol=1e-5, msg=name)
+
+
 @pytest.mark.parametrize("model", ["xlstm", "sasrec", "gru4rec"])
 def test_padding_rows_of_a_graphed_batch_change_nothing(model):
     """A CUDA-graphed step pads the epoch's last batch to full size with (PAD_END, PAD_START)

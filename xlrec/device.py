@@ -64,11 +64,10 @@ def select_runtime(device: str = "auto", kernel: str = "auto", amp: bool = True)
 def use_cuda_graph(rt: Runtime, wanted: bool, model_capturable: bool, sample_mode: str) -> bool:
     """Whether the trainer captures its step as a CUDA graph (xlrec.training.cuda_graph).
 
-    Only on CUDA, in window mode, for models that declare `graph_capturable` (causal models
-    whose step has fixed shapes and draws random numbers only through dropout, i.e. the
-    default CUDA generator, which graphs handle). BERT4Rec's masks come from the trainer's
-    own generator, xlstm-s's sLSTM CUDA kernels were not checked under capture, and prefix
-    mode's targets include padding ids, so those run eagerly.
+    Only on CUDA, in window mode, for models that declare `graph_capturable` (their step has
+    fixed shapes and draws random numbers only from the default CUDA generator, which graphs
+    handle: dropout, and BERT4Rec's masks when graphed). xlstm-s's sLSTM CUDA kernels were not
+    checked under capture, and prefix mode's targets include padding ids, so those run eagerly.
     """
     return wanted and rt.is_cuda and model_capturable and sample_mode == "window"
 

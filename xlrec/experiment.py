@@ -150,7 +150,7 @@ def assemble(
         model=model,
         recommender=Recommender(model, rt, cfg.max_len, cfg.exclude_seen),
         windows=TrainWindows(items, split, cfg.max_len, cfg.sample_mode, cfg.window_stride or cfg.max_len),
-        graphed=use_cuda_graph(rt, cfg.cuda_graph, model.causal and model.graph_capturable, cfg.sample_mode),
+        graphed=use_cuda_graph(rt, cfg.cuda_graph, model.graph_capturable, cfg.sample_mode),
     )
 
 

@@ -28,8 +28,9 @@ class SequentialRecommender(nn.Module):
     causal: bool = True
     #: has parameters to train (False for `pop`)
     trainable: bool = True
-    #: its training step has fixed shapes, draws random numbers only through dropout and was
-    #: captured and checked as a CUDA graph on a GPU (xlrec.device.use_cuda_graph)
+    #: its training step (with `training_pairs(..., fixed_shape=True)`) has fixed shapes, draws
+    #: random numbers only from the default CUDA generator and was captured and checked as a
+    #: CUDA graph on a GPU (xlrec.device.use_cuda_graph)
     graph_capturable: bool = False
 
     #: the untied output layer (families that tie it to the embedding override `output_weight`)
@@ -69,9 +70,14 @@ class SequentialRecommender(nn.Module):
         return self.score(self.encode(history)[:, -1])
 
     def training_pairs(
-        self, window: torch.Tensor, num_targets: int, generator: torch.Generator | None = None
+        self,
+        window: torch.Tensor,
+        num_targets: int,
+        generator: torch.Generator | None = None,
+        fixed_shape: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Hidden states at target positions and their targets for a (B, L+1) window batch.
+        """Hidden states at target positions and their targets for a (B, L+1) window batch
+        (`generator` and `fixed_shape` are for models that draw their targets: BERT4Rec).
 
         Causal models: input = window[:, :-1], target = window[:, 1:]; the last
         `num_targets` positions are targets, earlier ones are context only (1 = the

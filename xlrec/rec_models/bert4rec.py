@@ -42,7 +42,7 @@ class BERT4Rec(SASRec):
     family = "bert4rec"
     causal = False
     causal_attention = False
-    graph_capturable = False  # masks come from the trainer's own generator
+    graph_capturable = True  # graphed: masks from the default CUDA generator, every position a row
     default_ffn_mult = 4
     vocab_extra = 1  # the [MASK] token
     activation = nn.GELU
@@ -66,10 +66,17 @@ class BERT4Rec(SASRec):
         return self.score(self.encode(ids)[:, -1])
 
     def training_pairs(
-        self, window: torch.Tensor, num_targets: int, generator: torch.Generator | None = None
+        self,
+        window: torch.Tensor,
+        num_targets: int,
+        generator: torch.Generator | None = None,
+        fixed_shape: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """`window` is (B, L) items; mask a random subset of its last `num_targets` items
-        (1: the last item only, the prefix scheme)."""
+        (1: the last item only, the prefix scheme). The masks are built without boolean
+        indexing (no host sync). `fixed_shape` (the CUDA-graphed step) returns every position,
+        with target -1 where nothing is masked, which the loss ignores; otherwise only the
+        masked positions (fewer output-layer rows: the eager and CPU path)."""
         real = window != 0
         if num_targets == 1:
             masked = torch.zeros_like(real)
@@ -80,10 +87,11 @@ class BERT4Rec(SASRec):
             masked[:, : window.shape[1] - num_targets] = False
             if self.mask_last_share > 0:  # these windows mask their last item only
                 draw_last = torch.rand(window.shape[:1], device=window.device, generator=generator)
-                last_only = draw_last < self.mask_last_share
-                masked[last_only] = False
-            none = ~masked.any(dim=1)
-            masked[none, -1] = True  # every window trains at least its last item
+                masked &= (draw_last >= self.mask_last_share).unsqueeze(1)
+            masked[:, -1] |= ~masked.any(dim=1)  # every window trains at least its last item
         ids = torch.where(masked, torch.full_like(window, self.mask_token), window)
         hidden = self.encode(ids)
+        if fixed_shape:  # an all-padding row (a graphed batch's filler) masks its last id: no target
+            targets = torch.where(masked & real, window, torch.full_like(window, -1))
+            return hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1)
         return hidden[masked], window[masked]

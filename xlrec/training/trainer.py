@@ -214,7 +214,10 @@ class Trainer:
             window = windows.gather(ends, starts, model.causal)
             opt.zero_grad(set_to_none=True)
             with self.rt.autocast():
-                hidden, targets = model.training_pairs(window, n_tgt, self.generator)
+                # graphed: the model's draws come from the default CUDA generator, which a graph
+                # replays with fresh numbers (the trainer's own generator is not registered with it)
+                gen = None if self.graphed else self.generator
+                hidden, targets = model.training_pairs(window, n_tgt, gen, fixed_shape=self.graphed)
                 loss = full_softmax_ce(*model.output_operands(hidden), targets, kernel=self.rt.kernel)
             loss.backward()
             norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
