@@ -227,3 +227,19 @@ def test_native_xlstm_chunks_divide_max_len_where_they_can_and_give_the_same_sco
     ids = torch.randint(1, 31, (4, 50))
     with torch.no_grad():
         assert torch.allclose(a.encode(ids), b.encode(ids), atol=1e-4)
+
+
+def test_genre_profile_fallback_ranks_by_genre_overlap_then_popularity():
+    """The genre cold-start fallback: a history of comedies ranks comedies first (the more popular
+    first), then the rest by popularity; an empty history is the popularity ranking."""
+    import numpy as np
+
+    from xlrec.rec_models.pop import GenreProfileRec
+
+    genres = ["", "Comedy", "Comedy|Romance", "Drama", "Action", "Comedy"]
+    popularity = np.array([0, 5, 1, 9, 7, 3], dtype=float)
+    net = GenreProfileRec(5, genres, popularity)
+    scores = net.next_item_scores(torch.tensor([[0, 0, 1], [0, 0, 0]]))
+    order = torch.argsort(scores[:, 1:], dim=1, descending=True) + 1
+    assert order[0].tolist() == [1, 5, 2, 3, 4]  # the comedies (overlap 1) by popularity, then the rest
+    assert order[1].tolist() == [3, 4, 1, 5, 2]  # no profile: popularity

@@ -278,3 +278,59 @@ def test_real_ml100k_from_mirror(shared_data, monkeypatch):
     assert ds.seqs.titles[1] == "Toy Story (1995)"  # raw item 1
     check_invariants(ds)
     assert prepare("ml-100k", PrepConfig()).from_cache
+
+
+def genres_of(ds) -> dict:
+    return dict(zip(ds.seqs.item_ids[1:].tolist(), ds.seqs.genres[1:]))
+
+
+def test_movielens_genres_are_read_per_format_and_survive_the_cache(mirror):
+    """Item genres (the report's genre colouring and the genre cold-start fallback): ML-100K's u.item
+    flags named by u.genre, ML-1M/10M's `::` field, ML-20M's csv column; 'unknown' and
+    '(no genres listed)' mean none; a second prepare reads them back from the cache."""
+    write(mirror / "ml-100k" / "u.data", "1\t10\t5\t300\n1\t20\t3\t100\n2\t10\t4\t50\n")
+    write(mirror / "ml-100k" / "u.genre", "unknown|0\nAction|1\nComedy|2\n\n")
+    flags = {10: "0|1|1", 20: "1|0|0"}
+    write(
+        mirror / "ml-100k" / "u.item",
+        "".join(f"{i}|Film {i} (1995)|01-Jan-1995||http://x|{f}\n" for i, f in flags.items()),
+        encoding="latin-1",
+    )
+    for _ in range(2):  # built, then from the cache
+        assert genres_of(prepare("ml-100k", PrepConfig(), source=str(mirror))) == {10: "Action|Comedy", 20: ""}
+    write(mirror / "ml-1m" / "ratings.dat", ML1M_RATINGS)
+    write(mirror / "ml-1m" / "movies.dat", ML1M_MOVIES.replace("::Crime", "::Crime|Thriller"), encoding="latin-1")
+    assert genres_of(prepare("ml-1m", PrepConfig(), source=str(mirror))) == {
+        10: "Animation",
+        20: "Action",
+        30: "Drama",
+        40: "Crime|Thriller",
+    }
+    write(mirror / "ml-20m" / "ratings.csv", "userId,movieId,rating,timestamp\n1,2,3.5,5\n1,3,3,6\n")
+    write(
+        mirror / "ml-20m" / "movies.csv", "movieId,title,genres\n2,A (1995),Drama|War\n3,B (1996),(no genres listed)\n"
+    )
+    assert genres_of(prepare("ml-20m", PrepConfig(), source=str(mirror))) == {2: "Drama|War", 3: ""}
+    write(mirror / "ml-10m" / "ratings.dat", "5::1::4.5::20\n5::2::3.5::10\n")  # no movies.dat: no genres at all
+    assert prepare("ml-10m", PrepConfig(), source=str(mirror)).seqs.genres == []
+
+
+def test_cold_start_users_get_the_genre_profile_fallback_beside_popularity(mirror):
+    """Cold users who saw one film of a genre that warm users seldom watch: the popularity fallback
+    ranks the other genre's hits first and misses their next film; the genre profile finds it."""
+    from xlrec.experiment import assemble
+
+    a, b = range(1, 16), range(16, 31)  # genre A (rarely watched), genre B (the hits)
+    rows = []
+    for u in range(1, 21):  # warm users: one more A film, half of them film 2 (the most watched A film), all B
+        rows += [(u, i, t) for t, i in enumerate([3 + u % 13, *([2] if u <= 10 else []), *b])]
+    rows += [(100 + u, i, t) for u in range(3) for t, i in enumerate([1, 2])]  # cold: saw 1, next is 2
+    write(mirror / "ml-100k" / "u.data", "".join(f"{u}\t{i}\t4\t{t}\n" for u, i, t in rows))
+    write(mirror / "ml-100k" / "u.genre", "unknown|0\nA|1\nB|2\n")
+    flags = {i: "0|1|0" for i in a} | {i: "0|0|1" for i in b}
+    write(mirror / "ml-100k" / "u.item", "".join(f"{i}|Film {i}|||x|{f}\n" for i, f in flags.items()))
+    cfg = resolve_config("pop", "ml-100k", overrides={"source": str(mirror), "cold_start_threshold": 3})
+    cold = assemble(cfg, prepare("ml-100k", cfg.prep, cfg.source)).cold_start_metrics()
+    assert cold["users"] == 3
+    assert cold["pop"]["recall@10"] == 0.0 and cold["model"] == cold["pop"]
+    assert cold["genre"] == {"recall@10": 1.0, "mrr@10": 1.0, "ndcg@10": 1.0}

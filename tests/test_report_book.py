@@ -30,6 +30,7 @@ SECTIONS = (
     "Popularity bias, long tail and coverage",
     "Gradient stability (RQ5)",
     "Embedding geometry",
+    "Where models look (RQ10)",
     "Qualitative: what each model recommends",
     "What this report cannot show",
 )
@@ -131,6 +132,26 @@ def test_report_numbers_equal_the_runs(grid, report):
         ranks = np.concatenate([per_user[(model, s)].sort_values("user_index")["rank"].to_numpy() for s in ("1", "2")])
         return np.where(ranks <= 10, 1 / np.log2(ranks + 1), 0.0)
 
+    # where models look: the seeds' mean of each run's positions.parquet; GRU4Rec logs none
+    pos = pd.read_csv(report / "data" / "positions_synthetic_L10.csv")
+
+    def first(t, signal):  # the last position's value in block 0
+        return t[(t["signal"] == signal) & (t["block"] == 0) & (t["distance"] == 0)]["value"]
+
+    for model, signal in (("bert4rec", "attention"), ("xlstm", "forget_gate")):
+        files = [
+            _served_files(uri, r.info.artifact_uri) / "positions.parquet"
+            for r in runs
+            if r.data.params["model"] == model
+        ]
+        mean = np.mean([first(pd.read_parquet(f), signal).item() for f in files])
+        assert first(pos[pos["model"] == model], signal).item() == pytest.approx(mean, rel=1e-9)
+    assert set(pos["model"]) == {"bert4rec", "xlstm"}
+    assert not any(
+        (_served_files(uri, r.info.artifact_uri) / "positions.parquet").exists()
+        for r in runs
+        if r.data.params["model"] == "gru4rec"
+    )
     sig = pd.read_csv(report / "data" / "significance.csv", dtype=str)
     row = sig[sig["A vs B"] == "bert4rec vs xlstm"].iloc[0]
     a, b = ndcg("bert4rec"), ndcg("xlstm")

@@ -29,7 +29,7 @@ from xlrec.data_prep import PreparedDataset, Split, leave_two_out
 from xlrec.data_prep.split import item_popularity
 from xlrec.device import Runtime, select_runtime, use_cuda_graph
 from xlrec.rec_models import SequentialRecommender, build_model
-from xlrec.rec_models.pop import PopRec
+from xlrec.rec_models.pop import GenreProfileRec, PopRec
 from xlrec.training.batches import TrainWindows
 from xlrec.training.evaluate import EvalResult, check_evaluable, evaluate
 from xlrec.training.events import Callback, TrainResult
@@ -69,7 +69,8 @@ class Experiment:
         )
 
     def cold_start_metrics(self) -> dict[str, Any]:
-        """Cold-start group: the model and the `pop` fallback, evaluated separately."""
+        """Cold-start group: the model, the `pop` fallback and, where items have genres, the genre-profile
+        fallback, evaluated separately."""
         cold = self.split.cold_test
         if len(cold) == 0:
             return {"users": 0}
@@ -78,11 +79,23 @@ class Experiment:
         pop_res = evaluate(
             replace(self.recommender, model=pop), self.items, self.starts, cold, None, self.cfg.eval_batch_size
         )
-        return {
+        out = {
             "users": len(cold),
             "model": {k: model_res.metrics[k] for k in COLD_METRICS},
             "pop": {k: pop_res.metrics[k] for k in COLD_METRICS},
         }
+        if any(self.data.seqs.genres):  # datasets with item genres (MovieLens): the genre-profile fallback
+            genre = GenreProfileRec(self.data.seqs.num_items, self.data.seqs.genres, self.popularity)
+            genre_res = evaluate(
+                replace(self.recommender, model=genre.to(self.runtime.device)),
+                self.items,
+                self.starts,
+                cold,
+                None,
+                self.cfg.eval_batch_size,
+            )
+            out["genre"] = {k: genre_res.metrics[k] for k in COLD_METRICS}
+        return out
 
     def run(self, trainer: Trainer) -> TrainResult:
         """Fit, then score the test and cold-start cases with the best weights. The callbacks hear

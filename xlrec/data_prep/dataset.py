@@ -89,6 +89,7 @@ def _save(path: Path, seqs: Sequences, counts: dict[str, int]) -> None:
                 user_ids=seqs.user_ids.astype(str) if seqs.user_ids.dtype == object else seqs.user_ids,
                 item_ids=seqs.item_ids.astype(str) if seqs.item_ids.dtype == object else seqs.item_ids,
                 titles=np.array(seqs.titles, dtype=str),
+                genres=np.array(seqs.genres, dtype=str),
                 raw_counts=np.array([counts[k] for k in _COUNT_KEYS], dtype=np.int64),
             )
             fh.flush()
@@ -111,6 +112,7 @@ def _load(path: Path) -> tuple[Sequences, dict[str, int]] | None:
                 user_ids=z["user_ids"],
                 item_ids=z["item_ids"],
                 titles=z["titles"].tolist(),
+                genres=z["genres"].tolist(),  # a cache from before genres: KeyError, rebuilt
             )
             counts = dict(zip(_COUNT_KEYS, (int(v) for v in z["raw_counts"])))
             return seqs, counts

@@ -8,7 +8,7 @@ contiguous remap 1..N with 0 reserved for padding.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,6 +30,8 @@ class Sequences:
     user_ids: np.ndarray  # raw user id of each contiguous user index (0-based)
     item_ids: np.ndarray  # raw item id of each contiguous item id; index 0 is padding
     titles: list[str]  # title of each contiguous item id; index 0 is "<pad>"
+    # "Genre|Genre" of each contiguous item id ("" unknown; index 0 is padding); empty: no genres read
+    genres: list[str] = field(default_factory=list)
 
     @property
     def num_users(self) -> int:
@@ -88,6 +90,7 @@ def build_sequences(raw: Interactions, prep: PrepConfig, source: str = "dataset"
     counts = np.bincount(u_idx, minlength=len(user_ids))
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     titles = ["<pad>"] + [str(raw.titles.get(_py(i), f"Item {i}")) for i in item_ids]
+    genres = [""] + [str(raw.genres.get(_py(i), "")) for i in item_ids] if raw.genres else []
     item_ids_padded = np.empty(len(item_ids) + 1, dtype=item_ids.dtype)
     item_ids_padded[1:] = item_ids
     item_ids_padded[0] = 0 if item_ids.dtype != object else ""
@@ -98,6 +101,7 @@ def build_sequences(raw: Interactions, prep: PrepConfig, source: str = "dataset"
         user_ids=user_ids,
         item_ids=item_ids_padded,
         titles=titles,
+        genres=genres,
     )
 
 

@@ -32,6 +32,7 @@ class Interactions:
     rating: np.ndarray  # float32; 1.0 where the source has no rating
     timestamp: np.ndarray  # int64 seconds
     titles: dict = field(default_factory=dict)  # raw item id -> title
+    genres: dict = field(default_factory=dict)  # raw item id -> "Genre|Genre" (MovieLens)
     files: list[Path] = field(default_factory=list)  # files read, for the cache key
 
     def __len__(self) -> int:
@@ -131,6 +132,43 @@ def _titles_from_delimited(path: Path, sep: str, id_col: int = 0, title_col: int
     return titles
 
 
+def _genres_from_delimited(path: Path, sep: str, col: int = 2) -> dict:
+    """MovieLens movies.dat: `id::title::Genre|Genre` (genres are labels only: a bad row costs its genres)."""
+    if not path.is_file():
+        return {}
+    genres = {}
+    with open(path, "rb") as fh:
+        for raw in fh:
+            parts = _text(raw).rstrip("\r\n").split(sep)
+            if len(parts) > col and _is_id(parts[0].strip()):
+                genres[int(parts[0])] = _genre_text(parts[col])
+    return genres
+
+
+def _ml100k_genres(root: Path) -> dict:
+    """u.item's 19 genre flags (columns 5-23), named by u.genre (`name|index`)."""
+    names: dict[int, str] = {}
+    if (root / "u.genre").is_file():
+        for line in (root / "u.genre").read_bytes().splitlines():
+            name, _, index = _text(line).strip().rpartition("|")
+            if name and _is_id(index):
+                names[int(index)] = name
+    if not names or not (root / "u.item").is_file():
+        return {}
+    genres = {}
+    for raw in (root / "u.item").read_bytes().splitlines():
+        parts = _text(raw).split("|")
+        if len(parts) >= 5 + len(names) and _is_id(parts[0].strip()):
+            flags = parts[5 : 5 + len(names)]
+            genres[int(parts[0])] = _genre_text("|".join(names[i] for i, f in enumerate(flags) if f.strip() == "1"))
+    return genres
+
+
+def _genre_text(text: str) -> str:
+    text = text.strip()
+    return "" if text.lower() in ("unknown", "(no genres listed)") else text
+
+
 def _text(raw: bytes) -> str:
     """A line of a titles file: UTF-8 where it decodes (the SASRec copies of ML-1M are UTF-8),
     else latin-1 (the GroupLens originals), line by line, so neither shows up as mojibake."""
@@ -145,13 +183,16 @@ def _is_id(text) -> bool:
     return isinstance(text, str) and text.isascii() and text.isdigit()
 
 
-def _frame_to_interactions(df: pd.DataFrame, titles: dict, files: list[Path]) -> Interactions:
+def _frame_to_interactions(
+    df: pd.DataFrame, titles: dict, files: list[Path], genres: dict | None = None
+) -> Interactions:
     return Interactions(
         user=df["user"].to_numpy(),
         item=df["item"].to_numpy(),
         rating=df["rating"].to_numpy(np.float32),
         timestamp=df["timestamp"].to_numpy(np.int64),
         titles=titles,
+        genres=genres or {},
         files=files,
     )
 
@@ -160,14 +201,15 @@ def read_ml100k(root: Path) -> Interactions:
     data = root / "u.data"
     df = _read_ratings(data, "\t")
     files = [data] + [p for p in (root / "u.item", root / "u.user") if p.is_file()]
-    return _frame_to_interactions(df, _titles_from_delimited(root / "u.item", "|"), files)
+    return _frame_to_interactions(df, _titles_from_delimited(root / "u.item", "|"), files, _ml100k_genres(root))
 
 
 def read_ml1m(root: Path) -> Interactions:
     data = root / "ratings.dat"
     df = _read_ratings(data, "::")
     files = [data] + [p for p in (root / "movies.dat", root / "users.dat") if p.is_file()]
-    return _frame_to_interactions(df, _titles_from_delimited(root / "movies.dat", "::"), files)
+    movies = root / "movies.dat"
+    return _frame_to_interactions(df, _titles_from_delimited(movies, "::"), files, _genres_from_delimited(movies, "::"))
 
 
 def read_ml10m(root: Path) -> Interactions:
@@ -177,7 +219,8 @@ def read_ml10m(root: Path) -> Interactions:
     data = base / "ratings.dat"
     df = _read_ratings(data, "::")
     files = [data] + [p for p in (base / "movies.dat",) if p.is_file()]
-    return _frame_to_interactions(df, _titles_from_delimited(base / "movies.dat", "::"), files)
+    movies = base / "movies.dat"
+    return _frame_to_interactions(df, _titles_from_delimited(movies, "::"), files, _genres_from_delimited(movies, "::"))
 
 
 def read_ml20m(root: Path) -> Interactions:
@@ -185,7 +228,7 @@ def read_ml20m(root: Path) -> Interactions:
     base = sub if (sub / "ratings.csv").is_file() else root
     data = base / "ratings.csv"
     df = _read_ratings(data, ",", skip_header=True)
-    titles = {}
+    titles, genres = {}, {}
     movies = base / "movies.csv"
     if movies.is_file():
         # titles are labels only: an undecodable byte or a malformed row costs a title, never the run
@@ -194,10 +237,11 @@ def read_ml20m(root: Path) -> Interactions:
                 for row in csv.DictReader(fh):
                     if _is_id(row.get("movieId")):
                         titles[int(row["movieId"])] = row.get("title") or ""
+                        genres[int(row["movieId"])] = _genre_text(row.get("genres") or "")
             except csv.Error:
                 pass
     files = [data] + ([movies] if movies.is_file() else [])
-    return _frame_to_interactions(df, titles, files)
+    return _frame_to_interactions(df, titles, files, genres)
 
 
 STEAM_REVIEWS = "steam_reviews.json.gz"

@@ -88,9 +88,23 @@ def per_user_table(
 HISTORY = 10  # history items per test user in test_per_user.parquet
 
 
+def test_histories(seqs: Sequences, users: np.ndarray, max_len: int, limit: int = 256) -> np.ndarray:
+    """(n, max_len) left-padded items before the test target of the first `limit` test users: the
+    histories the model scored (what a run's position profile reads)."""
+    users = users[:limit]
+    out = np.zeros((len(users), max_len), dtype=np.int64)
+    for row, u in enumerate(users):
+        end = seqs.offsets[u + 1] - 1
+        h = seqs.items[max(seqs.offsets[u], end - max_len) : end]
+        if len(h):
+            out[row, -len(h) :] = h
+    return out
+
+
 def items_table(seqs: Sequences) -> pd.DataFrame:
-    """One row per item: its index (what top10 lists hold), raw id, title and interactions in the
-    prepared dataset, so a report can name and weigh recommendations without the data files."""
+    """One row per item: its index (what top10 lists hold), raw id, title, interactions in the
+    prepared dataset and genres ("" where unknown), so a report can name, weigh and colour
+    recommendations without the data files."""
     counts = np.bincount(seqs.items, minlength=seqs.num_items + 1)
     index = np.arange(1, seqs.num_items + 1)
     return pd.DataFrame(
@@ -99,6 +113,7 @@ def items_table(seqs: Sequences) -> pd.DataFrame:
             "item_id": seqs.item_ids[index].astype(str),
             "title": [str(seqs.titles[i]) for i in index],
             "interactions": counts[index].astype(np.int64),
+            "genres": [seqs.genres[i] if seqs.genres else "" for i in index],
         }
     )
 

@@ -1,7 +1,7 @@
 """What a finished training run leaves in MLflow: its result metrics, its artifacts (config,
 history, curves, parameter table, per-user test ranks, sample predictions, the item table, the
-items' output vectors) and its model, logged as xlrec format 2 and registered (at most one
-version per run)."""
+items' output vectors, where the model looks along a history) and its model, logged as xlrec
+format 2 and registered (at most one version per run)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 
 import mlflow
+import pandas as pd
+import torch
 from mlflow import MlflowClient
 
 from xlrec.data_prep import PreparedDataset
@@ -18,6 +20,7 @@ from xlrec.platform.registry import METRIC_TAG, PromotionResult, promote, regist
 from xlrec.platform.requirements import pip_requirements
 from xlrec.rec_models import parameter_table
 from xlrec.training.events import TrainResult
+from xlrec.training.position_profile import COLUMNS, position_profile
 
 _ARTIFACTS = (
     "config.yaml",
@@ -83,6 +86,20 @@ def log_results(trainer, data: PreparedDataset, result: TrainResult, pending: di
             weight = vectors.detach().float().cpu().numpy()[: seqs.num_items + 1]
             artifacts.item_vectors_table(weight).to_parquet(tmp / "item_vectors.parquet", index=False)
             mlflow.log_artifact(str(tmp / "item_vectors.parquet"))
+        profile = _position_profile(trainer, seqs, result)
+        if len(profile):  # attention or gates (RNNs and pop have neither)
+            profile.to_parquet(tmp / "positions.parquet", index=False)
+            mlflow.log_artifact(str(tmp / "positions.parquet"))
+
+
+def _position_profile(trainer, seqs, result: TrainResult):
+    """Where the trained model looks along the test users' histories (training.position_profile)."""
+    model = trainer.model
+    if not model.trainable:
+        return pd.DataFrame(columns=COLUMNS)
+    history = artifacts.test_histories(seqs, result.test.users, trainer.cfg.max_len)
+    with trainer.rt.autocast():
+        return position_profile(model, torch.as_tensor(history, device=trainer.rt.device))
 
 
 def log_model(

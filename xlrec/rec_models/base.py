@@ -65,9 +65,13 @@ class SequentialRecommender(nn.Module):
         (xlrec.training.losses) never forms all logits, so it takes the layer as one matrix."""
         return hidden, self.output_weight
 
+    def scoring_ids(self, history: torch.Tensor) -> torch.Tensor:
+        """What `encode` reads to predict the item after each (B, L) left-padded history."""
+        return history
+
     def next_item_scores(self, history: torch.Tensor) -> torch.Tensor:
         """(B, L) left-padded histories -> (B, N+1) scores for the next item."""
-        return self.score(self.encode(history)[:, -1])
+        return self.score(self.encode(self.scoring_ids(history))[:, -1])
 
     def training_pairs(
         self,

@@ -59,11 +59,10 @@ class BERT4Rec(SASRec):
         trains about as many targets as there are training interactions, like the causal models'."""
         return math.ceil(1.0 / self.mask_prob)
 
-    def next_item_scores(self, history: torch.Tensor) -> torch.Tensor:
+    def scoring_ids(self, history: torch.Tensor) -> torch.Tensor:
         # Drop the oldest item and append [MASK] so the window keeps length L.
         mask_col = torch.full_like(history[:, :1], self.mask_token)
-        ids = torch.cat([history[:, 1:], mask_col], dim=1)
-        return self.score(self.encode(ids)[:, -1])
+        return torch.cat([history[:, 1:], mask_col], dim=1)
 
     def training_pairs(
         self,

@@ -1,5 +1,6 @@
 """The report's figure sections: training curves, accuracy against cost, popularity bias and
-long tail, sequence length, gradient norms, embedding geometry, and a search's architecture ablation."""
+long tail, sequence length, gradient norms, embedding geometry, where models look along a history, and a
+search's architecture ablation."""
 
 from __future__ import annotations
 
@@ -327,21 +328,62 @@ class FigureSections(RunsView):
                 )
             )
             proj = pd.concat(list(points.values()), ignore_index=True)
-            png = figures.projections(
-                proj,
-                f"{dataset}, max_len {max_len}: first two principal components",
-                self.png(f"projection_{stem}.png"),
+            data = self.csv(proj, f"projection_{stem}.csv")
+            views = [(figures.projections, "", "coloured by training interactions")]
+            if (proj["genre"] != "").any():  # datasets with item genres (MovieLens)
+                views.append(
+                    (
+                        figures.projections_by_genre,
+                        "genre_",
+                        "coloured by each item's first listed genre (the eight most frequent; the rest grey)",
+                    )
+                )
+            for draw, kind, colouring in views:
+                png = draw(
+                    proj,
+                    f"{dataset}, max_len {max_len}: first two principal components",
+                    self.png(f"projection_{kind}{stem}.png"),
+                )
+                caption = f"{dataset}, max_len {max_len}: items on their output vectors' first two principal components"
+                s.blocks.append(Figure(png, f"{caption}, {colouring} (one seed per model)", data))
+        if not s.blocks:
+            self.cannot.append("no item_vectors.parquet in the runs (runs before 2026-11-30): no embedding geometry")
+        return s
+
+    def where_models_look(self) -> Section:
+        """RQ10 from each run's positions.parquet (training.position_profile): the last block's
+        attention of the prediction over the history, and xLSTM's gates, by distance from the latest item."""
+        s = Section("Where models look (RQ10)")
+        for dataset, max_len, g in self.cells():
+            parts = []
+            for rid, model, seed in zip(g["run_id"], g["params.model"], g["params.seed"]):
+                t = self.rr.file(rid, "positions.parquet")
+                if t is not None and len(t):
+                    parts.append(t.assign(model=model, seed=seed))
+            if not parts:
+                continue
+            f = pd.concat(parts, ignore_index=True)
+            f = f.groupby(["model", "signal", "block", "distance"], sort=True)["value"].agg(["mean", "std", "size"])
+            f = f.rename(columns={"mean": "value", "std": "value_std", "size": "seeds"}).reset_index()
+            last = f[f["block"] == f.groupby("model")["block"].transform("max")]
+            stem = f"positions_{dataset}_L{max_len}"
+            png = figures.position_profiles(
+                last, f"{dataset}, max_len {max_len}: where the last block looks", self.png(stem + ".png")
             )
             s.blocks.append(
                 Figure(
                     png,
-                    f"{dataset}, max_len {max_len}: items on their output vectors' first two principal components, "
-                    "coloured by training interactions (one seed per model)",
-                    self.csv(proj, f"projection_{stem}.csv"),
+                    f"{dataset}, max_len {max_len}: the last block's attention weight of the prediction on each "
+                    "earlier position (SASRec, BERT4Rec; BERT4Rec's position 1 is the [MASK] it predicts from) "
+                    "and xLSTM's input and forget gates at each position, mean over up to 256 test users and over "
+                    "seeds (the CSV has every block)",
+                    self.csv(f, stem + ".csv"),
                 )
             )
         if not s.blocks:
-            self.cannot.append("no item_vectors.parquet in the runs (runs before 2026-11-30): no embedding geometry")
+            self.cannot.append(
+                "no positions.parquet in the runs (runs before 2026-11-30, or only RNNs): no attention or gate profiles"
+            )
         return s
 
     def ablation(self) -> Section:
@@ -418,8 +460,12 @@ def _projection(model: str, v: np.ndarray, index: pd.Series, items: pd.DataFrame
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
     xy = centred @ vt[:2].T
     counts = np.zeros(len(v))
+    genre = pd.Series("", index=range(len(v)))
     if items is not None:
-        counts = index.map(items.set_index("item_index")["interactions"]).fillna(0).to_numpy(float)
+        by_index = items.set_index("item_index")
+        counts = index.map(by_index["interactions"]).fillna(0).to_numpy(float)
+        if "genres" in by_index:  # the first genre the dataset lists for the item
+            genre = index.map(by_index["genres"]).fillna("").astype(str).str.split("|").str[0]
     return pd.DataFrame(
         {
             "model": model,
@@ -427,5 +473,6 @@ def _projection(model: str, v: np.ndarray, index: pd.Series, items: pd.DataFrame
             "pc1": xy[:, 0],
             "pc2": xy[:, 1] if xy.shape[1] > 1 else 0.0,
             "log10_interactions": np.log10(counts + 1),
+            "genre": genre.to_numpy(),
         }
     )

@@ -134,6 +134,49 @@ def spectra(frame: pd.DataFrame, title: str, path: Path) -> Path:
     return save(fig, path)
 
 
+POSITION_SIGNALS = {
+    "attention": "attention of the prediction",
+    "input_gate": "input gate (soft-capped pre-activation)",
+    "forget_gate": "forget gate (sigmoid)",
+}
+
+
+def position_profiles(frame: pd.DataFrame, title: str, path: Path) -> Path:
+    """frame: model, signal, distance, value (one block); a panel per signal, a line per model,
+    distance from the latest position on a log axis (the near past is where they differ)."""
+    plt = _plt()
+    signals = [k for k in POSITION_SIGNALS if k in set(frame["signal"])]
+    fig, axes = plt.subplots(1, len(signals), figsize=(4.6 * len(signals), 3.4), squeeze=False)
+    for ax, signal in zip(axes[0], signals):
+        for model, g in frame[frame["signal"] == signal].groupby("model", sort=True):
+            ax.plot(g["distance"] + 1, g["value"], label=str(model), color=_colour(str(model)))
+        ax.set_xscale("log")
+        ax.set(xlabel="positions back from the latest (1 = latest)", title=POSITION_SIGNALS[signal])
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return save(fig, path)
+
+
+def projections_by_genre(frame: pd.DataFrame, title: str, path: Path) -> Path:
+    """frame: model, pc1, pc2, genre; a panel per model, items coloured by their (first) genre."""
+    plt = _plt()
+    models = sorted(frame["model"].unique())
+    top = [g for g in frame["genre"].value_counts().index if g][:8]
+    palette = plt.get_cmap("tab10")
+    fig, axes = plt.subplots(1, len(models), figsize=(3.4 * len(models) + 1.6, 3.4), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        g = frame[frame["model"] == model]
+        rest = g[~g["genre"].isin(top)]
+        ax.scatter(rest["pc1"], rest["pc2"], s=3, color="#cccccc", label="other")
+        for k, genre in enumerate(top):
+            part = g[g["genre"] == genre]
+            ax.scatter(part["pc1"], part["pc2"], s=3, color=palette(k), label=genre)
+        ax.set(title=str(model), xticks=[], yticks=[])
+    axes[0][-1].legend(fontsize=7, markerscale=3, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle(title)
+    return save(fig, path)
+
+
 def projections(frame: pd.DataFrame, title: str, path: Path) -> Path:
     """frame: model, pc1, pc2, log10_interactions; a panel per model, items coloured by popularity."""
     plt = _plt()

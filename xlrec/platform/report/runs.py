@@ -29,9 +29,10 @@ FILES = {
     "parameters.csv": ("component", "parameter", "count"),
     "items.parquet": ("item_index", "item_id", "title", "interactions"),
     "item_vectors.parquet": ("item_index", "e0"),
+    "positions.parquet": ("signal", "block", "distance", "value"),
 }
-# files runs before 2026-11-30 (and pop runs) do not have: a missing one is not a note
-OPTIONAL = {"item_vectors.parquet"}
+# files runs before 2026-11-30 (and pop runs; RNNs have no positions) do not have: a missing one is not a note
+OPTIONAL = {"item_vectors.parquet", "positions.parquet"}
 
 
 @dataclass
@@ -160,7 +161,7 @@ def collect(experiment: str | None, parent_id: str | None, workers: int = 8) -> 
                     n
                     for n in FILES
                     if (n != "items.parquet" or rid in first_of_dataset)
-                    and (n != "item_vectors.parquet" or model != "pop")
+                    and (n not in ("item_vectors.parquet", "positions.parquet") or model != "pop")
                 ],
                 Path(tmp),
                 root,

@@ -225,13 +225,19 @@ class Builder(FigureSections):
                     "cold users": int(g["metrics.cold_users"].iloc[0]),
                     "model Recall@10": f"{g['metrics.cold_model_recall_at_10'].mean():.4f}",
                     "popularity Recall@10": f"{g['metrics.cold_pop_recall_at_10'].mean():.4f}",
+                    "genre profile Recall@10": _mean_or_missing(g["metrics.cold_genre_recall_at_10"]),
                 }
             )
         t = pd.DataFrame(rows)
+        if (t["genre profile Recall@10"] == MISSING).all():
+            t = t.drop(columns="genre profile Recall@10")
+            self.cannot.append("a genre-profile cold-start fallback (the runs' datasets have no item genres)")
         s.blocks.append(
             Table(
                 t,
-                "Users below the cold-start threshold: the model against the popularity fallback",
+                "Users below the cold-start threshold: the model against the popularity fallback and the "
+                "genre-profile fallback (items ranked by the overlap of their genres with those of the few items "
+                "seen, popularity breaking ties)",
                 self.csv(t, "cold_start.csv"),
             )
         )
@@ -288,9 +294,7 @@ class Builder(FigureSections):
 
     def limits(self) -> Section:
         fixed = [
-            "where models look (attention over a history, xLSTM's input and forget gates): runs do not log "
-            "attention or gate summaries yet; the embedding projection is not coloured by genre (runs log no genres)",
-            "cold start against demographic and genre fallbacks: only the popularity fallback is computed",
+            "cold start against a demographic-neighbour fallback (age, gender, occupation): not computed",
             "scaling with dataset size (RQ1): needs ML-1M subsampled by users, not part of these runs",
         ]
         notes = self.rr.notes[:10] + (
@@ -298,6 +302,10 @@ class Builder(FigureSections):
         )
         text = "; ".join(dict.fromkeys([*self.cannot, *fixed, *notes]))
         return Section("What this report cannot show", [f"This report cannot show: {text}."])
+
+
+def _mean_or_missing(values: pd.Series) -> str:
+    return MISSING if values.isna().all() else f"{values.mean():.4f}"
 
 
 def _stat(value: str | None) -> str:
@@ -323,6 +331,7 @@ def build(rr: ReportRuns, out: Path) -> list[Section]:
         b.sequence_length(),
         b.gradients(),
         b.embedding_geometry(),
+        b.where_models_look(),
         b.ablation(),
         b.qualitative(),
     ]

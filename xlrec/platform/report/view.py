@@ -25,6 +25,7 @@ USED_METRICS = (
     "cold_users",
     "cold_model_recall_at_10",
     "cold_pop_recall_at_10",
+    "cold_genre_recall_at_10",
 )
 
 
