@@ -306,6 +306,9 @@ def test_movielens_genres_are_read_per_format_and_survive_the_cache(mirror):
         30: "Drama",
         40: "Crime|Thriller",
     }
+    write(mirror / "ml-1m" / "users.dat", "1::F::1::10::48067\n2::M::56::16::70072\nbad line\n")
+    ds = prepare("ml-1m", PrepConfig(), source=str(mirror))  # users.dat is part of the cache key
+    assert dict(zip(ds.seqs.user_ids.tolist(), ds.seqs.groups)) == {1: "F|1|10", 2: "M|56|16", 3: ""}
     write(mirror / "ml-20m" / "ratings.csv", "userId,movieId,rating,timestamp\n1,2,3.5,5\n1,3,3,6\n")
     write(
         mirror / "ml-20m" / "movies.csv", "movieId,title,genres\n2,A (1995),Drama|War\n3,B (1996),(no genres listed)\n"
@@ -315,22 +318,33 @@ def test_movielens_genres_are_read_per_format_and_survive_the_cache(mirror):
     assert prepare("ml-10m", PrepConfig(), source=str(mirror)).seqs.genres == []
 
 
-def test_cold_start_users_get_the_genre_profile_fallback_beside_popularity(mirror):
-    """Cold users who saw one film of a genre that warm users seldom watch: the popularity fallback
-    ranks the other genre's hits first and misses their next film; the genre profile finds it."""
+def test_cold_start_users_get_the_genre_and_demographic_fallbacks_beside_popularity(mirror):
+    """Cold users (women, 25-34, writers) who saw one film of a genre few watch: the popularity
+    fallback ranks other films first and misses their next film; the genre profile ranks it first;
+    the demographic fallback ranks it third, after the two films their group watched as often and
+    the whole audience more."""
     from xlrec.experiment import assemble
 
     a, b = range(1, 16), range(16, 31)  # genre A (rarely watched), genre B (the hits)
-    rows = []
-    for u in range(1, 21):  # warm users: one more A film, half of them film 2 (the most watched A film), all B
-        rows += [(u, i, t) for t, i in enumerate([3 + u % 13, *([2] if u <= 10 else []), *b])]
+    rows, users = [], []
+    for u in range(1, 11):  # the cold users' group: film 2 and films 16-17 in training (18, 19: val, test)
+        rows += [(u, i, t) for t, i in enumerate([3 + u % 13, 2, 16, 17, 18, 19])]
+        users.append(f"{u}|{25 + u % 5}|F|writer|00000")
+    for u in range(11, 21):  # another group: every B film
+        rows += [(u, i, t) for t, i in enumerate([3 + u % 13, *b])]
+        users.append(f"{u}|{50 + u % 5}|M|other|00000")
     rows += [(100 + u, i, t) for u in range(3) for t, i in enumerate([1, 2])]  # cold: saw 1, next is 2
+    users += [f"{100 + u}|30|F|writer|00000" for u in range(3)]
     write(mirror / "ml-100k" / "u.data", "".join(f"{u}\t{i}\t4\t{t}\n" for u, i, t in rows))
+    write(mirror / "ml-100k" / "u.user", "\n".join(users) + "\n")
     write(mirror / "ml-100k" / "u.genre", "unknown|0\nA|1\nB|2\n")
     flags = {i: "0|1|0" for i in a} | {i: "0|0|1" for i in b}
     write(mirror / "ml-100k" / "u.item", "".join(f"{i}|Film {i}|||x|{f}\n" for i, f in flags.items()))
     cfg = resolve_config("pop", "ml-100k", overrides={"source": str(mirror), "cold_start_threshold": 3})
-    cold = assemble(cfg, prepare("ml-100k", cfg.prep, cfg.source)).cold_start_metrics()
+    data = prepare("ml-100k", cfg.prep, cfg.source)
+    assert data.seqs.groups[data.seqs.user_ids.tolist().index(100)] == "F|25|writer"  # age 30: group 25-34
+    cold = assemble(cfg, data).cold_start_metrics()
     assert cold["users"] == 3
-    assert cold["pop"]["recall@10"] == 0.0 and cold["model"] == cold["pop"]
+    assert cold["pop"]["recall@10"] == 0.0 and cold["model"] == cold["pop"]  # film 2 ties at rank 14
     assert cold["genre"] == {"recall@10": 1.0, "mrr@10": 1.0, "ndcg@10": 1.0}
+    assert cold["demographic"] == pytest.approx({"recall@10": 1.0, "mrr@10": 1 / 3, "ndcg@10": 0.5})

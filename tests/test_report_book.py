@@ -256,3 +256,32 @@ def test_report_user_mistakes_are_one_paragraph(grid, tmp_path, args, named):
     assert proc.returncode == 2
     assert named in error_line(proc.stderr)
     assert not out.exists()
+
+
+def test_scaling_section_from_runs_on_shares_of_the_users(tmp_path):
+    """RQ1: runs with prep user_fraction 0.5 and 1 are two datasets in the report (each with its own
+    Table-1 statistics), and the scaling figure's numbers are those runs' test metrics."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = xlrec_env(tmp_path / "data")
+    for share in ("0.5", "1.0"):
+        proc = run_xlrec(
+            ["train", "--model", "gru4rec", "--dataset", "synthetic", "--epochs", "1", "--seed", "1"]
+            + ["--user-fraction", share, "--synthetic-users", "120", "--synthetic-items", "40"]
+            + ["--tracking-uri", uri],
+            env,
+            cwd=tmp_path,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "rep"
+    proc = run_xlrec(
+        ["report", "--experiment", "xlrec-synthetic", "--out", str(out), "--tracking-uri", uri], env, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    md = (out / "report.md").read_text()
+    assert "## Scaling with dataset size (RQ1)\n" in md and "| synthetic (50% of users) |" in md
+    scaling = pd.read_csv(out / "data" / "scaling_synthetic.csv").sort_values("user share %")
+    assert scaling["user share %"].tolist() == [50.0, 100.0] and scaling["users"].tolist() == [60, 120]
+    runs = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("xlrec-synthetic").experiment_id])
+    trained = [r for r in runs if "model" in r.data.params]  # not the report's own run
+    by_share = {r.data.params["prep.user_fraction"]: r.data.metrics["test_ndcg_at_10"] for r in trained}
+    assert scaling["ndcg"].tolist() == pytest.approx([by_share["0.5"], by_share["1.0"]])

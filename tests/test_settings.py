@@ -55,6 +55,7 @@ PREP = {
     "min_user_interactions": 0,
     "min_item_interactions": 0,
     "kcore_iterate": True,
+    "user_fraction": 1.0,
     "synthetic_users": 1000,
     "synthetic_items": 500,
     "synthetic_mean_len": 40,

@@ -51,6 +51,7 @@ _PREP_FLAGS: list[tuple[str, type, str]] = [
     ("--min-rating", float, "keep only ratings >= this (default: every rating is an interaction)"),
     ("--min-user-interactions", int, "k-core: minimum interactions per user"),
     ("--min-item-interactions", int, "k-core: minimum interactions per item"),
+    ("--user-fraction", float, "keep this share of the users (a fixed random subset; scaling studies)"),
     ("--synthetic-users", int, "synthetic dataset: number of users"),
     ("--synthetic-items", int, "synthetic dataset: number of items"),
     ("--synthetic-mean-len", int, "synthetic dataset: mean sequence length"),

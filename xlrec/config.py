@@ -34,6 +34,9 @@ class PrepConfig:
     min_user_interactions: int = 0  # k-core thresholds; 0 disables
     min_item_interactions: int = 0
     kcore_iterate: bool = True  # repeat the filter until nothing changes (a fixed point)
+    # keep this share of the users (a fixed random order, so a smaller share is a subset of a larger
+    # one), before the k-core filter: the datasets of a scaling study (RQ1)
+    user_fraction: float = 1.0
     # synthetic generator size (ignored by real datasets)
     synthetic_users: int = 1000
     synthetic_items: int = 500
@@ -346,6 +349,10 @@ def validate(cfg: TrainConfig) -> None:
             (
                 cfg.prep.min_item_interactions >= 0,
                 f"min_item_interactions must be >= 0, got {cfg.prep.min_item_interactions}",
+            ),
+            (
+                0.0 < cfg.prep.user_fraction <= 1.0,
+                f"user_fraction must be in (0, 1], got {cfg.prep.user_fraction}",
             ),
             (cfg.prep.synthetic_users > 0, f"synthetic_users must be positive, got {cfg.prep.synthetic_users}"),
             (cfg.prep.synthetic_items > 0, f"synthetic_items must be positive, got {cfg.prep.synthetic_items}"),

@@ -26,10 +26,10 @@ import torch
 
 from xlrec.config import TrainConfig
 from xlrec.data_prep import PreparedDataset, Split, leave_two_out
-from xlrec.data_prep.split import item_popularity
+from xlrec.data_prep.split import item_popularity, training_positions
 from xlrec.device import Runtime, select_runtime, use_cuda_graph
 from xlrec.rec_models import SequentialRecommender, build_model
-from xlrec.rec_models.pop import GenreProfileRec, PopRec
+from xlrec.rec_models.pop import DemographicRec, GenreProfileRec, PopRec
 from xlrec.training.batches import TrainWindows
 from xlrec.training.evaluate import EvalResult, check_evaluable, evaluate
 from xlrec.training.events import Callback, TrainResult
@@ -69,33 +69,28 @@ class Experiment:
         )
 
     def cold_start_metrics(self) -> dict[str, Any]:
-        """Cold-start group: the model, the `pop` fallback and, where items have genres, the genre-profile
-        fallback, evaluated separately."""
-        cold = self.split.cold_test
+        """Cold-start group: the model and the fallbacks a dataset allows (popularity always; the genre
+        profile where items have genres, demographic neighbours where users have demographics),
+        evaluated separately."""
+        cold, seqs = self.split.cold_test, self.data.seqs
         if len(cold) == 0:
             return {"users": 0}
-        model_res = self.evaluate("cold")
-        pop = PopRec(self.data.seqs.num_items, popularity=self.popularity).to(self.runtime.device)
-        pop_res = evaluate(
-            replace(self.recommender, model=pop), self.items, self.starts, cold, None, self.cfg.eval_batch_size
-        )
-        out = {
-            "users": len(cold),
-            "model": {k: model_res.metrics[k] for k in COLD_METRICS},
-            "pop": {k: pop_res.metrics[k] for k in COLD_METRICS},
-        }
-        if any(self.data.seqs.genres):  # datasets with item genres (MovieLens): the genre-profile fallback
-            genre = GenreProfileRec(self.data.seqs.num_items, self.data.seqs.genres, self.popularity)
-            genre_res = evaluate(
-                replace(self.recommender, model=genre.to(self.runtime.device)),
-                self.items,
-                self.starts,
-                cold,
-                None,
-                self.cfg.eval_batch_size,
+        fallbacks: dict[str, SequentialRecommender] = {"pop": PopRec(seqs.num_items, popularity=self.popularity)}
+        if any(seqs.genres):
+            fallbacks["genre"] = GenreProfileRec(seqs.num_items, seqs.genres, self.popularity)
+        if any(seqs.groups):
+            owners, pos = training_positions(self.split)
+            fallbacks["demographic"] = DemographicRec(
+                seqs.num_items, seqs.groups, owners, seqs.items[pos], self.popularity
             )
-            out["genre"] = {k: genre_res.metrics[k] for k in COLD_METRICS}
+        out: dict[str, Any] = {"users": len(cold), "model": self._cold(self.recommender)}
+        for name, fallback in fallbacks.items():
+            out[name] = self._cold(replace(self.recommender, model=fallback.to(self.runtime.device)))
         return out
+
+    def _cold(self, rec: Recommender) -> dict[str, float]:
+        res = evaluate(rec, self.items, self.starts, self.split.cold_test, None, self.cfg.eval_batch_size)
+        return {k: res.metrics[k] for k in COLD_METRICS}
 
     def run(self, trainer: Trainer) -> TrainResult:
         """Fit, then score the test and cold-start cases with the best weights. The callbacks hear

@@ -36,7 +36,7 @@ from xlrec.data_prep.stats import published_mismatch, raw_counts, table1_stats
 from xlrec.errors import ConfigError, DataError
 
 DATASETS = tuple(READERS) + ("synthetic",)
-CACHE_FORMAT = 2  # 2: raw_counts stored with the sequences
+CACHE_FORMAT = 3  # 2: raw_counts stored with the sequences; 3: item genres and user groups
 _COUNT_KEYS = ("interactions", "users", "items")
 
 
@@ -90,6 +90,7 @@ def _save(path: Path, seqs: Sequences, counts: dict[str, int]) -> None:
                 item_ids=seqs.item_ids.astype(str) if seqs.item_ids.dtype == object else seqs.item_ids,
                 titles=np.array(seqs.titles, dtype=str),
                 genres=np.array(seqs.genres, dtype=str),
+                groups=np.array(seqs.groups, dtype=str),
                 raw_counts=np.array([counts[k] for k in _COUNT_KEYS], dtype=np.int64),
             )
             fh.flush()
@@ -112,7 +113,8 @@ def _load(path: Path) -> tuple[Sequences, dict[str, int]] | None:
                 user_ids=z["user_ids"],
                 item_ids=z["item_ids"],
                 titles=z["titles"].tolist(),
-                genres=z["genres"].tolist(),  # a cache from before genres: KeyError, rebuilt
+                genres=z["genres"].tolist(),  # a cache from before genres and groups: KeyError, rebuilt
+                groups=z["groups"].tolist(),
             )
             counts = dict(zip(_COUNT_KEYS, (int(v) for v in z["raw_counts"])))
             return seqs, counts

@@ -32,6 +32,8 @@ class Sequences:
     titles: list[str]  # title of each contiguous item id; index 0 is "<pad>"
     # "Genre|Genre" of each contiguous item id ("" unknown; index 0 is padding); empty: no genres read
     genres: list[str] = field(default_factory=list)
+    # "gender|age group|occupation" of each user index ("" unknown); empty: no demographics read
+    groups: list[str] = field(default_factory=list)
 
     @property
     def num_users(self) -> int:
@@ -73,6 +75,8 @@ def build_sequences(raw: Interactions, prep: PrepConfig, source: str = "dataset"
     keep = np.ones(len(raw), dtype=bool)
     if prep.min_rating is not None:
         keep &= raw.rating >= prep.min_rating
+    if prep.user_fraction < 1.0:
+        keep &= np.isin(raw.user, _user_share(raw.user, prep.user_fraction))
     user, item, ts = raw.user[keep], raw.item[keep], raw.timestamp[keep]
     row = np.nonzero(keep)[0]
     if prep.min_user_interactions > 0 or prep.min_item_interactions > 0:
@@ -91,6 +95,7 @@ def build_sequences(raw: Interactions, prep: PrepConfig, source: str = "dataset"
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     titles = ["<pad>"] + [str(raw.titles.get(_py(i), f"Item {i}")) for i in item_ids]
     genres = [""] + [str(raw.genres.get(_py(i), "")) for i in item_ids] if raw.genres else []
+    groups = [str(raw.groups.get(_py(u), "")) for u in user_ids] if raw.groups else []
     item_ids_padded = np.empty(len(item_ids) + 1, dtype=item_ids.dtype)
     item_ids_padded[1:] = item_ids
     item_ids_padded[0] = 0 if item_ids.dtype != object else ""
@@ -102,7 +107,15 @@ def build_sequences(raw: Interactions, prep: PrepConfig, source: str = "dataset"
         item_ids=item_ids_padded,
         titles=titles,
         genres=genres,
+        groups=groups,
     )
+
+
+def _user_share(users: np.ndarray, fraction: float) -> np.ndarray:
+    """The first ceil(fraction x U) users of one fixed random order of the sorted user ids."""
+    ids = np.unique(users)
+    order = np.random.default_rng(0).permutation(len(ids))
+    return ids[order[: max(1, int(np.ceil(fraction * len(ids))))]]
 
 
 def _py(value):

@@ -33,6 +33,7 @@ class Interactions:
     timestamp: np.ndarray  # int64 seconds
     titles: dict = field(default_factory=dict)  # raw item id -> title
     genres: dict = field(default_factory=dict)  # raw item id -> "Genre|Genre" (MovieLens)
+    groups: dict = field(default_factory=dict)  # raw user id -> "gender|age group|occupation" (MovieLens)
     files: list[Path] = field(default_factory=list)  # files read, for the cache key
 
     def __len__(self) -> int:
@@ -164,6 +165,29 @@ def _ml100k_genres(root: Path) -> dict:
     return genres
 
 
+# ML-1M's age groups (users.dat codes: the group's lower bound); ML-100K's exact ages map onto them,
+# so a user's demographic group means the same on both
+_AGE_GROUPS = (1, 18, 25, 35, 45, 50, 56)
+
+
+def _age_group(age: int) -> int:
+    return max(g for g in _AGE_GROUPS if g <= max(age, 1))
+
+
+def _user_groups(path: Path, sep: str, order: tuple[int, int, int]) -> dict:
+    """Each user's demographic group `gender|age group|occupation` from a MovieLens users file;
+    `order` gives the gender, age and occupation columns. Groups are labels only: a bad row costs its group."""
+    if not path.is_file():
+        return {}
+    groups = {}
+    g, a, o = order
+    for raw in path.read_bytes().splitlines():
+        parts = _text(raw).strip().split(sep)
+        if len(parts) > max(order) and _is_id(parts[0]) and _is_id(parts[a]):
+            groups[int(parts[0])] = f"{parts[g].strip()}|{_age_group(int(parts[a]))}|{parts[o].strip()}"
+    return groups
+
+
 def _genre_text(text: str) -> str:
     text = text.strip()
     return "" if text.lower() in ("unknown", "(no genres listed)") else text
@@ -184,7 +208,7 @@ def _is_id(text) -> bool:
 
 
 def _frame_to_interactions(
-    df: pd.DataFrame, titles: dict, files: list[Path], genres: dict | None = None
+    df: pd.DataFrame, titles: dict, files: list[Path], genres: dict | None = None, groups: dict | None = None
 ) -> Interactions:
     return Interactions(
         user=df["user"].to_numpy(),
@@ -193,6 +217,7 @@ def _frame_to_interactions(
         timestamp=df["timestamp"].to_numpy(np.int64),
         titles=titles,
         genres=genres or {},
+        groups=groups or {},
         files=files,
     )
 
@@ -201,7 +226,8 @@ def read_ml100k(root: Path) -> Interactions:
     data = root / "u.data"
     df = _read_ratings(data, "\t")
     files = [data] + [p for p in (root / "u.item", root / "u.user") if p.is_file()]
-    return _frame_to_interactions(df, _titles_from_delimited(root / "u.item", "|"), files, _ml100k_genres(root))
+    groups = _user_groups(root / "u.user", "|", (2, 1, 3))  # id|age|gender|occupation|zip
+    return _frame_to_interactions(df, _titles_from_delimited(root / "u.item", "|"), files, _ml100k_genres(root), groups)
 
 
 def read_ml1m(root: Path) -> Interactions:
@@ -209,7 +235,10 @@ def read_ml1m(root: Path) -> Interactions:
     df = _read_ratings(data, "::")
     files = [data] + [p for p in (root / "movies.dat", root / "users.dat") if p.is_file()]
     movies = root / "movies.dat"
-    return _frame_to_interactions(df, _titles_from_delimited(movies, "::"), files, _genres_from_delimited(movies, "::"))
+    groups = _user_groups(root / "users.dat", "::", (1, 2, 3))  # id::gender::age::occupation::zip
+    return _frame_to_interactions(
+        df, _titles_from_delimited(movies, "::"), files, _genres_from_delimited(movies, "::"), groups
+    )
 
 
 def read_ml10m(root: Path) -> Interactions:

@@ -56,8 +56,14 @@ def leave_two_out(seqs: Sequences, cold_threshold: int = 5) -> Split:
     )
 
 
-def item_popularity(seqs: Sequences, split: Split) -> np.ndarray:
-    """Training interaction count per item id (index 0 = padding, count 0)."""
+def training_positions(split: Split) -> tuple[np.ndarray, np.ndarray]:
+    """(user index, flat position) of every training interaction."""
     lens = split.train_end - split.starts
     pos = np.repeat(split.starts, lens) + (np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens))
+    return np.repeat(np.arange(len(lens)), lens), pos
+
+
+def item_popularity(seqs: Sequences, split: Split) -> np.ndarray:
+    """Training interaction count per item id (index 0 = padding, count 0)."""
+    _, pos = training_positions(split)
     return np.bincount(seqs.items[pos], minlength=seqs.num_items + 1)

@@ -235,3 +235,14 @@ def finished_run_metrics(uri: str, run_id: str) -> dict[str, Any] | None:
     if run.info.status != "FINISHED" or "test_recall_at_10" not in run.data.metrics:
         return None
     return {**run.data.metrics, "model_version": int(run.data.tags.get("xlrec.model_version", 0) or 0)}
+
+
+def earlier_attempt(uri: str, parent_run_id: str, trial_id: str) -> str | None:
+    """The run an earlier attempt of this trial opened (a driver killed before the trial's first
+    checkpoint leaves one; the resumed trial continues in it instead of logging the trial twice)."""
+    found = MlflowClient(uri).search_runs(
+        [MlflowClient(uri).get_run(parent_run_id).info.experiment_id],
+        f"tags.`xlrec.sweep_run_id` = '{parent_run_id}' and tags.`xlrec.trial_id` = '{trial_id}'",
+        max_results=1,
+    )
+    return found[0].info.run_id if found else None

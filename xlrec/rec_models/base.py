@@ -73,6 +73,11 @@ class SequentialRecommender(nn.Module):
         """(B, L) left-padded histories -> (B, N+1) scores for the next item."""
         return self.score(self.encode(self.scoring_ids(history))[:, -1])
 
+    def case_scores(self, history: torch.Tensor, users: torch.Tensor | None) -> torch.Tensor:
+        """Scores for evaluation cases of known users (index per row): the history's scores; only a
+        fallback that looks its users up (the demographic one, rec_models.pop) reads `users`."""
+        return self.next_item_scores(history)
+
     def training_pairs(
         self,
         window: torch.Tensor,

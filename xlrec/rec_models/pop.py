@@ -1,5 +1,7 @@
-"""Most-popular baseline (also the cold-start fallback): scores = training counts; and the genre-profile
-cold-start fallback: items ranked by how well their genres match the few items a user has seen."""
+"""Most-popular baseline (also the cold-start fallback): scores = training counts; and two more cold-start
+fallbacks: the genre profile (items ranked by how well their genres match the few items a user has
+seen) and demographic neighbours (the items most watched by users of the same gender, age group and
+occupation)."""
 
 from __future__ import annotations
 
@@ -65,3 +67,31 @@ class GenreProfileRec(PopRec):
         profile = seen.sum(1) / (history != 0).sum(1, keepdim=True).clamp_min(1)
         tie_break = self.counts / self.counts.max().clamp_min(1.0) * 1e-3  # below one genre's overlap step
         return profile @ self.onehot.T + tie_break
+
+
+class DemographicRec(PopRec):
+    """Cold-start fallback from user demographics (no training): an item scores its training
+    interactions among users of the user's group (`gender|age group|occupation`), overall popularity
+    ordering the rest; a user of no known group gets the popularity ranking."""
+
+    family = "demographic"
+
+    def __init__(self, num_items: int, groups: list[str], item_users: np.ndarray, items: np.ndarray, popularity):
+        """`item_users`/`items`: the user index and item of every training interaction."""
+        super().__init__(num_items, popularity=popularity)
+        names = sorted(set(groups) - {""})
+        index = {g: j for j, g in enumerate(names)}
+        user_group = np.array([index.get(g, len(names)) for g in groups], dtype=np.int64)  # last row: no group
+        counts = np.zeros((len(names) + 1, num_items + 1), dtype=np.float32)
+        np.add.at(counts, (user_group[item_users], items), 1.0)
+        counts[-1] = 0.0
+        self.user_group: torch.Tensor
+        self.group_counts: torch.Tensor
+        self.register_buffer("user_group", torch.as_tensor(user_group))
+        self.register_buffer("group_counts", torch.as_tensor(counts))
+
+    def case_scores(self, history: torch.Tensor, users: torch.Tensor | None) -> torch.Tensor:
+        if users is None:  # no user to look up: the popularity ranking
+            return self.next_item_scores(history)
+        tie_break = self.counts / self.counts.max().clamp_min(1.0) * 1e-3  # below one interaction
+        return self.group_counts[self.user_group[users]] + tie_break

@@ -96,6 +96,10 @@ def run_trial(config: dict[str, Any]) -> None:
         with checkpoint.as_directory() as ckpt_dir:
             saved = torch.load(os.path.join(ckpt_dir, CHECKPOINT_FILE), map_location="cpu", weights_only=True)
         resume_state, resume_run = saved["trainer"], saved["mlflow_run_id"]
+    else:  # a trial restarted before its first checkpoint (a resumed sweep, a retry) may have opened its run
+        from xlrec.platform.sweep_runs import earlier_attempt
+
+        resume_run = earlier_attempt(spec["tracking_uri"], spec["parent_run_id"], ctx.get_trial_id())
     if resume_run is not None:
         from xlrec.platform.sweep_runs import finished_run_metrics
 

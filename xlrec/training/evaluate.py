@@ -72,7 +72,7 @@ def rank_cases(
     for i in range(0, len(cases), batch_size):
         u, tpos = users_all[i : i + batch_size], tpos_all[i : i + batch_size]
         target = items[tpos]
-        scores = rec.scores(items, tpos - 1, starts[u], rec.exclude_seen, keep=target)
+        scores = rec.scores(items, tpos - 1, starts[u], rec.exclude_seen, keep=target, users=u)
         target_score = scores[torch.arange(len(u), device=dev), target]
         higher = (scores > target_score[:, None]).sum(1)
         ties = (scores == target_score[:, None]).sum(1) - 1

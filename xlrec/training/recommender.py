@@ -47,16 +47,18 @@ class Recommender:
         starts: torch.Tensor,
         exclude_seen: bool,
         keep: torch.Tensor | None = None,
+        users: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(B, N+1) float scores of the next item after each history items[starts[b] .. ends[b]]
-        (flat positions, inclusive). The padding id scores -inf, and with `exclude_seen` so does
-        every item of the history, except `keep[b]` (an evaluation target stays rankable)."""
+        (flat positions, inclusive) of `users` (when known: evaluation). The padding id scores -inf,
+        and with `exclude_seen` so does every item of the history, except `keep[b]` (an evaluation
+        target stays rankable)."""
         was_training = self.model.training
         self.model.eval()
         try:
             window = gather_windows(items, ends, starts, self.max_len)
             with self.runtime.autocast():
-                scores = self.model.next_item_scores(window)
+                scores = self.model.case_scores(window, users)
         finally:
             if was_training:
                 self.model.train()

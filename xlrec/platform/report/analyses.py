@@ -232,6 +232,52 @@ class FigureSections(RunsView):
             )
         return s
 
+    def scaling(self) -> Section:
+        """RQ1: test metrics against the size of a dataset, from runs on shares of its users
+        (`prep.user_fraction`, e.g. benchmarks/grids/ml1m-scaling.yaml)."""
+        s = Section("Scaling with dataset size (RQ1)")
+        d = self.chosen[self.chosen["params.model"] != "pop"]
+        for base, g in d.groupby("dataset_base", sort=True):
+            if g["user_fraction"].nunique() < 2:
+                continue
+            rows = []
+            for (model, share, dataset), c in g.groupby(["params.model", "user_fraction", "params.dataset"]):
+                users = self.rr.datasets.get(str(dataset), {}).get("users")
+                rows.append(
+                    {
+                        "model": model,
+                        "user share %": round(100 * share, 1),
+                        "users": int(float(users)) if users else None,
+                        "seeds": len(c),
+                        "ndcg": c["metrics.test_ndcg_at_10"].mean(),
+                        "ndcg_std": c["metrics.test_ndcg_at_10"].std(),
+                        "recall": c["metrics.test_recall_at_10"].mean(),
+                    }
+                )
+            f = pd.DataFrame(rows)
+            stem = f"scaling_{base}"
+            png = figures.lines_by(
+                f,
+                "user share %",
+                [("ndcg", "test NDCG@10"), ("recall", "test Recall@10")],
+                str(base),
+                self.png(stem + ".png"),
+            )
+            s.blocks.append(
+                Figure(
+                    png,
+                    f"{base}: test NDCG@10 and Recall@10 on shares of its users (the same users in every model's "
+                    "runs; a smaller share is a subset of a larger one), mean over seeds",
+                    self.csv(f, stem + ".csv"),
+                )
+            )
+        if not s.blocks:
+            self.cannot.append(
+                "one size per dataset: no scaling figure (RQ1; run a grid over prep user_fraction, as "
+                "benchmarks/grids/ml1m-scaling.yaml does)"
+            )
+        return s
+
     def gradients(self) -> Section:
         s = Section("Gradient stability (RQ5)")
         parts = []

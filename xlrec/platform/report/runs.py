@@ -53,6 +53,19 @@ class ReportRuns:
         return self.files.get(run_id, {}).get(name)
 
 
+def with_user_shares(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs on a share of a dataset's users (`prep.user_fraction` < 1, a scaling study) are on a
+    dataset of their own: `ml-1m (25% of users)`; `dataset_base` and `user_fraction` keep the origin."""
+    runs = runs.copy()
+    base = runs.get("params.dataset", pd.Series(None, index=runs.index, dtype=object))
+    share = pd.to_numeric(runs.get("params.prep.user_fraction", pd.Series(1.0, index=runs.index)), errors="coerce")
+    share = share.fillna(1.0)
+    runs["dataset_base"], runs["user_fraction"] = base, share
+    part = (share < 1.0) & base.notna()
+    runs.loc[part, "params.dataset"] = [f"{d} ({f:.0%} of users)" for d, f in zip(base[part], share[part])]
+    return runs
+
+
 def latest_experiment() -> str:
     """The experiment of the most recently started xlrec run (what `xlrec report` with no
     --experiment reports: the README's main job, right after it ran)."""
@@ -147,7 +160,7 @@ def collect(experiment: str | None, parent_id: str | None, workers: int = 8) -> 
             )
         experiment = found
     experiment = experiment or latest_experiment()
-    runs = export_runs(experiment, parent_id)
+    runs = with_user_shares(export_runs(experiment, parent_id))
     done = runs[runs["status"] == "FINISHED"]
     files: dict[str, dict[str, pd.DataFrame]] = {}
     notes: list[str] = []

@@ -26,6 +26,7 @@ USED_METRICS = (
     "cold_model_recall_at_10",
     "cold_pop_recall_at_10",
     "cold_genre_recall_at_10",
+    "cold_demographic_recall_at_10",
 )
 
 
