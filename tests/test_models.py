@@ -163,7 +163,7 @@ def test_a_default_stride_longer_than_the_users_max_len_becomes_non_overlapping_
 
 def test_config_resolution_order(tmp_path):
     cfg = resolve_config("xlstm", "ml-1m")
-    assert (cfg.arch.embedding_dim, cfg.arch.num_heads, cfg.arch.num_blocks, cfg.batch_size) == (256, 4, 3, 64)
+    assert (cfg.arch.embedding_dim, cfg.arch.num_heads, cfg.arch.num_blocks, cfg.batch_size) == (256, 4, 4, 64)
     assert cfg.prep.min_item_interactions == 5
     f = tmp_path / "c.yaml"
     f.write_text("embedding_dim: 32\nlr: 0.01\nprep:\n  min_rating: 4\n")

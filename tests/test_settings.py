@@ -102,7 +102,7 @@ CHANGED = {
     "xlstm": {
         **_searched(
             _TABLE3,
-            {"embedding_dim": 256, "num_heads": 4, "num_blocks": 3, "lr": 0.001, "dropout": 0.4, "batch_size": 64}
+            {"embedding_dim": 256, "num_heads": 4, "num_blocks": 4, "lr": 0.001, "dropout": 0.4, "batch_size": 64}
             | {"max_len": 200, "ema_decay": 0.998, "patience": 10, "epochs": 50},
             {"ema_decay": 0.998, "patience": 10},
         ),
@@ -133,7 +133,7 @@ CHANGED = {
     "bert4rec": {
         **_searched(
             _TABLE3,
-            {"embedding_dim": 128, "num_blocks": 1, "lr": 0.00071, "dropout": 0.118, "batch_size": 128}
+            {"embedding_dim": 128, "num_blocks": 2, "lr": 0.00071, "dropout": 0.118, "batch_size": 128}
             | {"max_len": 200, "ema_decay": 0.99, "patience": 10, "epochs": 100},
             {"ema_decay": 0.99, "patience": 10},
         ),

@@ -84,6 +84,8 @@ def test_killed_driver_resumes_without_duplicating_trials(tmp_path, shared_data)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["trials_done"] == 2 and summary["trials_failed"] == 0
+    # the closing line counts the whole sweep, the trial that ended under the killed driver too
+    assert "sweep done in " in proc.stderr and ": 2 finished, 0 pruned, 0 failed; best " in proc.stderr
     runs = _finished_children(db)
     trial_ids = [r.data.tags["xlrec.trial_id"] for r in runs]
     assert len(trial_ids) == len(set(trial_ids)) == 2, trial_ids  # no trial logged twice

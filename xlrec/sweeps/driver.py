@@ -137,7 +137,11 @@ def _run_trials(
 def _say_summary(
     spec: SweepSpec, progress: SweepProgress, summary: dict, uri: str, experiment_id: str, parent_id: str
 ) -> None:
-    text = progress.summary()
+    counts = {k: summary[f"trials_{v}"] for k, v in (("finished", "done"), ("pruned", "pruned"), ("failed", "failed"))}
+    text = progress.summary(counts)
+    best = summary.get("best_trial") or {}
+    if progress.best is None and best.get(spec.metric) is not None:  # resumed: the best ended under the earlier driver
+        text += f"; best {progress.label} {float(best[spec.metric]):.4f} ({best.get('run_name', '?')})"
     champ = summary.get("champion")
     if champ:
         text += f"; champion models:/{champ['name']}@champion is version {champ['version']}"

@@ -118,8 +118,10 @@ class SweepProgress(Callback):
             parts.append(f"~{duration(mean * math.ceil(left / max(1, self._concurrency)))} left")
         say("  ".join(p for p in parts if p))
 
-    def summary(self) -> str:
-        o = self.outcomes
+    def summary(self, counts: dict[str, int] | None = None) -> str:
+        """The closing line. `counts` (finished/pruned/failed of the whole sweep, from its results)
+        win over this driver's own tallies: a resumed sweep's earlier trials ended under another driver."""
+        o = counts or self.outcomes
         text = (
             f"sweep done in {duration(time.monotonic() - self.started)}: {o['finished']} finished, "
             f"{o['pruned']} pruned, {o['failed']} failed"

@@ -52,7 +52,7 @@ class FigureSections(RunsView):
 
     def cost(self) -> Section:
         s = Section("Accuracy against cost (RQ3)")
-        for dataset, g in self.chosen.groupby("params.dataset", sort=True):
+        for dataset, g in self.figured.groupby("params.dataset", sort=True):
             rows = []
             for (model, max_len), c in g.groupby(["params.model", "params.max_len"], sort=True):
                 if model == "pop":
@@ -88,7 +88,7 @@ class FigureSections(RunsView):
 
     def popularity(self) -> Section:
         s = Section("Popularity bias, long tail and coverage")
-        for dataset, g in self.chosen.groupby("params.dataset", sort=True):
+        for dataset, g in self.figured.groupby("params.dataset", sort=True):
             items = self.items(dataset)
             if items is None:
                 self.cannot.append(f"{dataset}: no items.parquet (runs before it was logged): no popularity analysis")
@@ -196,7 +196,7 @@ class FigureSections(RunsView):
 
     def sequence_length(self) -> Section:
         s = Section("Sequence length (RQ2, RQ6, RQ9)")
-        d = self.chosen[self.chosen["params.model"] != "pop"]
+        d = self.figured[self.figured["params.model"] != "pop"]
         lens = d.groupby(["params.dataset", "params.model"])["params.max_len"].nunique()
         if len(lens) == 0 or lens.max() < 2:
             self.cannot.append("one max_len per model: no sequence-length figure (run a grid over max_len)")
@@ -282,10 +282,10 @@ class FigureSections(RunsView):
         s = Section("Gradient stability (RQ5)")
         parts = []
         for rid, model, max_len, dataset in zip(
-            self.chosen["run_id"],
-            self.chosen["params.model"],
-            self.chosen["params.max_len"],
-            self.chosen["params.dataset"],
+            self.figured["run_id"],
+            self.figured["params.model"],
+            self.figured["params.max_len"],
+            self.figured["params.dataset"],
         ):
             h = self.rr.file(rid, "history.csv")
             if h is not None and "grad_norm" in h:

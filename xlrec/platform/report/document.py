@@ -16,11 +16,20 @@ import pandas as pd
 BOLD = re.compile(r"\*\*(.+?)\*\*")
 
 
+def file_name(name: str) -> str:
+    """A report file's name as it is written and linked: a dataset label such as `ml-1m (10% of
+    users)` would put spaces, parentheses and `%` into Markdown links, which break them."""
+    return re.sub(r"-{2,}", "-", re.sub(r"[^A-Za-z0-9._-]+", "-", name.replace("%", "pct"))).strip("-")
+
+
 @dataclass
 class Table:
     df: pd.DataFrame  # cells as display strings; **x** marks a best value
     caption: str
     csv: str | None = None  # the file (under data/) holding the numbers behind it
+
+    def __post_init__(self) -> None:
+        self.csv = file_name(self.csv) if self.csv else None
 
 
 @dataclass
@@ -28,6 +37,9 @@ class Figure:
     png: Path  # under figures/
     caption: str
     csv: str  # under data/
+
+    def __post_init__(self) -> None:
+        self.csv = file_name(self.csv)
 
 
 @dataclass

@@ -102,7 +102,10 @@ def _parent_experiment(parent_id: str) -> str:
 
 
 def _read(path: Path, name: str) -> pd.DataFrame:
-    df = pd.read_csv(path) if name.endswith(".csv") else pd.read_parquet(path)
+    try:
+        df = pd.read_csv(path) if name.endswith(".csv") else pd.read_parquet(path)
+    except pd.errors.EmptyDataError:  # a run with no epochs (popularity) logs an empty history.csv
+        return pd.DataFrame(columns=list(FILES[name]))
     missing = [c for c in FILES[name] if c not in df.columns]
     if missing:
         raise ValueError(f"no {', '.join(missing)} column")

@@ -20,14 +20,16 @@ class Builder(FigureSections):
     def protocol(self) -> Section:
         d = self.done
         s = Section("Protocol")
-        rows = []
+        rows: list[dict] = []
+        warnings: dict[str, list[str]] = {}
         for name, stats in sorted(self.rr.datasets.items()):
             if not stats:
                 self.cannot.append(f"{name}: its runs logged no dataset statistics")
                 continue
             rows.append({"dataset": name, **{k: _stat(stats.get(k)) for k in STATS}})
-            if stats.get("data_warning"):
-                s.blocks.append(f"**{name}: {stats['data_warning']}**")
+            if stats.get("data_warning"):  # once per file: shares of a dataset's users carry its warning
+                warnings.setdefault(stats["data_warning"], []).append(name)
+        s.blocks += [f"**{', '.join(names)}: {text}**" for text, names in warnings.items()]
         if rows:
             s.blocks.append(
                 Table(
@@ -249,7 +251,7 @@ class Builder(FigureSections):
     def qualitative(self) -> Section:
         s = Section("Qualitative: what each model recommends")
         missing_history = False
-        for dataset, g in self.chosen.groupby("params.dataset", sort=True):
+        for dataset, g in self.figured.groupby("params.dataset", sort=True):
             items = self.items(dataset)
             if items is None:
                 continue

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from xlrec.platform.report.document import file_name
 from xlrec.platform.report.runs import ReportRuns
 from xlrec.platform.reports import MISSING
 
@@ -28,6 +29,33 @@ USED_METRICS = (
     "cold_genre_recall_at_10",
     "cold_demographic_recall_at_10",
 )
+
+
+PER_MODEL = "per-model"  # the max_len label of a cell whose models each ran at their own default
+
+
+def comparison_cells(chosen: pd.DataFrame) -> pd.Series:
+    """The max_len label each run is compared under. Where a dataset's runs vary max_len for a model
+    (a sequence-length grid), models meet at equal max_len; where each model ran at one max_len of
+    its own (every model at its shipped defaults: ML-100K's xLSTM at 100, SASRec at 50), they all
+    meet in one cell labelled `per-model`, or else the defaults would keep them from ever being
+    compared."""
+    lens = chosen["params.max_len"].astype(str)
+    swept = chosen.assign(L=lens).groupby(["params.dataset", "params.model"])["L"].transform("nunique") > 1
+    dataset_swept = swept.groupby(chosen["params.dataset"]).transform("any")
+    single = lens.groupby(chosen["params.dataset"]).transform("nunique") == 1
+    return lens.where(dataset_swept | single, PER_MODEL)
+
+
+def figured_runs(chosen: pd.DataFrame) -> pd.DataFrame:
+    """The runs the per-dataset figure sections draw. Runs on a share of a dataset's users (a
+    scaling study) are in Table 4 and the scaling figure; beside the whole dataset's runs their own
+    curves, projections and top-10s would repeat the whole dataset's at a fraction of its data and
+    multiply the report's size."""
+    if "user_fraction" not in chosen:
+        return chosen
+    whole = set(chosen.loc[chosen["user_fraction"] >= 1.0, "dataset_base"])
+    return chosen[(chosen["user_fraction"] >= 1.0) | ~chosen["dataset_base"].isin(whole)]
 
 
 class RunsView:
@@ -50,15 +78,17 @@ class RunsView:
         order = self.done.sort_values("metrics.best_val_recall_at_10", ascending=False, na_position="last")
         keys = ["params.dataset", "params.max_len", "params.model", "params.seed"]
         self.chosen = order.drop_duplicates(keys).sort_index()
+        self.chosen["cell"] = comparison_cells(self.chosen)
+        self.figured = figured_runs(self.chosen)
         self.searched = len(self.chosen) < len(self.done)
 
     # --- helpers ------------------------------------------------------------------------
     def csv(self, df: pd.DataFrame, name: str) -> str:
-        df.to_csv(self.out / "data" / name, index=False)
-        return name
+        df.to_csv(self.out / "data" / file_name(name), index=False)
+        return file_name(name)
 
     def png(self, name: str) -> Path:
-        return self.out / "figures" / name
+        return self.out / "figures" / file_name(name)
 
     def per_user(self, rows: pd.DataFrame) -> pd.DataFrame:
         """The per-user test tables of `rows` (runs), with each run's seed."""
@@ -77,8 +107,9 @@ class RunsView:
         return None
 
     def cells(self):
-        """(dataset, max_len, runs of that cell) for every cell with finished runs."""
-        for (dataset, max_len), g in self.chosen.groupby(["params.dataset", "params.max_len"], sort=True):
-            yield str(dataset), str(max_len), g
+        """(dataset, max_len label, runs of that cell) for every cell with finished runs that the
+        figure sections draw (`figured_runs`): the models compared with each other (`comparison_cells`)."""
+        for (dataset, cell), g in self.figured.groupby(["params.dataset", "cell"], sort=True):
+            yield str(dataset), str(cell), g
 
     # --- sections -----------------------------------------------------------------------
