@@ -104,7 +104,7 @@ def _run_trials(
     storage_path: str,
     saved: ResumeState | None,
 ) -> dict[str, Any]:
-    from xlrec.sweeps.ray_session import concurrency, secret_env, start_ray
+    from xlrec.sweeps.ray_session import cluster_gpus, concurrency, idle_gpus_note, secret_env, start_ray
     from xlrec.sweeps.results import finish
     from xlrec.sweeps.tuner import make_tuner, study_storage
 
@@ -120,6 +120,9 @@ def _run_trials(
     start_ray(spec, stop, secret_env(uri, spec.source))
     spec.cells = len(spec.grid_cells()) if spec.mode == "grid" else spec.trials
     at_once = concurrency(spec, spec.cells)
+    note = idle_gpus_note(spec, at_once, cluster_gpus())
+    if note:
+        say(note)
     progress = SweepProgress(spec.cells, at_once, spec.metric)
     say(start_line(spec, uri, experiment_id, parent_id, at_once))
     tuner = make_tuner(spec, uri, parent_id, storage_path, tune_name, saved, callbacks=[progress])

@@ -62,6 +62,12 @@ def start_ray(spec: SweepSpec, stop: StopSignals, secrets: dict[str, str]) -> No
     stop.install()  # Ray's core worker has just replaced our SIGTERM handler
 
 
+def cluster_gpus() -> float:
+    import ray
+
+    return float(ray.cluster_resources().get("GPU", 0.0))
+
+
 def concurrency(spec: SweepSpec, total: int) -> int:
     """How many trials Ray can run at once: the cluster's CPUs (and GPUs) over a trial's share."""
     import ray
@@ -72,3 +78,21 @@ def concurrency(spec: SweepSpec, total: int) -> int:
         fits.append(res.get("GPU", 0.0) / spec.gpus_per_trial)
     n = int(math.floor(min(fits) + 1e-9)) if fits else total
     return max(1, min(total, n, spec.max_concurrent or total))
+
+
+def idle_gpus_note(spec: SweepSpec, at_once: int, cluster_gpus: float) -> str | None:
+    """A warning when a sweep's fractional GPU trials cannot reach every GPU. Ray places a
+    fractional request on a GPU that already holds one before it opens the next (its packing
+    policy), so 8 trials of 1/16 GPU share the first GPU of two and the second stays idle."""
+    if not (0 < spec.gpus_per_trial < 1) or cluster_gpus < 2:
+        return None
+    used = at_once * spec.gpus_per_trial
+    if used > cluster_gpus - 1 + 1e-9:
+        return None
+    share = 1 / math.ceil(at_once / cluster_gpus)
+    return (
+        f"{at_once} trials at once x {spec.gpus_per_trial:g} GPU use {used:g} of the cluster's {cluster_gpus:g} GPUs, "
+        f"and Ray fills one GPU before it opens the next: {int(cluster_gpus - math.ceil(used - 1e-9))} GPU(s) "
+        f"will stay idle. Ask for --gpus-per-trial {share:g} (or resources.gpus_per_trial in the spec) to spread "
+        f"them over every GPU."
+    )
