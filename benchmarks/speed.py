@@ -98,6 +98,9 @@ def main() -> None:
         "--shipped", action="store_true", help="the real datasets with their shipped defaults (xlrec/defaults.yaml)"
     )
     ap.add_argument("--no-cuda-graph", action="store_true", help="run the training step eagerly")
+    ap.add_argument(
+        "--compile", action="store_true", help="train through torch.compile'd encoders (the `compile` setting)"
+    )
     ap.add_argument("--out", default="speed.jsonl")
     args = ap.parse_args()
     dev_name = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
@@ -106,6 +109,7 @@ def main() -> None:
             for model in args.models.split(","):
                 cfg = bench_config(model, shape, args)
                 cfg.cuda_graph = not args.no_cuda_graph
+                cfg.compile = args.compile
                 cfg.prefix_batch_size = args.prefix_batch_size  # type: ignore[attr-defined]
                 t_data = time.perf_counter()
                 data = prepare(cfg.dataset, cfg.prep, cfg.source)
@@ -136,6 +140,7 @@ def main() -> None:
                     "interactions": int(data.seqs.offsets[-1]),
                     "batch_size": cfg.batch_size,
                     "cuda_graph": trainer.graphed,
+                    "compile": exp.compiled,
                     "max_len": cfg.max_len,
                     "dim": cfg.arch.embedding_dim,
                     "blocks": getattr(cfg.arch, "num_blocks", None),

@@ -119,3 +119,18 @@ def test_corrupt_ratings_file_names_file_and_line(tmp_path):
     proc = run_cli("data", "prepare", "--dataset", "ml-100k", "--source", str(tmp_path / "mirror"), tmp_path=tmp_path)
     assert proc.returncode != 0
     assert "u.data, line 2" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [([], (True, True, False)), (["--no-cuda-graph", "--compile"], (True, False, True))]
+    + [(["--exclude-seen=false", "--cuda-graph=true", "--compile=off"], (False, True, False))]
+    + [(["--no-exclude-seen", "--no-compile"], (False, True, False))],
+)
+def test_on_off_switches_resolve_into_the_config(flags, expected):
+    """Each switch takes `--NAME`, `--NAME=BOOL` (MLproject's form) and `--no-NAME`; unset keeps the default."""
+    from xlrec.cli import build_parser, resolve_from_args
+
+    args = build_parser().parse_args(["train", "--model", "sasrec", "--dataset", "synthetic", *flags])
+    cfg = resolve_from_args(args)
+    assert (cfg.exclude_seen, cfg.cuda_graph, cfg.compile) == expected

@@ -282,6 +282,8 @@ def test_scaling_section_from_runs_on_shares_of_the_users(tmp_path):
     assert "## Scaling with dataset size (RQ1)\n" in md and "| synthetic (50% of users) |" in md
     # the share is in Table 4 and the scaling figure, not drawn again beside the whole dataset
     assert sorted(p.name for p in (out / "figures").iterdir() if "pct" in p.name) == []
+    assert pd.read_csv(out / "data" / "table6.csv")["dataset"].unique().tolist() == ["synthetic"]
+    assert "synthetic_users 120" in md  # the generator's settings describe the synthetic dataset
     scaling = pd.read_csv(out / "data" / "scaling_synthetic.csv").sort_values("user share %")
     assert scaling["user share %"].tolist() == [50.0, 100.0] and scaling["users"].tolist() == [60, 120]
     runs = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("xlrec-synthetic").experiment_id])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from xlrec.platform.report.document import file_name
+from xlrec.platform.report.sections import filtering_text
 from xlrec.platform.report.view import PER_MODEL, comparison_cells, figured_runs
 
 
@@ -42,3 +43,57 @@ def test_shares_of_a_dataset_are_not_drawn_beside_the_whole_dataset():
 def test_report_file_names_are_safe_in_markdown_links():
     assert file_name("curves_ml-1m (10% of users)_L200.png") == "curves_ml-1m-10pct-of-users-_L200.png"
     assert file_name("table4.csv") == "table4.csv"
+
+
+def test_protocol_names_the_synthetic_generator_only_for_synthetic_runs():
+    runs = pd.DataFrame(
+        {
+            "params.dataset": ["ml-1m", "ml-1m"],
+            "params.prep.min_item_interactions": ["5", "5"],
+            "params.prep.user_fraction": ["0.1", "1.0"],
+            "params.prep.synthetic_users": ["1000", "1000"],
+        }
+    )
+    assert filtering_text(runs) == "min_item_interactions 5, user_fraction 0.1/1.0"
+    runs["params.dataset"] = ["synthetic", "ml-1m"]
+    assert "synthetic_users 1000" in filtering_text(runs)
+
+
+def test_trials_that_shared_a_gpu_are_named_in_the_protocol(sqlite_tracking_uri, tmp_path, monkeypatch):
+    """A sweep parent's `gpus_per_trial` below 1 (read from MLflow) puts a sentence under the
+    hardware line: those epoch times were measured beside other trials on the same card."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from xlrec.platform.report.runs import ReportRuns, _gpu_sharing
+    from xlrec.platform.report.sections import Builder
+
+    # the report reads through mlflow's global URI (as `xlrec report` sets it); restored after
+    monkeypatch.setattr(mlflow.tracking._tracking_service.utils, "_tracking_uri", sqlite_tracking_uri)
+    client = MlflowClient(sqlite_tracking_uri)
+    exp = client.create_experiment("sharing")
+    parents = {}
+    for name, share in (("shared", "0.25"), ("whole", "1.0")):
+        run = client.create_run(exp)
+        client.log_param(run.info.run_id, "gpus_per_trial", share)
+        client.log_param(run.info.run_id, "max_concurrent", "8")
+        parents[name] = run.info.run_id
+    found = _gpu_sharing([parents["shared"], parents["whole"], "f" * 32, "not-an-id"])
+    assert found == {parents["shared"]: (0.25, 8)}
+
+    done = pd.DataFrame(
+        {
+            "run_id": ["a", "b"],
+            "status": ["FINISHED"] * 2,
+            "params.dataset": ["ml-1m"] * 2,
+            "params.model": ["xlstm", "sasrec"],
+            "params.max_len": ["200"] * 2,
+            "params.seed": ["42"] * 2,
+            "tags.xlrec.sweep_run_id": [parents["shared"]] * 2,
+        }
+    )
+    rr = ReportRuns("sharing", None, done, {}, {}, gpu_sharing=found)
+    protocol = " ".join(str(b) for b in Builder(rr, tmp_path).protocol().blocks)
+    assert "The trials shared GPUs (0.25 of a GPU per trial, up to 8 at once)" in protocol
+    rr.gpu_sharing = {}
+    assert "shared GPUs" not in " ".join(str(b) for b in Builder(rr, tmp_path).protocol().blocks)

@@ -43,6 +43,7 @@ RUN = {
     "kernel": "auto",
     "amp": True,
     "cuda_graph": True,
+    "compile": False,
     "num_threads": 0,
     "source": None,
     "data_file": None,

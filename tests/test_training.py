@@ -265,3 +265,35 @@ def test_padding_rows_of_a_graphed_batch_change_nothing(model):
     assert grads_p.keys() == grads.keys()
     for name in grads:
         torch.testing.assert_close(grads_p[name], grads[name], atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_a_compiled_training_encoder_trains_what_the_eager_one_trains():
+    """`compile` runs the encoder through torch.compile (Inductor) in the training step only: the
+    same window gives the eager step's loss and gradients, and evaluation keeps the eager encoder.
+    The policy asks for CUDA, so the compilation is requested by hand here, on the CPU."""
+    from xlrec.device import select_runtime, use_compile
+
+    cfg = resolve_config("sasrec", "synthetic", overrides={**SMALL, "epochs": 1, "device": "cpu", "compile": True})
+    experiment = assemble(cfg, prepare("synthetic", cfg.prep))
+    net = experiment.model
+    assert cfg.compile and not experiment.compiled and not net.training_compiled  # not on a CPU
+    assert not use_compile(select_runtime("cpu", "auto", True), True, net)
+    net.eval()  # no dropout: both passes see the same numbers
+    ends, starts = sample_ends(experiment.split, cfg.max_len, "window", True, 5)
+    window = experiment.windows.gather(torch.as_tensor(ends[:7]), torch.as_tensor(starts[:7]), causal=True)
+
+    def loss_and_grads():
+        net.zero_grad(set_to_none=True)
+        hidden, targets = net.training_pairs(window, 5)
+        loss = full_softmax_ce(*net.output_operands(hidden), targets)
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in net.named_parameters()}
+
+    loss, grads = loss_and_grads()
+    torch._dynamo.reset()
+    net.compile_training()
+    compiled_loss, compiled_grads = loss_and_grads()
+    assert net.training_compiled and torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1
+    torch.testing.assert_close(compiled_loss, loss)
+    for name in grads:
+        torch.testing.assert_close(compiled_grads[name], grads[name], atol=1e-6, rtol=1e-5, msg=name)

@@ -77,6 +77,14 @@ def _lenient(typ: type) -> Callable[[str], Any]:
     return parse
 
 
+def _add_switch(p: argparse.ArgumentParser, name: str, on_help: str, off_help: str) -> None:
+    """`--NAME` (or `--NAME=false`, as MLproject passes it) and `--no-NAME`; unset is None (the default)."""
+    dest = name.replace("-", "_")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(f"--{name}", dest=dest, nargs="?", const=True, type=_bool, default=None, help=on_help)
+    group.add_argument(f"--no-{name}", dest=dest, action="store_false", help=off_help)
+
+
 def _bool(text: str) -> bool | None:
     if text == "":
         return None
@@ -118,34 +126,23 @@ def _add_run_args(p: argparse.ArgumentParser, with_model: bool = True) -> None:
     p.add_argument(
         "--source", default=None, type=_lenient(str), help="mirror directory or base URL (else XLREC_DATA_MIRROR)"
     )
-    excl = p.add_mutually_exclusive_group()
-    excl.add_argument(
-        "--exclude-seen",
-        dest="exclude_seen",
-        nargs="?",
-        const=True,
-        type=_bool,
-        default=None,
-        help="rank only items not in the user's history (default; --exclude-seen=false turns it off)",
+    _add_switch(
+        p,
+        "exclude-seen",
+        "rank only items not in the user's history (default; --exclude-seen=false turns it off)",
+        "rank every item (the paper's protocol)",
     )
-    excl.add_argument(
-        "--no-exclude-seen", dest="exclude_seen", action="store_false", help="rank every item (the paper's protocol)"
+    _add_switch(
+        p,
+        "cuda-graph",
+        "on CUDA, replay the training step of causal models as one CUDA graph (default)",
+        "run every training step eagerly (for debugging or comparison)",
     )
-    graph = p.add_mutually_exclusive_group()
-    graph.add_argument(
-        "--cuda-graph",
-        dest="cuda_graph",
-        nargs="?",
-        const=True,
-        type=_bool,
-        default=None,
-        help="on CUDA, replay the training step of causal models as one CUDA graph (default)",
-    )
-    graph.add_argument(
-        "--no-cuda-graph",
-        dest="cuda_graph",
-        action="store_false",
-        help="run every training step eagerly (for debugging or comparison)",
+    _add_switch(
+        p,
+        "compile",
+        "on CUDA, train through a torch.compile'd encoder (fused kernels; compiles once per process)",
+        "train the encoder eagerly (default)",
     )
     _add_flags(p, _TRAIN_FLAGS)
     _add_flags(p, _PREP_FLAGS)
@@ -157,6 +154,7 @@ def resolve_from_args(args: argparse.Namespace):
     overrides = {**_overrides(args, _TRAIN_FLAGS), **_overrides(args, _PREP_FLAGS)}
     overrides["exclude_seen"] = args.exclude_seen
     overrides["cuda_graph"] = args.cuda_graph
+    overrides["compile"] = args.compile
     overrides["source"] = args.source
     overrides["columns"] = args.columns
     overrides["titles_file"] = str(Path(args.titles).expanduser().absolute()) if args.titles else None

@@ -111,6 +111,10 @@ class TrainConfig:
     # replay the training step as one CUDA graph where it can be (CUDA, causal model, window
     # mode; see xlrec.device.use_cuda_graph); launch-bound small models train several times faster
     cuda_graph: bool = True
+    # torch.compile the model's encoder inside the training step on CUDA (xlrec.device.use_compile):
+    # Inductor fuses its elementwise chains (norms, gates, autocast casts) that otherwise launch one
+    # small kernel each; costs seconds to a minute of compilation per process, cached on disk after
+    compile: bool = False
     num_threads: int = 0  # torch CPU threads; 0 = torch's default
     # data
     source: str | None = None  # mirror directory or base URL

@@ -27,7 +27,7 @@ import torch
 from xlrec.config import TrainConfig
 from xlrec.data_prep import PreparedDataset, Split, leave_two_out
 from xlrec.data_prep.split import item_popularity, training_positions
-from xlrec.device import Runtime, select_runtime, use_cuda_graph
+from xlrec.device import Runtime, select_runtime, use_compile, use_cuda_graph
 from xlrec.rec_models import SequentialRecommender, build_model
 from xlrec.rec_models.pop import DemographicRec, GenreProfileRec, PopRec
 from xlrec.training.batches import TrainWindows
@@ -52,6 +52,7 @@ class Experiment:
     recommender: Recommender
     windows: TrainWindows
     graphed: bool  # the training step replays as a CUDA graph
+    compiled: bool = False  # the training step calls the encoder through torch.compile
 
     def trainer(self, callbacks: list[Callback] | None = None) -> Trainer:
         return Trainer(self.cfg, self.model, self.runtime, callbacks, graphed=self.graphed)
@@ -147,6 +148,9 @@ def assemble(
     if isinstance(model, PopRec):  # the one model fitted by counting: this split's training counts
         model.set_popularity(popularity)
     model.to(rt.device)
+    compiled = use_compile(rt, cfg.compile, model)
+    if compiled:
+        model.compile_training()
     return Experiment(
         cfg=cfg,
         data=data,
@@ -159,6 +163,7 @@ def assemble(
         recommender=Recommender(model, rt, cfg.max_len, cfg.exclude_seen),
         windows=TrainWindows(items, split, cfg.max_len, cfg.sample_mode, cfg.window_stride or cfg.max_len),
         graphed=use_cuda_graph(rt, cfg.cuda_graph, model.graph_capturable, cfg.sample_mode),
+        compiled=compiled,
     )
 
 

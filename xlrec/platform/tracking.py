@@ -153,6 +153,7 @@ class MlflowTracker(Callback):
                 "resolved_kernel": getattr(trainer.model, "kernel", trainer.rt.kernel),  # a model may fall back
                 "amp_dtype": str(trainer.rt.amp_dtype).replace("torch.", "") if trainer.rt.amp_dtype else "none",
                 "resolved_cuda_graph": trainer.graphed,
+                "resolved_compile": getattr(trainer.model, "training_compiled", False),
                 "num_users": self.data.seqs.num_users,
                 "num_items": self.data.seqs.num_items,
             }

@@ -13,6 +13,7 @@ e.g. `SASRecSettings`), the run's max_len and the kernel choice, never from the 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -40,6 +41,20 @@ class SequentialRecommender(nn.Module):
         super().__init__()
         self.num_items = num_items
         self.max_len = max_len
+        self._compiled_encode: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def compile_training(self) -> None:
+        """Train through `torch.compile(encode)` (xlrec.device.use_compile decides): the step's
+        shapes are fixed, so it compiles once; evaluation, serving and saved models keep `encode`."""
+        self._compiled_encode = torch.compile(self.encode)
+
+    @property
+    def training_compiled(self) -> bool:
+        return self._compiled_encode is not None
+
+    def training_encode(self, ids: torch.Tensor) -> torch.Tensor:
+        """`encode` as the training step calls it: compiled where compile_training asked for it."""
+        return (self._compiled_encode or self.encode)(ids)
 
     @property
     def passes_per_epoch(self) -> int:
@@ -95,7 +110,7 @@ class SequentialRecommender(nn.Module):
         the targets (a boolean-mask selection would stall the GPU pipeline every step).
         """
         inputs, targets = window[:, :-1], window[:, 1:]
-        hidden = self.encode(inputs)
+        hidden = self.training_encode(inputs)
         if num_targets == 1:
             return hidden[:, -1], targets[:, -1]
         k = min(num_targets, inputs.shape[1])

@@ -89,7 +89,7 @@ class BERT4Rec(SASRec):
                 masked &= (draw_last >= self.mask_last_share).unsqueeze(1)
             masked[:, -1] |= ~masked.any(dim=1)  # every window trains at least its last item
         ids = torch.where(masked, torch.full_like(window, self.mask_token), window)
-        hidden = self.encode(ids)
+        hidden = self.training_encode(ids)
         if fixed_shape:  # an all-padding row (a graphed batch's filler) masks its last id: no target
             targets = torch.where(masked & real, window, torch.full_like(window, -1))
             return hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1)

@@ -44,6 +44,8 @@ class ReportRuns:
     datasets: dict[str, dict[str, str]]  # dataset -> Table-1 statistics (the run's input tags)
     notes: list[str] = field(default_factory=list)  # what could not be read, for the report
     artifacts_root: Path | None = None  # a local sweep store's artifact folder (server.served_artifacts_root)
+    # sweep parent id -> (GPUs per trial, trials at once) where its trials shared GPUs
+    gpu_sharing: dict[str, tuple[float, int]] = field(default_factory=dict)
 
     @property
     def finished(self) -> pd.DataFrame:
@@ -99,6 +101,25 @@ def _parent_experiment(parent_id: str) -> str:
             f"(MLflow UI) and check --tracking-uri."
         ) from None
     return mlflow.get_experiment(run.info.experiment_id).name
+
+
+def _gpu_sharing(parent_ids: list[str]) -> dict[str, tuple[float, int]]:
+    """The sweeps whose trials held a fraction of a GPU each (their parents' `gpus_per_trial`):
+    those trials' epoch times and memory were measured beside other trials on the same card."""
+    import mlflow
+
+    shared = {}
+    for pid in parent_ids:
+        if not RUN_ID.match(pid):  # a tag is untrusted text
+            continue
+        try:
+            params = mlflow.get_run(pid).data.params
+            share, at_once = float(params.get("gpus_per_trial", 0)), int(params.get("max_concurrent", 0))
+        except (XlrecError, ValueError, mlflow.exceptions.MlflowException):
+            continue  # a deleted or foreign parent: nothing to say about sharing
+        if 0 < share < 1:
+            shared[pid] = (share, at_once)
+    return shared
 
 
 def _read(path: Path, name: str) -> pd.DataFrame:
@@ -190,4 +211,5 @@ def collect(experiment: str | None, parent_id: str | None, workers: int = 8) -> 
             files[rid], run_notes = job.result()
             notes += run_notes
         datasets = {d: job.result() for d, job in stats.items()}
-    return ReportRuns(experiment, parent_id, runs, files, datasets, notes, root)
+    parents = sorted(done.get("tags.xlrec.sweep_run_id", pd.Series(dtype=object)).dropna().unique())
+    return ReportRuns(experiment, parent_id, runs, files, datasets, notes, root, _gpu_sharing(parents))

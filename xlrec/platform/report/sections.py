@@ -16,6 +16,16 @@ from xlrec.platform.report.view import ALPHA, REFERENCE, STATS
 from xlrec.platform.reports import MISSING, TABLE4_LABELS, table4, to_markdown
 
 
+def filtering_text(runs: pd.DataFrame) -> str:
+    """The runs' preprocessing settings (`params.prep.*`), each with the values the runs used; the
+    synthetic generator's settings only where a run used the synthetic dataset."""
+    synthetic = "synthetic" in set(runs.get("params.dataset", pd.Series(dtype=object)).dropna())
+    prep = sorted(
+        c for c in runs if c.startswith("params.prep.") and (synthetic or not c.startswith("params.prep.synthetic_"))
+    )
+    return ", ".join(f"{c.removeprefix('params.prep.')} {'/'.join(sorted(runs[c].dropna().unique()))}" for c in prep)
+
+
 class Builder(FigureSections):
     def protocol(self) -> Section:
         d = self.done
@@ -38,10 +48,7 @@ class Builder(FigureSections):
                     self.csv(pd.DataFrame(rows), "datasets.csv"),
                 )
             )
-        prep = sorted(c for c in d if c.startswith("params.prep."))
-        filters = ", ".join(
-            f"{c.removeprefix('params.prep.')} {'/'.join(sorted(d[c].dropna().unique()))}" for c in prep
-        )
+        filters = filtering_text(d)
         seen = sorted(d.get("params.exclude_seen", pd.Series(dtype=object)).dropna().unique())
         seen_text = {
             "true": "excluded from the ranking (a user's seen items are not counted as misses)",
@@ -66,9 +73,23 @@ class Builder(FigureSections):
                 if self.searched
                 else ""
             ),
-            f"Hardware: {', '.join(devices) or 'not recorded'}.",
+            f"Hardware: {', '.join(devices) or 'not recorded'}." + self._sharing_text(),
         ]
         return s
+
+    def _sharing_text(self) -> str:
+        """Epoch times of trials that shared a GPU are not a model's time alone on one: say so."""
+        parents = set(self.done.get("tags.xlrec.sweep_run_id", pd.Series(dtype=object)).dropna())
+        shared = sorted({v for k, v in self.rr.gpu_sharing.items() if k in parents})
+        if not shared:
+            return ""
+        how = "; ".join(
+            f"{g:g} of a GPU per trial, " + (f"up to {n} at once" if n else "as many as fit") for g, n in shared
+        )
+        return (
+            f" The trials shared GPUs ({how}): s/epoch and peak GPU MB compare models under the same sharing, not "
+            "each alone on a card (benchmarks/speed.py measures that)."
+        )
 
     def table4(self) -> Section:
         s = Section("Table 4: accuracy and cost")
@@ -173,7 +194,8 @@ class Builder(FigureSections):
     def table6(self) -> Section:
         s = Section("Table 6: parameters per component")
         rows = []
-        for (dataset, model), g in self.chosen.groupby(["params.dataset", "params.model"], sort=True):
+        # a share of a dataset's users has the dataset's layout, with fewer item rows: not a row of its own
+        for (dataset, model), g in self.figured.groupby(["params.dataset", "params.model"], sort=True):
             params = next(
                 (
                     self.rr.file(r, "parameters.csv")
