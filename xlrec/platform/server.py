@@ -87,6 +87,12 @@ class MlflowServer:
         self._log: IO[bytes] | None = None
 
     def start(self, timeout: float = 120.0) -> str:
+        self.launch()
+        return self.wait_healthy(timeout)
+
+    def launch(self) -> None:
+        """Start the server process without waiting for it to answer (`wait_healthy` does): a
+        sweep starts Ray meanwhile, since each takes seconds to come up."""
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
         if self.backend_store_uri.startswith("sqlite:"):
             # Create/migrate the schema once, here, atomically: the server's workers would otherwise
@@ -126,6 +132,10 @@ class MlflowServer:
             start_new_session=True,
             cwd=str(self.artifacts_dir.parent),
         )
+
+    def wait_healthy(self, timeout: float = 120.0) -> str:
+        """Block until the launched server answers /health; stop it and raise if it does not."""
+        assert self.proc is not None, "launch() first"
         deadline = time.monotonic() + timeout  # a first start runs the DB migrations
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

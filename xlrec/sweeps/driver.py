@@ -2,9 +2,10 @@
 
 Flow: check the settings and prepare the data (preflight), resolve the tracking store (a
 sqlite one is served by a local `mlflow server` for the sweep's duration: tracking_server),
-open the parent run (adopting `mlflow run`'s MLFLOW_RUN_ID: platform.sweep_runs), start Ray
-(ray_session), run the trials with `tune.Tuner` (tuner), then log the trials table, Optuna's
-plots or the Table-4 aggregate to the parent (results) and print one JSON line.
+start Ray while that server comes up (ray_session), open the parent run (adopting `mlflow
+run`'s MLFLOW_RUN_ID: platform.sweep_runs), run the trials with `tune.Tuner` (tuner), then log
+the trials table, Optuna's plots or the Table-4 aggregate to the parent (results) and print one
+JSON line.
 """
 
 from __future__ import annotations
@@ -35,10 +36,14 @@ def run_sweep(spec: SweepSpec) -> dict[str, Any]:
     prepare_data(spec)
     storage_path = str(Path(spec.storage_path or sweep_home() / "ray_results").expanduser().resolve())
     saved = resume_state.load(storage_path, name) if spec.resume else None
+    from xlrec.sweeps.ray_session import secret_env, start_ray
+
     with StopSignals() as stop, contextlib.ExitStack() as stack:
         recorder = None
         try:
-            uri = serve_tracking(spec, stack, saved)
+            uri, server_ready = serve_tracking(spec, stack, saved)
+            start_ray(spec, stop, secret_env(uri, spec.source))  # while the tracking server comes up
+            server_ready()
             recorder = SweepRecorder(uri)
             parent = _open_parent(spec, name, experiment, recorder, saved)
             summary = _run_trials(spec, name, stop, uri, recorder, parent, storage_path, saved)
@@ -104,7 +109,7 @@ def _run_trials(
     storage_path: str,
     saved: ResumeState | None,
 ) -> dict[str, Any]:
-    from xlrec.sweeps.ray_session import cluster_gpus, concurrency, idle_gpus_note, secret_env, start_ray
+    from xlrec.sweeps.ray_session import cluster_gpus, concurrency, idle_gpus_note
     from xlrec.sweeps.results import finish
     from xlrec.sweeps.tuner import make_tuner, study_storage
 
@@ -117,7 +122,6 @@ def _run_trials(
         recorder.log_params(_sweep_params(spec))
         recorder.log_spec(spec_yaml(spec))
     recorder.set_tags({"xlrec.sweep": "parent", "xlrec.sweep_name": name})
-    start_ray(spec, stop, secret_env(uri, spec.source))
     spec.cells = len(spec.grid_cells()) if spec.mode == "grid" else spec.trials
     at_once = concurrency(spec, spec.cells)
     note = idle_gpus_note(spec, at_once, cluster_gpus())

@@ -7,6 +7,7 @@ reuses the port its dead driver served on, so the trials Tune restores keep thei
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 from xlrec.platform.server import health, local_sqlite_server, stop_process_group
 from xlrec.platform.tracking_uri import check_reachable, resolve_tracking
@@ -15,23 +16,27 @@ from xlrec.sweeps.resume_state import ResumeState
 from xlrec.sweeps.spec import SweepSpec
 
 
-def serve_tracking(spec: SweepSpec, stack: contextlib.ExitStack, saved: ResumeState | None) -> str:
-    """The URI trials log to; a server this sweep starts (or inherits) is stopped by `stack`."""
+def serve_tracking(
+    spec: SweepSpec, stack: contextlib.ExitStack, saved: ResumeState | None
+) -> tuple[str, Callable[[], object]]:
+    """The URI trials log to, and a call that blocks until it answers (a server this sweep
+    starts is launched, not yet up: the caller starts Ray meanwhile). A server this sweep starts
+    (or inherits) is stopped by `stack`."""
     target = resolve_tracking(spec.tracking_uri, sweep_home=sweep_home())
     if target.serve_db is None:
         check_reachable(target.uri)
-        return target.uri
+        return target.uri, lambda: None
     spec.served_db = str(target.serve_db)
     server = local_sqlite_server(target.serve_db, port=saved.server_port if saved else None)
     if saved and saved.server_port and health(server.uri) == 200:  # the killed driver's server still serves
         if saved.server_pid:
             stack.callback(stop_process_group, saved.server_pid)
-        return server.uri
-    server.start()
+        return server.uri, lambda: None
+    server.launch()
     stack.callback(server.stop)
-    assert server.proc is not None  # start() launched it
+    assert server.proc is not None  # launch() started it
     spec.server_pid = server.proc.pid  # recorded so a resumed sweep can stop it if this driver dies
-    return server.uri
+    return server.uri, server.wait_healthy
 
 
 def served_port(spec: SweepSpec, uri: str) -> int | None:
