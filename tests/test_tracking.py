@@ -55,6 +55,7 @@ PER_EPOCH = (
     "epoch_time_s",
     "throughput",
     "rss_mb",
+    "cpu_threads",
 )
 RUN_ARTIFACTS = {
     "config.yaml",

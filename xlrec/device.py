@@ -80,6 +80,19 @@ def use_compile(rt: Runtime, wanted: bool, model: torch.nn.Module) -> bool:
     return wanted and rt.is_cuda and any(True for _ in model.parameters())
 
 
+# On a CPU an evaluation batch's activations (users x max_len x width, and the mLSTM's per-chunk
+# matrices) outgrow the caches past a few hundred users: ML-100K xLSTM validation (dim 64, 2 blocks,
+# max_len 50, one thread of the 2-core machine) took 0.65 s in batches of 1024 users and 0.36 s in
+# batches of 256 or 128, with the same ranks. GPUs want the larger batches.
+CPU_EVAL_BATCH = 256
+
+
+def eval_batch_size(rt: Runtime, wanted: int) -> int:
+    """Users per evaluation batch: the config's `eval_batch_size`, at most CPU_EVAL_BATCH on a CPU.
+    The batch never changes a rank, only how fast they come."""
+    return wanted if rt.is_cuda else min(wanted, CPU_EVAL_BATCH)
+
+
 # xlstm 2.0.6's Triton chunkwise kernels multiply over the query/key head width (embedding_dim /
 # num_heads / 2), and Triton cannot compile a matrix product narrower than 16: on an H200 every
 # search trial with embedding_dim / num_heads = 16 failed with "CompilationError at 127:21"
@@ -165,9 +178,12 @@ def _nvml_used_mb(rt: Runtime) -> float | None:
 
 def resource_usage(rt: Runtime) -> dict[str, float]:
     """Peak torch memory since the last reset (the run's start), NVML device memory, process RSS
-    and CPU% since start_usage_interval()."""
+    and CPU% since start_usage_interval(); on a CPU the torch threads the epoch ran on (a sweep's
+    last trials widen to the cores no trial holds: xlrec.sweeps.trial.IdleCores)."""
     proc = _process()
     out = {"rss_mb": proc.memory_info().rss / 2**20, "cpu_percent": proc.cpu_percent(None)}
+    if not rt.is_cuda:
+        out["cpu_threads"] = float(torch.get_num_threads())
     if rt.is_cuda:
         out["gpu_peak_allocated_mb"] = torch.cuda.max_memory_allocated(rt.device) / 2**20
         out["gpu_peak_reserved_mb"] = torch.cuda.max_memory_reserved(rt.device) / 2**20

@@ -27,7 +27,7 @@ import torch
 from xlrec.config import TrainConfig
 from xlrec.data_prep import PreparedDataset, Split, leave_two_out
 from xlrec.data_prep.split import item_popularity, training_positions
-from xlrec.device import Runtime, select_runtime, use_compile, use_cuda_graph
+from xlrec.device import Runtime, eval_batch_size, select_runtime, use_compile, use_cuda_graph
 from xlrec.rec_models import SequentialRecommender, build_model
 from xlrec.rec_models.pop import DemographicRec, GenreProfileRec, PopRec
 from xlrec.training.batches import TrainWindows
@@ -57,6 +57,10 @@ class Experiment:
     def trainer(self, callbacks: list[Callback] | None = None) -> Trainer:
         return Trainer(self.cfg, self.model, self.runtime, callbacks, graphed=self.graphed)
 
+    @property
+    def eval_batch(self) -> int:
+        return eval_batch_size(self.runtime, self.cfg.eval_batch_size)
+
     def evaluate(self, which: str = "val") -> EvalResult:
         """Score the split's "val", "test" or "cold" cases (beyond-accuracy metrics except on val)."""
         cases = {"val": self.split.val, "test": self.split.test, "cold": self.split.cold_test}[which]
@@ -66,7 +70,7 @@ class Experiment:
             self.starts,
             cases,
             self.popularity if which != "val" else None,
-            self.cfg.eval_batch_size,
+            self.eval_batch,
         )
 
     def cold_start_metrics(self) -> dict[str, Any]:
@@ -90,7 +94,7 @@ class Experiment:
         return out
 
     def _cold(self, rec: Recommender) -> dict[str, float]:
-        res = evaluate(rec, self.items, self.starts, self.split.cold_test, None, self.cfg.eval_batch_size)
+        res = evaluate(rec, self.items, self.starts, self.split.cold_test, None, self.eval_batch)
         return {k: res.metrics[k] for k in COLD_METRICS}
 
     def run(self, trainer: Trainer) -> TrainResult:

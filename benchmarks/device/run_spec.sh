@@ -7,7 +7,8 @@
 # Each sweep keeps its MLflow store in /tmp/sweeps/NAME/mlflow.db on the host, so a later call on
 # the same warm machine can export or report it again. Exports go to $XLREC_EXPORTS (default $OUT).
 # XLREC_SWEEP_TIMEOUT (seconds, default 540) bounds each sweep: a sweep stopped there keeps the
-# runs of the trials it finished.
+# runs of the trials it finished. nvidia-smi samples the GPUs' utilisation every second while the
+# sweeps run (gpu-util.csv beside the exports); the mean per GPU is printed at the end.
 set -u
 source benchmarks/device/env.sh
 SPECS=()
@@ -25,6 +26,9 @@ if ! ray status > /dev/null 2>&1; then
   ray start --head --port=6380 --include-dashboard=false --disable-usage-stats > /tmp/ray-start.log 2>&1 \
     || { cat /tmp/ray-start.log; exit 1; }
 fi
+nvidia-smi --query-gpu=index,utilization.gpu,memory.used --format=csv,noheader,nounits -l 1 \
+  > "$EXPORTS/gpu-util.csv" 2> /dev/null &
+SAMPLER=$!
 for SPEC in "${SPECS[@]}"; do
   NAME=$(basename "$SPEC" .yaml) W=/tmp/sweeps/$(basename "$SPEC" .yaml) FILE=$(realpath "$SPEC")
   mkdir -p "$W"
@@ -32,7 +36,10 @@ for SPEC in "${SPECS[@]}"; do
     python3 -m xlrec sweep --spec "$FILE" --source "$REPO/.devdata" "$@" > sweep.json 2> sweep.log
    echo "$NAME: exit $?"; grep -E "sweep wall" sweep.log) &
 done
-wait
+wait $(jobs -p | grep -vx "$SAMPLER")
+kill "$SAMPLER" 2> /dev/null
+awk -F', ' '{n[$1]++; u[$1]+=$2; if ($3>m[$1]) m[$1]=$3} END {for (g in n) printf "GPU %s: mean utilisation %.1f%% over %d s, peak memory %d MiB\n", g, u[g]/n[g], n[g], m[g]}' \
+  "$EXPORTS/gpu-util.csv"
 for SPEC in "${SPECS[@]}"; do
   W=/tmp/sweeps/$(basename "$SPEC" .yaml)
   grep -E "^\[xlrec\]|rror" "$W/sweep.log" | tail -5

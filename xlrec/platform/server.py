@@ -122,6 +122,11 @@ class MlflowServer:
             f"--timeout-worker-healthcheck {_WORKER_HEALTHCHECK_S}",
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+        # No job execution: MLflow 3's server otherwise starts a job runner and seven huey consumer
+        # processes, each importing mlflow, for GenAI jobs (online scorers, trace archival) that
+        # poll every minute. A sweep's store needs none of them, and on a 2-core machine their
+        # start competed with Ray's and the first trials' for the cores.
+        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
         self._log = open(self.log_path, "wb")
         # Own process group: stop() ends the server and its uvicorn workers, and only those.
         self.proc = subprocess.Popen(
@@ -181,8 +186,16 @@ class MlflowServer:
 def local_sqlite_server(db: str | Path = "mlflow.db", port: int | None = None) -> MlflowServer:
     """A sqlite store (the embedded default ./mlflow.db) served over HTTP, artifacts in mlartifacts/ beside it."""
     db = Path(db).resolve()
+    # One uvicorn worker on a machine of two cores or fewer: each worker imports mlflow's server app
+    # (3.0 s of a core), while Ray and the first trials start on the same cores; elsewhere two, for
+    # the requests of many trials at once.
+    workers = 1 if (os.cpu_count() or 1) <= 2 else 2
     return MlflowServer(
-        f"sqlite:///{db}", db.parent / "mlartifacts", workers=2, log_path=db.parent / ".mlflow-server.log", port=port
+        f"sqlite:///{db}",
+        db.parent / "mlartifacts",
+        workers=workers,
+        log_path=db.parent / ".mlflow-server.log",
+        port=port,
     )
 
 

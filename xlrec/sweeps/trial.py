@@ -67,6 +67,42 @@ class TuneReporter(Callback):
         tune.report(final)
 
 
+class IdleCores(Callback):
+    """A CPU trial takes its share of the cores no trial holds, from its next epoch on.
+
+    Tune reuses a finished trial's actor, with its CPUs, for the next trial, so CPUs come free
+    only when no trial is left to start: at a sweep's end, where the last trials would run on
+    their own thread each beside idle cores (the README's main job on two cores: its last trial
+    ran ~40 s alone). Only on a one-node cluster (the embedded local Ray), where the cluster's free
+    CPUs are this machine's; Ray's own way, ResourceChangingScheduler, restarts a trial from its
+    checkpoint to change its resources, which costs more than such a tail saves."""
+
+    def __init__(self, own: int):
+        self.own = own
+        self.previous = own
+
+    def on_epoch_end(self, trainer, record: dict[str, float]) -> None:
+        if trainer.rt.is_cuda:
+            return
+        now, wanted = torch.get_num_threads(), widened_threads(self.own)
+        # Narrow at once, widen only on two readings in a row: Ray's view of the free CPUs follows a
+        # trial's start by moments, and a wrong reading would oversubscribe the cores for an epoch.
+        threads = wanted if wanted <= now else max(now, min(wanted, self.previous))
+        self.previous = wanted
+        if threads != now:
+            torch.set_num_threads(threads)
+
+
+def widened_threads(own: int) -> int:
+    """`own` CPUs' threads plus an equal share, among the running trials, of the free CPUs of a
+    one-node cluster (each trial holding `own` CPUs), at most the machine's cores."""
+    if sum(1 for node in ray.nodes() if node.get("Alive")) != 1:
+        return own
+    total, free = ray.cluster_resources().get("CPU", 0.0), ray.available_resources().get("CPU", 0.0)
+    running = max(1, round((total - free) / own))
+    return min(os.cpu_count() or own, own + int(free // running))
+
+
 def run_trial(config: dict[str, Any]) -> None:
     """The Tune trainable (function API)."""
     from xlrec.config import resolve_config
@@ -128,7 +164,10 @@ def run_trial(config: dict[str, Any]) -> None:
         resume_run_id=resume_run,
     )
     # a failure anywhere in the run (the test evaluation included) reaches the tracker's on_exception
-    train(cfg, data, [tracker, TuneReporter(tracker)], resume=resume_state)
+    callbacks: list[Callback] = [tracker, TuneReporter(tracker)]
+    if spec.get("threads"):
+        callbacks.append(IdleCores(spec["threads"]))
+    train(cfg, data, callbacks, resume=resume_state)
 
 
 def _final_report(metrics: dict, run_id: str) -> dict:
