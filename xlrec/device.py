@@ -184,7 +184,7 @@ def resource_usage(rt: Runtime) -> dict[str, float]:
     out = {"rss_mb": proc.memory_info().rss / 2**20, "cpu_percent": proc.cpu_percent(None)}
     if not rt.is_cuda:
         out["cpu_threads"] = float(torch.get_num_threads())
-    if rt.is_cuda:
+    else:
         out["gpu_peak_allocated_mb"] = torch.cuda.max_memory_allocated(rt.device) / 2**20
         out["gpu_peak_reserved_mb"] = torch.cuda.max_memory_reserved(rt.device) / 2**20
         used = _nvml_used_mb(rt)
