@@ -12,7 +12,7 @@ import pytest
 from xlrec.cli import main
 from xlrec.sweeps.checks import check_spec
 from xlrec.sweeps.commands import spec_from_args
-from xlrec.sweeps.space import define_space, model_space, trial_label
+from xlrec.sweeps.space import define_space, member_configs, model_space, trial_label
 from xlrec.sweeps.spec_file import load_spec, spec_yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,6 +79,32 @@ def test_the_logged_spec_reads_back_to_the_same_sweep(tmp_path):
     assert again.grid_cells() == spec.grid_cells()
     for field in ("models", "datasets", "seeds", "overrides", "per_model", "epochs", "metric", "experiment"):
         assert getattr(again, field) == getattr(spec, field), field
+
+
+def test_grouped_seeds_make_one_trial_per_cell_whose_members_are_the_cells_seeds(tmp_path):
+    spec = load_spec(write(tmp_path, GRID.replace("max_concurrent: 2}", "max_concurrent: 2, group_seeds: true}")))
+    check_spec(spec)
+    cells, trials = spec.grid_cells(), spec.trial_cells()
+    assert (len(cells), len(trials), spec.runs_per_trial) == (12, 6, 2)
+    # the models take turns, so that Ray's GPU-by-GPU packing mixes them
+    assert [t["model"] for t in trials] == ["sasrec", "gru4rec", "sasrec", "gru4rec", "sasrec", "sasrec"]
+    assert trials[0] == {"model": "sasrec", "dataset": "synthetic", "max_len": 8, "ema_decay": 0.0, "seeds": [1, 2]}
+    members = [m for t in trials for m in member_configs({"cell": t})]
+    assert sorted(map(repr, (m["cell"] for m in members))) == sorted(map(repr, cells))  # every run once
+    assert trial_label("sasrec", members[1]) == "sasrec L8 ema_decay=0 s2"
+    again = load_spec(write(tmp_path, spec_yaml(spec)))
+    assert again.group_seeds and again.trial_cells() == trials
+    plain = load_spec(write(tmp_path, GRID)).trial_cells()  # off: a trial per cell and seed
+    assert len(plain) == 12 and sorted(map(repr, plain)) == sorted(map(repr, cells))
+    assert [c["model"] for c in plain[:4]] == ["sasrec", "gru4rec", "sasrec", "gru4rec"]
+
+
+def test_group_seeds_on_a_search_is_refused_from_the_command_line(capsys):
+    code = main(["sweep", "--mode", "search", "--model", "gru4rec", "--dataset", "synthetic", "--group-seeds"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.startswith("xlrec: error: ")]
+    assert len(lines) == 1 and "--group-seeds applies to --mode grid" in lines[0], err
 
 
 SEARCH = """\
@@ -152,6 +178,8 @@ def test_flags_given_with_a_spec_override_it(tmp_path):
         ("models: [xlstm\n", "is not valid YAML"),
         ("- xlstm\n", "line 1: a spec is a mapping"),
         ("models:\n  xlstm:\n    fixd: {lr: 0.1}\n", "line 3: unknown key 'fixd' in xlstm"),
+        ("search: {trials: 2}\nresources: {group_seeds: true}\n", "line 2: 'group_seeds' applies to a grid"),
+        ("models: [xlstm]\nresources:\n  group_seeds: 1\n", "line 3: 'group_seeds' must be true or false"),
     ],
 )
 def test_a_bad_spec_is_refused_naming_its_line(tmp_path, capsys, text, needle):

@@ -105,3 +105,55 @@ def test_killed_driver_resumes_without_duplicating_trials(tmp_path, shared_data)
     from xlrec.platform.server import health
 
     assert health(f"http://127.0.0.1:{json.loads(state.read_text())['server_port']}") is None
+
+
+def test_a_killed_grouped_trial_resumes_each_seed_in_its_own_run(tmp_path, shared_data):
+    # resources.group_seeds: one trial trains seeds 1 and 2 in threads; the driver is killed once the
+    # trial's checkpoint holds both seeds' states, mid-training. Resumed, each seed continues in its
+    # own run (never a second one), and each ends with its results logged once.
+    (tmp_path / "mirror").symlink_to(shared_data)
+    cwd = tmp_path / "project"
+    cwd.mkdir()
+    env = _env(tmp_path)
+    grid = [a for a in GRID if a not in ("5,10",)]
+    grid[grid.index("--max-lens") + 1 : grid.index("--max-lens") + 1] = ["5"]
+    grid[grid.index("--seeds") + 1] = "1,2"
+    grid[grid.index("--epochs") + 1] = "6"
+    cmd = [sys.executable, "-m", "xlrec", "sweep", *grid, "--group-seeds"]
+    log = open(cwd / "first.log", "w")
+    driver = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 600
+    killed = False
+    while time.monotonic() < deadline and driver.poll() is None:
+        time.sleep(1)
+        both = [p for p in (cwd / "ray_results").glob("*/*/checkpoint_*") if {"seed-1.pt", "seed-2.pt"} <= _names(p)]
+        if both:
+            os.kill(driver.pid, signal.SIGKILL)
+            driver.wait()
+            killed = True
+            break
+    assert killed, (cwd / "first.log").read_text()[-3000:]
+    db = f"sqlite:///{cwd / 'mlflow.db'}"
+    before = _finished_children(db)
+    assert len(before) == 2 and not any(r.info.status == "FINISHED" for r in before)
+
+    proc = subprocess.run(cmd + ["--resume"], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (summary["trials_done"], summary["trials_failed"]) == (2, 0)
+    runs = _finished_children(db)
+    assert {r.info.run_id for r in runs} == {r.info.run_id for r in before}  # the same two runs
+    (group,) = {r.data.tags["xlrec.trial_group"] for r in runs}
+    assert {r.data.tags["xlrec.trial_id"] for r in runs} == {f"{group}-s1", f"{group}-s2"}
+    from mlflow import MlflowClient
+
+    client = MlflowClient(db)
+    for r in runs:
+        assert r.info.status == "FINISHED" and "xlrec.failure_reason" not in r.data.tags
+        assert len(client.get_metric_history(r.info.run_id, "test_recall_at_10")) == 1
+        steps = [m.step for m in client.get_metric_history(r.info.run_id, "val_recall_at_10")]
+        assert steps[-1] == r.data.metrics["epochs_run"] and set(steps) == set(range(1, steps[-1] + 1))
+
+
+def _names(path: Path) -> set[str]:
+    return {p.name for p in path.iterdir()}

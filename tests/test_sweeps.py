@@ -371,6 +371,72 @@ def test_grid_runs_every_combination_and_aggregates_table4(tmp_path):
     assert logged["epochs"] == 2 and logged["fixed"]["embedding_dim"] == 16
 
 
+def test_grouped_seeds_share_a_trial_each_with_its_own_run_and_a_failing_group_fails_alone(tmp_path):
+    # resources.group_seeds: each cell's two seeds train as threads of one trial process. gru4rec's
+    # group finishes; lstm's diverges (lr 1e37, no clipping) in both seeds: the sweep still reports.
+    spec = tmp_path / "grouped.yaml"
+    spec.write_text(
+        "mode: grid\n"
+        "datasets: [synthetic]\n"
+        "models:\n"
+        "  gru4rec: {}\n"
+        "  lstm: {fixed: {lr: 1.0e+37, grad_clip: 0}}\n"
+        "seeds: [1, 2]\n"
+        "epochs: 3\n"
+        "grid: {max_len: [10]}\n"
+        "fixed: {embedding_dim: 16}\n"
+        "resources: {cpus_per_trial: 0.5, group_seeds: true}\n"
+    )
+    proc = sweep(tmp_path, "--spec", str(spec), *TINY)
+    out = SweepOutcome(tmp_path, proc)
+    assert_nested_and_closed(out, 4)
+    s = out.summary
+    assert (s["trials_done"], s["trials_failed"], s["trials_pruned"]) == (2, 2, 0)
+    by_name = {c.info.run_name: c for c in out.children}
+    assert set(by_name) == {f"{m} L10 s{seed}" for m in ("gru4rec", "lstm") for seed in (1, 2)}
+    done = [by_name["gru4rec L10 s1"], by_name["gru4rec L10 s2"]]
+    failed = [by_name["lstm L10 s1"], by_name["lstm L10 s2"]]
+    # one trial (one Tune trial id, one process) per cell, each seed under its own key and run
+    for group in (done, failed):
+        (trial,) = {c.data.tags["xlrec.trial_group"] for c in group}
+        assert {c.data.tags["xlrec.trial_id"] for c in group} == {f"{trial}-s1", f"{trial}-s2"}
+        assert len({c.data.tags["xlrec.pid"] for c in group}) == 1
+        assert all(c.data.tags["xlrec.group_seeds"] == "1,2" for c in group)
+    assert done[0].data.tags["xlrec.trial_group"] != failed[0].data.tags["xlrec.trial_group"]
+    for c in done:
+        assert c.info.status == "FINISHED" and c.data.metrics["epochs_run"] == 3
+        assert int(c.data.tags["xlrec.model_version"]) >= 1  # each seed registered its own model
+    # the seeds trained apart: each its own training curve
+    histories = [[m.value for m in out.client.get_metric_history(c.info.run_id, "train_loss")] for c in done]
+    assert len(histories[0]) == len(histories[1]) == 3 and histories[0] != histories[1]
+    for c in failed:
+        assert c.info.status == "FAILED"
+        assert "Training loss became" in c.data.tags["xlrec.failure_reason"]
+    # a row per seed, with the seed's own scores from its run
+    trials = out.parent_csv("trials.csv")
+    assert len(trials) == 4
+    rows = {(r.model, r.seed): r for r in trials.itertuples()}
+    for c in done:
+        row = rows[("gru4rec", int(c.data.params["seed"]))]
+        assert row.status == "FINISHED" and row.mlflow_run_id == c.info.run_id
+        assert row.val_recall_at_10 == pytest.approx(c.data.metrics["best_val_recall_at_10"])
+        assert row.test_recall_at_10 == pytest.approx(c.data.metrics["test_recall_at_10"])
+    for seed in (1, 2):
+        row = rows[("lstm", seed)]
+        assert row.status == "FAILED" and "TrainingDiverged" in row.error
+    table4 = out.parent_csv("table4.csv")
+    assert list(table4["model"]) == ["gru4rec"] and (table4["seeds"] == 2).all()
+    # a progress line per seed, numbered among the sweep's four runs
+    finished = re.findall(r"^\[xlrec\] trial (\d)/4 finished  gru4rec max_len=10 seed=(\d)", proc.stderr, re.M)
+    assert sorted(finished) == [("1", "1"), ("2", "2")], proc.stderr[-4000:]
+    failed_lines = re.findall(r"^\[xlrec\] trial (\d)/4 failed \(TrainingDiverged", proc.stderr, re.M)
+    assert sorted(failed_lines) == ["3", "4"], proc.stderr[-4000:]
+    assert "2 finished, 0 pruned, 2 failed" in proc.stderr
+    logged = yaml.safe_load((out.artifact_dir(out.parent) / "sweep.yaml").read_text())
+    assert logged["resources"]["group_seeds"] is True
+    assert out.parent.data.params["group_seeds"] == "True"
+
+
 # --- 4: faults -----------------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from xlrec.config import resolve_config
 from xlrec.data_prep import leave_two_out, prepare
 from xlrec.experiment import assemble, train
 from xlrec.training.batches import gather_windows, num_targets, sample_ends
-from xlrec.training.cuda_graph import PAD_END, PAD_START
+from xlrec.training.cuda_graph import PAD_END, PAD_START, _CaptureGate
 from xlrec.training.losses import full_softmax_ce
 
 SMALL = {
@@ -297,3 +298,64 @@ def test_a_compiled_training_encoder_trains_what_the_eager_one_trains():
     torch.testing.assert_close(compiled_loss, loss)
     for name in grads:
         torch.testing.assert_close(compiled_grads[name], grads[name], atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_runs_assembled_by_threads_at_once_get_the_weights_their_seeds_draw_alone():
+    # grouped sweep seeds (xlrec.sweeps.trial_group) assemble in threads of one process: each run's
+    # weights are the ones its seed draws in a process of its own
+    cfgs = [resolve_config("xlstm", "synthetic", overrides={**SMALL, "device": "cpu", "seed": s}) for s in (1, 2, 3, 4)]
+    data = prepare("synthetic", cfgs[0].prep)
+    alone = [assemble(cfg, data).model.state_dict() for cfg in cfgs]
+    together: dict[int, dict] = {}
+
+    def one(cfg) -> None:
+        together[cfg.seed] = assemble(cfg, data).model.state_dict()
+
+    threads = [threading.Thread(target=one, args=(cfg,)) for cfg in cfgs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for cfg, expected in zip(cfgs, alone):
+        got = together[cfg.seed]
+        assert all(torch.equal(got[k], expected[k]) for k in expected)
+    assert not torch.equal(alone[0]["item_embedding.weight"], alone[1]["item_embedding.weight"])
+
+
+def test_a_capture_waits_for_replays_and_replays_wait_for_a_capture():
+    # the gate of runs sharing a process (xlrec.training.cuda_graph): replays together, a capture alone
+    gate = _CaptureGate()
+    log: list[str] = []
+    replaying, captured, release = threading.Event(), threading.Event(), threading.Event()
+
+    def replay(name: str, hold: threading.Event | None) -> None:
+        with gate.replaying():
+            log.append(f"{name} in")
+            if hold is not None:
+                replaying.set()
+                hold.wait(10)
+            log.append(f"{name} out")
+
+    def capture() -> None:
+        with gate.capturing():
+            log.append("capture in")
+            captured.set()
+            release.wait(10)
+            log.append("capture out")
+
+    first = threading.Thread(target=replay, args=("r1", release))
+    first.start()
+    replaying.wait(10)
+    replay("r2", None)  # a second replay runs beside the first
+    cap = threading.Thread(target=capture)
+    cap.start()
+    assert not captured.wait(0.3)  # the capture waits for r1
+    late = threading.Thread(target=replay, args=("r3", None))
+    release.set()  # r1 ends; the capture runs and holds until released (already set)
+    first.join(10)
+    captured.wait(10)
+    late.start()
+    cap.join(10)
+    late.join(10)
+    assert log[:4] == ["r1 in", "r2 in", "r2 out", "r1 out"]
+    assert log[4:] == ["capture in", "capture out", "r3 in", "r3 out"]

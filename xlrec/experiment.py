@@ -17,6 +17,7 @@ the model registry) and below the entry points (cli, platform, sweeps).
 from __future__ import annotations
 
 import random
+import threading
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -133,12 +134,24 @@ def seed_everything(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
+# Runs that share a process (xlrec.sweeps.trial_group) assemble one at a time: seeding the
+# process's generators and drawing the model's weights must not interleave with another run's.
+_ASSEMBLING = threading.Lock()
+
+
 def assemble(
     cfg: TrainConfig, data: PreparedDataset, runtime: Runtime | None = None, model: SequentialRecommender | None = None
 ) -> Experiment:
     """Everything one run of `cfg` on `data` needs, in the order that makes runs reproducible:
     the generators are seeded before the model's weights are drawn. `runtime` and `model`
     replace the selected runtime and the freshly built model (a loaded model to evaluate)."""
+    with _ASSEMBLING:
+        return _assemble(cfg, data, runtime, model)
+
+
+def _assemble(
+    cfg: TrainConfig, data: PreparedDataset, runtime: Runtime | None, model: SequentialRecommender | None
+) -> Experiment:
     rt = runtime or select_runtime(cfg.device, cfg.kernel, cfg.amp)
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)

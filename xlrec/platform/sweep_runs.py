@@ -67,6 +67,7 @@ class SweepRecorder:
     def __init__(self, uri: str):
         quiet_links_for(uri)
         mlflow.set_tracking_uri(uri)
+        self.uri = uri
         self.client = MlflowClient()
         self.parent: ParentRun | None = None
 
@@ -169,6 +170,14 @@ class SweepRecorder:
             client.set_tag(run_id, "xlrec.pruned", "true")
         elif status == "FAILED" and "xlrec.failure_reason" not in run.data.tags:  # keep the trial's own
             client.set_tag(run_id, "xlrec.failure_reason", reason[:_REASON_LIMIT])
+
+    def trial_run_id(self, key: str) -> str | None:
+        """The run of the trial (or grouped seed, `<trial id>-s<seed>`) with this key, if it opened one."""
+        return earlier_attempt(self.uri, self.parent_id, key)
+
+    def run_finished(self, run_id: str) -> bool:
+        """Whether the run ended FINISHED with its test results (a grouped seed that completed)."""
+        return finished_run_metrics(self.uri, run_id) is not None
 
     def trial_run(self, run_id: str) -> TrialRun:
         run = self.client.get_run(run_id)

@@ -71,6 +71,11 @@ def check_spec(spec) -> None:
         _fail(f"settings are given for model(s) {', '.join(map(repr, unknown))} that the sweep does not run.")
     if grid and not spec.seeds:
         _fail("--seeds is empty; a grid needs at least one value.")
+    if spec.group_seeds and not grid:
+        _fail(
+            "--group-seeds applies to --mode grid, whose cells train several seeds; a search trial trains one. "
+            "Drop --group-seeds, or pass --mode grid."
+        )
     if spec.metric not in METRICS:
         _fail(f"the metric must be one of {', '.join(METRICS)}, got {spec.metric!r}.")
     if spec.epochs is None and not grid:

@@ -61,6 +61,13 @@ def add_sweep_command(sub, lenient_parse) -> None:
     p.add_argument("--max-concurrent", type=lenient(int), default=None, help="bound on concurrent trials (0 = Ray's)")
     p.add_argument("--max-failures", type=lenient(int), default=None, help="retries per failed trial (0)")
     p.add_argument(
+        "--group-seeds",
+        action="store_true",
+        default=None,
+        help="grid mode: a cell's seeds train together in one trial process, a thread and CUDA stream each, "
+        "each its own MLflow run (--gpus-per-trial is then the group's share)",
+    )
+    p.add_argument(
         "--tracking-uri",
         default=None,
         type=lenient(str),
@@ -130,6 +137,7 @@ _PLAIN = {
     "gpus_per_trial": "gpus_per_trial",
     "max_concurrent": "max_concurrent",
     "max_failures": "max_failures",
+    "group_seeds": "group_seeds",
     "seeds": "seeds",
     "tracking_uri": "tracking_uri",
     "experiment": "experiment",

@@ -85,6 +85,7 @@ def _sweep_params(spec: SweepSpec) -> dict[str, Any]:
         "cpus_per_trial": spec.cpus_per_trial,
         "gpus_per_trial": spec.gpus_per_trial,
         "max_concurrent": spec.max_concurrent,
+        "group_seeds": spec.group_seeds,
     }
     if spec.mode == "search":
         params.update({"model": spec.model, "dataset": spec.dataset, "trials": spec.trials, "sampler_seed": spec.seed})
@@ -123,11 +124,12 @@ def _run_trials(
         recorder.log_spec(spec_yaml(spec))
     recorder.set_tags({"xlrec.sweep": "parent", "xlrec.sweep_name": name})
     spec.cells = len(spec.grid_cells()) if spec.mode == "grid" else spec.trials
-    at_once = concurrency(spec, spec.cells)
-    note = idle_gpus_note(spec, at_once, cluster_gpus())
+    groups = concurrency(spec, len(spec.trial_cells()) if spec.mode == "grid" else spec.trials)
+    note = idle_gpus_note(spec, groups, cluster_gpus())
     if note:
         say(note)
-    progress = SweepProgress(spec.cells, at_once, spec.metric)
+    at_once = groups * spec.runs_per_trial  # runs training at once
+    progress = SweepProgress(spec.cells, at_once, spec.metric, spec.runs_per_trial)
     say(start_line(spec, uri, experiment_id, parent_id, at_once))
     tuner = make_tuner(spec, uri, parent_id, storage_path, tune_name, saved, callbacks=[progress])
     stop.in_tune = True

@@ -16,7 +16,7 @@ import time
 from ray.tune import Callback
 
 from xlrec.redact import redact
-from xlrec.sweeps.space import settings_text
+from xlrec.sweeps.space import member_configs, settings_text
 from xlrec.sweeps.spec import METRICS, SweepSpec
 
 
@@ -64,8 +64,10 @@ class SweepProgress(Callback):
     far, elapsed time and an estimate of the time left (mean trial duration x trials left /
     trials running at once)."""
 
-    def __init__(self, total: int, concurrency: int = 1, metric: str = "val_recall_at_10"):
-        self.total = total
+    def __init__(self, total: int, concurrency: int = 1, metric: str = "val_recall_at_10", runs_per_trial: int = 1):
+        self.total = total  # runs: trials, or a grouped grid's cells x seeds
+        self.runs_per_trial = runs_per_trial  # the seeds a grouped trial trains (xlrec.sweeps.trial_group)
+        self._seeds_done: dict[str, set[int]] = {}
         self.metric, self.label = metric, METRICS[metric]
         self.started = time.monotonic()
         self._start: dict[str, float] = {}
@@ -80,7 +82,22 @@ class SweepProgress(Callback):
         running = sum(t.status == "RUNNING" for t in trials)
         self._concurrency = max(self._concurrency, running)
 
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        """A seed of a grouped trial finished: its own line, as a trial's."""
+        seed = result.get("member_finished")
+        if seed is None:
+            return
+        self._seeds_done.setdefault(trial.trial_id, set()).add(int(seed))
+        config, number = self._member(trials, trial, int(seed))
+        score = result.get(self.metric)
+        if score is not None and (self.best is None or score > self.best[0]):
+            self.best = (float(score), number, settings_text(config))
+        self._report(trials, trial, number, "finished", score, config)
+        self.outcomes["finished"] += 1
+
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        if self._grouped(trial):  # its seeds had their lines as they finished
+            return
         result = trial.last_result or {}
         number = self._number(trials, trial)
         score = result.get(self.metric)
@@ -94,19 +111,39 @@ class SweepProgress(Callback):
         self.outcomes[outcome] += 1
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
-        self._report(trials, trial, self._number(trials, trial), f"failed ({_error_line(trial)})", None)
-        self.outcomes["failed"] += 1
+        if not self._grouped(trial):
+            self._report(trials, trial, self._number(trials, trial), f"failed ({_error_line(trial)})", None)
+            self.outcomes["failed"] += 1
+            return
+        done = self._seeds_done.get(trial.trial_id, set())
+        for seed in (trial.config.get("cell") or {})["seeds"]:
+            if seed not in done:
+                config, number = self._member(trials, trial, seed)
+                self._report(trials, trial, number, f"failed ({_error_line(trial)})", None, config)
+                self.outcomes["failed"] += 1
 
     # --- lines --------------------------------------------------------------------
     def _number(self, trials: list, trial) -> int:
         return next((i + 1 for i, t in enumerate(trials) if t is trial or t.trial_id == trial.trial_id), 0)
 
-    def _report(self, trials: list, trial, number: int, outcome: str, score: float | None) -> None:
+    @staticmethod
+    def _grouped(trial) -> bool:
+        return "seeds" in ((trial.config or {}).get("cell") or {})
+
+    def _member(self, trials: list, trial, seed: int) -> tuple[dict, int]:
+        """A grouped trial's seed: its trial config and its number among the sweep's runs."""
+        members = member_configs(trial.config)
+        at = next(i for i, m in enumerate(members) if m["cell"]["seed"] == seed)
+        return members[at], (self._number(trials, trial) - 1) * self.runs_per_trial + at + 1
+
+    def _report(
+        self, trials: list, trial, number: int, outcome: str, score: float | None, config: dict | None = None
+    ) -> None:
         now = time.monotonic()
         self._durations.append(now - self._start.get(trial.trial_id, self.started))
-        done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
-        done = max(done, sum(self.outcomes.values()) + 1)
-        parts = [f"trial {number}/{self.total} {outcome}", settings_text(trial.config)]
+        ended = sum(t.status in ("TERMINATED", "ERROR") for t in trials) if self.runs_per_trial == 1 else 0
+        done = max(ended, sum(self.outcomes.values()) + 1)
+        parts = [f"trial {number}/{self.total} {outcome}", settings_text(config or trial.config)]
         if score is not None:
             parts.append(f"{self.label} {score:.4f}")
         parts.append(f"best {self.best[0]:.4f} (trial {self.best[1]})" if self.best else "best -")

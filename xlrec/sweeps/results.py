@@ -19,9 +19,10 @@ import yaml
 
 from xlrec.platform.reports import aggregate_table4
 from xlrec.redact import redact
-from xlrec.sweeps.space import trial_overrides
+from xlrec.sweeps.space import member_configs, trial_overrides
 from xlrec.sweeps.spec import METRICS, SweepSpec
 from xlrec.sweeps.trial import METRIC
+from xlrec.sweeps.trial_group import parse_member_runs
 
 if TYPE_CHECKING:
     from xlrec.platform.sweep_runs import SweepRecorder
@@ -55,21 +56,43 @@ def _status(res) -> str:
     return "FINISHED" if (res.metrics or {}).get("trial_finished") else "PRUNED"
 
 
+def _entries(results, recorder: SweepRecorder):
+    """(Tune result, the run's trial config, its MLflow run id, status, Tune's final metrics of it)
+    per run: a trial, or each seed of a trial that trained a grid cell's seeds together
+    (xlrec.sweeps.trial_group), whose own metrics live in its MLflow run."""
+    for res in results:
+        m = res.metrics or {}
+        members = member_configs(res.config or {})
+        if "seeds" not in ((res.config or {}).get("cell") or {}):
+            yield res, members[0], m.get("mlflow_run_id"), _status(res), m
+            continue
+        runs = parse_member_runs(m.get("member_runs"))
+        for member in members:
+            seed = member["cell"]["seed"]
+            run_id = runs.get(seed)
+            if run_id is None and m.get("trial_id"):  # opened after the trial's last report
+                run_id = recorder.trial_run_id(f"{m['trial_id']}-s{seed}")
+            finished = run_id is not None and recorder.run_finished(run_id)
+            yield res, member, run_id, "FINISHED" if finished else "FAILED", None
+
+
 def trials_table(spec: SweepSpec, results, recorder: SweepRecorder) -> pd.DataFrame:
-    """One row per trial; the trial runs Tune stopped are closed on the way (close_trial)."""
+    """One row per trial run; the trial runs Tune stopped are closed on the way (close_trial)."""
     rows = []
-    for number, res in enumerate(results, start=1):
-        m, cfg = res.metrics or {}, trial_overrides(res.config or {})
+    for number, (res, config, run_id, status, m) in enumerate(_entries(results, recorder), start=1):
+        cfg = trial_overrides(config)
         model = cfg.get("model", spec.model)
         fixed = {**base_defaults(spec), **spec.fixed_for(model)}
-        run_id, status = m.get("mlflow_run_id"), _status(res)
-        reason = failure_reason(res.error) if res.error is not None else ""
+        reason = ""
+        if status == "FAILED":
+            reason = failure_reason(res.error) if res.error is not None else "its trial ended before this seed finished"
         if run_id:
             recorder.close_trial(run_id, status, reason)
+        tune_metrics = res.metrics or {}
         # "trial_" keeps ids strings: MLflow's CSV preview types 00097008 as the number 97008
         row = {
             "trial": number,
-            "trial_id": f"trial_{m['trial_id']}" if m.get("trial_id") else "",
+            "trial_id": f"trial_{tune_metrics['trial_id']}" if tune_metrics.get("trial_id") else "",
             "status": status,
             "mlflow_run_id": run_id,
             "run_name": "",
@@ -82,9 +105,9 @@ def trials_table(spec: SweepSpec, results, recorder: SweepRecorder) -> pd.DataFr
             "num_blocks": cfg.get("num_blocks", fixed.get("num_blocks")),
             "lr": cfg.get("lr", fixed.get("lr")),
             "dropout": cfg.get("dropout", fixed.get("dropout")),
-            "epochs": m.get("epoch"),
-            METRIC: m.get(METRIC),
-            "val_ndcg_at_10": m.get("val_ndcg_at_10"),
+            "epochs": m.get("epoch") if m is not None else None,
+            METRIC: m.get(METRIC) if m is not None else None,
+            "val_ndcg_at_10": m.get("val_ndcg_at_10") if m is not None else None,
             "error": reason[:300],
         }
         row.update({k: cfg[k] for k in spec.axes() if k in cfg and k not in row})
@@ -96,6 +119,13 @@ def trials_table(spec: SweepSpec, results, recorder: SweepRecorder) -> pd.DataFr
             for key in ("embedding_dim", "num_heads", "num_blocks", "lr", "dropout"):  # as the trial resolved them
                 if row[key] is None and key in run.params:
                     row[key] = yaml.safe_load(run.params[key])
+            if m is None:  # a seed of a grouped trial: its scores are its run's
+                row.update(
+                    {"epochs": rm.get("epochs_run"), METRIC: rm.get("best_val_recall_at_10")}
+                    | {"val_ndcg_at_10": rm.get("best_val_ndcg_at_10")}
+                )
+                if status == "FAILED" and not row["error"]:
+                    row["error"] = run.tags.get("xlrec.failure_reason", "")[:300]
             row.update(
                 {
                     "test_recall_at_10": rm.get("test_recall_at_10"),

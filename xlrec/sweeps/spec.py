@@ -44,6 +44,9 @@ class SweepSpec:
     gpus_per_trial: float = 0.0
     max_concurrent: int = 0
     max_failures: int = 0
+    # grid: a cell's seeds train together in one trial process, a thread and CUDA stream each
+    # (xlrec.sweeps.trial_group), each seed still its own MLflow run
+    group_seeds: bool = False
     tracking_uri: str | None = None
     experiment: str | None = None
     ray_address: str | None = None
@@ -84,6 +87,33 @@ class SweepSpec:
             for common, mine, seed in itertools.product(self.grid or [{}], own, self.seeds):
                 cells.append({"model": model, "dataset": dataset, **common, **mine, "seed": seed})
         return cells
+
+    def trial_cells(self) -> list[dict[str, Any]]:
+        """What each Tune trial runs, in the order Tune starts them: a grid cell, or with `group_seeds`
+        the cells that differ only in their seed, together (the cell's settings, and `seeds`).
+
+        The models take turns (one trial of each, then the next of each): Ray places fractional-GPU
+        trials on a GPU until it is full before it opens the next, so in the grid's own order the
+        first GPU got every xLSTM and BERT4Rec trial of the paper's ML-1M grid, ran two minutes
+        longer than the second and left it idle (BENCHMARKS.md "Seeds in one process")."""
+        cells = self.grid_cells()
+        if self.mode != "grid":
+            return cells
+        if self.group_seeds:
+            n = len(self.seeds)  # grid_cells lists a cell's seeds one after another
+            cells = [
+                {**{k: v for k, v in cells[i].items() if k != "seed"}, "seeds": [c["seed"] for c in cells[i : i + n]]}
+                for i in range(0, len(cells), n)
+            ]
+        by_model: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for cell in cells:
+            by_model.setdefault((cell["dataset"], cell["model"]), []).append(cell)
+        turns = itertools.zip_longest(*by_model.values())
+        return [cell for turn in turns for cell in turn if cell is not None]
+
+    @property
+    def runs_per_trial(self) -> int:
+        return len(self.seeds) if self.group_seeds and self.mode == "grid" else 1
 
     def axes(self) -> list[str]:
         """The settings that differ between grid cells, in their order of appearance."""

@@ -17,7 +17,8 @@ starts, each problem reported with the line of the file it is on.
       space: {lr: {float: [3.0e-4, 3.0e-3], log: true}, num_blocks: {int: [1, 2]}}
     metric: val_recall_at_10                     # or val_ndcg_at_10: what ASHA, Optuna and "best" use
     pruning: {enabled: true, grace_period: 2}
-    resources: {cpus_per_trial: 1, gpus_per_trial: 0.25, max_concurrent: 0, max_failures: 0}
+    resources: {cpus_per_trial: 1, gpus_per_trial: 0.25, max_concurrent: 0, max_failures: 0,
+                group_seeds: false}              # grid: a cell's seeds share one trial process (GPU)
 
 Every problem names its line (xlrec.sweeps.lined_yaml); the search space's distributions are read
 by xlrec.sweeps.space.parse_space.
@@ -52,11 +53,11 @@ _KEYS = {
     "search": "trials, sampler_seed, space",
     "metric": f"one of {', '.join(METRICS)}",
     "pruning": "{enabled, grace_period}",
-    "resources": "{cpus_per_trial, gpus_per_trial, max_concurrent, max_failures}",
+    "resources": "{cpus_per_trial, gpus_per_trial, max_concurrent, max_failures, group_seeds}",
 }
 _SEARCH_KEYS = ("trials", "sampler_seed", "space")
 _PRUNING_KEYS = ("enabled", "grace_period")
-_RESOURCE_KEYS = ("cpus_per_trial", "gpus_per_trial", "max_concurrent", "max_failures")
+_RESOURCE_KEYS = ("cpus_per_trial", "gpus_per_trial", "max_concurrent", "max_failures", "group_seeds")
 _MODEL_KEYS = ("fixed", "grid", "space")
 
 
@@ -133,6 +134,17 @@ def _build(f: SpecFile, doc: LinedMap) -> SweepSpec:
             spec.max_concurrent = f.integer(res, "max_concurrent", 0)
         if "max_failures" in res:
             spec.max_failures = f.integer(res, "max_failures", -1)
+        if "group_seeds" in res:
+            if not isinstance(res["group_seeds"], bool):
+                got = show(res["group_seeds"])
+                f.fail(f.at(res, "group_seeds"), f"'group_seeds' must be true or false, got {got}.")
+            if res["group_seeds"] and spec.mode != "grid":
+                f.fail(
+                    f.at(res, "group_seeds"),
+                    "'group_seeds' applies to a grid, whose cells train several seeds; a search trial trains "
+                    "one. Remove it, or use mode: grid.",
+                )
+            spec.group_seeds = res["group_seeds"]
     if spec.mode == "search":
         _search(f, doc, spec)
     elif any(p.get("space") for p in spec.per_model.values()):
@@ -291,4 +303,6 @@ def spec_yaml(spec: SweepSpec) -> str:
         "max_concurrent": spec.max_concurrent,
         "max_failures": spec.max_failures,
     }
+    if spec.group_seeds:
+        doc["resources"]["group_seeds"] = True
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=110)

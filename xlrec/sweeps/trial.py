@@ -30,16 +30,7 @@ class TuneReporter(Callback):
         self.tracker = tracker
 
     def on_epoch_end(self, trainer, record: dict[str, float]) -> None:
-        metrics = {
-            METRIC: record["val_recall@10"],
-            "val_ndcg_at_10": record["val_ndcg@10"],
-            "epoch": record["epoch"],
-            "train_loss": record["train_loss"],
-            "epoch_time_s": record["epoch_time_s"],
-            "gpu_peak_allocated_mb": record.get("gpu_peak_allocated_mb", 0.0),
-            "mlflow_run_id": self.tracker.run_id,
-            "trial_finished": False,
-        }
+        metrics = epoch_report(record, self.tracker)
         # A checkpoint every epoch: a trial retried after a node failure (or a resumed sweep)
         # continues from here, in the same MLflow run.
         with tempfile.TemporaryDirectory() as tmp:
@@ -55,16 +46,35 @@ class TuneReporter(Callback):
                 raise
 
     def on_train_end(self, trainer, result) -> None:
-        final = {
-            METRIC: result.best_val.get("recall@10", 0.0),
-            "val_ndcg_at_10": result.best_val.get("ndcg@10", 0.0),
-            "epoch": result.epochs_run,
-            "mlflow_run_id": self.tracker.run_id,
-            "trial_finished": True,
-            "model_version": self.tracker.model_version or 0,
-        }
-        final.update({f"test_{k.replace('@', '_at_')}": v for k, v in result.test.metrics.items()})
-        tune.report(final)
+        tune.report(result_report(result, self.tracker))
+
+
+def epoch_report(record: dict[str, float], tracker) -> dict[str, Any]:
+    """What a trial tells Tune after an epoch."""
+    return {
+        METRIC: record["val_recall@10"],
+        "val_ndcg_at_10": record["val_ndcg@10"],
+        "epoch": record["epoch"],
+        "train_loss": record["train_loss"],
+        "epoch_time_s": record["epoch_time_s"],
+        "gpu_peak_allocated_mb": record.get("gpu_peak_allocated_mb", 0.0),
+        "mlflow_run_id": tracker.run_id,
+        "trial_finished": False,
+    }
+
+
+def result_report(result, tracker) -> dict[str, Any]:
+    """What a finished run tells Tune: its best validation scores and its test scores."""
+    final = {
+        METRIC: result.best_val.get("recall@10", 0.0),
+        "val_ndcg_at_10": result.best_val.get("ndcg@10", 0.0),
+        "epoch": result.epochs_run,
+        "mlflow_run_id": tracker.run_id,
+        "trial_finished": True,
+        "model_version": tracker.model_version or 0,
+    }
+    final.update({f"test_{k.replace('@', '_at_')}": v for k, v in result.test.metrics.items()})
+    return final
 
 
 class IdleCores(Callback):
@@ -104,65 +114,29 @@ def widened_threads(own: int) -> int:
 
 
 def run_trial(config: dict[str, Any]) -> None:
-    """The Tune trainable (function API)."""
-    from xlrec.config import resolve_config
+    """The Tune trainable (function API): one run, or a grid cell's seeds side by side
+    (xlrec.sweeps.trial_group, the spec's group_seeds)."""
     from xlrec.data_prep import prepare_config
     from xlrec.experiment import train
-    from xlrec.platform.tracking import MlflowTracker
-    from xlrec.sweeps.space import trial_label, trial_overrides
 
-    spec = dict(config["_xlrec"])
-    os.environ.pop("MLFLOW_RUN_ID", None)  # an inherited `mlflow run` id must not capture the trial
-    own = trial_overrides(config)
-    model = own.pop("model", spec["model"])
-    dataset = own.pop("dataset", spec["dataset"])
-    overrides = {**spec["overrides"], **spec.get("per_model", {}).get(model, {}), **own}
-    # Credentials travel in the environment, never in Tune's (persisted) param space.
-    spec["tracking_uri"] = os.environ.get(SECRET_URI_ENV) or spec["tracking_uri"]
-    if os.environ.get(SECRET_SOURCE_ENV):
-        overrides["source"] = os.environ[SECRET_SOURCE_ENV]
-    cfg = resolve_config(model, dataset, overrides=overrides)
-    if spec.get("threads"):
-        cfg.num_threads = spec["threads"]
+    spec = trial_spec(config)
+    if "seeds" in (config.get("cell") or {}):
+        from xlrec.sweeps.trial_group import run_group
+
+        return run_group(spec, config)
+    cfg = resolve_trial(spec, config)
     data = prepare_config(cfg)
-    ctx = tune.get_context()
-    resume_state, resume_run = None, None
+    trial_id = tune.get_context().get_trial_id()
+    saved = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as ckpt_dir:
             saved = torch.load(os.path.join(ckpt_dir, CHECKPOINT_FILE), map_location="cpu", weights_only=True)
-        resume_state, resume_run = saved["trainer"], saved["mlflow_run_id"]
-    else:  # a trial restarted before its first checkpoint (a resumed sweep, a retry) may have opened its run
-        from xlrec.platform.sweep_runs import earlier_attempt
-
-        resume_run = earlier_attempt(spec["tracking_uri"], spec["parent_run_id"], ctx.get_trial_id())
-    if resume_run is not None:
-        from xlrec.platform.sweep_runs import finished_run_metrics
-
-        done = finished_run_metrics(spec["tracking_uri"], resume_run)
-        if done is not None:  # finished before the driver died: report it, log nothing twice
-            tune.report(_final_report(done, resume_run))
-            return
-    # Where this attempt runs; a trial retried after a node failure overwrites these tags in
-    # the same run, and says from which epoch's checkpoint it continued.
-    tags = {
-        "xlrec.sweep_run_id": spec["parent_run_id"],
-        "xlrec.trial_id": ctx.get_trial_id(),
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
-        "xlrec.ray_node_id": ray.get_runtime_context().get_node_id(),
-    }
-    if resume_state is not None:
-        tags["xlrec.resumed_from_epoch"] = str(resume_state["epoch"])
-    tracker = MlflowTracker(
-        data,
-        uri=spec["tracking_uri"],
-        experiment=spec["experiment"],
-        parent_run_id=spec["parent_run_id"],
-        run_name=trial_label(cfg.model, config, cfg.dataset if spec.get("multi_dataset") else None),
-        tags=tags,
-        adopt_env_run=False,
-        resume_run_id=resume_run,
-    )
+    resume_state, resume_run, done = resume_point(spec, trial_id, saved)
+    if done is not None and resume_run is not None:  # finished before the driver died: report it, log nothing twice
+        tune.report(final_report(done, resume_run))
+        return
+    tracker = trial_tracker(spec, cfg, data, config, trial_id, resume_state, resume_run)
     # a failure anywhere in the run (the test evaluation included) reaches the tracker's on_exception
     callbacks: list[Callback] = [tracker, TuneReporter(tracker)]
     if spec.get("threads"):
@@ -170,7 +144,88 @@ def run_trial(config: dict[str, Any]) -> None:
     train(cfg, data, callbacks, resume=resume_state)
 
 
-def _final_report(metrics: dict, run_id: str) -> dict:
+def trial_spec(config: dict[str, Any]) -> dict[str, Any]:
+    """What the driver gave every trial (`_xlrec`), with the tracking URI's credentials from the
+    environment."""
+    spec = dict(config["_xlrec"])
+    os.environ.pop("MLFLOW_RUN_ID", None)  # an inherited `mlflow run` id must not capture the trial
+    # Credentials travel in the environment, never in Tune's (persisted) param space.
+    spec["tracking_uri"] = os.environ.get(SECRET_URI_ENV) or spec["tracking_uri"]
+    return spec
+
+
+def resolve_trial(spec: dict[str, Any], config: dict[str, Any]):
+    """The run config of one trial (or one seed of a grouped cell): the sweep's fixed settings, the
+    model's own, then the trial's."""
+    from xlrec.config import resolve_config
+    from xlrec.sweeps.space import trial_overrides
+
+    own = trial_overrides(config)
+    model = own.pop("model", spec["model"])
+    dataset = own.pop("dataset", spec["dataset"])
+    overrides = {**spec["overrides"], **spec.get("per_model", {}).get(model, {}), **own}
+    if os.environ.get(SECRET_SOURCE_ENV):
+        overrides["source"] = os.environ[SECRET_SOURCE_ENV]
+    cfg = resolve_config(model, dataset, overrides=overrides)
+    if spec.get("threads"):
+        cfg.num_threads = spec["threads"]
+    return cfg
+
+
+def resume_point(
+    spec: dict[str, Any], key: str, saved: dict[str, Any] | None
+) -> tuple[dict[str, Any] | None, str | None, dict[str, Any] | None]:
+    """Where a run continues: (trainer state, MLflow run, that run's metrics if it already finished).
+    `saved` is its checkpoint; without one, a run an earlier attempt opened before its first
+    checkpoint (a resumed sweep, a retry) is found by its trial `key`."""
+    from xlrec.platform.sweep_runs import earlier_attempt, finished_run_metrics
+
+    if saved is not None:
+        state, run = saved["trainer"], saved["mlflow_run_id"]
+    else:
+        state, run = None, earlier_attempt(spec["tracking_uri"], spec["parent_run_id"], key)
+    done = finished_run_metrics(spec["tracking_uri"], run) if run is not None else None
+    return state, run, done
+
+
+def trial_tracker(
+    spec: dict[str, Any],
+    cfg,
+    data,
+    config: dict[str, Any],
+    key: str,
+    resume_state: dict[str, Any] | None,
+    resume_run: str | None,
+    tags: dict[str, str] | None = None,
+):
+    """The run's MlflowTracker, a child of the sweep's parent run, named after what the trial varies."""
+    from xlrec.platform.tracking import MlflowTracker
+    from xlrec.sweeps.space import trial_label
+
+    # Where this attempt runs; a trial retried after a node failure overwrites these tags in
+    # the same run, and says from which epoch's checkpoint it continued.
+    where = {
+        "xlrec.sweep_run_id": spec["parent_run_id"],
+        "xlrec.trial_id": key,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+        "xlrec.ray_node_id": ray.get_runtime_context().get_node_id(),
+        **(tags or {}),
+    }
+    if resume_state is not None:
+        where["xlrec.resumed_from_epoch"] = str(resume_state["epoch"])
+    return MlflowTracker(
+        data,
+        uri=spec["tracking_uri"],
+        experiment=spec["experiment"],
+        parent_run_id=spec["parent_run_id"],
+        run_name=trial_label(cfg.model, config, cfg.dataset if spec.get("multi_dataset") else None),
+        tags=where,
+        adopt_env_run=False,
+        resume_run_id=resume_run,
+    )
+
+
+def final_report(metrics: dict, run_id: str) -> dict:
     """The last Tune report of a finished trial, from its MLflow run."""
     report = {
         METRIC: metrics.get("best_val_recall_at_10", 0.0),

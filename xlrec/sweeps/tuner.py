@@ -97,7 +97,7 @@ def _param_space(spec: SweepSpec, uri: str, parent_id: str) -> dict[str, Any]:
         return {"_xlrec": base}
     # One grid axis of whole cells: Tune's per-key grid_search can only form a full cartesian
     # product, and a spec's grid may list combinations or give a model axes of its own.
-    return {"_xlrec": base, "cell": tune.grid_search(spec.grid_cells())}
+    return {"_xlrec": base, "cell": tune.grid_search(spec.trial_cells())}
 
 
 def make_tuner(

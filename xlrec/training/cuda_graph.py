@@ -20,7 +20,9 @@ per-epoch update reaches the graph), dropout drawing from the default CUDA gener
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -29,6 +31,47 @@ StepFn = Callable[[torch.Tensor, torch.Tensor], None]
 # A padding row: flat end 0 before user start 1 gathers an all-padding window, whose targets
 # training_pairs marks -1 and the loss ignores (tests/test_training.py checks it changes nothing).
 PAD_END, PAD_START = 0, 1
+
+
+class _CaptureGate:
+    """Runs that share a process (one thread and CUDA stream each) replay their graphs side by
+    side, but a capture (with its eager warm-up) runs alone: the default CUDA generator, which
+    every graph draws dropout from, refuses a replay's offset increment while any graph of the
+    process is being captured ("Offset increment outside graph capture encountered unexpectedly"),
+    and torch.cuda.graph empties the allocator's cache on entry. A readers-writer lock, written
+    here because the standard library has none."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._replaying = 0
+        self._capturing = False
+
+    @contextlib.contextmanager
+    def replaying(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._capturing)
+            self._replaying += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._replaying -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def capturing(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._capturing and not self._replaying)
+            self._capturing = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._capturing = False
+                self._cond.notify_all()
+
+
+_GATE = _CaptureGate()
 
 
 class GraphedStep:
@@ -51,17 +94,27 @@ class GraphedStep:
             self.ends[n:].fill_(PAD_END)
             self.starts[n:].fill_(PAD_START)
         if self.graph is not None:
-            self.graph.replay()
-        elif self.eager_calls < self.warmup:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                self.step(self.ends, self.starts)
-            torch.cuda.current_stream().wait_stream(side)
-            self.eager_calls += 1
-        else:
+            with _GATE.replaying():
+                self.graph.replay()  # on this thread's current stream
+            return
+        with _GATE.capturing():
+            if self.eager_calls < self.warmup:
+                side = torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    self.step(self.ends, self.starts)
+                torch.cuda.current_stream().wait_stream(side)
+                self.eager_calls += 1
+                return
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):  # records without running ...
+            # a capture stream of its own (torch.cuda.graph's default one is shared by every graph of
+            # the process), and "thread_local": another thread's allocations during this capture are
+            # its own business, not an error of this capture
+            capture = torch.cuda.Stream()
+            capture.wait_stream(torch.cuda.current_stream())
+            # records without running ...
+            with torch.cuda.graph(graph, stream=capture, capture_error_mode="thread_local"):
                 self.step(self.ends, self.starts)
+            torch.cuda.current_stream().wait_stream(capture)
             self.graph = graph
             graph.replay()  # ... so run this batch now
