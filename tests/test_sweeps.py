@@ -567,3 +567,44 @@ def test_ray_cluster_refusing_the_driver_gives_one_clean_error(gpu_ray_cluster, 
     assert proc.stderr.count("xlrec: error: Cannot connect to the Ray cluster at " + address) == 1
     assert "RAY_AUTH_MODE=token" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "optuna.db").exists()
+
+
+def test_the_time_left_counts_what_running_runs_have_left_not_another_wave(monkeypatch, capsys):
+    # the driver's progress lines (xlrec.sweeps.progress), on Tune's own callback hooks with a fake clock
+    from types import SimpleNamespace
+
+    from xlrec.sweeps import progress as prog
+
+    clock = [0.0]
+    monkeypatch.setattr(prog.time, "monotonic", lambda: clock[0])
+
+    def trial(tid: str, cell: dict) -> SimpleNamespace:
+        return SimpleNamespace(trial_id=tid, status="RUNNING", config={"cell": cell}, last_result={})
+
+    # two grouped trials of two seeds each, all four runs at once; a seed ends after 100 s
+    p = prog.SweepProgress(total=4, concurrency=4, runs_per_trial=2)
+    a = trial("a", {"model": "gru4rec", "max_len": 10, "seeds": [1, 2]})
+    b = trial("b", {"model": "lstm", "max_len": 10, "seeds": [1, 2]})
+    for t in (a, b):
+        p.on_trial_start(0, [a, b], t)
+    clock[0] = 100.0
+    p.on_trial_result(0, [a, b], a, {"member_finished": 2, "val_recall_at_10": 0.3})
+    line = capsys.readouterr().err
+    assert "trial 2/4 finished  gru4rec max_len=10 seed=2  val Recall@10 0.3000" in line
+    assert "1/4 done" in line and "~0s left" in line, line  # the other three are as old as a mean run
+    clock[0] = 130.0
+    p.on_trial_result(0, [a, b], b, {"member_finished": 1, "val_recall_at_10": 0.2})
+    assert "trial 3/4 finished" in capsys.readouterr().err
+    # one at a time, eight runs: after the first (40 s) the second has run 10 s of its 40
+    p = prog.SweepProgress(total=8, concurrency=2)
+    trials = [trial(str(i), {"model": "gru4rec", "seed": i}) for i in range(8)]
+    clock[0] = 0.0
+    p.on_trial_start(0, trials[:2], trials[0])
+    clock[0] = 30.0
+    p.on_trial_start(0, trials[:2], trials[1])
+    clock[0] = 40.0
+    trials[0].last_result = {"trial_finished": True, "val_recall_at_10": 0.1}
+    p.on_trial_complete(0, trials[:2], trials[0])
+    line = capsys.readouterr().err
+    # 30 s left of the running one, then 6 runs in 3 waves of 40 s: 2m30s (a wave per 2 runs left: 2m40s)
+    assert "1/8 done" in line and "~2m30s left" in line, line

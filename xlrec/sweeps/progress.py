@@ -151,9 +151,24 @@ class SweepProgress(Callback):
         parts.append(f"elapsed {duration(now - self.started)}")
         left = self.total - done
         if left > 0:
-            mean = sum(self._durations) / len(self._durations)
-            parts.append(f"~{duration(mean * math.ceil(left / max(1, self._concurrency)))} left")
+            parts.append(f"~{duration(self._time_left(trials, trial, now, left))} left")
         say("  ".join(p for p in parts if p))
+
+    def _time_left(self, trials: list, ended, now: float, left: int) -> float:
+        """What the running runs have left of a mean run (the mean minus their age), then a mean run
+        per wave of the runs not started yet. `ended` is the trial whose line this is (Tune still
+        calls it running); a sweep that starts every run at once then ends with the oldest run, not
+        with another wave of the mean."""
+        mean = sum(self._durations) / len(self._durations)
+        ages: list[float] = []
+        for t in trials:
+            if t.status != "RUNNING" or (t is ended and not self._grouped(t)):
+                continue
+            open_runs = self.runs_per_trial - len(self._seeds_done.get(t.trial_id, ())) if self._grouped(t) else 1
+            ages += [now - self._start.get(t.trial_id, now)] * max(0, open_runs)
+        ages = ages[:left]
+        running = max((mean - age for age in ages), default=0.0)
+        return max(0.0, running) + mean * math.ceil((left - len(ages)) / max(1, self._concurrency))
 
     def summary(self, counts: dict[str, int] | None = None) -> str:
         """The closing line. `counts` (finished/pruned/failed of the whole sweep, from its results)
