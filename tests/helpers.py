@@ -19,8 +19,13 @@ import time
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xlrec.platform.server import free_port
+
+if TYPE_CHECKING:  # imported where used: most test modules need none of them
+    import optuna
+    import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 # Real datasets shared beside the repository: ../shared/data/<name>/ (e.g. ml-100k/u.data).
@@ -182,3 +187,77 @@ def leftovers(cache: Path) -> list[str]:
         if (cache / sub).exists()
         for p in (cache / sub).rglob("*")
     )
+
+
+# --- sweeps (test_sweeps.py, test_sweep_groups.py) ------------------------------------------------
+
+# A synthetic dataset small enough for a sweep of several trials in CI
+TINY = [
+    "--set",
+    "synthetic_users=80",
+    "--set",
+    "synthetic_items=40",
+    "--set",
+    "synthetic_mean_len=12",
+    "--set",
+    "window_stride=0",
+]
+
+
+def isolate_sweep(tmp_path: Path, monkeypatch) -> None:
+    """A sweep test in its own working directory, with no tracking server or run inherited."""
+    monkeypatch.chdir(tmp_path)
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "RAY_ADDRESS"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("XLREC_DATA_DIR", str(tmp_path / "data"))
+
+
+class SweepOutcome:
+    """What one finished sweep left in its working directory."""
+
+    def __init__(self, cwd: Path, proc: subprocess.CompletedProcess):
+        self.cwd = cwd
+        self.proc = proc
+        from mlflow import MlflowClient
+
+        self.summary = summary_of(proc)
+        self.client = MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
+        self.parent = self.client.get_run(self.summary["parent_run_id"])
+        exp = self.parent.info.experiment_id
+        runs = self.client.search_runs([exp], max_results=1000)
+        self.children = [r for r in runs if r.info.run_id != self.parent.info.run_id]
+
+    def artifact_dir(self, run) -> Path:
+        # served artifacts: mlflow-artifacts:/<exp>/<run>/artifacts -> ./mlartifacts/<exp>/<run>/artifacts
+        uri = run.info.artifact_uri
+        assert uri.startswith("mlflow-artifacts:/"), uri
+        return self.cwd / "mlartifacts" / uri[len("mlflow-artifacts:/") :]
+
+    def parent_csv(self, name: str) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.read_csv(self.artifact_dir(self.parent) / name)
+
+    def study(self) -> optuna.Study:
+        import optuna
+
+        storage = f"sqlite:///{self.cwd / 'optuna.db'}"
+        names = optuna.study.get_all_study_names(storage)
+        assert names == [f"{self.parent.data.tags['xlrec.sweep_name']}-{self.parent.info.run_id[:8]}"]
+        return optuna.load_study(study_name=names[0], storage=storage)
+
+
+def assert_nested_and_closed(out: SweepOutcome, n_trials: int) -> None:
+    parent_id = out.parent.info.run_id
+    assert out.parent.info.status == "FINISHED"
+    assert out.parent.data.tags["xlrec.sweep"] == "parent"
+    assert "mlflow.parentRunId" not in out.parent.data.tags
+    assert len(out.children) == n_trials
+    for child in out.children:
+        assert child.data.tags["mlflow.parentRunId"] == parent_id
+        assert child.data.tags["xlrec.sweep_run_id"] == parent_id
+        assert child.info.status != "RUNNING"
+    s = out.summary
+    assert s["trials_done"] + s["trials_failed"] + s["trials_pruned"] == n_trials
+    for key in ("trials_done", "trials_failed", "trials_pruned"):
+        assert out.parent.data.metrics[key] == s[key]

@@ -18,28 +18,25 @@ import subprocess
 import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import optuna
 import pandas as pd
 import pytest
 import yaml
-from mlflow import MlflowClient
 
-from helpers import RAY, free_port, pids_using, summary_of, sweep, xlrec_env
+from helpers import (
+    RAY,
+    TINY,
+    SweepOutcome,
+    assert_nested_and_closed,
+    free_port,
+    isolate_sweep,
+    pids_using,
+    sweep,
+    xlrec_env,
+)
 
 pytestmark = pytest.mark.server
-
-TINY = [
-    "--set",
-    "synthetic_users=80",
-    "--set",
-    "synthetic_items=40",
-    "--set",
-    "synthetic_mean_len=12",
-    "--set",
-    "window_stride=0",
-]
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -47,56 +44,7 @@ TINY = [
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
-    """Each test in its own working directory, with no tracking server or run inherited."""
-    monkeypatch.chdir(tmp_path)
-    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "RAY_ADDRESS"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("XLREC_DATA_DIR", str(tmp_path / "data"))
-
-
-class SweepOutcome:
-    """What one finished sweep left in its working directory."""
-
-    def __init__(self, cwd: Path, proc: subprocess.CompletedProcess):
-        self.cwd = cwd
-        self.proc = proc
-        self.summary = summary_of(proc)
-        self.client = MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
-        self.parent = self.client.get_run(self.summary["parent_run_id"])
-        exp = self.parent.info.experiment_id
-        runs = self.client.search_runs([exp], max_results=1000)
-        self.children = [r for r in runs if r.info.run_id != self.parent.info.run_id]
-
-    def artifact_dir(self, run) -> Path:
-        # served artifacts: mlflow-artifacts:/<exp>/<run>/artifacts -> ./mlartifacts/<exp>/<run>/artifacts
-        uri = run.info.artifact_uri
-        assert uri.startswith("mlflow-artifacts:/"), uri
-        return self.cwd / "mlartifacts" / uri[len("mlflow-artifacts:/") :]
-
-    def parent_csv(self, name: str) -> pd.DataFrame:
-        return pd.read_csv(self.artifact_dir(self.parent) / name)
-
-    def study(self) -> optuna.Study:
-        storage = f"sqlite:///{self.cwd / 'optuna.db'}"
-        names = optuna.study.get_all_study_names(storage)
-        assert names == [f"{self.parent.data.tags['xlrec.sweep_name']}-{self.parent.info.run_id[:8]}"]
-        return optuna.load_study(study_name=names[0], storage=storage)
-
-
-def assert_nested_and_closed(out: SweepOutcome, n_trials: int) -> None:
-    parent_id = out.parent.info.run_id
-    assert out.parent.info.status == "FINISHED"
-    assert out.parent.data.tags["xlrec.sweep"] == "parent"
-    assert "mlflow.parentRunId" not in out.parent.data.tags
-    assert len(out.children) == n_trials
-    for child in out.children:
-        assert child.data.tags["mlflow.parentRunId"] == parent_id
-        assert child.data.tags["xlrec.sweep_run_id"] == parent_id
-        assert child.info.status != "RUNNING"
-    s = out.summary
-    assert s["trials_done"] + s["trials_failed"] + s["trials_pruned"] == n_trials
-    for key in ("trials_done", "trials_failed", "trials_pruned"):
-        assert out.parent.data.metrics[key] == s[key]
+    isolate_sweep(tmp_path, monkeypatch)
 
 
 # --- 1 + 2: search mode on a Ray head with two logical GPUs --------------------------------------
@@ -371,72 +319,6 @@ def test_grid_runs_every_combination_and_aggregates_table4(tmp_path):
     assert logged["epochs"] == 2 and logged["fixed"]["embedding_dim"] == 16
 
 
-def test_grouped_seeds_share_a_trial_each_with_its_own_run_and_a_failing_group_fails_alone(tmp_path):
-    # resources.group_seeds: each cell's two seeds train as threads of one trial process. gru4rec's
-    # group finishes; lstm's diverges (lr 1e37, no clipping) in both seeds: the sweep still reports.
-    spec = tmp_path / "grouped.yaml"
-    spec.write_text(
-        "mode: grid\n"
-        "datasets: [synthetic]\n"
-        "models:\n"
-        "  gru4rec: {}\n"
-        "  lstm: {fixed: {lr: 1.0e+37, grad_clip: 0}}\n"
-        "seeds: [1, 2]\n"
-        "epochs: 3\n"
-        "grid: {max_len: [10]}\n"
-        "fixed: {embedding_dim: 16}\n"
-        "resources: {cpus_per_trial: 0.5, group_seeds: true}\n"
-    )
-    proc = sweep(tmp_path, "--spec", str(spec), *TINY)
-    out = SweepOutcome(tmp_path, proc)
-    assert_nested_and_closed(out, 4)
-    s = out.summary
-    assert (s["trials_done"], s["trials_failed"], s["trials_pruned"]) == (2, 2, 0)
-    by_name = {c.info.run_name: c for c in out.children}
-    assert set(by_name) == {f"{m} L10 s{seed}" for m in ("gru4rec", "lstm") for seed in (1, 2)}
-    done = [by_name["gru4rec L10 s1"], by_name["gru4rec L10 s2"]]
-    failed = [by_name["lstm L10 s1"], by_name["lstm L10 s2"]]
-    # one trial (one Tune trial id, one process) per cell, each seed under its own key and run
-    for group in (done, failed):
-        (trial,) = {c.data.tags["xlrec.trial_group"] for c in group}
-        assert {c.data.tags["xlrec.trial_id"] for c in group} == {f"{trial}-s1", f"{trial}-s2"}
-        assert len({c.data.tags["xlrec.pid"] for c in group}) == 1
-        assert all(c.data.tags["xlrec.group_seeds"] == "1,2" for c in group)
-    assert done[0].data.tags["xlrec.trial_group"] != failed[0].data.tags["xlrec.trial_group"]
-    for c in done:
-        assert c.info.status == "FINISHED" and c.data.metrics["epochs_run"] == 3
-        assert int(c.data.tags["xlrec.model_version"]) >= 1  # each seed registered its own model
-    # the seeds trained apart: each its own training curve
-    histories = [[m.value for m in out.client.get_metric_history(c.info.run_id, "train_loss")] for c in done]
-    assert len(histories[0]) == len(histories[1]) == 3 and histories[0] != histories[1]
-    for c in failed:
-        assert c.info.status == "FAILED"
-        assert "Training loss became" in c.data.tags["xlrec.failure_reason"]
-    # a row per seed, with the seed's own scores from its run
-    trials = out.parent_csv("trials.csv")
-    assert len(trials) == 4
-    rows = {(r.model, r.seed): r for r in trials.itertuples()}
-    for c in done:
-        row = rows[("gru4rec", int(c.data.params["seed"]))]
-        assert row.status == "FINISHED" and row.mlflow_run_id == c.info.run_id
-        assert row.val_recall_at_10 == pytest.approx(c.data.metrics["best_val_recall_at_10"])
-        assert row.test_recall_at_10 == pytest.approx(c.data.metrics["test_recall_at_10"])
-    for seed in (1, 2):
-        row = rows[("lstm", seed)]
-        assert row.status == "FAILED" and "TrainingDiverged" in row.error
-    table4 = out.parent_csv("table4.csv")
-    assert list(table4["model"]) == ["gru4rec"] and (table4["seeds"] == 2).all()
-    # a progress line per seed, numbered among the sweep's four runs
-    finished = re.findall(r"^\[xlrec\] trial (\d)/4 finished  gru4rec max_len=10 seed=(\d)", proc.stderr, re.M)
-    assert sorted(finished) == [("1", "1"), ("2", "2")], proc.stderr[-4000:]
-    failed_lines = re.findall(r"^\[xlrec\] trial (\d)/4 failed \(TrainingDiverged", proc.stderr, re.M)
-    assert sorted(failed_lines) == ["3", "4"], proc.stderr[-4000:]
-    assert "2 finished, 0 pruned, 2 failed" in proc.stderr
-    logged = yaml.safe_load((out.artifact_dir(out.parent) / "sweep.yaml").read_text())
-    assert logged["resources"]["group_seeds"] is True
-    assert out.parent.data.params["group_seeds"] == "True"
-
-
 # --- 4: faults -----------------------------------------------------------------------------------
 
 
@@ -567,44 +449,3 @@ def test_ray_cluster_refusing_the_driver_gives_one_clean_error(gpu_ray_cluster, 
     assert proc.stderr.count("xlrec: error: Cannot connect to the Ray cluster at " + address) == 1
     assert "RAY_AUTH_MODE=token" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "optuna.db").exists()
-
-
-def test_the_time_left_counts_what_running_runs_have_left_not_another_wave(monkeypatch, capsys):
-    # the driver's progress lines (xlrec.sweeps.progress), on Tune's own callback hooks with a fake clock
-    from types import SimpleNamespace
-
-    from xlrec.sweeps import progress as prog
-
-    clock = [0.0]
-    monkeypatch.setattr(prog.time, "monotonic", lambda: clock[0])
-
-    def trial(tid: str, cell: dict) -> SimpleNamespace:
-        return SimpleNamespace(trial_id=tid, status="RUNNING", config={"cell": cell}, last_result={})
-
-    # two grouped trials of two seeds each, all four runs at once; a seed ends after 100 s
-    p = prog.SweepProgress(total=4, concurrency=4, runs_per_trial=2)
-    a = trial("a", {"model": "gru4rec", "max_len": 10, "seeds": [1, 2]})
-    b = trial("b", {"model": "lstm", "max_len": 10, "seeds": [1, 2]})
-    for t in (a, b):
-        p.on_trial_start(0, [a, b], t)
-    clock[0] = 100.0
-    p.on_trial_result(0, [a, b], a, {"member_finished": 2, "val_recall_at_10": 0.3})
-    line = capsys.readouterr().err
-    assert "trial 2/4 finished  gru4rec max_len=10 seed=2  val Recall@10 0.3000" in line
-    assert "1/4 done" in line and "~0s left" in line, line  # the other three are as old as a mean run
-    clock[0] = 130.0
-    p.on_trial_result(0, [a, b], b, {"member_finished": 1, "val_recall_at_10": 0.2})
-    assert "trial 3/4 finished" in capsys.readouterr().err
-    # one at a time, eight runs: after the first (40 s) the second has run 10 s of its 40
-    p = prog.SweepProgress(total=8, concurrency=2)
-    trials = [trial(str(i), {"model": "gru4rec", "seed": i}) for i in range(8)]
-    clock[0] = 0.0
-    p.on_trial_start(0, trials[:2], trials[0])
-    clock[0] = 30.0
-    p.on_trial_start(0, trials[:2], trials[1])
-    clock[0] = 40.0
-    trials[0].last_result = {"trial_finished": True, "val_recall_at_10": 0.1}
-    p.on_trial_complete(0, trials[:2], trials[0])
-    line = capsys.readouterr().err
-    # 30 s left of the running one, then 6 runs in 3 waves of 40 s: 2m30s (a wave per 2 runs left: 2m40s)
-    assert "1/8 done" in line and "~2m30s left" in line, line
