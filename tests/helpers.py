@@ -189,7 +189,7 @@ def leftovers(cache: Path) -> list[str]:
     )
 
 
-# --- sweeps (test_sweeps.py, test_sweep_groups.py) ------------------------------------------------
+# --- sweeps (test_sweeps.py, test_sweep_groups.py, test_sweep_server_mode.py) ------------------------
 
 # A synthetic dataset small enough for a sweep of several trials in CI
 TINY = [

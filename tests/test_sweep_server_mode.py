@@ -7,21 +7,10 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 
-from helpers import summary_of, sweep
+from helpers import TINY, summary_of, sweep
 from mlflow_server import create_database, drop_database
 
 pytestmark = pytest.mark.server
-
-TINY = [
-    "--set",
-    "synthetic_users=80",
-    "--set",
-    "synthetic_items=40",
-    "--set",
-    "synthetic_mean_len=12",
-    "--set",
-    "window_stride=0",
-]
 
 
 @pytest.fixture
