@@ -36,6 +36,8 @@ def worker(args: argparse.Namespace) -> None:
         over = {"epochs": args.epochs, "patience": args.epochs + 1, "seed": seed, "source": args.source}
         if args.max_len:
             over["max_len"] = args.max_len
+        if args.compile:
+            over["compile"] = True
         cfgs.append(resolve_config(args.model, args.dataset, overrides=over))
     data = prepare_config(cfgs[0])
     rows: list[dict] = []
@@ -72,6 +74,7 @@ def layout(args: argparse.Namespace, procs: int, threads: int) -> dict:
     base = [sys.executable, __file__, "--worker", "--model", args.model, "--dataset", args.dataset]
     base += ["--epochs", str(args.epochs), "--max-len", str(args.max_len or 0)]
     base += ["--source", args.source] if args.source else []
+    base += ["--compile"] if args.compile else []
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     ps = [
         subprocess.Popen(base + ["--seeds", ",".join(str(1000 + s) for s in g)], stdout=subprocess.PIPE, env=env)
@@ -105,6 +108,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--runs", type=int, default=9)
     ap.add_argument("--layouts", default="9x1,3x3,1x9", help="PROCESSESxTHREADS, comma-separated")
+    ap.add_argument("--compile", action="store_true", help="every run trains through a torch.compile'd encoder")
     ap.add_argument("--out", default=None, help="append the rows to this JSONL file")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--seeds", default="", help=argparse.SUPPRESS)
@@ -116,7 +120,8 @@ def main() -> None:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     for spec in args.layouts.split(","):
         procs, threads = map(int, spec.split("x"))
-        row = {"device": device, "model": args.model, "dataset": args.dataset, **layout(args, procs, threads)}
+        row = {"device": device, "model": args.model, "dataset": args.dataset, "compile": args.compile}
+        row |= layout(args, procs, threads)
         print(json.dumps(row), flush=True)
         if args.out:
             with open(args.out, "a") as fh:

@@ -124,3 +124,74 @@ def test_the_time_left_counts_what_running_runs_have_left_not_another_wave(monke
     line = capsys.readouterr().err
     # 30 s left of the running one, then 6 runs in 3 waves of 40 s: 2m30s (a wave per 2 runs left: 2m40s)
     assert "1/8 done" in line and "~2m30s left" in line, line
+
+
+def test_the_time_left_follows_each_running_runs_pace_and_its_models_epochs(monkeypatch, capsys):
+    """Short runs finish first, so a mean run less a run's age said "~0s left" for minutes of the
+    paper grid while BERT4Rec trained on (H200, 2026-12-01); each run's pace does not."""
+    from types import SimpleNamespace
+
+    from xlrec.sweeps import progress as prog
+
+    clock = [0.0]
+    monkeypatch.setattr(prog.time, "monotonic", lambda: clock[0])
+    a = SimpleNamespace(trial_id="a", status="RUNNING", config={"cell": {"model": "gru4rec", "seeds": [1, 2]}})
+    b = SimpleNamespace(trial_id="b", status="RUNNING", config={"cell": {"model": "bert4rec", "seeds": [1, 2]}})
+    p = prog.SweepProgress(total=4, concurrency=4, runs_per_trial=2)
+    for t in (a, b):
+        p.on_trial_start(0, [a, b], t)
+
+    def epochs(trial, seed: int, upto: int, seconds: float) -> None:
+        for e in range(1, upto + 1):
+            p.on_trial_result(0, [a, b], trial, {"member_seed": seed, "epoch": e, "epoch_time_s": seconds})
+
+    epochs(a, 1, 4, 10.0)
+    epochs(a, 2, 10, 10.0)
+    epochs(b, 1, 2, 20.0)
+    epochs(b, 2, 2, 20.0)
+    clock[0] = 100.0
+    p.on_trial_result(0, [a, b], a, {"member_finished": 2, "epoch": 10, "val_recall_at_10": 0.3})
+    line = capsys.readouterr().err
+    # gru4rec seed 1: 6 more of its model's 10 epochs at 10 s; bert4rec (none finished): 8 more at 20 s
+    assert "1/4 done" in line and "~2m40s left" in line, line
+    epochs(b, 1, 5, 20.0)
+    clock[0] = 130.0
+    p.on_trial_result(0, [a, b], b, {"member_finished": 1, "epoch": 5, "val_recall_at_10": 0.2})
+    line = capsys.readouterr().err
+    # bert4rec seed 2: 3 more of its model's 5 at 20 s; gru4rec seed 1: 6 more at 10 s
+    assert "2/4 done" in line and "~1m00s left" in line, line
+    epochs(a, 1, 12, 10.0)  # past its model's mean: at least one more epoch
+    epochs(b, 2, 5, 20.0)
+    clock[0] = 200.0
+    p.on_trial_result(0, [a, b], b, {"member_finished": 2, "epoch": 5, "val_recall_at_10": 0.2})
+    assert "3/4 done" in (line := capsys.readouterr().err) and "~10s left" in line, line
+
+
+class _NeedsMoreThanArgs(Exception):
+    """Like torch._dynamo's BackendCompilerFailed: its __init__ wants more than `args`."""
+
+    def __init__(self, backend: str, inner: Exception):
+        self.inner = inner
+        super().__init__(f"backend={backend!r} raised: {inner}")
+
+
+def test_a_trial_error_tune_cannot_copy_reaches_tune_as_its_type_and_message():
+    """Ray Tune copies a trial's exception before reporting it; one that cannot be copied used to
+    reach the progress line as Tune's TypeError instead of the trial's error."""
+    from ray.air._internal.util import skip_exceptions
+
+    from xlrec.sweeps.trial import tune_raisable
+
+    error = _NeedsMoreThanArgs("inductor", RuntimeError("Unexpected floating ScalarType"))
+    with pytest.raises(TypeError, match="missing 1 required positional argument"):
+        skip_exceptions(error)
+    reported = tune_raisable(error)
+    assert type(reported) is RuntimeError
+    assert str(reported) == "_NeedsMoreThanArgs: backend='inductor' raised: Unexpected floating ScalarType"
+    assert str(skip_exceptions(reported)) == str(reported)
+
+    wrapped = ValueError("a setting")
+    wrapped.__cause__ = error  # an uncopyable cause fails Tune's copy as well
+    assert type(tune_raisable(wrapped)) is RuntimeError
+    plain = ValueError("diverged")
+    assert tune_raisable(plain) is plain

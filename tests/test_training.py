@@ -268,6 +268,31 @@ def test_padding_rows_of_a_graphed_batch_change_nothing(model):
         torch.testing.assert_close(grads_p[name], grads[name], atol=1e-6, rtol=1e-5, msg=name)
 
 
+def test_compile_is_decided_per_device_and_family():
+    """On a GPU the families that compile get compiled encoders. The RNNs (dynamo fails on their
+    cuDNN kernel under autocast), xlstm-s (its sLSTM kernels unchecked) and `pop` (nothing to
+    train) train eagerly."""
+    from xlrec.device import Runtime, use_compile
+    from xlrec.rec_models import MODELS
+
+    gpu = Runtime(torch.device("cuda"), torch.bfloat16, "triton")
+    cpu = Runtime(torch.device("cpu"), None, "native")
+    decided = {
+        name: use_compile(gpu, True, fam.model.compilable and fam.model.trainable) for name, fam in MODELS.items()
+    }
+    assert decided == {
+        "xlstm": True,
+        "xlstm-s": False,
+        "sasrec": True,
+        "bert4rec": True,
+        "gru4rec": False,
+        "lstm": False,
+        "pop": False,
+    }
+    assert not use_compile(cpu, True, True)
+    assert not use_compile(gpu, False, True)
+
+
 def test_a_compiled_training_encoder_trains_what_the_eager_one_trains():
     """`compile` runs the encoder through torch.compile (Inductor) in the training step only: the
     same window gives the eager step's loss and gradients, and evaluation keeps the eager encoder.
@@ -278,7 +303,7 @@ def test_a_compiled_training_encoder_trains_what_the_eager_one_trains():
     experiment = assemble(cfg, prepare("synthetic", cfg.prep))
     net = experiment.model
     assert cfg.compile and not experiment.compiled and not net.training_compiled  # not on a CPU
-    assert not use_compile(select_runtime("cpu", "auto", True), True, net)
+    assert not use_compile(select_runtime("cpu", "auto", True), True, net.compilable)
     net.eval()  # no dropout: both passes see the same numbers
     ends, starts = sample_ends(experiment.split, cfg.max_len, "window", True, 5)
     window = experiment.windows.gather(torch.as_tensor(ends[:7]), torch.as_tensor(starts[:7]), causal=True)

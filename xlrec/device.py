@@ -86,12 +86,13 @@ def use_cuda_graph(rt: Runtime, wanted: bool, model_capturable: bool, sample_mod
     return wanted and rt.is_cuda and model_capturable and sample_mode == "window"
 
 
-def use_compile(rt: Runtime, wanted: bool, model: torch.nn.Module) -> bool:
+def use_compile(rt: Runtime, wanted: bool, model_compilable: bool) -> bool:
     """Whether the training step runs the model's encoder through torch.compile. Only on CUDA:
     on a CPU, Inductor's C++ compilation of a run's graphs costs more than a short run saves
-    (an ML-100K SASRec epoch took 74 s with it on the 2-core machine, ~15 s without). Models
-    without parameters have nothing to compile."""
-    return wanted and rt.is_cuda and any(True for _ in model.parameters())
+    (an ML-100K SASRec epoch took 74 s with it on the 2-core machine, ~15 s without). Only for
+    models that declare `compilable` and have parameters (the RNNs and `pop` train eagerly); the
+    run logs what was decided as `resolved_compile`."""
+    return wanted and rt.is_cuda and model_compilable
 
 
 # On a CPU an evaluation batch's activations (users x max_len x width, and the mLSTM's per-chunk

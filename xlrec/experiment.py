@@ -165,7 +165,7 @@ def _assemble(
     if isinstance(model, PopRec):  # the one model fitted by counting: this split's training counts
         model.set_popularity(popularity)
     model.to(rt.device)
-    compiled = use_compile(rt, cfg.compile, model)
+    compiled = use_compile(rt, cfg.compile, model.compilable and model.trainable)
     if compiled:
         model.compile_training()
     return Experiment(

@@ -33,6 +33,8 @@ class SequentialRecommender(nn.Module):
     #: random numbers only from the default CUDA generator and was captured and checked as a
     #: CUDA graph on a GPU (xlrec.device.use_cuda_graph)
     graph_capturable: bool = False
+    #: its encoder compiles with torch.compile under a GPU's autocast (xlrec.device.use_compile)
+    compilable: bool = True
 
     #: the untied output layer (families that tie it to the embedding override `output_weight`)
     output: nn.Linear

@@ -30,6 +30,10 @@ class RNNSettings(ModelSettings):
 
 class _RNNRec(SequentialRecommender):
     graph_capturable = True  # cuDNN's RNN kernels capture (GRU4Rec checked on an H100)
+    # Dynamo fails on cuDNN's RNN under autocast ("Unexpected floating ScalarType in
+    # at::autocast::prioritize", torch 2.11 on an H200, 2026-12-01), and the RNN is already one
+    # cuDNN kernel per layer: the family trains eagerly when `compile` is asked for.
+    compilable = False
     cell: type[nn.Module] = nn.GRU
 
     def __init__(self, num_items: int, settings: RNNSettings, max_len: int, kernel: str = "native"):

@@ -94,6 +94,7 @@ class XLSTMRec(SequentialRecommender):
 
 class XLSTMSRec(SequentialRecommender):
     family = "xlstm-s"
+    compilable = False  # its sLSTM CUDA kernels were not checked under torch.compile
 
     def __init__(self, num_items: int, settings: XLSTMSSettings, max_len: int, kernel: str = "native"):
         super().__init__(num_items, settings, max_len)

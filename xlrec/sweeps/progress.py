@@ -16,7 +16,7 @@ import time
 from ray.tune import Callback
 
 from xlrec.redact import redact
-from xlrec.sweeps.space import member_configs, settings_text
+from xlrec.sweeps.space import member_configs, settings_text, trial_overrides
 from xlrec.sweeps.spec import METRICS, SweepSpec
 
 
@@ -61,8 +61,8 @@ def _error_line(trial) -> str:
 
 class SweepProgress(Callback):
     """Prints a progress line per ended trial: outcome, sampled settings, its score, the best so
-    far, elapsed time and an estimate of the time left (mean trial duration x trials left /
-    trials running at once)."""
+    far, elapsed time and an estimate of the time left (what the running runs have left at their
+    own pace, then a mean run per wave of the runs not started)."""
 
     def __init__(self, total: int, concurrency: int = 1, metric: str = "val_recall_at_10", runs_per_trial: int = 1):
         self.total = total  # runs: trials, or a grouped grid's cells x seeds
@@ -72,6 +72,9 @@ class SweepProgress(Callback):
         self.started = time.monotonic()
         self._start: dict[str, float] = {}
         self._durations: list[float] = []
+        # per running run (trial id, seed of a grouped trial or None): [epoch, epochs seen, their seconds]
+        self._pace: dict[tuple[str, int | None], list[float]] = {}
+        self._epochs_run: dict[str | None, list[int]] = {}  # epochs of each model's finished runs
         self._concurrency = max(1, concurrency)  # what the cluster fits; raised if more are seen running
         self.best: tuple[float, int, str] | None = None  # (score, trial number, settings)
         self.outcomes: dict[str, int] = {"finished": 0, "pruned": 0, "failed": 0}
@@ -83,7 +86,8 @@ class SweepProgress(Callback):
         self._concurrency = max(self._concurrency, running)
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
-        """A seed of a grouped trial finished: its own line, as a trial's."""
+        """An epoch's pace, or a seed of a grouped trial finished: its own line, as a trial's."""
+        self._track(trial, result)
         seed = result.get("member_finished")
         if seed is None:
             return
@@ -96,6 +100,7 @@ class SweepProgress(Callback):
         self.outcomes["finished"] += 1
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self._forget(trial)
         if self._grouped(trial):  # its seeds had their lines as they finished
             return
         result = trial.last_result or {}
@@ -111,6 +116,7 @@ class SweepProgress(Callback):
         self.outcomes[outcome] += 1
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self._forget(trial)
         if not self._grouped(trial):
             self._report(trials, trial, self._number(trials, trial), f"failed ({_error_line(trial)})", None)
             self.outcomes["failed"] += 1
@@ -121,6 +127,40 @@ class SweepProgress(Callback):
                 config, number = self._member(trials, trial, seed)
                 self._report(trials, trial, number, f"failed ({_error_line(trial)})", None, config)
                 self.outcomes["failed"] += 1
+
+    # --- pace -----------------------------------------------------------------------
+    def _track(self, trial, result: dict) -> None:
+        """A run's epochs and their time; a finished run's epoch count, under its model (runs of
+        one model stop after similar numbers of epochs; a grid's models differ by 2-3x)."""
+        seed = result.get("member_seed", result.get("member_finished"))
+        key = (trial.trial_id, None if seed is None else int(seed))
+        if "epoch_time_s" in result:
+            pace = self._pace.setdefault(key, [0, 0, 0.0])
+            pace[0], pace[1], pace[2] = (
+                int(result.get("epoch", pace[0] + 1)),
+                pace[1] + 1,
+                pace[2] + result["epoch_time_s"],
+            )
+        if result.get("member_finished") is not None or (result.get("trial_finished") and not self._grouped(trial)):
+            model = trial_overrides(trial.config).get("model")
+            self._epochs_run.setdefault(model, []).append(int(result.get("epoch", 0)))
+            self._pace.pop(key, None)
+
+    def _forget(self, trial) -> None:
+        for key in [k for k in self._pace if k[0] == trial.trial_id]:
+            del self._pace[key]
+
+    def _run_left(self, trial, seed: int | None, now: float, mean: float) -> float:
+        """A running run's time left: the epochs its model's finished runs took (any model's, if
+        none of its own has finished) less its own, at least one, at its own mean epoch time.
+        Before its first epoch, or before any run finished: a mean run less its age."""
+        pace = self._pace.get((trial.trial_id, seed))
+        model = trial_overrides(trial.config).get("model")
+        epochs = self._epochs_run.get(model) or [e for runs in self._epochs_run.values() for e in runs]
+        if pace is None or not epochs or not pace[1]:
+            return max(0.0, mean - (now - self._start.get(trial.trial_id, now)))
+        epoch, seen, seconds = pace
+        return max(1.0, sum(epochs) / len(epochs) - epoch) * seconds / seen
 
     # --- lines --------------------------------------------------------------------
     def _number(self, trials: list, trial) -> int:
@@ -155,20 +195,23 @@ class SweepProgress(Callback):
         say("  ".join(p for p in parts if p))
 
     def _time_left(self, trials: list, ended, now: float, left: int) -> float:
-        """What the running runs have left of a mean run (the mean minus their age), then a mean run
-        per wave of the runs not started yet. `ended` is the trial whose line this is (Tune still
-        calls it running); a sweep that starts every run at once then ends with the oldest run, not
-        with another wave of the mean."""
+        """The longest of what the running runs have left (`_run_left`), then a mean run per wave of
+        the runs not started yet. `ended` is the trial whose line this is (Tune still calls it
+        running). Runs that finish first are the short ones, so a mean run less a run's age said
+        "~0s left" for minutes while the long models trained on; each run's own pace does not."""
         mean = sum(self._durations) / len(self._durations)
-        ages: list[float] = []
+        running: list[float] = []
         for t in trials:
             if t.status != "RUNNING" or (t is ended and not self._grouped(t)):
                 continue
-            open_runs = self.runs_per_trial - len(self._seeds_done.get(t.trial_id, ())) if self._grouped(t) else 1
-            ages += [now - self._start.get(t.trial_id, now)] * max(0, open_runs)
-        ages = ages[:left]
-        running = max((mean - age for age in ages), default=0.0)
-        return max(0.0, running) + mean * math.ceil((left - len(ages)) / max(1, self._concurrency))
+            if self._grouped(t):
+                done = self._seeds_done.get(t.trial_id, set())
+                running += [self._run_left(t, s, now, mean) for s in t.config["cell"]["seeds"] if s not in done]
+            else:
+                running.append(self._run_left(t, None, now, mean))
+        running = running[:left]
+        waves = math.ceil((left - len(running)) / max(1, self._concurrency))
+        return max(running, default=0.0) + mean * waves
 
     def summary(self, counts: dict[str, int] | None = None) -> str:
         """The closing line. `counts` (finished/pruned/failed of the whole sweep, from its results)

@@ -8,8 +8,10 @@ it finished on its own, so the driver can tell pruned trials from completed ones
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
+import traceback
 from typing import Any
 
 import ray
@@ -116,6 +118,34 @@ def widened_threads(own: int) -> int:
 def run_trial(config: dict[str, Any]) -> None:
     """The Tune trainable (function API): one run, or a grid cell's seeds side by side
     (xlrec.sweeps.trial_group, the spec's group_seeds)."""
+    try:
+        return _run_trial(config)
+    except Exception as exc:
+        reported = tune_raisable(exc)
+        if reported is exc:
+            raise
+        traceback.print_exception(exc)  # the original, in the trial's log; Tune shows `reported`
+        raise reported from None
+
+
+def tune_raisable(exc: BaseException) -> BaseException:
+    """`exc`, or a RuntimeError with its type and message where Tune cannot report it.
+
+    Tune shallow-copies a trial's exception and its causes (ray.air._internal.util.skip_exceptions);
+    an exception whose __init__ wants more than its args (torch._dynamo's BackendCompilerFailed)
+    fails that copy, and the trial is then reported as failing with the copy's TypeError."""
+    try:
+        copy.copy(exc)
+        cause = exc.__cause__
+        while cause is not None:
+            copy.copy(cause)
+            cause = cause.__cause__
+    except Exception:  # noqa: BLE001 - any failure to copy is what this guards against
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc
+
+
+def _run_trial(config: dict[str, Any]) -> None:
     from xlrec.data_prep import prepare_config
     from xlrec.experiment import train
 

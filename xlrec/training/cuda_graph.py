@@ -14,8 +14,8 @@ torch.compile would have to trace all of it. The rules it relies on, each kept b
 trainer: fixed shapes (batches are padded to full size with all-padding windows, whose
 targets the loss ignores), no host synchronisation inside the step (counts and sums stay
 on the device), Adam with `capturable=True` and a tensor learning rate (so the scheduler's
-per-epoch update reaches the graph), dropout drawing from the default CUDA generator
-(graph-safe), and accumulators that live at fixed addresses.
+per-epoch update reaches the graph), dropout drawing from a CUDA generator state of the run's
+own (graph-safe; `own_generator_state`), and accumulators that live at fixed addresses.
 """
 
 from __future__ import annotations
@@ -74,13 +74,36 @@ class _CaptureGate:
 _GATE = _CaptureGate()
 
 
+@contextlib.contextmanager
+def own_generator_state(device: torch.device, seed: int) -> Iterator[None]:
+    """Capture with a generator state of the run's own, seeded by the run's seed, in place of the
+    default CUDA generator's: the graph registers the state it captured with and draws its dropout
+    from it at every replay.
+
+    A replay writes its generator state's seed and offset into that state's device buffers, which
+    the graph's kernels read when they run. Graphs of one process replaying on their own streams
+    (xlrec.sweeps.trial_group) from the one default state could read each other's offset and draw
+    the same dropout masks; each with its own state they cannot, and a run's masks depend on its
+    seed alone. Only the capture swaps the state (inside the gate's exclusive `capturing`); eager
+    draws keep the default generator."""
+    default = torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
+    own = torch.Generator(device=device)
+    own.manual_seed(seed)
+    saved = default.graphsafe_get_state()
+    default.graphsafe_set_state(own.graphsafe_get_state())
+    try:
+        yield
+    finally:
+        default.graphsafe_set_state(saved)
+
+
 class GraphedStep:
     """Calls `step(ends, starts)` on fixed-size device buffers: eagerly for the first
     `warmup` calls (on a side stream, as capture requires; they are real training steps),
     then captures it once and replays the graph for every later call."""
 
-    def __init__(self, step: StepFn, batch_size: int, device: torch.device, warmup: int = 3):
-        self.step, self.batch_size, self.warmup = step, batch_size, warmup
+    def __init__(self, step: StepFn, batch_size: int, device: torch.device, warmup: int = 3, seed: int = 0):
+        self.step, self.batch_size, self.warmup, self.seed = step, batch_size, warmup, seed
         self.ends = torch.full((batch_size,), PAD_END, dtype=torch.long, device=device)
         self.starts = torch.full((batch_size,), PAD_START, dtype=torch.long, device=device)
         self.graph: torch.cuda.CUDAGraph | None = None
@@ -113,8 +136,9 @@ class GraphedStep:
             capture = torch.cuda.Stream()
             capture.wait_stream(torch.cuda.current_stream())
             # records without running ...
-            with torch.cuda.graph(graph, stream=capture, capture_error_mode="thread_local"):
-                self.step(self.ends, self.starts)
+            with own_generator_state(self.ends.device, self.seed):
+                with torch.cuda.graph(graph, stream=capture, capture_error_mode="thread_local"):
+                    self.step(self.ends, self.starts)
             torch.cuda.current_stream().wait_stream(capture)
             self.graph = graph
             graph.replay()  # ... so run this batch now

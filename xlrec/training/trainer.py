@@ -233,7 +233,7 @@ class Trainer:
             return step
         for group in opt.param_groups:  # on the device, so the scheduler's in-place update reaches the graph
             group["lr"] = torch.tensor(float(group["lr"]), device=dev)
-        return GraphedStep(step, cfg.batch_size, dev)
+        return GraphedStep(step, cfg.batch_size, dev, seed=cfg.seed)
 
     @contextlib.contextmanager
     def averaged_weights(self) -> Iterator[None]:
