@@ -180,6 +180,7 @@ def test_flags_given_with_a_spec_override_it(tmp_path):
         ("models:\n  xlstm:\n    fixd: {lr: 0.1}\n", "line 3: unknown key 'fixd' in xlstm"),
         ("search: {trials: 2}\nresources: {group_seeds: true}\n", "line 2: 'group_seeds' applies to a grid"),
         ("models: [xlstm]\nresources:\n  group_seeds: 1\n", "line 3: 'group_seeds' must be true or false"),
+        ("resources:\n  gpus_per_trial: half\n", "line 2: 'gpus_per_trial' must be a number or auto, got 'half'"),
     ],
 )
 def test_a_bad_spec_is_refused_naming_its_line(tmp_path, capsys, text, needle):

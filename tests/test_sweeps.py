@@ -113,7 +113,8 @@ def gpu_ray_cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def search_sweep(gpu_ray_cluster, tmp_path_factory) -> SweepOutcome:
-    """4 Optuna trials of gru4rec (architecture searched: embedding_dim is not fixed), half a GPU each.
+    """4 Optuna trials of gru4rec (architecture searched: embedding_dim is not fixed), a GPU's share
+    chosen by `--gpus-per-trial auto` (one at a time on two logical GPUs: a whole GPU each).
 
     One trial at a time, so TPE (seed 4) samples the same settings and ASHA (grace period 1,
     reduction factor 2) sees the same reports in the same order on every run. gru4rec has no
@@ -148,7 +149,7 @@ def search_sweep(gpu_ray_cluster, tmp_path_factory) -> SweepOutcome:
         "--ray-address",
         address,
         "--gpus-per-trial",
-        "0.5",
+        "auto",
         "--cpus-per-trial",
         "0.5",
         data_dir=data_dir,
@@ -236,11 +237,16 @@ def test_search_registers_versions_and_points_champion_at_the_best(search_sweep)
 
 def test_gpu_trials_each_get_one_logical_gpu(search_sweep):
     out = search_sweep
-    assert out.parent.data.params["gpus_per_trial"] == "0.5"
+    # auto, resolved once Ray was up: one trial at a time over the cluster's two GPUs
+    assert out.parent.data.params["gpus_per_trial"] == "1.0"
+    assert out.parent.data.params["gpus_per_trial_auto"] == "True"
+    assert "gpus_per_trial auto: 1 trials at once over 2 GPU(s), up to 1 per GPU, 1 GPU each" in out.proc.stderr
+    logged = yaml.safe_load((out.artifact_dir(out.parent) / "sweep.yaml").read_text())
+    assert logged["resources"]["gpus_per_trial"] == "auto"  # re-run elsewhere, it spreads over that cluster
     for child in out.children:
-        # one trial at a time: Ray gives each half of the first logical GPU; on a machine without
-        # CUDA the trial trains on the CPU
-        assert child.data.tags["cuda_visible_devices"] == "0"
+        # Ray gives each trial one logical GPU of its own; on a machine without CUDA the trial
+        # trains on the CPU
+        assert child.data.tags["cuda_visible_devices"] in ("0", "1")
         assert child.data.params["resolved_device"] == "cpu"
 
 

@@ -101,7 +101,7 @@ def check_spec(spec) -> None:
         )
     _resources("--cpus-per-trial", spec.cpus_per_trial)
     _resources("--gpus-per-trial", spec.gpus_per_trial)
-    if spec.cpus_per_trial == 0 and spec.gpus_per_trial == 0:
+    if spec.cpus_per_trial == 0 and spec.gpus_per_trial == 0 and not spec.gpus_auto:
         _fail(
             "--cpus-per-trial and --gpus-per-trial are both 0: a trial would ask for nothing and Ray would start "
             "them all at once. Give each trial at least part of a CPU or a GPU."

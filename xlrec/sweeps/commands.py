@@ -57,7 +57,12 @@ def add_sweep_command(sub, lenient_parse) -> None:
     p.add_argument("--grace-period", type=lenient(int), default=None, help="ASHA: epochs before pruning (2)")
     p.add_argument("--seed", type=lenient(int), default=None, help="TPE sampler seed (42)")
     p.add_argument("--cpus-per-trial", type=float, default=None, help="(1)")
-    p.add_argument("--gpus-per-trial", type=float, default=None, help="fractional: 0.25 packs 4 trials per GPU (0)")
+    p.add_argument(
+        "--gpus-per-trial",
+        type=_gpu_share,
+        default=None,
+        help="fractional: 0.25 packs 4 trials per GPU; auto spreads the trials at once over every GPU (0)",
+    )
     p.add_argument("--max-concurrent", type=lenient(int), default=None, help="bound on concurrent trials (0 = Ray's)")
     p.add_argument("--max-failures", type=lenient(int), default=None, help="retries per failed trial (0)")
     p.add_argument(
@@ -104,6 +109,16 @@ def add_sweep_command(sub, lenient_parse) -> None:
         help="fixed training setting for every trial, e.g. --set window_stride=0 (added to the spec's `fixed`)",
     )
     p.set_defaults(func=cmd_sweep)
+
+
+def _gpu_share(text: str) -> float | str:
+    """--gpus-per-trial: a number, or `auto`."""
+    if text.strip() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or auto, got {text!r}") from None
 
 
 def _set_values(items: list[str]) -> dict:
@@ -180,6 +195,9 @@ def spec_from_args(args: argparse.Namespace):
         value = getattr(args, flag)
         if value is not None and value is not False:
             setattr(spec, field_name, value)
+    if args.gpus_per_trial is not None:  # a number given replaces the spec's auto
+        spec.gpus_auto = args.gpus_per_trial == "auto"
+        spec.gpus_per_trial = 0.0 if spec.gpus_auto else args.gpus_per_trial
     spec.overrides.update(_set_values(args.set))
     return spec
 

@@ -36,13 +36,15 @@ def run_sweep(spec: SweepSpec) -> dict[str, Any]:
     prepare_data(spec)
     storage_path = str(Path(spec.storage_path or sweep_home() / "ray_results").expanduser().resolve())
     saved = resume_state.load(storage_path, name) if spec.resume else None
-    from xlrec.sweeps.ray_session import secret_env, start_ray
+    from xlrec.sweeps.ray_session import cluster_resources, secret_env, spread_over_gpus, start_ray
 
     with StopSignals() as stop, contextlib.ExitStack() as stack:
         recorder = None
         try:
             uri, server_ready = serve_tracking(spec, stack, saved)
             start_ray(spec, stop, secret_env(uri, spec.source))  # while the tracking server comes up
+            if spec.gpus_auto:
+                say(spread_over_gpus(spec, _trial_count(spec), cluster_resources()))
             server_ready()
             recorder = SweepRecorder(uri)
             parent = _open_parent(spec, name, experiment, recorder, saved)
@@ -83,7 +85,7 @@ def _sweep_params(spec: SweepSpec) -> dict[str, Any]:
         "epochs": spec.epochs if spec.epochs is not None else "model default",
         "metric": spec.metric,
         "cpus_per_trial": spec.cpus_per_trial,
-        "gpus_per_trial": spec.gpus_per_trial,
+        "gpus_per_trial": spec.gpus_per_trial,  # as resolved, where the spec says auto
         "max_concurrent": spec.max_concurrent,
         "group_seeds": spec.group_seeds,
     }
@@ -94,6 +96,8 @@ def _sweep_params(spec: SweepSpec) -> dict[str, Any]:
         params["seeds"] = ",".join(map(str, spec.seeds))
         params.update({f"grid.{k}": ",".join(str(c[k]) for c in spec.grid_cells() if k in c) for k in spec.axes()})
         params["grid.cells"] = len(spec.grid_cells())
+    if spec.gpus_auto:
+        params["gpus_per_trial_auto"] = True
     params.update({f"set.{k}": v for k, v in spec.overrides.items()})
     for model, entry in spec.per_model.items():
         params.update({f"set.{model}.{k}": v for k, v in entry.get("fixed", {}).items()})
@@ -124,7 +128,7 @@ def _run_trials(
         recorder.log_spec(spec_yaml(spec))
     recorder.set_tags({"xlrec.sweep": "parent", "xlrec.sweep_name": name})
     spec.cells = len(spec.grid_cells()) if spec.mode == "grid" else spec.trials
-    groups = concurrency(spec, len(spec.trial_cells()) if spec.mode == "grid" else spec.trials)
+    groups = concurrency(spec, _trial_count(spec))
     note = idle_gpus_note(spec, groups, cluster_gpus())
     if note:
         say(note)
@@ -141,6 +145,11 @@ def _run_trials(
     summary = finish(spec, results, recorder, tune_name, study_storage(spec) if spec.mode == "search" else "")
     _say_summary(spec, progress, summary, uri, experiment_id, parent_id)
     return summary
+
+
+def _trial_count(spec: SweepSpec) -> int:
+    """Tune trials: a search's trials, or a grid's cells (a grouped cell's seeds are one trial)."""
+    return len(spec.trial_cells()) if spec.mode == "grid" else spec.trials
 
 
 def _say_summary(

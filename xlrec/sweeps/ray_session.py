@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 
-from xlrec.errors import XlrecError
+from xlrec.errors import ConfigError, XlrecError
 from xlrec.redact import redact
 from xlrec.sweeps.spec import SweepSpec
 from xlrec.sweeps.stopping import StopSignals
@@ -62,22 +62,46 @@ def start_ray(spec: SweepSpec, stop: StopSignals, secrets: dict[str, str]) -> No
     stop.install()  # Ray's core worker has just replaced our SIGTERM handler
 
 
+def cluster_resources() -> dict[str, float]:
+    import ray
+
+    return {k: float(v) for k, v in ray.cluster_resources().items()}
+
+
 def cluster_gpus() -> float:
-    import ray
-
-    return float(ray.cluster_resources().get("GPU", 0.0))
+    return cluster_resources().get("GPU", 0.0)
 
 
-def concurrency(spec: SweepSpec, total: int) -> int:
+def concurrency(spec: SweepSpec, total: int, res: dict[str, float] | None = None) -> int:
     """How many trials Ray can run at once: the cluster's CPUs (and GPUs) over a trial's share."""
-    import ray
-
-    res = ray.cluster_resources()
+    res = cluster_resources() if res is None else res
     fits = [res.get("CPU", 1.0) / spec.cpus_per_trial] if spec.cpus_per_trial else []
     if spec.gpus_per_trial:
         fits.append(res.get("GPU", 0.0) / spec.gpus_per_trial)
     n = int(math.floor(min(fits) + 1e-9)) if fits else total
     return max(1, min(total, n, spec.max_concurrent or total))
+
+
+def spread_over_gpus(spec: SweepSpec, total: int, res: dict[str, float]) -> str:
+    """Resolve `gpus_per_trial: auto`: the trials that run at once (the CPUs and max_concurrent
+    decide how many) split evenly over the cluster's GPUs, each GPU's share rounded down to Ray's
+    precision of 1e-4 so that they fit (6 x 0.1667 is more than one GPU). Ray offers no such
+    setting: it fills one GPU with fractional trials before it opens the next."""
+    gpus = res.get("GPU", 0.0)
+    if gpus < 1:
+        raise ConfigError(
+            "gpus_per_trial: auto spreads the trials over the Ray cluster's GPUs, and this cluster has none. "
+            "Run the sweep on a cluster with GPUs, or give resources.gpus_per_trial (--gpus-per-trial) a number "
+            "(0 trains on CPUs)."
+        )
+    spec.gpus_per_trial = 0.0
+    at_once = concurrency(spec, total, res)  # what the CPUs and max_concurrent allow
+    per_gpu = math.ceil(at_once / math.floor(gpus))
+    spec.gpus_per_trial = min(1.0, math.floor(1e4 / per_gpu) / 1e4)
+    return (
+        f"gpus_per_trial auto: {at_once} trials at once over {math.floor(gpus)} GPU(s), up to {per_gpu} per GPU, "
+        f"{spec.gpus_per_trial:g} GPU each"
+    )
 
 
 def idle_gpus_note(spec: SweepSpec, at_once: int, cluster_gpus: float) -> str | None:
@@ -93,6 +117,6 @@ def idle_gpus_note(spec: SweepSpec, at_once: int, cluster_gpus: float) -> str | 
     return (
         f"{at_once} trials at once x {spec.gpus_per_trial:g} GPU use {used:g} of the cluster's {cluster_gpus:g} GPUs, "
         f"and Ray fills one GPU before it opens the next: {int(cluster_gpus - math.ceil(used - 1e-9))} GPU(s) "
-        f"will stay idle. Ask for --gpus-per-trial {share:g} (or resources.gpus_per_trial in the spec) to spread "
-        f"them over every GPU."
+        f"will stay idle. Ask for --gpus-per-trial {share:g} (or auto; resources.gpus_per_trial in the spec) to "
+        f"spread them over every GPU."
     )

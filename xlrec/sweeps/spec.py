@@ -42,6 +42,9 @@ class SweepSpec:
     seed: int = 42  # the TPE sampler's seed
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
+    # `gpus_per_trial: auto`: the share that spreads the trials running at once evenly over the
+    # cluster's GPUs, set once Ray is up (xlrec.sweeps.ray_session.spread_over_gpus)
+    gpus_auto: bool = False
     max_concurrent: int = 0
     max_failures: int = 0
     # grid: a cell's seeds train together in one trial process, a thread and CUDA stream each

@@ -17,7 +17,7 @@ starts, each problem reported with the line of the file it is on.
       space: {lr: {float: [3.0e-4, 3.0e-3], log: true}, num_blocks: {int: [1, 2]}}
     metric: val_recall_at_10                     # or val_ndcg_at_10: what ASHA, Optuna and "best" use
     pruning: {enabled: true, grace_period: 2}
-    resources: {cpus_per_trial: 1, gpus_per_trial: 0.25, max_concurrent: 0, max_failures: 0,
+    resources: {cpus_per_trial: 1, gpus_per_trial: 0.25, max_concurrent: 0, max_failures: 0,  # gpus: or auto
                 group_seeds: false}              # grid: a cell's seeds share one trial process (GPU)
 
 Every problem names its line (xlrec.sweeps.lined_yaml); the search space's distributions are read
@@ -127,8 +127,13 @@ def _build(f: SpecFile, doc: LinedMap) -> SweepSpec:
         _pruning(f, doc, spec)
     if "resources" in doc:
         res = f.mapping(doc, "resources", _RESOURCE_KEYS)
+        if isinstance(res.get("gpus_per_trial"), str):
+            if res["gpus_per_trial"] != "auto":
+                got = show(res["gpus_per_trial"])
+                f.fail(f.at(res, "gpus_per_trial"), f"'gpus_per_trial' must be a number or auto, got {got}.")
+            spec.gpus_auto, spec.gpus_per_trial = True, 0.0
         for key in ("cpus_per_trial", "gpus_per_trial"):
-            if key in res:
+            if key in res and not (key == "gpus_per_trial" and spec.gpus_auto):
                 setattr(spec, key, f.number(res, key))
         if "max_concurrent" in res:
             spec.max_concurrent = f.integer(res, "max_concurrent", 0)
@@ -299,7 +304,7 @@ def spec_yaml(spec: SweepSpec) -> str:
     doc["metric"] = spec.metric
     doc["resources"] = {
         "cpus_per_trial": spec.cpus_per_trial,
-        "gpus_per_trial": spec.gpus_per_trial,
+        "gpus_per_trial": "auto" if spec.gpus_auto else spec.gpus_per_trial,
         "max_concurrent": spec.max_concurrent,
         "max_failures": spec.max_failures,
     }
