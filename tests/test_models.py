@@ -229,6 +229,60 @@ def test_native_xlstm_chunks_divide_max_len_where_they_can_and_give_the_same_sco
         assert torch.allclose(a.encode(ids), b.encode(ids), atol=1e-4)
 
 
+def test_xlstm_head_norms_take_the_two_pass_variance_with_xlstms_outputs_and_gradients():
+    """The per-head LayerNorms are swapped for the two-pass form (faster on a CPU): same state
+    dict, same outputs and gradients as xlstm's own norm, and the swap survives a deep copy
+    (the weight average copies the model)."""
+    import copy
+
+    from xlstm.xlstm_large.components import MultiHeadLayerNorm
+
+    from xlrec.rec_models.xlstm import XLSTMRec
+
+    torch.manual_seed(0)
+    settings = XLSTMSettings(embedding_dim=32, num_heads=2, num_blocks=2, dropout=0.0)
+    model = XLSTMRec(40, settings, max_len=20)
+    norms = [m for m in model.modules() if isinstance(m, MultiHeadLayerNorm)]
+    assert len(norms) == 2 and all(type(m) is not MultiHeadLayerNorm for m in norms)
+    assert all(type(m) is type(norms[0]) for m in copy.deepcopy(model).modules() if isinstance(m, MultiHeadLayerNorm))
+    reference = MultiHeadLayerNorm(num_heads=2, head_dim=16)
+    reference.load_state_dict(norms[0].state_dict())
+    x = (torch.randn(3, 7, 2, 16) * 5 + 2).requires_grad_()
+    x_ref = x.detach().clone().requires_grad_()
+    got, want = norms[0](x), reference(x_ref)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    got.square().sum().backward()
+    want.square().sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad, atol=1e-4, rtol=1e-4)
+    assert set(model.state_dict()) == set(XLSTMRec(40, settings, max_len=20).state_dict())
+
+
+def test_xlstm_runs_the_parallel_form_where_one_native_chunk_holds_the_sequence_with_the_same_outputs():
+    """Native kernels with the whole sequence in one chunk run mlstm_kernels' parallel form (faster
+    on a CPU); its outputs and gradients are the chunkwise kernel's. Triton, and sequences of
+    several chunks, keep the chunkwise kernels."""
+    from xlrec.device import mlstm_parallel_form
+    from xlrec.rec_models.xlstm import XLSTMRec
+
+    assert mlstm_parallel_form("native", 50, 50) and mlstm_parallel_form("native", 16, 8)
+    assert not mlstm_parallel_form("native", 50, 200) and not mlstm_parallel_form("triton", 64, 50)
+    settings = XLSTMSettings(embedding_dim=32, num_heads=2, num_blocks=2, dropout=0.0)
+    torch.manual_seed(0)
+    parallel = XLSTMRec(40, settings, max_len=24)
+    chunked = XLSTMRec(40, settings, max_len=24, chunk_size=8)  # three chunks: the chunkwise kernel
+    assert parallel.parallel_form and not chunked.parallel_form
+    chunked.load_state_dict(parallel.state_dict())
+    ids = _batch(40, 24)
+    ids[:, :5] = 0
+    outputs = [model.encode(ids) for model in (parallel, chunked)]
+    torch.testing.assert_close(outputs[0], outputs[1], atol=2e-5, rtol=1e-4)
+    for out in outputs:
+        out.square().sum().backward()
+    for (name, a), b in zip(parallel.named_parameters(), chunked.parameters(), strict=True):
+        if a.grad is not None or b.grad is not None:
+            torch.testing.assert_close(a.grad, b.grad, atol=1e-4, rtol=1e-3, msg=name)
+
+
 def test_genre_profile_fallback_ranks_by_genre_overlap_then_popularity():
     """The genre cold-start fallback: a history of comedies ranks comedies first (the more popular
     first), then the rest by popularity; an empty history is the popularity ranking."""

@@ -133,6 +133,15 @@ def mlstm_chunk_size(kernel: str, max_len: int) -> int:
     return max((c for c in range(16, 65) if max_len % c == 0), default=16)
 
 
+def mlstm_parallel_form(kernel: str, chunk_size: int, max_len: int) -> bool:
+    """Whether the mLSTM runs its parallel (quadratic) form in place of the native chunkwise kernel.
+    Where one chunk holds the whole sequence the two compute the same (outputs equal to 1e-5), and
+    the parallel form skips the chunkwise kernel's state bookkeeping: forward and backward of one
+    block at 64 windows x 2 heads x 50 positions took 10.7 ms against 15.0 ms on one thread of the
+    2-core machine. Longer sequences keep the chunks (the parallel form's memory is quadratic)."""
+    return kernel == "native" and max_len <= chunk_size
+
+
 def mlstm_kernel_names(kernel: str) -> dict[str, str]:
     """xLSTMLargeConfig kernel fields for a backend ("triton" on CUDA, "native" anywhere)."""
     if kernel == "triton":
