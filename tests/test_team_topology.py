@@ -330,9 +330,18 @@ def test_sweep_as_ray_job_on_two_nodes_with_postgres_s3_and_mlflow_server(
     while len(nodes := _alive_nodes(address, env)) < 2 and time.monotonic() < deadline:
         time.sleep(2)
     assert len(nodes) == 2 and [n["cpus"] for n in nodes] == [1, 1], nodes
-    status = subprocess.run([RAY, "status", "--address", address], env=env, capture_output=True, text=True, timeout=120)
-    assert status.returncode == 0, status.stdout + status.stderr
-    assert all(n["id"] in status.stdout for n in nodes), status.stdout  # both nodes listed as active
+    # `ray status` reads the autoscaler's view, refreshed every few seconds: on a loaded machine it
+    # may list the second node a moment after the GCS counts it alive
+    while True:
+        status = subprocess.run(
+            [RAY, "status", "--address", address], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert status.returncode == 0, status.stdout + status.stderr
+        listed = all(n["id"] in status.stdout for n in nodes)  # both nodes listed as active
+        if listed or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert listed, status.stdout
 
     # The sweep as a Ray job. No --working-dir: with two nodes on one host both raylets share the
     # session's runtime_resources/, and the job's uploaded working directory is deleted under the
