@@ -21,7 +21,8 @@ import time
 import numpy as np
 import torch
 
-from xlrec.config import TrainConfig, resolve_config
+from xlrec.config import resolve_config
+from xlrec.settings import TrainConfig
 from xlrec.data_prep import prepare
 from xlrec.device import synchronize
 from xlrec.experiment import Experiment, assemble

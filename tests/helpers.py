@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from xlrec.platform.server import free_port
+from xlrec.platform.tracking.server import free_port
 
 if TYPE_CHECKING:  # imported where used: most test modules need none of them
     import optuna

@@ -11,7 +11,7 @@ import os
 import secrets
 from pathlib import Path
 
-from xlrec.platform.server import MlflowServer
+from xlrec.platform.tracking.server import MlflowServer
 
 PG_HOST = os.environ.get("XLREC_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("XLREC_TEST_PG_PORT", "5432"))

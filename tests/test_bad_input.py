@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from xlrec.cli import main
-from xlrec.config import TrainConfig, resolve_config
+from xlrec.config import resolve_config
+from xlrec.settings import TrainConfig
 from xlrec.errors import ConfigError
 
 TINY = [

@@ -129,7 +129,8 @@ def test_corrupt_ratings_file_names_file_and_line(tmp_path):
 )
 def test_on_off_switches_resolve_into_the_config(flags, expected):
     """Each switch takes `--NAME`, `--NAME=BOOL` (MLproject's form) and `--no-NAME`; unset keeps the default."""
-    from xlrec.cli import build_parser, resolve_from_args
+    from xlrec.cli import build_parser
+    from xlrec.cli.train import resolve_from_args
 
     args = build_parser().parse_args(["train", "--model", "sasrec", "--dataset", "synthetic", *flags])
     cfg = resolve_from_args(args)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from xlrec.sweeps.checks import check_spec
-from xlrec.sweeps.commands import spec_from_args
+from xlrec.cli.sweep import spec_from_args
 from xlrec.sweeps.ray_session import idle_gpus_note
 from xlrec.sweeps.spec import SweepSpec
 from xlrec.sweeps.spec_file import load_spec, spec_yaml

@@ -31,7 +31,7 @@ import pytest
 from mlflow import MlflowClient
 
 from readme_script import journey
-from xlrec.platform.server import MlflowServer, free_port
+from xlrec.platform.tracking.server import MlflowServer, free_port
 
 pytestmark = pytest.mark.server
 

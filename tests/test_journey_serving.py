@@ -97,7 +97,7 @@ def served(tmp_path_factory):
     """Train, then run the README's serve journey; yield what it answered. Stops the server."""
     import psutil
 
-    from xlrec.platform.server import stop_process_group
+    from xlrec.platform.tracking.server import stop_process_group
 
     if not (SHARED_DATA / "ml-100k" / "u.data").is_file():
         pytest.skip(f"shared data not found at {SHARED_DATA}")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from xlrec.config import ModelSettings
+from xlrec.settings import ModelSettings
 from xlrec.data_prep.split import EvalSet
 from xlrec.device import select_runtime
 from xlrec.rec_models.base import SequentialRecommender

@@ -35,8 +35,8 @@ from helpers import run_xlrec, xlrec_env
 from xlrec.cli import main as xlrec_main
 from xlrec.device import select_runtime
 from xlrec.errors import XlrecError
-from xlrec.platform import model_format
-from xlrec.platform.models import download_model, load_model, parse_model_uri
+from xlrec.platform.registry import model_format
+from xlrec.platform.registry.loading import download_model, load_model, parse_model_uri
 
 pytestmark = pytest.mark.server
 
@@ -410,7 +410,7 @@ def test_registry_list_shows_the_full_metric_tag(trained, client, capsys):
     tag = client.get_model_version(trained["name"], trained["version"]).tags["val_recall_at_10"]
     assert len(tag) == 12  # f"{x:.10f}"
     line = next(ln for ln in capsys.readouterr().out.splitlines() if trained["run"].info.run_id in ln)
-    assert f"val_recall@10={tag} " in line
+    assert f"val_recall_at_10={tag} " in line
 
 
 # --- round trip of a real model --------------------------------------------------------------------------
@@ -519,7 +519,7 @@ def test_a_resumed_run_registers_one_version(tmp_path, monkeypatch, keep_trackin
     from xlrec.config import resolve_config
     from xlrec.data_prep import prepare
     from xlrec.experiment import train
-    from xlrec.platform.tracking import MlflowTracker
+    from xlrec.platform.tracking.train_run import MlflowTracker
 
     monkeypatch.setenv("XLREC_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)

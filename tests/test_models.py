@@ -8,9 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from xlrec.config import TrainConfig, resolve_config
+from xlrec.config import resolve_config
+from xlrec.settings import TrainConfig
 from xlrec.errors import ConfigError
-from xlrec.rec_models import MODELS, BERT4RecSettings, SASRecSettings, XLSTMSettings, build_model, parameter_breakdown
+from xlrec.catalog.models import BUILTIN
+from xlrec.rec_models import build_model, parameter_breakdown
+from xlrec.rec_models.bert4rec import BERT4RecSettings
+from xlrec.rec_models.sasrec import SASRecSettings
+from xlrec.rec_models.xlstm import XLSTMSettings
 from xlrec.training.losses import full_softmax_ce
 
 PAPER_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "paper"
@@ -139,7 +144,7 @@ def test_left_padding_does_not_change_outputs(name, layout):
 
 
 def test_registry_and_unknown_model():
-    assert set(MODELS) == {"xlstm", "xlstm-s", "sasrec", "bert4rec", "gru4rec", "lstm", "pop"}
+    assert set(BUILTIN) == {"xlstm", "xlstm-s", "sasrec", "bert4rec", "gru4rec", "lstm", "pop"}
     with pytest.raises(ConfigError, match="Unknown model 'nope'"):
         build_model("nope", 10, resolve_config("xlstm"))
 

@@ -4,7 +4,7 @@ conda.yaml (what `mlflow run` builds without --env-manager local), the README's 
 commands, .ci/run, the Dockerfile and the developers' notes all name versions; a pin changed in
 one place and not the others builds a different environment than the one tested. The
 requirements every logged model carries are read from the installed xlrec's declared
-dependencies (xlrec/platform/requirements.py), so the code names no version.
+dependencies (xlrec/platform/registry/requirements.py), so the code names no version.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def test_every_version_named_anywhere_matches_the_pin():
 def test_logged_models_require_the_serving_dependencies_at_their_installed_versions():
     from importlib.metadata import version
 
-    from xlrec.platform.requirements import SERVING, pip_requirements
+    from xlrec.platform.registry.requirements import SERVING, pip_requirements
 
     logged = exact_pins(pip_requirements(), "pip_requirements()")
     bare = {key.split("[")[0]: v for key, v in logged.items()}

@@ -22,10 +22,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xlrec.config import PREP_HINTS, PrepConfig, TrainConfig, resolve_config, setting_names
+from xlrec.config import resolve_config, setting_names
+from xlrec.settings import PREP_HINTS, PrepConfig, TrainConfig
 from xlrec.data_prep.dataset import prepare
 from xlrec.errors import ConfigError, DataError
-from xlrec.rec_models import MODELS
+from xlrec.catalog.models import BUILTIN, settings_class
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -55,7 +56,7 @@ override_maps = st.dictionaries(keys, values, max_size=6) | st.fixed_dictionarie
 
 def _check_types(cfg: TrainConfig) -> None:
     """Every field holds exactly its annotated type (a bool is not an int, a float is finite)."""
-    assert isinstance(cfg.prep, PrepConfig) and type(cfg.arch) is MODELS[cfg.model].settings
+    assert isinstance(cfg.prep, PrepConfig) and type(cfg.arch) is settings_class(cfg.model)
     for obj in (cfg, cfg.prep, cfg.arch):
         hints = typing.get_type_hints(type(obj))
         for f in dataclasses.fields(obj):
@@ -87,7 +88,7 @@ def _resolve(model, dataset, config_file=None, overrides=None):
 
 @SETTINGS
 @given(
-    model=st.sampled_from(list(MODELS)) | st.text(max_size=6),
+    model=st.sampled_from(list(BUILTIN)) | st.text(max_size=6),
     dataset=st.sampled_from(["ml-100k", "ml-1m", "synthetic", "steam"]),
     overrides=override_maps,
 )

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xlrec.config import PrepConfig, resolve_config
+from xlrec.config import resolve_config
+from xlrec.settings import PrepConfig
 from xlrec.data_prep.dataset import prepare
 from xlrec.errors import ConfigError, DataError
 

@@ -175,7 +175,7 @@ class _BasicAuthHealth(http.server.BaseHTTPRequestHandler):
 
 def test_health_check_sends_uri_credentials_as_basic_auth_and_never_shows_them():
     from xlrec.errors import XlrecError
-    from xlrec.platform.tracking_uri import check_reachable
+    from xlrec.platform.tracking.uri import check_reachable
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _BasicAuthHealth)
     threading.Thread(target=server.serve_forever, daemon=True).start()

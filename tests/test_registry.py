@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 
 from helpers import SHARED_DATA, closed_port, run_xlrec, xlrec_env
 from xlrec.errors import XlrecError
-from xlrec.platform.registry import ALIAS, METRIC_TAG, promote
+from xlrec.platform.registry.champion import ALIAS, METRIC_TAG, promote
 
 pytestmark = pytest.mark.server
 
@@ -32,7 +32,7 @@ WORKER = r"""
 import json, os, sys, time
 from pathlib import Path
 from mlflow import MlflowClient
-from xlrec.platform.registry import METRIC_TAG, promote
+from xlrec.platform.registry.champion import METRIC_TAG, promote
 
 uri, name, exp_id, workdir, index = sys.argv[1], sys.argv[2], sys.argv[3], Path(sys.argv[4]), int(sys.argv[5])
 metrics = json.loads(sys.argv[6])  # this worker's metric for each round

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from xlrec.platform.report.document import file_name
-from xlrec.platform.report.sections import filtering_text
-from xlrec.platform.report.view import PER_MODEL, comparison_cells, figured_runs
+from xlrec.report.document import file_name
+from xlrec.report.sections import filtering_text
+from xlrec.report.view import PER_MODEL, comparison_cells, figured_runs
 
 
 def _runs(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
@@ -65,8 +65,8 @@ def test_trials_that_shared_a_gpu_are_named_in_the_protocol(sqlite_tracking_uri,
     import mlflow
     from mlflow import MlflowClient
 
-    from xlrec.platform.report.runs import ReportRuns, _gpu_sharing
-    from xlrec.platform.report.sections import Builder
+    from xlrec.report.runs import ReportRuns, _gpu_sharing
+    from xlrec.report.sections import Builder
 
     # the report reads through mlflow's global URI (as `xlrec report` sets it); restored after
     monkeypatch.setattr(mlflow.tracking._tracking_service.utils, "_tracking_uri", sqlite_tracking_uri)

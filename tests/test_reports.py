@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 
 from helpers import error_line, run_xlrec, xlrec_env
 from xlrec.errors import ConfigError
-from xlrec.platform.reports import export_runs, grouped_table, load_export, table4, to_markdown, write_export
+from xlrec.report.tables import export_runs, grouped_table, load_export, table4, to_markdown, write_export
 
 EXP = "xlrec-ml-100k"
 _M = ("test_recall_at_10", "test_ndcg_at_10", "test_mrr_at_10", "best_val_recall_at_10")
@@ -130,7 +130,7 @@ def test_grouped_and_table4_markdown(runs):
         ["xlstm", "True", "1", "0.1100", "20"],
         ["sasrec", "False", "1", "0.1000", "15"],
     ]
-    from xlrec.platform.reports import TABLE4_LABELS
+    from xlrec.report.tables import TABLE4_LABELS
 
     assert to_markdown(table4(runs).rename(columns=TABLE4_LABELS)) == TABLE4
 

@@ -1,7 +1,7 @@
 """Every way a run ends shows in MLflow: real `python -m xlrec` processes, real signals.
 
 Each test trains a tiny synthetic model with a sqlite store in tmp_path (or a real `mlflow
-server`), signals the process at a named point (`XLREC_TEST_PAUSE_AT` holds it there, so the
+server`), signals the process at a named point (tests/paused_xlrec.py holds it there, so the
 window is hit deterministically) or once a metric shows the loop is running, and reads the
 run's status and `xlrec.status` / `xlrec.failure_reason` tags from the store afterwards.
 """
@@ -21,7 +21,7 @@ import pytest
 from mlflow import MlflowClient
 
 from helpers import run_xlrec, xlrec_env
-from xlrec.platform.server import MlflowServer
+from xlrec.platform.tracking.server import MlflowServer
 
 TINY = [
     "--dataset",
@@ -51,12 +51,13 @@ LONG = [
 class Train:
     """`python -m xlrec train ...` as a background process; stderr goes to a file."""
 
-    def __init__(self, tmp_path: Path, name: str, args: list[str], **env: str):
+    def __init__(self, tmp_path: Path, name: str, args: list[str], pause_at: str | None = None, **env: str):
         self.err_path = tmp_path / f"{name}.err"
         self.out_path = tmp_path / f"{name}.out"
+        xlrec = [str(Path(__file__).with_name("paused_xlrec.py")), pause_at] if pause_at else ["-m", "xlrec"]
         with open(self.err_path, "w") as err, open(self.out_path, "w") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "xlrec", "train", *args],
+                [sys.executable, *xlrec, "train", *args],
                 cwd=tmp_path,
                 env=xlrec_env(tmp_path / "data", **env),
                 stdout=out,
@@ -99,7 +100,7 @@ def test_signal_before_the_run_exists_ends_the_adopted_run_killed(tmp_path):
         "adopted",
         [*TINY, *LONG, "--model", "gru4rec", "--tracking-uri", uri],
         MLFLOW_RUN_ID=run.info.run_id,
-        XLREC_TEST_PAUSE_AT="start",
+        pause_at="start",
     )
     train.wait_for_line("paused at start")
     train.proc.send_signal(signal.SIGTERM)
@@ -118,7 +119,7 @@ def test_sigint_during_setup_and_sigterm_in_the_loop_end_killed_sigkill_is_reape
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     _xlrec(tmp_path, "data", "prepare", *TINY[:6])  # one data cache for all three
     common = [*TINY, *LONG, "--model", "gru4rec", "--tracking-uri", uri]
-    setup = Train(tmp_path, "setup", [*common, "--experiment", "setup"], XLREC_TEST_PAUSE_AT="setup")
+    setup = Train(tmp_path, "setup", [*common, "--experiment", "setup"], pause_at="setup")
     loop = Train(tmp_path, "loop", [*common, "--experiment", "loop"])
     killed = Train(tmp_path, "killed", [*common, "--experiment", "killed"])
     setup.wait_for_line("paused at setup")

@@ -8,13 +8,16 @@ import json
 import pytest
 import yaml
 
-from xlrec.config import RUN_HINTS, resolve_config
-from xlrec.data_prep import DATASETS
-from xlrec.defaults import DEFAULTS_FILE
+from xlrec.config import resolve_config
+from xlrec.settings import RUN_HINTS
+from xlrec.catalog.datasets import DATASETS
+from xlrec.config.defaults import DEFAULTS_FILE
 from xlrec.errors import ConfigError
 from xlrec.platform.artifacts import write_config
-from xlrec.platform.saved_config import config_from_dict
-from xlrec.rec_models import MODELS, build_model
+from xlrec.platform.registry.saved_config import config_from_dict
+from xlrec.catalog.models import BUILTIN as MODELS
+from xlrec.catalog.models import settings_class
+from xlrec.rec_models import build_model
 
 # The resolved defaults of every model on every dataset, generated from the code before the settings
 # were split per family (commit 572c63c: flat TrainConfig, DATASET_DEFAULTS, MODEL_DEFAULTS), less the
@@ -190,7 +193,7 @@ def test_defaults_file_names_the_source_of_every_entry_and_only_known_keys():
         assert set(entry) <= set(RUN_HINTS) | {"prep"}, dataset
     for model, per_dataset in data["models"].items():
         assert set(per_dataset) <= set(DATASETS), model
-        own = set(MODELS[model].settings.__dataclass_fields__)
+        own = set(settings_class(model).__dataclass_fields__)
         for dataset, entry in per_dataset.items():
             assert isinstance(entry.pop("chosen_by"), str), (model, dataset)
             assert set(entry) <= set(RUN_HINTS) | own, (model, dataset)

@@ -21,7 +21,7 @@ from xlrec.experiment import assemble
 def test_the_sweeps_server_runs_no_job_consumers_and_one_worker_on_two_cores(tmp_path, monkeypatch):
     import psutil
 
-    from xlrec.platform.server import health, local_sqlite_server
+    from xlrec.platform.tracking.server import health, local_sqlite_server
 
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     assert local_sqlite_server(tmp_path / "other.db").workers == 2

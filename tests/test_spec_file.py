@@ -11,7 +11,7 @@ import pytest
 
 from xlrec.cli import main
 from xlrec.sweeps.checks import check_spec
-from xlrec.sweeps.commands import spec_from_args
+from xlrec.cli.sweep import spec_from_args
 from xlrec.sweeps.space import define_space, member_configs, model_space, trial_label
 from xlrec.sweeps.spec_file import load_spec, spec_yaml
 

@@ -102,7 +102,7 @@ def test_killed_driver_resumes_without_duplicating_trials(tmp_path, shared_data)
             assert len(client.get_metric_history(r.info.run_id, "test_recall_at_10")) == 1
             assert [m.step for m in client.get_metric_history(r.info.run_id, "val_recall_at_10")] == [1, 2]
     # the resumed driver stopped its server: nothing is left listening
-    from xlrec.platform.server import health
+    from xlrec.platform.tracking.server import health
 
     assert health(f"http://127.0.0.1:{json.loads(state.read_text())['server_port']}") is None
 

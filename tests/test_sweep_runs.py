@@ -1,4 +1,4 @@
-"""The sweep's MLflow adapter (xlrec.platform.sweep_runs) on a real sqlite store, without Ray:
+"""The sweep's MLflow adapter (xlrec.platform.tracking.sweep_tracking) on a real sqlite store, without Ray:
 parent adoption, immutable params, closing and aborting trial runs, pruned trials."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from xlrec.platform.sweep_runs import SweepRecorder, end_pruned, finished_run_metrics
+from xlrec.platform.tracking.sweep_tracking import SweepRecorder, end_pruned, finished_run_metrics
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ from mlflow import MlflowClient
 
 from helpers import RAY, free_port, pids_using, xlrec_env
 from mlflow_server import create_database, drop_database
-from xlrec.platform.server import health, stop_process_group
+from xlrec.platform.tracking.server import health, stop_process_group
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 

@@ -193,7 +193,7 @@ def test_per_epoch_metric_history(trained, client, tmp_path):
         path = mlflow.artifacts.download_artifacts(run_id=rid, artifact_path="history.csv", dst_path=str(tmp_path / m))
         csv = pd.read_csv(path)
         assert csv["epoch"].tolist() == list(range(1, EPOCHS + 1))
-        for col in ("val_recall@10", "train_loss", "lr"):
+        for col in ("val_recall_at_10", "train_loss", "lr"):
             logged = {h.step: h.value for h in client.get_metric_history(rid, _key(col))}
             for epoch, value in zip(csv["epoch"], csv[col]):
                 assert logged[epoch] == pytest.approx(value, rel=1e-12, abs=1e-15)
@@ -224,7 +224,7 @@ def test_artifacts(trained, client, tmp_path):
             ).read_text()
         )
         assert set(mlmodel["flavors"]) == {"python_function"}
-        assert mlmodel["flavors"]["python_function"]["loader_module"] == "xlrec.platform.serving"
+        assert mlmodel["flavors"]["python_function"]["loader_module"] == "xlrec.platform.registry.serving"
         assert mlmodel["metadata"]["xlrec"]["format_version"] == 2
 
         local = Path(mlflow.artifacts.download_artifacts(run_id=rid, dst_path=str(tmp_path / m)))

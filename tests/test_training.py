@@ -91,7 +91,7 @@ def test_early_stopping_restores_best_weights():
     res = _train("gru4rec", epochs=40, patience=2, lr=0.05)
     assert res.stopped_reason == "early_stopped"
     assert res.epochs_run == res.best_epoch + 2
-    best = max(h["val_recall@10"] for h in res.history)
+    best = max(h["val_recall_at_10"] for h in res.history)
     assert res.best_val["recall@10"] == best
 
 
@@ -273,12 +273,13 @@ def test_compile_is_decided_per_device_and_family():
     cuDNN kernel under autocast), xlstm-s (its sLSTM kernels unchecked) and `pop` (nothing to
     train) train eagerly."""
     from xlrec.device import Runtime, use_compile
-    from xlrec.rec_models import MODELS
+    from xlrec.catalog import models
 
     gpu = Runtime(torch.device("cuda"), torch.bfloat16, "triton")
     cpu = Runtime(torch.device("cpu"), None, "native")
     decided = {
-        name: use_compile(gpu, True, fam.model.compilable and fam.model.trainable) for name, fam in MODELS.items()
+        name: use_compile(gpu, True, cls.compilable and cls.trainable)
+        for name, cls in ((n, models.model_class(n)) for n in models.BUILTIN)
     }
     assert decided == {
         "xlstm": True,

@@ -16,7 +16,7 @@ from xlrec.data_prep import UserFile, prepare, prepare_config
 from xlrec.data_prep.user_files import nearest_defaults
 from xlrec.errors import ConfigError
 from xlrec.platform.artifacts import write_config
-from xlrec.platform.saved_config import OPTIONAL, config_from_dict
+from xlrec.platform.registry.saved_config import OPTIONAL, config_from_dict
 
 USERS, PER_USER, ITEMS = 40, 10, 30
 

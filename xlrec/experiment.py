@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from xlrec.config import TrainConfig
 from xlrec.data_prep import PreparedDataset, Split, leave_two_out
 from xlrec.data_prep.split import item_popularity, training_positions
 from xlrec.device import Runtime, eval_batch_size, select_runtime, use_compile, use_cuda_graph
 from xlrec.rec_models import SequentialRecommender, build_model
 from xlrec.rec_models.pop import DemographicRec, GenreProfileRec, PopRec
+from xlrec.settings import TrainConfig
 from xlrec.training.batches import TrainWindows
 from xlrec.training.evaluate import EvalResult, check_evaluable, evaluate
 from xlrec.training.events import Callback, TrainResult

@@ -1,11 +1,10 @@
 """Datasets by name, preprocessing, leave-two-out splits and Table-1 statistics."""
 
-from xlrec.data_prep.dataset import DATASETS, PreparedDataset, UserFile, prepare, prepare_config
+from xlrec.data_prep.dataset import PreparedDataset, UserFile, prepare, prepare_config
 from xlrec.data_prep.split import Split, leave_two_out
 from xlrec.data_prep.stats import format_stats, table1_stats
 
 __all__ = [
-    "DATASETS",
     "PreparedDataset",
     "UserFile",
     "prepare",

@@ -27,15 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
-from xlrec.config import PrepConfig, TrainConfig
+from xlrec.catalog.datasets import DATASETS, resolve_path, unknown_dataset
 from xlrec.data_prep import acquire, synthetic, user_files
 from xlrec.data_prep.cache import lock, remove_stale
 from xlrec.data_prep.preprocess import Sequences, build_sequences
 from xlrec.data_prep.readers import READERS
 from xlrec.data_prep.stats import published_mismatch, raw_counts, table1_stats
-from xlrec.errors import ConfigError, DataError
+from xlrec.errors import DataError
+from xlrec.settings import PrepConfig, TrainConfig
 
-DATASETS = tuple(READERS) + ("synthetic",)
 CACHE_FORMAT = 3  # 2: raw_counts stored with the sequences; 3: item genres and user groups
 _COUNT_KEYS = ("interactions", "users", "items")
 
@@ -178,11 +178,11 @@ def prepare(
     the cache when it is current."""
     prep = prep or PrepConfig()
     if name not in DATASETS and user is None:
-        raise ConfigError(f"Unknown dataset {name!r}. Choose one of: {', '.join(DATASETS)}.")
+        raise unknown_dataset(name)
     key_src: dict = {"dataset": name, "prep": _prep_key_fields(name, prep), "format": CACHE_FORMAT}
     root: Path | None = None
     if user is not None:
-        user = UserFile(user_files.resolve_path(str(user.path)), user.columns, user.titles)
+        user = UserFile(resolve_path(str(user.path)), user.columns, user.titles)
         key_src.update(user.key_fields())
     elif name != "synthetic":
         root = acquire.raw_dir(name, source)

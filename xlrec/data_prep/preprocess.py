@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from xlrec.config import PrepConfig
 from xlrec.data_prep.readers import Interactions
 from xlrec.errors import DataError
+from xlrec.settings import PrepConfig
 
 
 @dataclass

@@ -9,19 +9,16 @@ the file as text; a bad value is then located by its row, so the error names the
 from __future__ import annotations
 
 import csv
-import math
 import re
-from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from xlrec.catalog.datasets import parse_columns
 from xlrec.data_prep.readers import Interactions
-from xlrec.errors import ConfigError, DataError
+from xlrec.errors import DataError
 
-FORMATS = (".inter", ".txt", ".csv", ".tsv", ".parquet")
-ROLES = ("user", "item", "time", "rating", "title_item", "title")
 # column names tried, in order, when --columns does not name a role
 GUESSES: dict[str, tuple[str, ...]] = {
     "user": ("user", "user_id", "userId"),
@@ -30,78 +27,6 @@ GUESSES: dict[str, tuple[str, ...]] = {
     "rating": ("rating",),
 }
 INTER_FIELDS = {"user_id": "user", "item_id": "item", "timestamp": "time", "rating": "rating"}
-_NAMED_SIZES = {"ml-100k": 100_000, "ml-1m": 1_000_209}  # interactions of the datasets with tuned defaults
-
-
-def looks_like_file(value: str) -> bool:
-    """A --dataset value meant as a path: an existing file, a path separator or a file extension."""
-    return Path(value).is_file() or "/" in value or "\\" in value or Path(value).suffix.lower() in FORMATS
-
-
-def resolve_path(value: str) -> Path:
-    """The absolute path of a user's data file, or a DataError for a missing file or unknown format."""
-    path = Path(value).expanduser().absolute()
-    if not path.is_file():
-        raise DataError(
-            f"Data file {path} does not exist. Pass --dataset with the path of an interaction file "
-            f"({', '.join(FORMATS)}) or the name of a known dataset."
-        )
-    if path.suffix.lower() not in FORMATS:
-        raise DataError(
-            f"Data file {path} has the extension {path.suffix or '(none)'!r}, which xlrec does not read. "
-            f"Use a RecBole .inter, a SASRec .txt (user item per line) or a .csv/.tsv/.parquet file."
-        )
-    return path
-
-
-def dataset_name(path: Path, named: Collection[str]) -> str:
-    """The file stem in [a-z0-9-] (`My Data.inter` -> `my-data`); `file-` in front of a named dataset's name."""
-    name = re.sub(r"[^a-z0-9]+", "-", path.stem.lower()).strip("-") or "data"
-    return f"file-{name}" if name in named else name
-
-
-def count_rows(path: Path) -> int:
-    """The file's size in rows, cheaply: lines of a text file, the row count of a Parquet footer."""
-    if path.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            return int(pq.ParquetFile(path).metadata.num_rows)
-        except Exception:  # not parquet: reading it reports the problem with the file's name
-            return 0
-    lines = 0
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            lines += block.count(b"\n")
-    return lines
-
-
-def nearest_defaults(rows: int) -> str:
-    """The measured dataset whose tuned defaults a user's dataset starts from.
-
-    Rule: of the datasets with per-model entries in defaults.yaml (ml-100k, ml-1m), the one nearest
-    in number of interactions on a log scale; the file's row count stands in for its interactions,
-    since defaults are resolved before the data is read. The boundary is their geometric mean (~316k).
-    """
-    size = math.log(max(rows, 1))
-    return min(_NAMED_SIZES, key=lambda name: abs(math.log(_NAMED_SIZES[name]) - size))
-
-
-def parse_columns(text: str | None) -> dict[str, str]:
-    """`user=COL,item=COL[,time=COL][,rating=COL][,title_item=COL,title=COL]` as a role -> column map."""
-    if not text:
-        return {}
-    out: dict[str, str] = {}
-    for part in text.split(","):
-        role, sep, column = part.partition("=")
-        role, column = role.strip(), column.strip()
-        if not sep or role not in ROLES or not column:
-            raise ConfigError(
-                f"--columns {text!r}: {part.strip()!r} is not ROLE=COLUMN with ROLE one of {', '.join(ROLES)}. "
-                f"Pass e.g. --columns user=customer,item=product,time=ts."
-            )
-        out[role] = column
-    return out
 
 
 def read_user_file(path: Path, columns: str | None = None, titles_file: str | None = None) -> Interactions:

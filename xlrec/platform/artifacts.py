@@ -11,6 +11,7 @@ import yaml
 
 from xlrec.data_prep.preprocess import Sequences
 from xlrec.redact import redact
+from xlrec.settings import metric_key
 
 
 def _redacted(value):
@@ -46,8 +47,8 @@ def plot_curves(path: Path, history: list[dict], title: str) -> Path:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     if len(df):
         ax1.plot(df["epoch"], df["train_loss"], marker="o")
-        for key in ("val_recall@10", "val_ndcg@10", "val_mrr@10"):
-            ax2.plot(df["epoch"], df[key], marker="o", label=key.replace("val_", ""))
+        for name in ("recall@10", "ndcg@10", "mrr@10"):
+            ax2.plot(df["epoch"], df[metric_key(name, "val")], marker="o", label=name)
     ax1.set(xlabel="epoch", ylabel="train loss (full-softmax CE)", title="training loss")
     ax2.set(xlabel="epoch", ylabel="validation metric", title="validation @10")
     ax2.legend()

@@ -14,17 +14,29 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from xlrec.config import ModelSettings, check
+from xlrec.settings import ModelSettings, check
 
 
 class SequentialRecommender(nn.Module):
-    """Base class: item embedding -> backbone (`encode`) -> untied output layer."""
+    """Base class: item embedding -> backbone (`encode`) -> untied output layer.
 
-    family: str = "base"
+    A model (built-in or a plugin's, docs/your-own-model.md) declares its `name`, its
+    `settings_class` and implements `encode`; everything else (training, evaluation, tracking,
+    the registry, serving, sweeps and reports) is shared.
+    """
+
+    #: the name runs, registered models and `--model` use (a plugin's entry-point name must match)
+    name: ClassVar[str] = "base"
+    #: the family's settings dataclass (a subclass of xlrec.settings.ModelSettings)
+    settings_class: ClassVar[type[ModelSettings]] = ModelSettings
+    #: a YAML file beside the model's module: per dataset, the settings it starts from
+    #: (`ml-1m: {embedding_dim: 128, lr: 0.001, chosen_by: ...}`); None: the dataclass defaults
+    defaults_file: ClassVar[str | None] = None
     #: trains all next-item targets of a window in one pass (causal models)
     causal: bool = True
     #: has parameters to train (False for `pop`)

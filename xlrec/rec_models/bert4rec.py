@@ -15,18 +15,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from xlrec.config import check
 from xlrec.rec_models.sasrec import SASRec, SASRecSettings
+from xlrec.settings import check, setting
 
 
 @dataclass
 class BERT4RecSettings(SASRecSettings):
     """SASRec's settings plus the masking of the training windows."""
 
-    mask_prob: float = 0.2
-    # share of training windows that mask only their last item, the samples BERT4Rec adds "to
-    # better match the sequential recommendation task" (Sun et al. 2019, 3.6)
-    mask_last_share: float = 0.0
+    mask_prob: float = setting(0.2, "BERT4Rec: masking probability")
+    # the samples BERT4Rec adds "to better match the sequential recommendation task" (Sun et al. 2019, 3.6)
+    mask_last_share: float = setting(0.0, "BERT4Rec: share of training windows that mask only their last item")
 
     def validate(self) -> None:
         super().validate()
@@ -39,7 +38,8 @@ class BERT4RecSettings(SASRecSettings):
 
 
 class BERT4Rec(SASRec):
-    family = "bert4rec"
+    name = "bert4rec"
+    settings_class = BERT4RecSettings
     causal = False
     causal_attention = False
     graph_capturable = True  # graphed: masks from the default CUDA generator, every position a row

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from xlrec.config import ModelSettings
 from xlrec.rec_models.base import SequentialRecommender
+from xlrec.settings import ModelSettings
 
 
 @dataclass
@@ -20,7 +20,8 @@ class PopSettings(ModelSettings):
 
 
 class PopRec(SequentialRecommender):
-    family = "pop"
+    name = "pop"
+    settings_class = PopSettings
     trainable = False
 
     def __init__(
@@ -49,7 +50,7 @@ class GenreProfileRec(PopRec):
     its items' genre indicators; an item scores the overlap of its genres with that profile, and
     popularity orders items that overlap equally (so an empty profile is the popularity ranking)."""
 
-    family = "genre"
+    name = "genre"
 
     def __init__(self, num_items: int, genres: list[str], popularity: np.ndarray):
         super().__init__(num_items, popularity=popularity)
@@ -74,7 +75,7 @@ class DemographicRec(PopRec):
     interactions among users of the user's group (`gender|age group|occupation`), overall popularity
     ordering the rest; a user of no known group gets the popularity ranking."""
 
-    family = "demographic"
+    name = "demographic"
 
     def __init__(self, num_items: int, groups: list[str], item_users: np.ndarray, items: np.ndarray, popularity):
         """`item_users`/`items`: the user index and item of every training interaction."""

@@ -12,23 +12,24 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from xlrec.config import ModelSettings
 from xlrec.rec_models.base import SequentialRecommender, backbone_checks, right_align, undo_right_align
+from xlrec.settings import ModelSettings, setting
 
 
 @dataclass
 class RNNSettings(ModelSettings):
     """GRU4Rec's and the LSTM's settings: hidden size, layers and dropout (no attention heads)."""
 
-    embedding_dim: int = 64
-    num_blocks: int = 1  # recurrent layers
-    dropout: float = 0.2
+    embedding_dim: int = setting(64, "embedding / hidden size D")
+    num_blocks: int = setting(1, "number of blocks (layers)")
+    dropout: float = setting(0.2, "dropout probability")
 
     def validate(self) -> None:
         backbone_checks(self.embedding_dim, self.num_blocks, self.dropout)
 
 
 class _RNNRec(SequentialRecommender):
+    settings_class = RNNSettings
     graph_capturable = True  # cuDNN's RNN kernels capture (GRU4Rec checked on an H100)
     # Dynamo fails on cuDNN's RNN under autocast ("Unexpected floating ScalarType in
     # at::autocast::prioritize", torch 2.11 on an H200, 2026-12-01), and the RNN is already one
@@ -53,10 +54,10 @@ class _RNNRec(SequentialRecommender):
 
 
 class GRU4Rec(_RNNRec):
-    family = "gru4rec"
+    name = "gru4rec"
     cell = nn.GRU
 
 
 class LSTMRec(_RNNRec):
-    family = "lstm"
+    name = "lstm"
     cell = nn.LSTM

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xlrec.config import ModelSettings, check
 from xlrec.rec_models.base import SequentialRecommender, backbone_checks
+from xlrec.settings import ModelSettings, check, setting
 
 
 @dataclass
@@ -27,21 +27,21 @@ class SASRecSettings(ModelSettings):
     """The transformer's size and block layout; configs/paper/ holds the layouts whose parameter
     counts are the paper's Table 4 rows."""
 
-    embedding_dim: int = 64
-    num_heads: int = 2
-    num_blocks: int = 1
-    dropout: float = 0.2
-    # score items with the input item embedding (the original papers' weight tying) instead of a
-    # separate output layer; off = the paper's untied layout (Table 6 counts)
-    tied_output: bool = False
-    # feed-forward width as a multiple of embedding_dim (unset = the family's own: SASRec's
-    # original 1, BERT4Rec's 4)
-    ffn_mult: int | None = None
-    output_bias: bool = False  # a per-item bias in the output layer
-    # false = post-LN blocks and no final norm (nn.TransformerEncoderLayer's default)
-    norm_first: bool = True
-    # a dense layer and activation before the output layer (BERT4Rec's prediction head)
-    output_head: bool = False
+    embedding_dim: int = setting(64, "embedding / hidden size D")
+    num_heads: int = setting(2, "attention / mLSTM heads")
+    num_blocks: int = setting(1, "number of blocks (layers)")
+    dropout: float = setting(0.2, "dropout probability")
+    # off = the paper's untied layout (its Table 6 counts)
+    tied_output: bool = setting(
+        False, "score items with the input item embedding (the original papers' weight tying), not a separate layer"
+    )
+    ffn_mult: int | None = setting(
+        None, "feed-forward width as a multiple of embedding_dim (unset: SASRec's original 1, BERT4Rec's 4)"
+    )
+    output_bias: bool = setting(False, "a per-item bias in the output layer")
+    # false is nn.TransformerEncoderLayer's default
+    norm_first: bool = setting(True, "pre-LN blocks and a final norm (false: post-LN blocks, no final norm)")
+    output_head: bool = setting(False, "a dense layer and activation before the output layer (BERT4Rec's head)")
 
     # they shape nothing else, so setting them for another model is a mistake worth an error
     exclusive: ClassVar[tuple[str, ...]] = ("tied_output", "ffn_mult", "output_bias", "norm_first", "output_head")
@@ -99,7 +99,8 @@ def attention_mask(ids: torch.Tensor, causal: bool) -> torch.Tensor:
 
 
 class SASRec(SequentialRecommender):
-    family = "sasrec"
+    name = "sasrec"
+    settings_class: ClassVar[type[ModelSettings]] = SASRecSettings
     causal_attention = True
     graph_capturable = True
     #: feed-forward width / embedding_dim when the settings leave `ffn_mult` unset

@@ -16,25 +16,25 @@ affect earlier positions, so results do not depend on the padding.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xlrec.config import ModelSettings, check
 from xlrec.device import mlstm_chunk_size, mlstm_kernel, mlstm_kernel_names, mlstm_parallel_form
 from xlrec.rec_models.base import SequentialRecommender, backbone_checks, right_align, undo_right_align
+from xlrec.settings import ModelSettings, check, setting
 
 
 @dataclass
 class XLSTMSettings(ModelSettings):
     """The mLSTM stack's size (the paper's Table 3 columns) and dropout on the item embedding."""
 
-    embedding_dim: int = 64
-    num_heads: int = 2
-    num_blocks: int = 1
-    dropout: float = 0.2
+    embedding_dim: int = setting(64, "embedding / hidden size D")
+    num_heads: int = setting(2, "attention / mLSTM heads")
+    num_blocks: int = setting(1, "number of blocks (layers)")
+    dropout: float = setting(0.2, "dropout probability")
 
     def validate(self) -> None:
         backbone_checks(self.embedding_dim, self.num_blocks, self.dropout, self.num_heads)
@@ -44,7 +44,7 @@ class XLSTMSettings(ModelSettings):
 class XLSTMSSettings(XLSTMSettings):
     """xlstm-s: the same, plus the blocks that are sLSTM (indices past num_blocks are ignored)."""
 
-    slstm_at: list[int] = field(default_factory=lambda: [0])
+    slstm_at: list[int] = setting(help="xlstm-s: the blocks that are sLSTM (indices)", factory=lambda: [0])
 
     def validate(self) -> None:
         super().validate()
@@ -52,7 +52,8 @@ class XLSTMSSettings(XLSTMSettings):
 
 
 class XLSTMRec(SequentialRecommender):
-    family = "xlstm"
+    name = "xlstm"
+    settings_class = XLSTMSettings
     graph_capturable = True
 
     def __init__(
@@ -149,7 +150,8 @@ def _two_pass_norm_class() -> type[nn.Module]:
 
 
 class XLSTMSRec(SequentialRecommender):
-    family = "xlstm-s"
+    name = "xlstm-s"
+    settings_class = XLSTMSSettings
     compilable = False  # its sLSTM CUDA kernels were not checked under torch.compile
 
     def __init__(self, num_items: int, settings: XLSTMSSettings, max_len: int, kernel: str = "native"):

@@ -37,19 +37,22 @@ def _resources(flag: str, value: Any) -> None:
 
 def _dataset_or_file(value: str, named: tuple[str, ...]) -> str:
     """A named dataset as is; a user's file as its absolute path (trials may run in another folder)."""
-    from xlrec.data_prep import user_files
+    from xlrec.catalog import datasets
 
-    if value in named or not user_files.looks_like_file(value):
+    if value in named or not datasets.looks_like_file(value):
         return value
-    return str(user_files.resolve_path(value))
+    return str(datasets.resolve_path(value))
 
 
 def check_spec(spec) -> None:
     """Raise ConfigError for the first unusable argument of a SweepSpec (a spec file's keys were
     checked, with their lines, when it was read: xlrec.sweeps.spec_file)."""
-    from xlrec.data_prep import DATASETS
-    from xlrec.rec_models import MODELS
+    from xlrec.catalog import models
+    from xlrec.catalog.datasets import DATASETS
     from xlrec.sweeps.spec import METRICS
+
+    spec.models = [models.get(m).name if ":" in m else m for m in spec.models]  # module:Class -> its name
+    MODELS = models.names()
 
     if spec.mode not in ("search", "grid"):
         _fail(f"--mode must be search or grid, got {spec.mode!r}.")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from xlrec.errors import ConfigError
-from xlrec.platform.sweep_runs import ParentRun, SweepRecorder
+from xlrec.platform.tracking.sweep_tracking import ParentRun, SweepRecorder
 from xlrec.redact import redact
 from xlrec.sweeps import resume_state
 from xlrec.sweeps.paths import sweep_home

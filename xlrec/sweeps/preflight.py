@@ -27,8 +27,9 @@ def prepare_data(spec: SweepSpec) -> None:
     user) is refused here too. Data locations become absolute: `XLREC_DATA_MIRROR=../shared/data`
     means the driver's directory, not each trial's.
     """
-    from xlrec.config import TrainConfig, resolve_config
+    from xlrec.config import resolve_config
     from xlrec.data_prep import leave_two_out, prepare_config
+    from xlrec.settings import TrainConfig
     from xlrec.sweeps.checks import check_spec
     from xlrec.sweeps.spec_file import cell_text
     from xlrec.training.evaluate import check_evaluable

@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import yaml
 
-from xlrec.platform.reports import aggregate_table4
 from xlrec.redact import redact
+from xlrec.report.tables import aggregate_table4
 from xlrec.sweeps.space import member_configs, trial_overrides
 from xlrec.sweeps.spec import METRICS, SweepSpec
 from xlrec.sweeps.trial import METRIC
 from xlrec.sweeps.trial_group import parse_member_runs
 
 if TYPE_CHECKING:
-    from xlrec.platform.sweep_runs import SweepRecorder
+    from xlrec.platform.tracking.sweep_tracking import SweepRecorder
 
 # The columns a reader looks at first; the rest follow.
 _FIRST = [
@@ -210,7 +210,7 @@ def finish(spec: SweepSpec, results, recorder: SweepRecorder, study_name: str, s
 
 
 def _champion(recorder: SweepRecorder, best: dict) -> dict | None:
-    from xlrec.platform.registry import ALIAS, registered_name
+    from xlrec.platform.registry.champion import ALIAS, registered_name
 
     name = registered_name(best["model"], best["dataset"])
     found = recorder.champion(name, ALIAS)

@@ -51,7 +51,8 @@ class SearchPlan:
 
 
 def _family_keys(model: str) -> set[str]:
-    from xlrec.config import PREP_HINTS, RUN_HINTS, settings_class
+    from xlrec.config import settings_class
+    from xlrec.settings import PREP_HINTS, RUN_HINTS
 
     return {f.name for f in dataclasses.fields(settings_class(model))} | set(RUN_HINTS) | set(PREP_HINTS)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 # The metrics a trial reports every epoch; the sweep selects (ASHA, Optuna, best trial) on one.
@@ -140,8 +139,6 @@ class SweepSpec:
 
 def dataset_label(dataset: str) -> str:
     """The name runs use for a dataset: a named one's, or a user file's sanitised stem."""
-    from xlrec.data_prep import DATASETS, user_files
+    from xlrec.catalog.datasets import dataset_label as label
 
-    if dataset in DATASETS or not user_files.looks_like_file(dataset):
-        return dataset
-    return user_files.dataset_name(Path(dataset), DATASETS)
+    return label(dataset)

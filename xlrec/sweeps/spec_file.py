@@ -186,8 +186,8 @@ def _settings(f: SpecFile, block: LinedMap, where: str) -> dict[str, Any]:
 
 
 def _setting(f: SpecFile, block: LinedMap, key: Any, value: Any, where: str) -> Any:
-    from xlrec.config import PREP_HINTS, RUN_HINTS, arch_hints, setting_names
-    from xlrec.config_types import coerce
+    from xlrec.config import arch_hints, setting_names
+    from xlrec.settings import PREP_HINTS, RUN_HINTS, coerce
 
     line = f.at(block, key)
     if key in _TOP_LEVEL:

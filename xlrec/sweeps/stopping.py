@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from xlrec.sweeps.spec import SweepSpec
 
 if TYPE_CHECKING:
-    from xlrec.platform.sweep_runs import SweepRecorder
+    from xlrec.platform.tracking.sweep_tracking import SweepRecorder
 
 
 class StopSignals:

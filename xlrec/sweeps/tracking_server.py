@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 
-from xlrec.platform.server import health, local_sqlite_server, stop_process_group
-from xlrec.platform.tracking_uri import check_reachable, resolve_tracking
+from xlrec.platform.tracking.server import health, local_sqlite_server, stop_process_group
+from xlrec.platform.tracking.uri import check_reachable, resolve_tracking
 from xlrec.sweeps.paths import sweep_home
 from xlrec.sweeps.resume_state import ResumeState
 from xlrec.sweeps.spec import SweepSpec

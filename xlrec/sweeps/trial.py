@@ -18,9 +18,10 @@ import ray
 import torch
 from ray import tune
 
+from xlrec.settings import SELECTION_METRIC, VAL_SELECTION_KEY, metric_key
 from xlrec.training.events import Callback
 
-METRIC = "val_recall_at_10"
+METRIC = VAL_SELECTION_KEY  # what each trial reports to Tune: ASHA, Optuna and the best trial read it
 CHECKPOINT_FILE = "trainer.pt"
 # Where a URI holding credentials reaches a trial (set by the driver in the Ray runtime env).
 SECRET_URI_ENV = "XLREC_SWEEP_TRACKING_URI"
@@ -42,7 +43,7 @@ class TuneReporter(Callback):
             try:
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
             except SystemExit:  # Tune stops the trial here (ASHA pruned it): the run ends KILLED as pruned
-                from xlrec.platform.sweep_runs import end_pruned
+                from xlrec.platform.tracking.sweep_tracking import end_pruned
 
                 end_pruned(self.tracker.run_id, int(record["epoch"]))
                 raise
@@ -54,8 +55,8 @@ class TuneReporter(Callback):
 def epoch_report(record: dict[str, float], tracker) -> dict[str, Any]:
     """What a trial tells Tune after an epoch."""
     return {
-        METRIC: record["val_recall@10"],
-        "val_ndcg_at_10": record["val_ndcg@10"],
+        METRIC: record[VAL_SELECTION_KEY],
+        "val_ndcg_at_10": record[metric_key("ndcg@10", "val")],
         "epoch": record["epoch"],
         "train_loss": record["train_loss"],
         "epoch_time_s": record["epoch_time_s"],
@@ -68,14 +69,14 @@ def epoch_report(record: dict[str, float], tracker) -> dict[str, Any]:
 def result_report(result, tracker) -> dict[str, Any]:
     """What a finished run tells Tune: its best validation scores and its test scores."""
     final = {
-        METRIC: result.best_val.get("recall@10", 0.0),
-        "val_ndcg_at_10": result.best_val.get("ndcg@10", 0.0),
+        METRIC: result.best_val.get(SELECTION_METRIC, 0.0),
+        metric_key("ndcg@10", "val"): result.best_val.get("ndcg@10", 0.0),
         "epoch": result.epochs_run,
         "mlflow_run_id": tracker.run_id,
         "trial_finished": True,
         "model_version": tracker.model_version or 0,
     }
-    final.update({f"test_{k.replace('@', '_at_')}": v for k, v in result.test.metrics.items()})
+    final.update({metric_key(k, "test"): v for k, v in result.test.metrics.items()})
     return final
 
 
@@ -208,7 +209,7 @@ def resume_point(
     """Where a run continues: (trainer state, MLflow run, that run's metrics if it already finished).
     `saved` is its checkpoint; without one, a run an earlier attempt opened before its first
     checkpoint (a resumed sweep, a retry) is found by its trial `key`."""
-    from xlrec.platform.sweep_runs import earlier_attempt, finished_run_metrics
+    from xlrec.platform.tracking.sweep_tracking import earlier_attempt, finished_run_metrics
 
     if saved is not None:
         state, run = saved["trainer"], saved["mlflow_run_id"]
@@ -229,7 +230,7 @@ def trial_tracker(
     tags: dict[str, str] | None = None,
 ):
     """The run's MlflowTracker, a child of the sweep's parent run, named after what the trial varies."""
-    from xlrec.platform.tracking import MlflowTracker
+    from xlrec.platform.tracking.train_run import MlflowTracker
     from xlrec.sweeps.space import trial_label
 
     # Where this attempt runs; a trial retried after a node failure overwrites these tags in

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from xlrec.config import TrainConfig
 from xlrec.errors import XlrecError
+from xlrec.settings import TrainConfig
 from xlrec.training.evaluate import EvalResult
 
 if TYPE_CHECKING:

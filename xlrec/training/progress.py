@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from xlrec.settings import VAL_SELECTION_KEY, metric_key
 from xlrec.training.events import Callback
 
 
@@ -19,7 +20,7 @@ class ProgressPrinter(Callback):
     def on_epoch_end(self, trainer, record) -> None:
         print(
             f"[xlrec] epoch {record['epoch']:3d}  loss {record['train_loss']:.4f}  "
-            f"val recall@10 {record['val_recall@10']:.4f}  ndcg@10 {record['val_ndcg@10']:.4f}  "
+            f"val recall@10 {record[VAL_SELECTION_KEY]:.4f}  ndcg@10 {record[metric_key('ndcg@10', 'val')]:.4f}  "
             f"{record['epoch_time_s']:.2f}s  {record['throughput']:.0f} targets/s",
             file=sys.stderr,
             flush=True,

@@ -24,15 +24,13 @@ from typing import Any
 import torch
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
-from xlrec.config import TrainConfig
 from xlrec.device import Runtime, resource_usage, start_usage_interval, synchronize
 from xlrec.rec_models import SequentialRecommender, parameter_breakdown
+from xlrec.settings import SELECTION_METRIC, TrainConfig, metric_key
 from xlrec.training.batches import TrainWindows
 from xlrec.training.cuda_graph import GraphedStep
 from xlrec.training.events import Callback, StopTraining, TrainingDiverged
 from xlrec.training.losses import full_softmax_ce
-
-MONITOR = "recall@10"
 
 
 @dataclass
@@ -138,7 +136,7 @@ class Trainer:
         train_time = time.perf_counter() - t0
         with self.averaged_weights():
             val = validate()
-            improved = val[MONITOR] > p.best_val.get(MONITOR, -1.0)
+            improved = val[SELECTION_METRIC] > p.best_val.get(SELECTION_METRIC, -1.0)
             if improved:
                 p.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         epoch_time = time.perf_counter() - t0
@@ -152,7 +150,7 @@ class Trainer:
             "epoch_time_s": epoch_time,
             "train_time_s": train_time,
             "throughput": stats["targets"] / train_time,
-            **{f"val_{k}": v for k, v in val.items()},
+            **{metric_key(k, "val"): v for k, v in val.items()},
             **resource_usage(self.rt),
         }
         p.history.append(record)

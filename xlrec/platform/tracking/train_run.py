@@ -1,0 +1,270 @@
+"""MLflow tracking of one training run, as a trainer callback: the run's lifecycle.
+
+Backends: see xlrec.platform.tracking.uri. Under `mlflow run` the entry point adopts the run
+MLflow created (MLFLOW_RUN_ID) instead of opening an unrelated one. A crashed run ends FAILED
+and an interrupted one KILLED, never RUNNING. What a finished run logs (results, artifacts,
+the model) is xlrec.platform.tracking.run_outputs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+
+from xlrec.data_prep import PreparedDataset
+from xlrec.errors import XlrecError
+from xlrec.platform.mlflow_env import quiet_links_for
+from xlrec.platform.registry.champion import PromotionResult, retry_on_conflict
+from xlrec.platform.tracking import run_outputs
+from xlrec.platform.tracking.environment import environment_tags
+from xlrec.platform.tracking.run_lifecycle import (
+    _OPEN,
+    HEARTBEAT_TAG,
+    close_run,
+    end_status,
+    process_tags,
+    shield_signals,
+)
+from xlrec.platform.tracking.uri import check_reachable, tracking_uri
+from xlrec.redact import redact
+from xlrec.settings import VAL_SELECTION_KEY, TrainConfig
+from xlrec.training.events import Callback, TrainResult
+
+
+class TrackingStoreError(XlrecError):
+    """The tracking store failed while a run was being logged (server died, database down)."""
+
+
+def _is_store_failure(exc: BaseException) -> bool:
+    import requests
+    import sqlalchemy.exc
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(exc, (MlflowException, requests.RequestException, sqlalchemy.exc.SQLAlchemyError))
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    return redact(text if len(text) <= limit else text[:limit] + "...")
+
+
+def flatten_config(cfg: TrainConfig) -> dict[str, Any]:
+    """The resolved config as flat, stable param names (prep settings as prep.*).
+
+    Strings pass through `redact`: `source` (and any other location) may carry a password,
+    and params are stored and shown in the clear.
+    """
+    flat: dict[str, Any] = {}
+    for key, value in cfg.to_dict().items():
+        if isinstance(value, dict):
+            flat.update({f"prep.{k}": v for k, v in value.items()})
+        elif isinstance(value, list):
+            flat[key] = ",".join(map(str, value))
+        elif isinstance(value, bool):
+            flat[key] = str(value).lower()
+        elif value is None:
+            flat[key] = ""
+        elif isinstance(value, str):
+            flat[key] = redact(value)
+        else:
+            flat[key] = value
+    return flat
+
+
+class MlflowTracker(Callback):
+    """Logs params, tags, dataset lineage, per-epoch metrics, results, artifacts and the model."""
+
+    def __init__(
+        self,
+        data: PreparedDataset,
+        *,
+        uri: str | None = None,
+        experiment: str | None = None,
+        run_name: str | None = None,
+        parent_run_id: str | None = None,
+        tags: dict[str, str] | None = None,
+        register: bool = True,
+        system_metrics: bool = False,
+        adopt_env_run: bool = True,
+        resume_run_id: str | None = None,
+    ):
+        """uri: the store (default: see tracking_uri); experiment: default xlrec-<dataset>;
+        run_name: default <model>-<dataset>-L<max_len>-s<seed>; parent_run_id: nest under it (its
+        experiment then); tags: added to the run's own; register: register and promote the
+        model; system_metrics: MLflow's system metrics; adopt_env_run: continue `mlflow run`'s
+        MLFLOW_RUN_ID; resume_run_id: continue this run (a trial restored from a checkpoint)."""
+        self.data = data
+        self.uri = tracking_uri(uri)
+        self.experiment = experiment
+        self.run_name = run_name
+        self.parent_run_id = parent_run_id
+        self.extra_tags = dict(tags or {})
+        self.register = register
+        self.system_metrics = system_metrics
+        self.adopt_env_run = adopt_env_run
+        self.resume_run_id = resume_run_id
+        self.run_id: str | None = None
+        self._pending: dict[str, float] = {}  # metrics held back until the first epoch's batch
+        self.promotion: PromotionResult | None = None
+        self.model_version: int | None = None
+        check_reachable(self.uri)
+
+    # --- lifecycle ----------------------------------------------------------------
+    def on_train_start(self, trainer) -> None:
+        try:
+            self._start(trainer)
+        except BaseException as exc:  # fit() guards only the loop: setup must close the run too
+            self._fail(trainer, exc, "setup")
+
+    def _start(self, trainer) -> None:
+        cfg: TrainConfig = trainer.cfg
+        quiet_links_for(self.uri)
+        mlflow.set_tracking_uri(self.uri)
+        env_run = os.environ.get("MLFLOW_RUN_ID") if self.adopt_env_run else None
+        env_run = self.resume_run_id or env_run
+        owner = process_tags()  # who to ask whether the run is still alive (`xlrec runs reap`)
+        if env_run:
+            with shield_signals():  # from here on a signal finds the run in _OPEN and closes it
+                run = mlflow.start_run(run_id=env_run, log_system_metrics=self.system_metrics or None)
+                self.run_id = run.info.run_id
+                _OPEN[self.run_id] = self.uri
+            mlflow.set_tags(owner)
+            if "xlrec.failure_reason" in run.data.tags:  # a resumed run that was reaped or stopped
+                MlflowClient().delete_tag(self.run_id, "xlrec.failure_reason")
+        else:
+            if self.parent_run_id:  # children live in their parent's experiment, or the UI cannot nest them
+                experiment_id = MlflowClient().get_run(self.parent_run_id).info.experiment_id
+            else:
+                experiment_id = mlflow.set_experiment(self.experiment or f"xlrec-{cfg.dataset}").experiment_id
+            with shield_signals():  # the run and its owner tags exist together, and _OPEN knows it
+                run = mlflow.start_run(
+                    experiment_id=experiment_id,
+                    run_name=self.run_name or f"{cfg.model}-{cfg.dataset}-L{cfg.max_len}-s{cfg.seed}",
+                    parent_run_id=self.parent_run_id,
+                    tags=owner,
+                    log_system_metrics=self.system_metrics or None,
+                )
+                self.run_id = run.info.run_id
+                _OPEN[self.run_id] = self.uri
+        params = flatten_config(cfg)
+        params.update(
+            {
+                "resolved_device": str(trainer.rt.device),
+                "resolved_kernel": getattr(trainer.model, "kernel", trainer.rt.kernel),  # a model may fall back
+                "amp_dtype": str(trainer.rt.amp_dtype).replace("torch.", "") if trainer.rt.amp_dtype else "none",
+                "resolved_cuda_graph": trainer.graphed,
+                "resolved_compile": getattr(trainer.model, "training_compiled", False),
+                "num_users": self.data.seqs.num_users,
+                "num_items": self.data.seqs.num_items,
+            }
+        )
+        if env_run:
+            # `mlflow run` already logged the entry point's raw parameters (e.g. embedding_dim=''
+            # meaning "dataset default"); MLflow params are immutable, so resolved values that
+            # differ are logged as resolved.<key>.
+            existing = run.data.params
+            params = {
+                (k if k not in existing else f"resolved.{k}"): v
+                for k, v in params.items()
+                if k not in existing or str(existing[k]) != str(v)
+            }
+        mlflow.log_params(params)
+        tags = {"model_family": cfg.model, "dataset": cfg.dataset, **environment_tags(trainer.rt.device_name())}
+        if self.parent_run_id:
+            tags["xlrec.parent_run_id"] = self.parent_run_id
+        tags.update(self.extra_tags)
+        mlflow.set_tags(tags)
+        self._log_dataset()
+        # Only the total as a metric, so every model's run has the same metric keys (comparable
+        # side by side); the per-component counts differ by architecture and live in parameters.csv.
+        # It is logged with the first epoch, after validation Recall@10: MLflow's compare view
+        # colours its parallel-coordinates plot by the first metric a run logged.
+        self._pending = {"params_total": float(trainer.params["total"])}
+
+    def _log_dataset(self) -> None:
+        d = self.data
+        source = redact(str(d.cache_path) if d.cache_path else d.name)
+        from mlflow.data.numpy_dataset import from_numpy
+
+        ds = from_numpy(
+            {"items": d.seqs.items, "offsets": d.seqs.offsets}, source=source, name=d.name, digest=d.content_hash[:16]
+        )
+        stat_tags = {k: (f"{v:.6f}" if isinstance(v, float) else str(v)) for k, v in d.stats.items()}
+        # Runs of one experiment logging the same dataset at once race on its row (UniqueViolation).
+        retry_on_conflict(mlflow.log_input, ds, "training", {"content_sha256": d.content_hash, **stat_tags})
+        if d.data_warning:  # raw counts differ from the dataset's published ones (truncated or partial copy)
+            mlflow.set_tag("xlrec.data_warning", redact(d.data_warning)[:5000])
+
+    def _active_id(self) -> str:
+        """The run's id, once on_train_start has opened it."""
+        if self.run_id is None:
+            raise RuntimeError("MlflowTracker has no run: on_train_start was not called")
+        return self.run_id
+
+    def on_epoch_end(self, trainer, record: dict[str, float]) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        step = int(record["epoch"])
+        first = sorted((k for k in record if k != "epoch"), key=lambda k: k != VAL_SELECTION_KEY)
+        metrics = [Metric(k, float(record[k]), now, step) for k in first]
+        metrics += [Metric(k, v, now, 0) for k, v in self._pending.items()]
+        try:  # one request: the metrics and a heartbeat (`xlrec runs reap --stale-minutes` reads it)
+            MlflowClient().log_batch(
+                self._active_id(), metrics=metrics, tags=[RunTag(HEARTBEAT_TAG, f"{now / 1000:.0f}")]
+            )
+            self._pending = {}
+        except Exception as exc:
+            err = self._translated(exc, f"epoch {step}")
+            if err is exc:
+                raise
+            raise err from exc
+
+    def on_exception(self, trainer, exc: BaseException) -> None:
+        """End the run FAILED (an error) or KILLED (a signal), once; the store being the failure
+        itself is not asked again for long (close_run probes it first)."""
+        if self.run_id is None or self.run_id not in _OPEN:
+            return
+        status, reason = end_status(exc)
+        if not close_run(self.run_id, self.uri, status, reason) and isinstance(exc, TrackingStoreError):
+            exc.args = (
+                f"{exc.args[0]} The run {self.run_id} could not be closed and stays RUNNING until "
+                f"`xlrec runs reap --tracking-uri {redact(self.uri)}` marks it FAILED.",
+            )
+
+    def on_train_end(self, trainer, result: TrainResult) -> None:
+        try:
+            run_outputs.log_results(trainer, self.data, result, self._pending)  # pop logs params_total here
+            self._pending = {}
+            if trainer.model.trainable:
+                self.model_version, self.promotion = run_outputs.log_model(
+                    self._active_id(), trainer, self.data, result, self.register
+                )
+            mlflow.set_tag("xlrec.status", result.stopped_reason)
+            with shield_signals():
+                mlflow.end_run(status="FINISHED")
+                _OPEN.pop(self._active_id(), None)
+        except BaseException as exc:
+            self._fail(trainer, exc, "logging the results")
+
+    def _fail(self, trainer, exc: BaseException, phase: str) -> None:
+        """Close the run for `exc` and raise it, a failing store as one paragraph."""
+        err = self._translated(exc, phase)
+        self.on_exception(trainer, err)
+        if err is exc:
+            raise exc
+        raise err from exc
+
+    def _translated(self, exc: BaseException, phase: str) -> BaseException:
+        """A failing store as one paragraph (TrackingStoreError); anything else unchanged."""
+        if isinstance(exc, XlrecError) or not isinstance(exc, Exception) or not _is_store_failure(exc):
+            return exc
+        return TrackingStoreError(
+            f"The MLflow tracking store at {redact(self.uri)} failed during {phase} ({_short(exc)}). Check that "
+            f"the tracking server or database is up, then train again; nothing after that point was logged."
+        )
