@@ -13,8 +13,8 @@ import pytest
 
 from xlrec.cli import main
 from xlrec.config import resolve_config
-from xlrec.settings import TrainConfig
 from xlrec.errors import ConfigError
+from xlrec.settings import TrainConfig
 
 TINY = [
     "--dataset",

@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 
 from helpers import REPO, SHARED_DATA, Server, leftovers, make_zip, sha256
-from xlrec.settings import PrepConfig
 from xlrec.data_prep.acquire import Source, install, raw_dir
 from xlrec.data_prep.dataset import prepare
 from xlrec.errors import DataError
+from xlrec.settings import PrepConfig
 
 PROCS = 4
 

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from xlrec.sweeps.checks import check_spec
 from xlrec.cli.sweep import spec_from_args
+from xlrec.sweeps.checks import check_spec
 from xlrec.sweeps.ray_session import idle_gpus_note
-from xlrec.sweeps.spec import SweepSpec
 from xlrec.sweeps.spec_file import load_spec, spec_yaml
 
 SPEC = """\
@@ -31,14 +30,8 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def _spec(gpus: float) -> SweepSpec:
-    spec = SweepSpec()
-    spec.gpus_per_trial = gpus
-    return spec
-
-
 def test_sixteenths_on_two_gpus_name_the_idle_gpu_and_the_share_that_spreads_them():
-    note = idle_gpus_note(_spec(1 / 16), 8, 2.0)
+    note = idle_gpus_note(1 / 16, 8, 2.0)
     assert note is not None
     assert "use 0.5 of the cluster's 2 GPUs" in note and "1 GPU(s) will stay idle" in note
     assert "--gpus-per-trial 0.25 (or auto;" in note  # 8 trials over 2 GPUs: 4 per GPU
@@ -49,7 +42,7 @@ def test_sixteenths_on_two_gpus_name_the_idle_gpu_and_the_share_that_spreads_the
     [(0.25, 8, 2.0), (0.5, 4, 2.0), (1.0, 1, 2.0), (0.0, 4, 2.0), (0.25, 2, 1.0), (0.25, 6, 2.0)],
 )
 def test_no_note_when_every_gpu_can_be_used_or_there_is_one(gpus, at_once, cluster):
-    assert idle_gpus_note(_spec(gpus), at_once, cluster) is None
+    assert idle_gpus_note(gpus, at_once, cluster) is None
 
 
 def test_gpus_per_trial_auto_spreads_the_trials_at_once_over_every_gpu(tmp_path):
@@ -61,18 +54,16 @@ def test_gpus_per_trial_auto_spreads_the_trials_at_once_over_every_gpu(tmp_path)
 
     spec = load_spec(write(tmp_path, SPEC))
     check_spec(spec)
-    assert spec.gpus_auto and spec.gpus_per_trial == 0.0
+    assert spec.gpus_auto and spec.gpus_per_trial == "auto" and spec.gpu_share == 0.0
     assert "gpus_per_trial: auto" in spec_yaml(spec) and load_spec(write(tmp_path, spec_yaml(spec))).gpus_auto
     # twelve at once: 6 per GPU on two (a share of 1/6 rounded down, so that six fit), 12 on one
     for gpus, share in ((2, 0.1666), (1, 0.0833), (3, 0.25), (24, 1.0)):
-        spec.gpus_per_trial = 0.0
-        line = spread_over_gpus(spec, 36, {"CPU": 32.0, "GPU": float(gpus)})
-        assert spec.gpus_per_trial == share, gpus
+        resolved, line = spread_over_gpus(spec, 36, {"CPU": 32.0, "GPU": float(gpus)})
+        assert resolved == share, gpus
         assert f"{share:g} GPU each" in line
     assert 6 * 0.1666 <= 1.0 < 6 * (1 / 6 + 1e-4)
     # the CPUs bound the trials at once too: 4 CPUs of 0.5 each = 8 at once over 2 GPUs
-    spread_over_gpus(spec, 36, {"CPU": 4.0, "GPU": 2.0})
-    assert spec.gpus_per_trial == 0.25
+    assert spread_over_gpus(spec, 36, {"CPU": 4.0, "GPU": 2.0})[0] == 0.25
     with pytest.raises(ConfigError, match="this cluster has none"):
         spread_over_gpus(spec, 36, {"CPU": 32.0})
     # a number on the command line replaces the spec's auto, and auto the spec's number
@@ -80,4 +71,4 @@ def test_gpus_per_trial_auto_spreads_the_trials_at_once_over_every_gpu(tmp_path)
     spec = spec_from_args(parse(["sweep", "--spec", str(write(tmp_path, spec_yaml(spec))), "--gpus-per-trial", "0.5"]))
     assert not spec.gpus_auto and spec.gpus_per_trial == 0.5
     spec = spec_from_args(parse(["sweep", "--spec", str(write(tmp_path, SPEC)), "--gpus-per-trial", "auto"]))
-    assert spec.gpus_auto and spec.gpus_per_trial == 0.0
+    assert spec.gpus_auto and spec.gpus_per_trial == "auto"

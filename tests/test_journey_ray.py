@@ -141,7 +141,7 @@ def test_readme_ray_job_journey_on_a_host_that_ran_the_main_job(tmp_path, shared
         client = MlflowClient(server.uri)
         parent = client.get_run(summary["parent_run_id"])
         assert parent.info.status == "FINISHED"
-        assert parent.data.params["gpus_per_trial"] == "0.5"
+        assert parent.data.params["resources.gpus_per_trial"] == "0.5"
         children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
         assert len(children) == 2 and all(c.info.status in ("FINISHED", "KILLED") for c in children)
         champion = client.get_model_version_by_alias("gru4rec-ml-100k", "champion")

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from xlrec.settings import ModelSettings
 from xlrec.data_prep.split import EvalSet
 from xlrec.device import select_runtime
 from xlrec.rec_models.base import SequentialRecommender
+from xlrec.settings import ModelSettings
 from xlrec.training.metrics import beyond_accuracy, embedding_geometry, gini, popularity_groups, ranking_metrics
 
 

@@ -8,14 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from xlrec.config import resolve_config
-from xlrec.settings import TrainConfig
-from xlrec.errors import ConfigError
 from xlrec.catalog.models import BUILTIN
+from xlrec.config import resolve_config
+from xlrec.errors import ConfigError
 from xlrec.rec_models import build_model, parameter_breakdown
 from xlrec.rec_models.bert4rec import BERT4RecSettings
 from xlrec.rec_models.sasrec import SASRecSettings
 from xlrec.rec_models.xlstm import XLSTMSettings
+from xlrec.settings import TrainConfig
 from xlrec.training.losses import full_softmax_ce
 
 PAPER_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "paper"

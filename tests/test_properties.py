@@ -22,11 +22,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from xlrec.catalog.models import BUILTIN, settings_class
 from xlrec.config import resolve_config, setting_names
-from xlrec.settings import PREP_HINTS, PrepConfig, TrainConfig
 from xlrec.data_prep.dataset import prepare
 from xlrec.errors import ConfigError, DataError
-from xlrec.catalog.models import BUILTIN, settings_class
+from xlrec.settings import PREP_HINTS, PrepConfig, TrainConfig
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

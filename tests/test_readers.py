@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from xlrec.config import resolve_config
-from xlrec.settings import PrepConfig
 from xlrec.data_prep.dataset import prepare
 from xlrec.errors import ConfigError, DataError
+from xlrec.settings import PrepConfig
 
 pytestmark = pytest.mark.usefixtures("cache")  # every test on a private, empty data cache
 

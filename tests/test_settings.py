@@ -8,16 +8,16 @@ import json
 import pytest
 import yaml
 
-from xlrec.config import resolve_config
-from xlrec.settings import RUN_HINTS
 from xlrec.catalog.datasets import DATASETS
+from xlrec.catalog.models import BUILTIN as MODELS
+from xlrec.catalog.models import settings_class
+from xlrec.config import resolve_config
 from xlrec.config.defaults import DEFAULTS_FILE
 from xlrec.errors import ConfigError
 from xlrec.platform.artifacts import write_config
 from xlrec.platform.registry.saved_config import config_from_dict
-from xlrec.catalog.models import BUILTIN as MODELS
-from xlrec.catalog.models import settings_class
 from xlrec.rec_models import build_model
+from xlrec.settings import RUN_HINTS
 
 # The resolved defaults of every model on every dataset, generated from the code before the settings
 # were split per family (commit 572c63c: flat TrainConfig, DATASET_DEFAULTS, MODEL_DEFAULTS), less the

@@ -10,10 +10,12 @@ import optuna
 import pytest
 
 from xlrec.cli import main
-from xlrec.sweeps.checks import check_spec
 from xlrec.cli.sweep import spec_from_args
-from xlrec.sweeps.space import define_space, member_configs, model_space, trial_label
+from xlrec.sweeps.checks import check_spec
+from xlrec.sweeps.naming import trial_label
+from xlrec.sweeps.space import define_space, model_space
 from xlrec.sweeps.spec_file import load_spec, spec_yaml
+from xlrec.sweeps.trial_config import member_configs
 
 REPO = Path(__file__).resolve().parents[1]
 

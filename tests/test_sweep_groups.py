@@ -82,7 +82,7 @@ def test_grouped_seeds_share_a_trial_each_with_its_own_run_and_a_failing_group_f
     assert "2 finished, 0 pruned, 2 failed" in proc.stderr
     logged = yaml.safe_load((out.artifact_dir(out.parent) / "sweep.yaml").read_text())
     assert logged["resources"]["group_seeds"] is True
-    assert out.parent.data.params["group_seeds"] == "True"
+    assert out.parent.data.params["resources.group_seeds"] == "True"
 
 
 def test_the_time_left_counts_what_running_runs_have_left_not_another_wave(monkeypatch, capsys):
@@ -180,7 +180,7 @@ def test_a_trial_error_tune_cannot_copy_reaches_tune_as_its_type_and_message():
     reach the progress line as Tune's TypeError instead of the trial's error."""
     from ray.air._internal.util import skip_exceptions
 
-    from xlrec.sweeps.trial import tune_raisable
+    from xlrec.sweeps.trainable import tune_raisable
 
     error = _NeedsMoreThanArgs("inductor", RuntimeError("Unexpected floating ScalarType"))
     with pytest.raises(TypeError, match="missing 1 required positional argument"):

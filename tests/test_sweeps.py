@@ -238,8 +238,8 @@ def test_search_registers_versions_and_points_champion_at_the_best(search_sweep)
 def test_gpu_trials_each_get_one_logical_gpu(search_sweep):
     out = search_sweep
     # auto, resolved once Ray was up: one trial at a time over the cluster's two GPUs
-    assert out.parent.data.params["gpus_per_trial"] == "1.0"
-    assert out.parent.data.params["gpus_per_trial_auto"] == "True"
+    assert out.parent.data.params["resources.gpus_per_trial"] == "1.0"
+    assert out.parent.data.params["resources.gpus_per_trial_auto"] == "True"
     assert "gpus_per_trial auto: 1 trials at once over 2 GPU(s), up to 1 per GPU, 1 GPU each" in out.proc.stderr
     logged = yaml.safe_load((out.artifact_dir(out.parent) / "sweep.yaml").read_text())
     assert logged["resources"]["gpus_per_trial"] == "auto"  # re-run elsewhere, it spreads over that cluster
@@ -425,10 +425,10 @@ def test_bad_data_location_or_setting_fails_before_anything_starts(tmp_path, bad
     assert not any((tmp_path / p).exists() for p in ("mlflow.db", "optuna.db", "ray_results", "mlartifacts"))
 
 
-def test_unknown_mode_is_rejected_by_argparse(tmp_path):
+def test_unknown_mode_is_refused_before_anything_starts(tmp_path):
     proc = sweep(tmp_path, "--mode", "bogus")
     assert proc.returncode == 2
-    assert "invalid choice: 'bogus'" in proc.stderr and "Traceback" not in proc.stderr
+    assert "--mode must be search or grid, got 'bogus'" in proc.stderr and "Traceback" not in proc.stderr
     assert not any(tmp_path.iterdir())
 
 

@@ -272,8 +272,8 @@ def test_compile_is_decided_per_device_and_family():
     """On a GPU the families that compile get compiled encoders. The RNNs (dynamo fails on their
     cuDNN kernel under autocast), xlstm-s (its sLSTM kernels unchecked) and `pop` (nothing to
     train) train eagerly."""
-    from xlrec.device import Runtime, use_compile
     from xlrec.catalog import models
+    from xlrec.device import Runtime, use_compile
 
     gpu = Runtime(torch.device("cuda"), torch.bfloat16, "triton")
     cpu = Runtime(torch.device("cpu"), None, "native")

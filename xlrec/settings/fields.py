@@ -23,15 +23,21 @@ def setting(
     factory: Callable[[], Any] | None = None,
     flag: str | None = "",
     choices: tuple[Any, ...] | None = None,
+    key: str | None = "",
+    minimum: float | None = None,
+    parse: Callable[[Any], Any] | None = None,
 ) -> Any:
     """A dataclass field that is a user-facing setting.
 
     `flag`: the command-line flag; "" derives it from the name (`max_len` -> `--max-len`), None
     means the setting has no flag of its own (it is set from another flag, e.g. `data_file` from
     `--dataset PATH`). `choices`: the values the setting accepts (shown in the help and checked
-    where the config is checked).
+    where the config is checked). `key`: where a file holds it ("" = its name; a dotted path such
+    as `resources.cpus_per_trial` in a sweep spec; None = in no file). `minimum`: the smallest
+    value a number may take. `parse`: reads a value its type annotation cannot describe (a GPU
+    share or `auto`), raising ValueError with the reason.
     """
-    metadata = {"help": help, "flag": flag, "choices": choices}
+    metadata = {"help": help, "flag": flag, "choices": choices, "key": key, "minimum": minimum, "parse": parse}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -47,6 +53,9 @@ class SettingInfo:
     help: str
     flag: str | None  # "--max-len", or None for a setting without a flag of its own
     choices: tuple[Any, ...] | None
+    key: str | None = None  # its place in a file (dotted), or None
+    minimum: float | None = None
+    parse: Callable[[Any], Any] | None = None
 
     @property
     def is_switch(self) -> bool:
@@ -58,13 +67,15 @@ def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def settings_of(cls: type, skip: tuple[str, ...] = ()) -> Iterator[SettingInfo]:
-    """The settings a dataclass declares, in declaration order (ClassVars are not fields)."""
+def settings_of(cls: type, skip: tuple[str, ...] = (), declared_only: bool = False) -> Iterator[SettingInfo]:
+    """The settings a dataclass declares, in declaration order (ClassVars are not fields). A
+    model's settings class may use plain defaults (`dim: int = 64`): every field is a setting;
+    `declared_only` keeps only the fields made with `setting` (a sweep spec's structure is not)."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        if f.name in skip or not f.init:
+        if f.name in skip or not f.init or (declared_only and "help" not in f.metadata):
             continue
-        flag = f.metadata.get("flag", "")
+        flag, key = f.metadata.get("flag", ""), f.metadata.get("key", "")
         if f.default is not MISSING:
             default = f.default
         else:
@@ -76,6 +87,9 @@ def settings_of(cls: type, skip: tuple[str, ...] = ()) -> Iterator[SettingInfo]:
             help=f.metadata.get("help", ""),
             flag=flag_name(f.name) if flag == "" else flag,
             choices=f.metadata.get("choices"),
+            key=f.name if key == "" else key,
+            minimum=f.metadata.get("minimum"),
+            parse=f.metadata.get("parse"),
         )
 
 

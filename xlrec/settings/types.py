@@ -33,12 +33,12 @@ def inner_type(hint: Any, of_list: bool = False) -> Any:
     return hint
 
 
-def _describe(hint: Any) -> str:
+def describe(hint: Any) -> str:
     args = typing.get_args(hint)
     if type(None) in args:
-        return " or ".join(_describe(a) for a in args if a is not type(None)) + " or null"
+        return " or ".join(describe(a) for a in args if a is not type(None)) + " or null"
     if typing.get_origin(hint) is list:
-        return f"a list of {_describe(typing.get_args(hint)[0]).removeprefix('an ').removeprefix('a ')}s"
+        return f"a list of {describe(typing.get_args(hint)[0]).removeprefix('an ').removeprefix('a ')}s"
     return {int: "an integer", float: "a finite number", bool: "true or false", str: "a string"}.get(hint, str(hint))
 
 
@@ -107,6 +107,6 @@ def _number(value: Any) -> float | None:
 def _type_error(key: str, value: Any, hint: Any, origin: str) -> ConfigError:
     finite = " (NaN and infinity are not accepted)" if hint in (float, float | None) else ""
     return ConfigError(
-        f"{origin}: setting {key!r} must be {_describe(hint)}{finite}, got {show(value)} "
+        f"{origin}: setting {key!r} must be {describe(hint)}{finite}, got {show(value)} "
         f"({type(value).__name__}). Fix the flag or the --config file and run again."
     )

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from xlrec.errors import ConfigError
+from xlrec.settings import settings_of
+from xlrec.sweeps.spec import SweepSpec
 
 # Settings a sweep owns through its own flags; fixing them with --set would be ignored or
 # contradict what the sweep logs and schedules.
@@ -49,7 +51,6 @@ def check_spec(spec) -> None:
     checked, with their lines, when it was read: xlrec.sweeps.spec_file)."""
     from xlrec.catalog import models
     from xlrec.catalog.datasets import DATASETS
-    from xlrec.sweeps.spec import METRICS
 
     spec.models = [models.get(m).name if ":" in m else m for m in spec.models]  # module:Class -> its name
     MODELS = models.names()
@@ -79,32 +80,30 @@ def check_spec(spec) -> None:
             "--group-seeds applies to --mode grid, whose cells train several seeds; a search trial trains one. "
             "Drop --group-seeds, or pass --mode grid."
         )
-    if spec.metric not in METRICS:
-        _fail(f"the metric must be one of {', '.join(METRICS)}, got {spec.metric!r}.")
     if spec.epochs is None and not grid:
         _fail("a search needs --epochs (the most a trial trains; ASHA schedules on it).")
-    ints = {
-        "--epochs": (spec.epochs if spec.epochs is not None else 1, 1),
-        "--seed": (spec.seed, 0),
-        "--max-concurrent": (spec.max_concurrent, 0),
-        "--max-failures": (spec.max_failures, -1),
-    }
-    if not grid:  # grid mode runs every cell once, without ASHA
-        ints.update({"--trials": (spec.trials, 1), "--grace-period": (spec.grace_period, 1)})
-    for flag, (value, low) in ints.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            what = "-1 (retry forever) or more" if flag == "--max-failures" else f"an integer >= {low}"
-            _fail(f"{flag} must be {what}, got {value!r}.")
+    for info in settings_of(SweepSpec, declared_only=True):
+        value = getattr(spec, info.name)
+        if grid and info.name in ("trials", "grace_period") or value is None:  # a grid has no trials to prune
+            continue
+        if info.choices is not None and value not in info.choices:
+            _fail(f"{info.flag} must be one of {', '.join(map(str, info.choices))}, got {value!r}.")
+        if info.minimum is None or (info.name == "gpus_per_trial" and spec.gpus_auto):
+            continue
+        if info.hint in (int, int | None):
+            if not isinstance(value, int) or isinstance(value, bool) or value < info.minimum:
+                what = "-1 (retry forever) or more" if info.minimum < 0 else f"an integer >= {info.minimum:g}"
+                _fail(f"{info.flag} must be {what}, got {value!r}.")
+        else:
+            _resources(info.flag or info.name, value)
     if spec.seed >= 2**32:
         _fail(f"--seed must be below 2**32, got {spec.seed}.")
-    if not grid and spec.pruning and spec.grace_period > spec.epochs:
+    if not grid and spec.pruning and spec.epochs is not None and spec.grace_period > spec.epochs:
         _fail(
             f"--grace-period ({spec.grace_period}) cannot exceed --epochs ({spec.epochs}): ASHA could never "
             f"prune a trial."
         )
-    _resources("--cpus-per-trial", spec.cpus_per_trial)
-    _resources("--gpus-per-trial", spec.gpus_per_trial)
-    if spec.cpus_per_trial == 0 and spec.gpus_per_trial == 0 and not spec.gpus_auto:
+    if spec.cpus_per_trial == 0 and spec.gpu_share == 0 and not spec.gpus_auto:
         _fail(
             "--cpus-per-trial and --gpus-per-trial are both 0: a trial would ask for nothing and Ray would start "
             "them all at once. Give each trial at least part of a CPU or a GPU."

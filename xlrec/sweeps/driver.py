@@ -3,7 +3,7 @@
 Flow: check the settings and prepare the data (preflight), resolve the tracking store (a
 sqlite one is served by a local `mlflow server` for the sweep's duration: tracking_server),
 start Ray while that server comes up (ray_session), open the parent run (adopting `mlflow
-run`'s MLFLOW_RUN_ID: platform.sweep_runs), run the trials with `tune.Tuner` (tuner), then log
+run`'s MLFLOW_RUN_ID: platform.tracking.sweep_tracking), run the trials with `tune.Tuner` (tuner), then log
 the trials table, Optuna's plots or the Table-4 aggregate to the parent (results) and print one
 JSON line.
 """
@@ -18,6 +18,7 @@ from typing import Any
 from xlrec.errors import ConfigError
 from xlrec.platform.tracking.sweep_tracking import ParentRun, SweepRecorder
 from xlrec.redact import redact
+from xlrec.settings import settings_of
 from xlrec.sweeps import resume_state
 from xlrec.sweeps.paths import sweep_home
 from xlrec.sweeps.preflight import prepare_data
@@ -25,6 +26,7 @@ from xlrec.sweeps.progress import SweepProgress, say, start_line
 from xlrec.sweeps.resume_state import ResumeState
 from xlrec.sweeps.spec import SweepSpec
 from xlrec.sweeps.spec_file import spec_yaml
+from xlrec.sweeps.state import SweepState
 from xlrec.sweeps.stopping import StopSignals, abort, stop_ray
 from xlrec.sweeps.tracking_server import serve_tracking, served_port
 
@@ -38,21 +40,23 @@ def run_sweep(spec: SweepSpec) -> dict[str, Any]:
     saved = resume_state.load(storage_path, name) if spec.resume else None
     from xlrec.sweeps.ray_session import cluster_resources, secret_env, spread_over_gpus, start_ray
 
+    state = SweepState.of(spec)
     with StopSignals() as stop, contextlib.ExitStack() as stack:
         recorder = None
         try:
-            uri, server_ready = serve_tracking(spec, stack, saved)
-            start_ray(spec, stop, secret_env(uri, spec.source))  # while the tracking server comes up
+            uri, server_ready = serve_tracking(spec, state, stack, saved)
+            start_ray(spec, state, stop, secret_env(uri, spec.source))  # while the tracking server comes up
             if spec.gpus_auto:
-                say(spread_over_gpus(spec, _trial_count(spec), cluster_resources()))
+                state.gpus_per_trial, line = spread_over_gpus(spec, spec.trial_count(), cluster_resources())
+                say(line)
             server_ready()
             recorder = SweepRecorder(uri)
             parent = _open_parent(spec, name, experiment, recorder, saved)
-            summary = _run_trials(spec, name, stop, uri, recorder, parent, storage_path, saved)
+            summary = _run_trials(spec, state, name, stop, uri, recorder, parent, storage_path, saved)
         except BaseException as exc:  # the parent and its trials must not end FINISHED or stay RUNNING
-            abort(exc, recorder, spec)
+            abort(exc, recorder, state)
             raise
-        stop_ray(spec)
+        stop_ray(state)
         recorder.end()
     print(json.dumps(summary))
     return summary
@@ -75,29 +79,33 @@ def _open_parent(
     return parent
 
 
-def _sweep_params(spec: SweepSpec) -> dict[str, Any]:
-    """The sweep's settings, under the names of the spec's keys (the MLproject parameters for
-    the ones it has); the spec file itself is logged beside them."""
-    params: dict[str, Any] = {
-        "mode": spec.mode,
-        "models": ",".join(spec.models),
-        "datasets": ",".join(spec.datasets),
-        "epochs": spec.epochs if spec.epochs is not None else "model default",
-        "metric": spec.metric,
-        "cpus_per_trial": spec.cpus_per_trial,
-        "gpus_per_trial": spec.gpus_per_trial,  # as resolved, where the spec says auto
-        "max_concurrent": spec.max_concurrent,
-        "group_seeds": spec.group_seeds,
-    }
+# the spec's settings that only one mode uses (a grid has no trials to sample or prune)
+_SEARCH_ONLY = ("trials", "seed", "pruning", "grace_period")
+
+
+def _sweep_params(spec: SweepSpec, state: SweepState) -> dict[str, Any]:
+    """What the sweep ran, for the parent run: every setting of the spec that applies to its
+    mode, under its spec-file key (`search.trials`, `resources.gpus_per_trial`, ... as the GPU
+    share resolved where the spec says auto), the models, datasets and grid axes; the spec file
+    itself is logged beside them. Where the sweep runs (URIs, paths) is not a param."""
+    params: dict[str, Any] = {"models": ",".join(spec.models), "datasets": ",".join(spec.datasets)}
+    for info in settings_of(SweepSpec, declared_only=True):
+        if info.key is None or info.name in ("description", "experiment", "name"):
+            continue
+        if spec.mode == "grid" and info.name in _SEARCH_ONLY:
+            continue
+        params[info.key] = getattr(spec, info.name)
+    if spec.epochs is None:
+        params["epochs"] = "model default"
+    params["resources.gpus_per_trial"] = state.gpus_per_trial
     if spec.mode == "search":
-        params.update({"model": spec.model, "dataset": spec.dataset, "trials": spec.trials, "sampler_seed": spec.seed})
-        params.update({"pruning": spec.pruning, "grace_period": spec.grace_period})
+        params.update({"model": spec.model, "dataset": spec.dataset})
     else:
         params["seeds"] = ",".join(map(str, spec.seeds))
         params.update({f"grid.{k}": ",".join(str(c[k]) for c in spec.grid_cells() if k in c) for k in spec.axes()})
         params["grid.cells"] = len(spec.grid_cells())
     if spec.gpus_auto:
-        params["gpus_per_trial_auto"] = True
+        params["resources.gpus_per_trial_auto"] = True
     params.update({f"set.{k}": v for k, v in spec.overrides.items()})
     for model, entry in spec.per_model.items():
         params.update({f"set.{model}.{k}": v for k, v in entry.get("fixed", {}).items()})
@@ -106,6 +114,7 @@ def _sweep_params(spec: SweepSpec) -> dict[str, Any]:
 
 def _run_trials(
     spec: SweepSpec,
+    state: SweepState,
     name: str,
     stop: StopSignals,
     uri: str,
@@ -122,20 +131,19 @@ def _run_trials(
     tune_name = f"{name}-{parent_id[:8]}"
     if not saved:
         resume_state.save(
-            storage_path, name, ResumeState(parent_id, tune_name, served_port(spec, uri), spec.server_pid)
+            storage_path, name, ResumeState(parent_id, tune_name, served_port(state, uri), state.server_pid)
         )
-        recorder.log_params(_sweep_params(spec))
+        recorder.log_params(_sweep_params(spec, state))
         recorder.log_spec(spec_yaml(spec))
     recorder.set_tags({"xlrec.sweep": "parent", "xlrec.sweep_name": name})
-    spec.cells = len(spec.grid_cells()) if spec.mode == "grid" else spec.trials
-    groups = concurrency(spec, _trial_count(spec))
-    note = idle_gpus_note(spec, groups, cluster_gpus())
+    groups = concurrency(spec, state.gpus_per_trial, spec.trial_count())
+    note = idle_gpus_note(state.gpus_per_trial, groups, cluster_gpus())
     if note:
         say(note)
     at_once = groups * spec.runs_per_trial  # runs training at once
-    progress = SweepProgress(spec.cells, at_once, spec.metric, spec.runs_per_trial)
-    say(start_line(spec, uri, experiment_id, parent_id, at_once))
-    tuner = make_tuner(spec, uri, parent_id, storage_path, tune_name, saved, callbacks=[progress])
+    progress = SweepProgress(spec.run_count(), at_once, spec.metric, spec.runs_per_trial)
+    say(start_line(spec, state, uri, experiment_id, parent_id, at_once))
+    tuner = make_tuner(spec, state.gpus_per_trial, uri, parent_id, storage_path, tune_name, saved, callbacks=[progress])
     stop.in_tune = True
     try:
         results = tuner.fit()
@@ -143,17 +151,18 @@ def _run_trials(
         stop.in_tune = False
     stop.raise_if_stopped()  # Tune stopped gracefully on the signal: the sweep did not finish
     summary = finish(spec, results, recorder, tune_name, study_storage(spec) if spec.mode == "search" else "")
-    _say_summary(spec, progress, summary, uri, experiment_id, parent_id)
+    _say_summary(spec, state, progress, summary, uri, experiment_id, parent_id)
     return summary
 
 
-def _trial_count(spec: SweepSpec) -> int:
-    """Tune trials: a search's trials, or a grid's cells (a grouped cell's seeds are one trial)."""
-    return len(spec.trial_cells()) if spec.mode == "grid" else spec.trials
-
-
 def _say_summary(
-    spec: SweepSpec, progress: SweepProgress, summary: dict, uri: str, experiment_id: str, parent_id: str
+    spec: SweepSpec,
+    state: SweepState,
+    progress: SweepProgress,
+    summary: dict,
+    uri: str,
+    experiment_id: str,
+    parent_id: str,
 ) -> None:
     counts = {k: summary[f"trials_{v}"] for k, v in (("finished", "done"), ("pruned", "pruned"), ("failed", "failed"))}
     text = progress.summary(counts)
@@ -164,7 +173,7 @@ def _say_summary(
     if champ:
         text += f"; champion models:/{champ['name']}@champion is version {champ['version']}"
     say(text)
-    where = f"mlflow ui --backend-store-uri sqlite:///{spec.served_db}" if spec.served_db else redact(uri)
+    where = f"mlflow ui --backend-store-uri sqlite:///{state.served_db}" if state.served_db else redact(uri)
     say(
         f"compare the trials: {where}, experiment {spec.experiment!r}, parent run {spec.name!r} "
         f"(#/experiments/{experiment_id}/runs/{parent_id})"

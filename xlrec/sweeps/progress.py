@@ -16,8 +16,10 @@ import time
 from ray.tune import Callback
 
 from xlrec.redact import redact
-from xlrec.sweeps.space import member_configs, settings_text, trial_overrides
+from xlrec.sweeps.naming import settings_text
 from xlrec.sweeps.spec import METRICS, SweepSpec
+from xlrec.sweeps.state import SweepState
+from xlrec.sweeps.trial_config import member_configs, trial_overrides
 
 
 def say(text: str) -> None:
@@ -226,7 +228,9 @@ class SweepProgress(Callback):
         return text
 
 
-def start_line(spec: SweepSpec, uri: str, experiment_id: str, parent_id: str, concurrency: int) -> str:
+def start_line(
+    spec: SweepSpec, state: SweepState, uri: str, experiment_id: str, parent_id: str, concurrency: int
+) -> str:
     """What runs, where, and where to watch it."""
     if spec.mode == "search":
         models = spec.model if len(spec.models) == 1 else f"{'/'.join(spec.models)} (sampled)"
@@ -240,7 +244,7 @@ def start_line(spec: SweepSpec, uri: str, experiment_id: str, parent_id: str, co
             f", {k} {'/'.join(dict.fromkeys(str(c[k]) for c in spec.grid_cells() if k in c))}" for k in spec.axes()
         )
         what = (
-            f"{spec.cells} grid trials ({', '.join(spec.models)} on {', '.join(spec.datasets)}{axes}, "
+            f"{spec.run_count()} grid trials ({', '.join(spec.models)} on {', '.join(spec.datasets)}{axes}, "
             f"seeds {'/'.join(map(str, spec.seeds))}, {spec.epochs_text()} each)"
         )
     where = f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{parent_id}"
@@ -248,8 +252,6 @@ def start_line(spec: SweepSpec, uri: str, experiment_id: str, parent_id: str, co
         f"sweep {spec.name}: {what}, {concurrency} at a time; MLflow experiment {spec.experiment!r}, "
         f"parent run {spec.name!r}: {redact(where)}"
     )
-    if spec.served_db:
-        line += (
-            f" (served only while the sweep runs; afterwards: mlflow ui --backend-store-uri sqlite:///{spec.served_db})"
-        )
+    if state.served_db:
+        line += f" (served only while the sweep runs; afterwards: mlflow ui --backend-store-uri sqlite:///{state.served_db})"
     return line

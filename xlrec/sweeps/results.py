@@ -19,9 +19,9 @@ import yaml
 
 from xlrec.redact import redact
 from xlrec.report.tables import aggregate_table4
-from xlrec.sweeps.space import member_configs, trial_overrides
 from xlrec.sweeps.spec import METRICS, SweepSpec
 from xlrec.sweeps.trial import METRIC
+from xlrec.sweeps.trial_config import member_configs, trial_overrides
 from xlrec.sweeps.trial_group import parse_member_runs
 
 if TYPE_CHECKING:

@@ -1,10 +1,14 @@
 """What a sweep is asked to do (`SweepSpec`): one format for both modes, filled from a spec file
-(`xlrec sweep --spec FILE`, see xlrec.sweeps.spec_file) or from flags, plus the facts the driver
-learns while it runs that stopping and the progress lines need.
+(`xlrec sweep --spec FILE`, see xlrec.sweeps.spec_file) or from flags (xlrec.cli.sweep). What the
+driver learns while the sweep runs is its `SweepState` (xlrec.sweeps.state), not the spec's.
 
 A grid sweep runs every cell of datasets x models x the grid's combinations x seeds once; a
 search sweep lets Optuna sample the search space (and the model, when several are named) for
 `trials` trials on one dataset, with ASHA pruning on the selection metric.
+
+Each scalar setting is one field declared with `setting`: its spec-file key (`key`), its flag,
+its help text, its smallest value and the parent run's param all follow from it (the spec
+reader, the CLI and the driver read the fields; nothing lists them a second time).
 """
 
 from __future__ import annotations
@@ -13,15 +17,31 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+from xlrec.catalog.datasets import dataset_label
+from xlrec.settings import SELECTION_METRIC_LABEL, VAL_SELECTION_KEY, metric_key, setting
+
 # The metrics a trial reports every epoch; the sweep selects (ASHA, Optuna, best trial) on one.
-METRICS = {"val_recall_at_10": "val Recall@10", "val_ndcg_at_10": "val NDCG@10"}
+METRICS = {VAL_SELECTION_KEY: f"val {SELECTION_METRIC_LABEL}", metric_key("ndcg@10", "val"): "val NDCG@10"}
 # A grid cell's settings that the sweep itself owns (never a grid axis or a fixed setting).
 CELL_KEYS = ("model", "dataset", "seed")
+AUTO = "auto"
+
+
+def gpu_share(value: Any) -> float | str:
+    """A trial's GPU share: a number, or `auto` (spread the trials at once over every GPU)."""
+    if isinstance(value, str) and value.strip() == AUTO:
+        return AUTO
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError("a number or auto")
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError("a number or auto") from None
 
 
 @dataclass
 class SweepSpec:
-    mode: str = "search"  # search | grid
+    # --- the spec's structure (read by xlrec.sweeps.spec_file's own readers)
     models: list[str] = field(default_factory=lambda: ["xlstm"])
     datasets: list[str] = field(default_factory=lambda: ["ml-100k"])
     seeds: list[int] = field(default_factory=lambda: [42, 123, 2023])
@@ -33,37 +53,70 @@ class SweepSpec:
     per_model: dict[str, dict[str, Any]] = field(default_factory=dict)
     # search: Optuna distributions by setting (xlrec.sweeps.space); None = the built-in space
     space: dict[str, dict[str, Any]] | None = None
-    metric: str = "val_recall_at_10"
-    pruning: bool = True
-    trials: int = 8
-    epochs: int | None = 8  # None (a grid spec without `epochs`): each model's own default
-    grace_period: int = 2
-    seed: int = 42  # the TPE sampler's seed
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    # `gpus_per_trial: auto`: the share that spreads the trials running at once evenly over the
-    # cluster's GPUs, set once Ray is up (xlrec.sweeps.ray_session.spread_over_gpus)
-    gpus_auto: bool = False
-    max_concurrent: int = 0
-    max_failures: int = 0
-    # grid: a cell's seeds train together in one trial process, a thread and CUDA stream each
-    # (xlrec.sweeps.trial_group), each seed still its own MLflow run
-    group_seeds: bool = False
-    tracking_uri: str | None = None
-    experiment: str | None = None
-    ray_address: str | None = None
-    storage_path: str | None = None
-    study_storage: str | None = None
-    name: str | None = None
-    description: str | None = None  # what the sweep answers (the parent run's description begins with it)
+    # --- scalar settings: spec key, flag and help from each field
+    mode: str = setting(
+        "search", "search (Optuna samples the settings) | grid (every cell runs)", choices=("search", "grid")
+    )
+    description: str | None = setting(
+        None, "what the sweep answers (the parent run's description starts with it)", flag=None
+    )
+    experiment: str | None = setting(None, "the MLflow experiment (default xlrec-<datasets>)")
+    name: str | None = setting(None, "the sweep's name: its parent run's (needed to --resume it)")
+    epochs: int | None = setting(
+        8, "the most epochs a trial trains (a grid spec without it: each model's own)", minimum=1
+    )
+    metric: str = setting(VAL_SELECTION_KEY, "what ASHA, Optuna and the best trial select on", choices=tuple(METRICS))
+    trials: int = setting(8, "search: number of Optuna trials", key="search.trials", minimum=1)
+    seed: int = setting(42, "search: the TPE sampler's seed", key="search.sampler_seed", minimum=0)
+    pruning: bool = setting(True, "search: ASHA stops trials that trail on the metric", key="pruning.enabled")
+    grace_period: int = setting(2, "ASHA: epochs before a trial may be pruned", key="pruning.grace_period", minimum=1)
+    cpus_per_trial: float = setting(1.0, "CPUs per trial", key="resources.cpus_per_trial", minimum=0)
+    gpus_per_trial: float | str = setting(
+        0.0,
+        "GPUs per trial: a share (0.25 packs 4 trials per GPU), or auto: the trials at once spread over every GPU",
+        key="resources.gpus_per_trial",
+        minimum=0,
+        parse=gpu_share,
+    )
+    max_concurrent: int = setting(
+        0, "bound on trials at once (0 = what the resources allow)", key="resources.max_concurrent", minimum=0
+    )
+    max_failures: int = setting(0, "retries per failed trial (-1 = forever)", key="resources.max_failures", minimum=-1)
+    # xlrec.sweeps.trial_group: a thread and CUDA stream each, each seed still its own MLflow run
+    group_seeds: bool = setting(
+        False,
+        "grid: a cell's seeds train together in one trial process (--gpus-per-trial is then the group's share)",
+        key="resources.group_seeds",
+    )
+    # --- where the sweep runs: flags only, never in a spec file (a spec is shared, these are a host's)
+    tracking_uri: str | None = setting(
+        None, "MLflow server (http://...); default: serve ./mlflow.db locally for the sweep", key=None
+    )
+    ray_address: str | None = setting(None, "existing Ray cluster (else RAY_ADDRESS or a local one)", key=None)
+    storage_path: str | None = setting(
+        None,
+        "Ray Tune results (default ./ray_results; in a Ray job, whose working directory Ray deletes, "
+        "~/.xlrec/ray_results; with several hosts, a shared filesystem or s3://)",
+        key=None,
+    )
+    study_storage: str | None = setting(
+        None,
+        "Optuna RDB storage URL (default sqlite:///optuna.db, in ~/.xlrec/ in a Ray job; PostgreSQL for a "
+        "shared server)",
+        key=None,
+    )
+    source: str | None = setting(None, "dataset mirror directory or base URL", key=None)
+    resume: bool = setting(False, "continue the sweep of this --name after its driver died (Tuner.restore)", key=None)
     spec_file: str | None = None  # the file it was read from (logged on the parent run)
-    resume: bool = False
-    source: str | None = None
-    # Learned while the sweep runs.
-    served_db: str | None = field(default=None, init=False)  # the sqlite file the sweep's own server serves
-    server_pid: int | None = field(default=None, init=False)  # that server (its process group)
-    ray_started: bool = field(default=False, init=False)  # this driver called ray.init
-    cells: int = field(default=0, init=False)  # trials to run (search) or grid cells
+
+    @property
+    def gpus_auto(self) -> bool:
+        return self.gpus_per_trial == AUTO
+
+    @property
+    def gpu_share(self) -> float:
+        """The GPU share as given (0 while `auto` is unresolved: the state holds the resolved one)."""
+        return 0.0 if self.gpus_per_trial == AUTO else float(self.gpus_per_trial)
 
     @property
     def model(self) -> str:
@@ -124,6 +177,14 @@ class SweepSpec:
             keys.update(dict.fromkeys(combo))
         return list(keys)
 
+    def trial_count(self) -> int:
+        """Tune trials: a search's trials, or a grid's cells (a grouped cell's seeds are one trial)."""
+        return len(self.trial_cells()) if self.mode == "grid" else self.trials
+
+    def run_count(self) -> int:
+        """Training runs: a search's trials, or a grid's cells with every seed."""
+        return len(self.grid_cells()) if self.mode == "grid" else self.trials
+
     def epochs_text(self) -> str:
         return f"up to {self.epochs} epochs" if self.epochs is not None else "each model's default epochs"
 
@@ -135,10 +196,3 @@ class SweepSpec:
         self.experiment = self.experiment or f"xlrec-{names}"
         self.name = self.name or f"{self.mode}-{'_'.join(self.models)}-{names}"
         return self.name, self.experiment
-
-
-def dataset_label(dataset: str) -> str:
-    """The name runs use for a dataset: a named one's, or a user file's sanitised stem."""
-    from xlrec.catalog.datasets import dataset_label as label
-
-    return label(dataset)

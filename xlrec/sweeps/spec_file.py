@@ -21,7 +21,7 @@ starts, each problem reported with the line of the file it is on.
                 group_seeds: false}              # grid: a cell's seeds share one trial process (GPU)
 
 Every problem names its line (xlrec.sweeps.lined_yaml); the search space's distributions are read
-by xlrec.sweeps.space.parse_space.
+by `parse_space` below.
 """
 
 from __future__ import annotations
@@ -32,33 +32,40 @@ from typing import Any
 
 import yaml
 
+from xlrec.config import arch_hints, setting_names
 from xlrec.errors import ConfigError
+from xlrec.settings import PREP_HINTS, RUN_HINTS, SettingInfo, coerce, settings_of
+from xlrec.settings.types import describe
 from xlrec.sweeps.lined_yaml import LinedMap, SpecFile, load, show
-from xlrec.sweeps.space import parse_space
-from xlrec.sweeps.spec import CELL_KEYS, METRICS, SweepSpec
+from xlrec.sweeps.spec import CELL_KEYS, SweepSpec
 
 # Settings the spec names at its top level, never as a training setting of `fixed`/`grid`/`space`.
 _TOP_LEVEL = {"model": "models", "dataset": "datasets", "seed": "seeds", "source": "--source"}
-_KEYS = {
-    "description": "free text: what the sweep answers",
-    "experiment": "the MLflow experiment",
-    "name": "the parent run's name",
-    "mode": "grid or search",
+# The structural keys, read by their own readers below; every scalar setting's key comes from its
+# SweepSpec field (`setting(..., key="resources.cpus_per_trial")`).
+_STRUCTURE = {
     "datasets": "dataset names",
     "models": "model names, or a mapping model -> {fixed, grid, space}",
     "seeds": "training seeds",
-    "epochs": "the most epochs a trial trains",
     "fixed": "training settings every trial gets",
     "grid": "grid axes",
-    "search": "trials, sampler_seed, space",
-    "metric": f"one of {', '.join(METRICS)}",
-    "pruning": "{enabled, grace_period}",
-    "resources": "{cpus_per_trial, gpus_per_trial, max_concurrent, max_failures, group_seeds}",
 }
-_SEARCH_KEYS = ("trials", "sampler_seed", "space")
-_PRUNING_KEYS = ("enabled", "grace_period")
-_RESOURCE_KEYS = ("cpus_per_trial", "gpus_per_trial", "max_concurrent", "max_failures", "group_seeds")
+_SEARCH_SPACE = "space"
 _MODEL_KEYS = ("fixed", "grid", "space")
+
+
+def _scalars() -> list[SettingInfo]:
+    return [s for s in settings_of(SweepSpec, declared_only=True) if s.key is not None]
+
+
+def _sections() -> dict[str, tuple[str, ...]]:
+    """Top-level key -> its known keys (a section such as `resources`), () for a plain key."""
+    out: dict[str, tuple[str, ...]] = {k: () for k in _STRUCTURE}
+    for info in _scalars():
+        head, _, rest = info.key.partition(".")  # type: ignore[union-attr]
+        out[head] = (*out.get(head, ()), rest) if rest else out.get(head, ())
+    out["search"] = (*out["search"], _SEARCH_SPACE)
+    return out
 
 
 def load_spec(path: str | Path) -> SweepSpec:
@@ -84,20 +91,24 @@ def load_spec(path: str | Path) -> SweepSpec:
         ) from None
     if not isinstance(doc, LinedMap):
         f.fail(1, "a spec is a mapping of keys (datasets:, models:, grid: ...), see benchmarks/grids/ for examples.")
-    f.known(doc, tuple(_KEYS), "the spec")
+    f.known(doc, tuple(_sections()), "the spec")
     return _build(f, doc)
 
 
 def _build(f: SpecFile, doc: LinedMap) -> SweepSpec:
     spec = SweepSpec(spec_file=f.path)
-    for key in ("description", "experiment", "name"):
-        if key in doc:
-            if not isinstance(doc[key], str) or not doc[key].strip():
-                f.fail(f.at(doc, key), f"{key!r} must be a non-empty string, got {show(doc[key])}.")
-            setattr(spec, key, doc[key].strip())
     spec.mode = doc.get("mode", "search" if "search" in doc else "grid")
-    if spec.mode not in ("grid", "search"):
-        f.fail(f.at(doc, "mode"), f"'mode' must be grid or search, got {show(spec.mode)}.")
+    sections = _sections()
+    for key, known in sections.items():
+        if known and key in doc:
+            f.mapping(doc, key, known)
+    if "pruning" in doc and isinstance(doc["pruning"], bool):  # `pruning: false` for `pruning: {enabled: false}`
+        pruning = LinedMap(enabled=doc["pruning"])
+        pruning.line = f.at(doc, "pruning")
+        pruning.lines = {"enabled": pruning.line}
+        doc["pruning"] = pruning
+    for info in _scalars():
+        _scalar(f, doc, spec, info)
     if "search" in doc and spec.mode != "search":
         f.fail(f.at(doc, "search"), "a 'search' section needs mode: search (a grid runs every cell; drop one of them).")
     if "datasets" in doc:
@@ -109,9 +120,7 @@ def _build(f: SpecFile, doc: LinedMap) -> SweepSpec:
         if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**32 for s in seeds):
             f.fail(f.at(doc, "seeds"), f"'seeds' must be integers in [0, 2**32), got {show(doc['seeds'])}.")
         spec.seeds = list(seeds)
-    if "epochs" in doc:
-        spec.epochs = f.integer(doc, "epochs", 1)
-    elif spec.mode == "grid":
+    if "epochs" not in doc and spec.mode == "grid":
         spec.epochs = None  # each model's own default (xLSTM's cosine schedule spans its 30)
     if "fixed" in doc:
         block = f.mapping(doc, "fixed")
@@ -119,42 +128,51 @@ def _build(f: SpecFile, doc: LinedMap) -> SweepSpec:
             f.fail(f.at(block, "epochs"), "'epochs' for every trial is the spec's top-level 'epochs' key.")
         spec.overrides = _settings(f, block, "fixed")
     spec.grid = _grid(f, doc, "grid") if "grid" in doc else [{}]
-    if "metric" in doc:
-        if doc["metric"] not in METRICS:
-            f.fail(f.at(doc, "metric"), f"'metric' must be one of {', '.join(METRICS)}, got {show(doc['metric'])}.")
-        spec.metric = doc["metric"]
-    if "pruning" in doc:
-        _pruning(f, doc, spec)
-    if "resources" in doc:
-        res = f.mapping(doc, "resources", _RESOURCE_KEYS)
-        if isinstance(res.get("gpus_per_trial"), str):
-            if res["gpus_per_trial"] != "auto":
-                got = show(res["gpus_per_trial"])
-                f.fail(f.at(res, "gpus_per_trial"), f"'gpus_per_trial' must be a number or auto, got {got}.")
-            spec.gpus_auto, spec.gpus_per_trial = True, 0.0
-        for key in ("cpus_per_trial", "gpus_per_trial"):
-            if key in res and not (key == "gpus_per_trial" and spec.gpus_auto):
-                setattr(spec, key, f.number(res, key))
-        if "max_concurrent" in res:
-            spec.max_concurrent = f.integer(res, "max_concurrent", 0)
-        if "max_failures" in res:
-            spec.max_failures = f.integer(res, "max_failures", -1)
-        if "group_seeds" in res:
-            if not isinstance(res["group_seeds"], bool):
-                got = show(res["group_seeds"])
-                f.fail(f.at(res, "group_seeds"), f"'group_seeds' must be true or false, got {got}.")
-            if res["group_seeds"] and spec.mode != "grid":
-                f.fail(
-                    f.at(res, "group_seeds"),
-                    "'group_seeds' applies to a grid, whose cells train several seeds; a search trial trains "
-                    "one. Remove it, or use mode: grid.",
-                )
-            spec.group_seeds = res["group_seeds"]
+    if spec.group_seeds and spec.mode != "grid":
+        res = doc["resources"]
+        f.fail(
+            f.at(res, "group_seeds"),
+            "'group_seeds' applies to a grid, whose cells train several seeds; a search trial trains "
+            "one. Remove it, or use mode: grid.",
+        )
     if spec.mode == "search":
         _search(f, doc, spec)
     elif any(p.get("space") for p in spec.per_model.values()):
         f.fail(f.at(doc, "models"), "a model's 'space' applies to a search; a grid has no search space.")
     return spec
+
+
+def _scalar(f: SpecFile, doc: LinedMap, spec: SweepSpec, info: SettingInfo) -> None:
+    """One scalar setting at its key (`epochs`, `resources.cpus_per_trial`), checked against its
+    field: type (or its own parser), choices and smallest value."""
+    assert info.key is not None
+    parent, *rest = info.key.split(".")
+    block, leaf = (doc, parent) if not rest else (doc.get(parent), rest[0])
+    if not isinstance(block, LinedMap) or leaf not in block:
+        return
+    value, line = block[leaf], f.at(block, leaf)
+    if info.parse is not None:
+        try:
+            value = info.parse(value)
+        except ValueError as exc:
+            f.fail(line, f"{leaf!r} must be {exc}, got {show(block[leaf])}.")
+    else:
+        try:
+            value = coerce(leaf, value, info.hint, "the spec")
+        except ConfigError:
+            f.fail(line, f"{leaf!r} must be {describe(info.hint)}, got {show(value)}.")
+    if isinstance(value, str) and info.hint in (str, str | None) and not value.strip():
+        f.fail(line, f"{leaf!r} must be a non-empty string, got {show(value)}.")
+    if info.choices is not None and value not in info.choices:
+        f.fail(line, f"{leaf!r} must be one of {', '.join(map(str, info.choices))}, got {show(value)}.")
+    if info.minimum is not None and isinstance(value, (int, float)) and value < info.minimum:
+        f.fail(line, f"{leaf!r} must be {_at_least(info)}, got {show(value)}.")
+    setattr(spec, info.name, value.strip() if isinstance(value, str) else value)
+
+
+def _at_least(info: SettingInfo) -> str:
+    kind = "an integer" if info.hint in (int, int | None) else "a number"
+    return f"{kind} >= {info.minimum:g}"
 
 
 def _models(f: SpecFile, doc: LinedMap, spec: SweepSpec) -> None:
@@ -186,9 +204,6 @@ def _settings(f: SpecFile, block: LinedMap, where: str) -> dict[str, Any]:
 
 
 def _setting(f: SpecFile, block: LinedMap, key: Any, value: Any, where: str) -> Any:
-    from xlrec.config import arch_hints, setting_names
-    from xlrec.settings import PREP_HINTS, RUN_HINTS, coerce
-
     line = f.at(block, key)
     if key in _TOP_LEVEL:
         f.fail(line, f"{key!r} in {where}: the sweep sets it through {_TOP_LEVEL[key]!r}, not as a setting.")
@@ -225,20 +240,6 @@ def _grid(f: SpecFile, parent: LinedMap, key: str, where: str | None = None) -> 
     return []
 
 
-def _pruning(f: SpecFile, doc: LinedMap, spec: SweepSpec) -> None:
-    value = doc["pruning"]
-    if isinstance(value, bool):
-        spec.pruning = value
-        return
-    block = f.mapping(doc, "pruning", _PRUNING_KEYS)
-    if "enabled" in block:
-        if not isinstance(block["enabled"], bool):
-            f.fail(f.at(block, "enabled"), f"'enabled' must be true or false, got {show(block['enabled'])}.")
-        spec.pruning = block["enabled"]
-    if "grace_period" in block:
-        spec.grace_period = f.integer(block, "grace_period", 1)
-
-
 def _search(f: SpecFile, doc: LinedMap, spec: SweepSpec) -> None:
     if len(spec.datasets) > 1:
         f.fail(f.at(doc, "datasets"), "a search tunes on one dataset; write one spec per dataset.")
@@ -254,15 +255,8 @@ def _search(f: SpecFile, doc: LinedMap, spec: SweepSpec) -> None:
                 "several seeds with a grid spec).",
             )
         spec.overrides["seed"] = spec.seeds[0]
-    if "search" not in doc:
-        return
-    block = f.mapping(doc, "search", _SEARCH_KEYS)
-    if "trials" in block:
-        spec.trials = f.integer(block, "trials", 1)
-    if "sampler_seed" in block:
-        spec.seed = f.integer(block, "sampler_seed", 0)
-    if "space" in block:
-        spec.space = parse_space(f, f.mapping(block, "space"), "search.space")
+    if "search" in doc and _SEARCH_SPACE in doc["search"]:
+        spec.space = parse_space(f, f.mapping(doc["search"], _SEARCH_SPACE), "search.space")
 
 
 def cell_text(cell: dict[str, Any]) -> str:
@@ -278,8 +272,18 @@ def spec_yaml(spec: SweepSpec) -> str:
     from xlrec.sweeps.space import DEFAULT_SPACE
 
     fixed = dict(spec.overrides)
-    doc: dict[str, Any] = {k: getattr(spec, k) for k in ("description", "experiment", "name") if getattr(spec, k)}
-    doc["mode"] = spec.mode
+    doc: dict[str, Any] = {}
+    for info in _scalars():
+        value = getattr(spec, info.name)
+        if value is None or (spec.mode == "grid" and info.key.split(".")[0] in ("search", "pruning")):  # type: ignore[union-attr]
+            continue
+        if info.name == "group_seeds" and not value:
+            continue
+        parent, _, leaf = info.key.partition(".")  # type: ignore[union-attr]
+        if leaf:
+            doc.setdefault(parent, {})[leaf] = value
+        else:
+            doc[parent] = value
     doc["datasets"] = list(spec.datasets)
     if spec.per_model:
         doc["models"] = {m: dict(spec.per_model.get(m, {})) or None for m in spec.models}
@@ -288,26 +292,65 @@ def spec_yaml(spec: SweepSpec) -> str:
     doc["seeds"] = [fixed.pop("seed")] if spec.mode == "search" and "seed" in fixed else list(spec.seeds)
     if spec.mode == "search" and "seeds" in doc and len(doc["seeds"]) != 1:
         doc.pop("seeds")  # a search from flags trains with the config's seed
-    if spec.epochs is not None:
-        doc["epochs"] = spec.epochs
     if fixed:
         doc["fixed"] = fixed
     if spec.mode == "grid" and spec.grid != [{}]:
         doc["grid"] = [dict(c) for c in spec.grid]
     if spec.mode == "search":
-        doc["search"] = {
-            "trials": spec.trials,
-            "sampler_seed": spec.seed,
-            "space": spec.space if spec.space is not None else DEFAULT_SPACE,
-        }
-        doc["pruning"] = {"enabled": spec.pruning, "grace_period": spec.grace_period}
-    doc["metric"] = spec.metric
-    doc["resources"] = {
-        "cpus_per_trial": spec.cpus_per_trial,
-        "gpus_per_trial": "auto" if spec.gpus_auto else spec.gpus_per_trial,
-        "max_concurrent": spec.max_concurrent,
-        "max_failures": spec.max_failures,
-    }
-    if spec.group_seeds:
-        doc["resources"]["group_seeds"] = True
+        doc["search"][_SEARCH_SPACE] = spec.space if spec.space is not None else DEFAULT_SPACE
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=110)
+
+
+# --- a search's `space:` --------------------------------------------------------------------
+_DISTRIBUTIONS = ("int", "float", "categorical")
+# settings a sweep sets itself (never searched)
+_OWN = {"model", "dataset", "seed", "source", "epochs"}
+
+
+def parse_space(f: SpecFile, block: LinedMap, where: str) -> dict[str, dict[str, Any]]:
+    """Optuna distributions: {int: [low, high]}, {float: [low, high], log: true}, {categorical: [...]}
+    (`step` allowed for int and float). `head_dim` is searchable too: embedding_dim = num_heads x head_dim."""
+    out = {}
+    for key, dist in block.items():
+        line = f.at(block, key)
+        if key != "head_dim" and (key in _OWN or key not in _searchable()):
+            f.fail(line, f"cannot search {key!r} in {where}: not a training setting, or one the sweep sets itself.")
+        if not isinstance(dist, LinedMap) or len([k for k in dist if k in _DISTRIBUTIONS]) != 1:
+            f.fail(
+                line,
+                f"{key!r}: write one of {{int: [low, high]}}, {{float: [low, high], log: true}} or "
+                f"{{categorical: [a, b]}}.",
+            )
+        kind = next(k for k in dist if k in _DISTRIBUTIONS)
+        f.known(dist, (kind, "log", "step"), f"{where}.{key}")
+        out[key] = _distribution(f, dist, key, kind, line)
+    return out
+
+
+def _searchable() -> set[str]:
+    return setting_names() - {"prep"}
+
+
+def _distribution(f: SpecFile, dist: LinedMap, key: str, kind: str, line: int) -> dict[str, Any]:
+    values = dist[kind]
+    if kind == "categorical":
+        if not isinstance(values, list) or not values:
+            f.fail(line, f"{key!r}: categorical needs a non-empty list of choices, got {show(values)}.")
+        return {"categorical": list(values)}
+    number = int if kind == "int" else (int, float)
+    if (
+        not isinstance(values, list)
+        or len(values) != 2
+        or not all(isinstance(v, number) and not isinstance(v, bool) for v in values)
+        or values[0] > values[1]
+    ):
+        f.fail(line, f"{key!r}: {kind} needs [low, high] {kind}s with low <= high, got {show(values)}.")
+    log = dist.get("log", False)
+    if not isinstance(log, bool) or (log and values[0] <= 0):
+        f.fail(line, f"{key!r}: log must be true or false, and a log range must start above 0.")
+    out: dict[str, Any] = {kind: [values[0], values[1]], "log": log}
+    if "step" in dist:
+        if log or not isinstance(dist["step"], number) or dist["step"] <= 0:
+            f.fail(line, f"{key!r}: step must be a positive {kind}, and cannot be combined with log.")
+        out["step"] = dist["step"]
+    return out

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from xlrec.sweeps.spec import SweepSpec
+from xlrec.sweeps.state import SweepState
 
 if TYPE_CHECKING:
     from xlrec.platform.tracking.sweep_tracking import SweepRecorder
@@ -83,16 +83,16 @@ def _descendants() -> list:
         return []
 
 
-def stop_ray(spec: SweepSpec) -> None:
+def stop_ray(state: SweepState) -> None:
     """ray.shutdown() when this driver started Ray, then end any process it started that outlived
     that (Ray workers of a local cluster still running trials), except the tracking server, which
     the stack stops last (the runs are marked through it first)."""
     import psutil
     import ray
 
-    if not spec.ray_started:
+    if not state.ray_started:
         return
-    server_pid = spec.server_pid
+    server_pid = state.server_pid
     started = [p for p in _descendants() if server_pid is None or _pgid(p.pid) != server_pid]
     if ray.is_initialized():
         ray.shutdown()
@@ -114,9 +114,9 @@ def _pgid(pid: int) -> int | None:
         return None
 
 
-def abort(exc: BaseException, recorder: SweepRecorder | None, spec: SweepSpec) -> None:
+def abort(exc: BaseException, recorder: SweepRecorder | None, state: SweepState) -> None:
     """The sweep ends early: stop its trials and Ray, then mark every trial run still RUNNING
     and the parent KILLED (a signal) or FAILED (an error), with the reason."""
-    stop_ray(spec)
+    stop_ray(state)
     if recorder is not None:
         recorder.abort(exc)

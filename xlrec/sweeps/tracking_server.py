@@ -14,10 +14,11 @@ from xlrec.platform.tracking.uri import check_reachable, resolve_tracking
 from xlrec.sweeps.paths import sweep_home
 from xlrec.sweeps.resume_state import ResumeState
 from xlrec.sweeps.spec import SweepSpec
+from xlrec.sweeps.state import SweepState
 
 
 def serve_tracking(
-    spec: SweepSpec, stack: contextlib.ExitStack, saved: ResumeState | None
+    spec: SweepSpec, state: SweepState, stack: contextlib.ExitStack, saved: ResumeState | None
 ) -> tuple[str, Callable[[], object]]:
     """The URI trials log to, and a call that blocks until it answers (a server this sweep
     starts is launched, not yet up: the caller starts Ray meanwhile). A server this sweep starts
@@ -26,7 +27,7 @@ def serve_tracking(
     if target.serve_db is None:
         check_reachable(target.uri)
         return target.uri, lambda: None
-    spec.served_db = str(target.serve_db)
+    state.served_db = str(target.serve_db)
     server = local_sqlite_server(target.serve_db, port=saved.server_port if saved else None)
     if saved and saved.server_port and health(server.uri) == 200:  # the killed driver's server still serves
         if saved.server_pid:
@@ -35,10 +36,10 @@ def serve_tracking(
     server.launch()
     stack.callback(server.stop)
     assert server.proc is not None  # launch() started it
-    spec.server_pid = server.proc.pid  # recorded so a resumed sweep can stop it if this driver dies
+    state.server_pid = server.proc.pid  # recorded so a resumed sweep can stop it if this driver dies
     return server.uri, server.wait_healthy
 
 
-def served_port(spec: SweepSpec, uri: str) -> int | None:
+def served_port(state: SweepState, uri: str) -> int | None:
     """The port of the server this sweep serves its store on (None: it logs to a given server)."""
-    return int(uri.rsplit(":", 1)[1]) if spec.served_db else None
+    return int(uri.rsplit(":", 1)[1]) if state.served_db else None

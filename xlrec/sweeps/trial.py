@@ -8,10 +8,8 @@ it finished on its own, so the driver can tell pruned trials from completed ones
 
 from __future__ import annotations
 
-import copy
 import os
 import tempfile
-import traceback
 from typing import Any
 
 import ray
@@ -116,45 +114,11 @@ def widened_threads(own: int) -> int:
     return min(os.cpu_count() or own, own + int(free // running))
 
 
-def run_trial(config: dict[str, Any]) -> None:
-    """The Tune trainable (function API): one run, or a grid cell's seeds side by side
-    (xlrec.sweeps.trial_group, the spec's group_seeds)."""
-    try:
-        return _run_trial(config)
-    except Exception as exc:
-        reported = tune_raisable(exc)
-        if reported is exc:
-            raise
-        traceback.print_exception(exc)  # the original, in the trial's log; Tune shows `reported`
-        raise reported from None
-
-
-def tune_raisable(exc: BaseException) -> BaseException:
-    """`exc`, or a RuntimeError with its type and message where Tune cannot report it.
-
-    Tune shallow-copies a trial's exception and its causes (ray.air._internal.util.skip_exceptions);
-    an exception whose __init__ wants more than its args (torch._dynamo's BackendCompilerFailed)
-    fails that copy, and the trial is then reported as failing with the copy's TypeError."""
-    try:
-        copy.copy(exc)
-        cause = exc.__cause__
-        while cause is not None:
-            copy.copy(cause)
-            cause = cause.__cause__
-    except Exception:  # noqa: BLE001 - any failure to copy is what this guards against
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
-    return exc
-
-
-def _run_trial(config: dict[str, Any]) -> None:
+def run_single(spec: dict[str, Any], config: dict[str, Any]) -> None:
+    """A trial of one run: a search trial or a grid cell of one seed."""
     from xlrec.data_prep import prepare_config
     from xlrec.experiment import train
 
-    spec = trial_spec(config)
-    if "seeds" in (config.get("cell") or {}):
-        from xlrec.sweeps.trial_group import run_group
-
-        return run_group(spec, config)
     cfg = resolve_trial(spec, config)
     data = prepare_config(cfg)
     trial_id = tune.get_context().get_trial_id()
@@ -189,7 +153,7 @@ def resolve_trial(spec: dict[str, Any], config: dict[str, Any]):
     """The run config of one trial (or one seed of a grouped cell): the sweep's fixed settings, the
     model's own, then the trial's."""
     from xlrec.config import resolve_config
-    from xlrec.sweeps.space import trial_overrides
+    from xlrec.sweeps.trial_config import trial_overrides
 
     own = trial_overrides(config)
     model = own.pop("model", spec["model"])
@@ -231,7 +195,7 @@ def trial_tracker(
 ):
     """The run's MlflowTracker, a child of the sweep's parent run, named after what the trial varies."""
     from xlrec.platform.tracking.train_run import MlflowTracker
-    from xlrec.sweeps.space import trial_label
+    from xlrec.sweeps.naming import trial_label
 
     # Where this attempt runs; a trial retried after a node failure overwrites these tags in
     # the same run, and says from which epoch's checkpoint it continued.

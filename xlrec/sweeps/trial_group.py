@@ -114,7 +114,7 @@ def run_group(spec: dict[str, Any], config: dict[str, Any]) -> None:
     finished seeds are not trained again)."""
     from xlrec.data_prep import prepare_config
     from xlrec.experiment import train
-    from xlrec.sweeps.space import member_configs
+    from xlrec.sweeps.trial_config import member_configs
 
     members = member_configs(config)
     cfgs = [resolve_trial(spec, m) for m in members]

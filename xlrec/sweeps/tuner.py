@@ -15,7 +15,7 @@ from xlrec.redact import redact
 from xlrec.sweeps.paths import sweep_home
 from xlrec.sweeps.resume_state import ResumeState
 from xlrec.sweeps.spec import SweepSpec
-from xlrec.sweeps.trial import run_trial
+from xlrec.sweeps.trainable import run_trial
 
 
 def study_storage(spec: SweepSpec) -> str:
@@ -102,6 +102,7 @@ def _param_space(spec: SweepSpec, uri: str, parent_id: str) -> dict[str, Any]:
 
 def make_tuner(
     spec: SweepSpec,
+    gpus_per_trial: float,
     uri: str,
     parent_id: str,
     storage_path: str,
@@ -117,7 +118,7 @@ def make_tuner(
     # Trials checkpoint every epoch on purpose (fault tolerance); Tune warns about frequent
     # experiment snapshots then, which says nothing actionable to a sweep user.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    trainable = tune.with_resources(run_trial, {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
+    trainable = tune.with_resources(run_trial, {"cpu": spec.cpus_per_trial, "gpu": gpus_per_trial})
     param_space = _param_space(spec, uri, parent_id)
     if saved:
         return tune.Tuner.restore(

@@ -148,7 +148,9 @@ def _gpu_sharing(parent_ids: list[str]) -> dict[str, tuple[float, int]]:
             continue
         try:
             params = mlflow.get_run(pid).data.params
-            share, at_once = float(params.get("gpus_per_trial", 0)), int(params.get("max_concurrent", 0))
+            # sweeps log their spec's keys; older ones logged the bare names
+            share = float(params.get("resources.gpus_per_trial", params.get("gpus_per_trial", 0)))
+            at_once = int(params.get("resources.max_concurrent", params.get("max_concurrent", 0)))
         except (XlrecError, ValueError, mlflow.exceptions.MlflowException):
             continue  # a deleted or foreign parent: nothing to say about sharing
         if 0 < share < 1:
