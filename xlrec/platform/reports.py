@@ -1,8 +1,8 @@
-"""Reports from MLflow runs: an experiment's runs as an export (CSV) and the BENCHMARKS.md tables.
+"""Reports from MLflow runs: an experiment's runs as an export (CSV) and the docs/results tables.
 
 `export_runs` is the only MLflow call; everything else works on the export's DataFrame, so a table
 comes out the same from a live store and from a committed CSV (`load_export`). Tables hold the
-formatted cells (strings); `to_markdown` writes the pipe table BENCHMARKS.md pastes verbatim.
+formatted cells (strings); `to_markdown` writes the pipe table docs/results pages paste verbatim.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ def add_sweep_command(sub, lenient_parse) -> None:
         description="Flags given with --spec override the spec's values (e.g. --epochs 2 for a quick check). "
         "Defaults (without a spec): a search of 8 trials of xlstm on ml-100k.",
     )
-    p.add_argument("--spec", default=None, type=lenient(str), help="sweep spec YAML (see benchmarks/grids/)")
+    p.add_argument("--spec", default=None, type=lenient(str), help="sweep spec YAML (see configs/sweeps/)")
     p.add_argument("--mode", default=None, choices=["search", "grid"])
     p.add_argument(
         "--model", default=None, type=lenient(str), help="search mode: the model whose architecture is searched"
