@@ -1,8 +1,8 @@
 """Adopt the winners of search sweeps: the best trial of each search, read from its experiment's
 export, becomes that model's fixed settings in a grid spec that re-runs them over seeds.
 
-    python benchmarks/adopt.py --base benchmarks/grids/ml1m-defaults.yaml --experiment ml1m-tuned \
-        --search benchmarks/grids/ml1m-search-xlstm.yaml=benchmarks/exports/ml1m-search-xlstm.csv ... \
+    python benchmarks/adopt.py --base configs/sweeps/ml1m-defaults.yaml --experiment ml1m-tuned \
+        --search configs/sweeps/ml1m-search-xlstm.yaml=docs/results/exports/ml1m-search-xlstm.csv ... \
         --out ml1m-tuned.yaml
 
 Searches on datasets the base grid does not run are skipped, and a search without an export leaves

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from xlrec.config import resolve_config
-from xlrec.settings import TrainConfig
 from xlrec.data_prep import prepare
 from xlrec.device import synchronize
 from xlrec.experiment import Experiment, assemble
+from xlrec.settings import TrainConfig
 from xlrec.training.batches import gather_windows, sample_ends
 from xlrec.training.losses import full_softmax_ce
 from xlrec.training.trainer import Trainer

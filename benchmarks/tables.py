@@ -1,13 +1,15 @@
-"""Regenerate, or check, every table of BENCHMARKS.md that `xlrec report` produces.
+"""Regenerate, or check, every results table that `xlrec report` produces.
 
-Such a table sits between two markers that hold the report's arguments:
+The tables live in the results pages, docs/results/*.md (BENCHMARKS.md is their index and holds
+none, but is read too). Such a table sits between two markers that hold the report's arguments:
 
-    <!-- report: --from-csv benchmarks/exports/NAME.csv --table grouped --group-by model ... -->
+    <!-- report: --from-csv docs/results/exports/NAME.csv --table grouped --group-by model ... -->
     | model | ... |
     <!-- /report -->
 
-The export (`xlrec report --experiment NAME --export FILE`, written by benchmarks/device/run_spec.sh
-after the spec's sweep) holds the runs; the table is what the command prints from it, offline.
+The export (`xlrec report --experiment NAME --export docs/results/exports/NAME.csv`, written by
+benchmarks/device/run_spec.sh after the spec's sweep) holds the runs; the table is what the command
+prints from it, offline, run from the repository root.
 
     python benchmarks/tables.py           # rewrite the tables in place
     python benchmarks/tables.py --check   # exit 1 naming every table that differs
@@ -24,7 +26,13 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "docs" / "results"
 BLOCK = re.compile(r"^(<!-- report: (?P<args>[^\n]*?) -->\n)(?P<table>.*?)^(<!-- /report -->)", re.S | re.M)
+
+
+def pages() -> list[Path]:
+    """Every file that may hold report blocks: the results pages, then the index."""
+    return sorted(RESULTS.glob("*.md")) + [REPO / "BENCHMARKS.md"]
 
 
 def render(args: str) -> str:
@@ -51,18 +59,24 @@ def regenerate(text: str) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="compare instead of rewriting")
-    ap.add_argument("--file", default=str(REPO / "BENCHMARKS.md"))
+    ap.add_argument("--file", action="append", help="one page (repeatable); default: every page")
     opts = ap.parse_args()
-    path = Path(opts.file)
-    text = path.read_text()
-    if opts.check:
-        stale = [args for args, table in blocks(text) if render(args) != table]
-        for args in stale:
-            print(f"differs: xlrec report {args}", file=sys.stderr)
-        return 1 if stale else 0
-    path.write_text(regenerate(text))
-    print(f"{len(blocks(text))} tables regenerated in {path}", file=sys.stderr)
-    return 0
+    paths = [Path(f).resolve() for f in opts.file] if opts.file else pages()
+    stale, total = 0, 0
+    for path in paths:
+        text = path.read_text()
+        found = blocks(text)
+        total += len(found)
+        if opts.check:
+            for args, table in found:
+                if render(args) != table:
+                    stale += 1
+                    print(f"{path.relative_to(REPO)}: differs: xlrec report {args}", file=sys.stderr)
+        elif found:
+            path.write_text(regenerate(text))
+    verb = "checked" if opts.check else "regenerated"
+    print(f"{total} tables {verb} in {len(paths)} files", file=sys.stderr)
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`xlrec report`: BENCHMARKS.md tables from runs logged to a real SQLite MLflow store, online and
+"""`xlrec report`: the docs/results tables from runs logged to a real SQLite MLflow store, online and
 from an exported CSV. Expected numbers are worked out by hand from the logged metrics."""
 
 from __future__ import annotations

@@ -217,7 +217,7 @@ def test_a_cell_that_cannot_run_is_named_before_anything_starts(tmp_path, capsys
     assert not any((tmp_path / p).exists() for p in ("mlflow.db", "optuna.db", "ray_results"))
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "benchmarks" / "grids").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((REPO / "configs" / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_committed_spec_reads_and_checks(path):
     spec = load_spec(path)
     check_spec(spec)
@@ -233,22 +233,22 @@ def test_every_tuned_default_names_committed_specs():
     named = 0
     for model, per_dataset in defaults["models"].items():
         chosen = per_dataset.get("ml-100k", {}).get("chosen_by", "")
-        if "paper Table 3" in chosen and "benchmarks/grids" not in chosen:
+        if "paper Table 3" in chosen and "configs/sweeps" not in chosen:
             continue  # taken from the paper as it stands
         specs = re.findall(r"[\w-]+\.yaml", chosen)
         assert specs, f"{model} on ml-100k: chosen_by names no spec: {chosen!r}"
         for name in specs:
-            assert (REPO / "benchmarks" / "grids" / name).is_file(), f"{model}: {name} is not in benchmarks/grids"
+            assert (REPO / "configs" / "sweeps" / name).is_file(), f"{model}: {name} is not in configs/sweeps"
             named += 1
     assert named >= 10
     for model in ("xlstm", "sasrec", "bert4rec", "gru4rec", "lstm"):  # searched on ML-1M: spec and runs committed
         chosen = defaults["models"][model]["ml-1m"]["chosen_by"]
-        for name in re.findall(r"benchmarks/grids/([\w-]+\.yaml)", chosen):
-            assert (REPO / "benchmarks" / "grids" / name).is_file(), f"{model} on ml-1m: {name} is not committed"
+        for name in re.findall(r"configs/sweeps/([\w-]+\.yaml)", chosen):
+            assert (REPO / "configs" / "sweeps" / name).is_file(), f"{model} on ml-1m: {name} is not committed"
         experiments = re.findall(r"\(experiment ([\w-]+)", chosen) + re.findall(r"experiment ([\w-]+) \(", chosen)
         assert experiments, f"{model} on ml-1m: chosen_by names no experiment: {chosen!r}"
         for name in experiments:
-            assert (REPO / "benchmarks" / "exports" / f"{name}.csv").is_file(), f"{model}: no export of {name}"
+            assert (REPO / "docs" / "results" / "exports" / f"{name}.csv").is_file(), f"{model}: no export of {name}"
 
 
 ADOPT_SEARCH = """\
@@ -325,8 +325,9 @@ def test_adopt_turns_the_best_finished_trial_of_each_search_into_a_confirmation_
     assert [(c["lr"], c["embedding_dim"], c["epochs"]) for c in cells] == [(0.00235, 32, 7), (0.00123, 16, 9)]
 
 
-def test_a_benchmarks_table_regenerates_identically_from_its_committed_export():
-    """BENCHMARKS.md's report tables are what `xlrec report --from-csv` prints from the exports."""
+def test_every_results_table_regenerates_identically_from_its_committed_export():
+    """The report tables of the docs/results pages are what `xlrec report --from-csv` prints from the
+    exports beside them; BENCHMARKS.md, their index, holds none."""
     import sys
 
     sys.path.insert(0, str(REPO / "benchmarks"))
@@ -334,10 +335,28 @@ def test_a_benchmarks_table_regenerates_identically_from_its_committed_export():
         import tables
     finally:
         sys.path.pop(0)
-    found = tables.blocks((REPO / "BENCHMARKS.md").read_text())
-    assert len(found) >= 2
-    for args, table in found:
-        assert tables.render(args) == table, f"xlrec report {args}"
+    assert not tables.blocks((REPO / "BENCHMARKS.md").read_text()), "BENCHMARKS.md is an index: tables go in pages"
+    found = [(page, args, table) for page in tables.pages() for args, table in tables.blocks(page.read_text())]
+    assert len(found) >= 20
+    for page, args, table in found:
+        assert "docs/results/exports/" in args, f"{page.name}: an export beside the pages: {args}"
+        assert tables.render(args) == table, f"{page.name}: xlrec report {args}"
+
+
+def test_the_results_pages_link_only_to_committed_files():
+    """BENCHMARKS.md and the docs/results pages cite specs, exports and raw data by path: each exists."""
+    import re
+
+    pages = [REPO / "BENCHMARKS.md", *sorted((REPO / "docs" / "results").glob("*.md"))]
+    for page in pages:
+        text = page.read_text()
+        for link in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+            if not link.startswith("http"):
+                assert (page.parent / link).exists(), f"{page.name}: {link}"
+        cited = r"(?:configs/sweeps|docs/results/(?:data|exports))/[a-z0-9][a-z0-9_.-]*\.(?:yaml|csv|jsonl?|txt|tsv)"
+        for path in re.findall(cited, text):  # NAME.yaml in a command's usage is a placeholder
+            assert (REPO / path).is_file(), f"{page.name}: {path}"
+    assert not [p for p in (REPO / "benchmarks").rglob("*") if p.suffix in {".yaml", ".csv", ".jsonl", ".json", ".tsv"}]
 
 
 def test_the_readme_spec_example_is_a_valid_spec(tmp_path):

@@ -111,7 +111,7 @@ def eval_batch_size(rt: Runtime, wanted: int) -> int:
 # xlstm 2.0.6's Triton chunkwise kernels multiply over the query/key head width (embedding_dim /
 # num_heads / 2), and Triton cannot compile a matrix product narrower than 16: on an H200 every
 # search trial with embedding_dim / num_heads = 16 failed with "CompilationError at 127:21"
-# (benchmarks/exports/ml100k-search-xlstm.csv). Such models take the native kernels instead.
+# (docs/results/exports/ml100k-search-xlstm.csv). Such models take the native kernels instead.
 TRITON_MIN_HEAD_DIM = 32
 
 

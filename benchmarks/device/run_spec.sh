@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Run sweep specs on the lent GPU host, all at once on one Ray cluster of the host's GPUs and
 # CPUs, and bring each one's runs back as a CSV export.
-#   bash benchmarks/device/run_spec.sh SPEC [SPEC...] [-- xlrec sweep flags for every spec...]
+#   bash benchmarks/device/run_spec.sh configs/sweeps/NAME.yaml [SPEC...] [-- xlrec sweep flags for every spec...]
 # (device tool, from the repo root, carrying .devdata and the packages env.sh names). Each spec's
 # resources (gpus_per_trial, max_concurrent) say how it shares the host with the others.
 # Each sweep keeps its MLflow store in /tmp/sweeps/NAME/mlflow.db on the host, so a later call on
-# the same warm machine can export or report it again. Exports go to $XLREC_EXPORTS (default $OUT).
+# the same warm machine can export or report it again. Exports go to $XLREC_EXPORTS (default $OUT);
+# a result worth keeping is committed as docs/results/exports/NAME.csv, beside the page that reads it.
 # XLREC_SWEEP_TIMEOUT (seconds, default 540) bounds each sweep: a sweep stopped there keeps the
 # runs of the trials it finished. nvidia-smi samples the GPUs' utilisation every second while the
 # sweeps run (gpu-util.csv beside the exports); the mean per GPU is printed at the end.

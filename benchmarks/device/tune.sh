@@ -4,6 +4,8 @@
 # report. Everything lands in /tmp/tune on the host (exports/, specs/, reports/, logs);
 # `tar` it into $OUT in the same or a later call on the warm machine.
 #   bash benchmarks/device/tune.sh "SEARCH_SPEC..." "BASE_GRID=EXPERIMENT..." [xlrec sweep flags for the grids]
+# e.g. "configs/sweeps/ml1m-search-xlstm.yaml configs/sweeps/ml1m-search-sasrec.yaml" "configs/sweeps/ml1m-defaults.yaml=ml1m-tuned"
+# (docs/results/defaults-search.md: the runs that chose the shipped defaults).
 # XLREC_SEARCH_FLAGS: xlrec sweep flags for the searches (e.g. "--trials 2 --epochs 2" for a dry run).
 # XLREC_SEARCH_TIMEOUT / XLREC_GRID_TIMEOUT (seconds) bound each phase's sweeps.
 set -u

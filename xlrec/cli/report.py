@@ -1,6 +1,6 @@
 """`xlrec report`: an experiment's runs in MLflow as a full report (report.md, report.html,
 figures and their CSVs, logged back to MLflow: xlrec.report), or, with --table or
---from-csv, as one BENCHMARKS.md table (reports.py).
+--from-csv, as one results table (xlrec.report.tables; docs/results/).
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     rep = sub.add_parser(
         "report",
         help="an experiment's runs as a report (report.md + report.html, logged to MLflow), or with --table "
-        "one BENCHMARKS.md table (markdown on stdout), from MLflow or an exported CSV",
+        "one results table (markdown on stdout, as in docs/results/), from MLflow or an exported CSV",
     )
     src = rep.add_mutually_exclusive_group()
     src.add_argument(

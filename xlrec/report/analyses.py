@@ -235,7 +235,7 @@ class FigureSections(RunsView):
 
     def scaling(self) -> Section:
         """RQ1: test metrics against the size of a dataset, from runs on shares of its users
-        (`prep.user_fraction`, e.g. benchmarks/grids/ml1m-scaling.yaml)."""
+        (`prep.user_fraction`, e.g. configs/sweeps/ml1m-scaling.yaml)."""
         s = Section("Scaling with dataset size (RQ1)")
         d = self.chosen[self.chosen["params.model"] != "pop"]
         for base, g in d.groupby("dataset_base", sort=True):
@@ -275,7 +275,7 @@ class FigureSections(RunsView):
         if not s.blocks:
             self.cannot.append(
                 "one size per dataset: no scaling figure (RQ1; run a grid over prep user_fraction, as "
-                "benchmarks/grids/ml1m-scaling.yaml does)"
+                "configs/sweeps/ml1m-scaling.yaml does)"
             )
         return s
 

@@ -1,9 +1,9 @@
-"""Reports from MLflow runs: an experiment's runs as an export (CSV) and the BENCHMARKS.md tables.
+"""Reports from MLflow runs: an experiment's runs as an export (CSV) and the docs/results tables.
 
 `export_runs` reads MLflow through xlrec.platform.tracking.read; everything else works on the
 export's DataFrame, so a table comes out the same from a live store and from a committed CSV
-(`load_export`). Tables hold the
-formatted cells (strings); `to_markdown` writes the pipe table BENCHMARKS.md pastes verbatim.
+(`load_export`). Tables hold the formatted cells (strings); `to_markdown` writes the pipe table
+the docs/results pages paste verbatim.
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ def load_spec(path: str | Path) -> SweepSpec:
     except OSError as exc:
         raise ConfigError(
             f"Cannot read the sweep spec {path}: {exc.strerror or exc}. Pass --spec with a YAML file "
-            f"(examples: benchmarks/grids/)."
+            f"(examples: configs/sweeps/)."
         ) from None
     try:
         doc = load(text)
@@ -90,7 +90,7 @@ def load_spec(path: str | Path) -> SweepSpec:
             f"Fix the spec and run again; nothing was started."
         ) from None
     if not isinstance(doc, LinedMap):
-        f.fail(1, "a spec is a mapping of keys (datasets:, models:, grid: ...), see benchmarks/grids/ for examples.")
+        f.fail(1, "a spec is a mapping of keys (datasets:, models:, grid: ...), see configs/sweeps/ for examples.")
     f.known(doc, tuple(_sections()), "the spec")
     return _build(f, doc)
 

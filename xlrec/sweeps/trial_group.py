@@ -4,7 +4,7 @@ Why: without CUDA MPS (a GPU setting we may not change on lent hosts) a GPU runs
 kernels at a time, while the kernels of one process's CUDA streams run side by side. The paper's
 grid at the ML-1M defaults trains in steps of small kernels (64 windows), which leave most of an
 H200 idle; its runs do more per second as threads of one process than as processes
-(benchmarks/stacking.py, BENCHMARKS.md "Seeds in one process"). Ray Tune runs one trial per
+(benchmarks/stacking.py, docs/results/grids.md "Seeds in one process"). Ray Tune runs one trial per
 process, so the cell's seeds become one trial and this module runs them: a thread and a CUDA
 stream per seed, training through the same `train` as a lone trial.
 
