@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from scipy.stats import wilcoxon
+from scipy.stats import ttest_rel, wilcoxon
 
 from helpers import error_line, run_xlrec, summary_of, sweep, xlrec_env
 
@@ -129,8 +129,8 @@ def test_report_numbers_equal_the_runs(grid, report):
         local = _served_files(uri, r.info.artifact_uri) / "test_per_user.parquet"
         per_user[(r.data.params["model"], r.data.params["seed"])] = pd.read_parquet(local)
 
-    def ndcg(model):
-        ranks = np.concatenate([per_user[(model, s)].sort_values("user_index")["rank"].to_numpy() for s in ("1", "2")])
+    def ndcg(model):  # users x seeds: the seeds are replicates, the user is the unit
+        ranks = np.stack([per_user[(model, s)].sort_values("user_index")["rank"].to_numpy() for s in ("1", "2")], 1)
         return np.where(ranks <= 10, 1 / np.log2(ranks + 1), 0.0)
 
     # where models look: the seeds' mean of each run's positions.parquet; GRU4Rec logs none
@@ -153,14 +153,25 @@ def test_report_numbers_equal_the_runs(grid, report):
         for r in runs
         if r.data.params["model"] == "gru4rec"
     )
-    sig = pd.read_csv(report / "data" / "significance.csv", dtype=str)
+    sig = pd.read_csv(report / "data" / "significance.csv")
     row = sig[sig["A vs B"] == "bert4rec vs xlstm"].iloc[0]
-    a, b = ndcg("bert4rec"), ndcg("xlstm")
-    assert int(row["pairs"]) == len(a) == 2 * len(per_user[("xlstm", "1")])
-    assert row["A − B"] == f"{(a - b).mean():+.4f}"
-    p = wilcoxon(a, b).pvalue if np.any(a != b) else 1.0
-    assert row["p"] == f"{p:.2g}"
-    assert (pd.to_numeric(sig["p (Holm)"]) >= pd.to_numeric(sig["p"]) - 1e-12).all()
+    a, b = ndcg("bert4rec").mean(axis=1), ndcg("xlstm").mean(axis=1)  # each user's mean over the 2 seeds
+    assert row["users"] == len(a) == len(per_user[("xlstm", "1")]) and row["seeds"] == "1 2"
+    assert row["diff"] == pytest.approx((a - b).mean(), rel=1e-9, abs=1e-12)
+    # differences equal but for float rounding (sums of other NDCG values) are ties, and zeros
+    d = np.round(a - b, 12)
+    assert row["zero_diffs"] == (d == 0).sum()
+    p = wilcoxon(d, zero_method="wilcox").pvalue if np.any(d != 0) else 1.0
+    assert row["p_wilcoxon"] == pytest.approx(p, rel=1e-6)
+    assert row["p_t"] == pytest.approx(ttest_rel(a, b).pvalue if np.any(a != b) else 1.0, rel=1e-6)
+    per_seed = (ndcg("bert4rec") - ndcg("xlstm")).mean(axis=0)
+    assert row["diff_per_seed"] == f"s1 {per_seed[0]:+.4f}, s2 {per_seed[1]:+.4f}"
+    for test in ("p_wilcoxon", "p_t"):  # adjusted across the cell's comparisons: BH <= Holm, both >= p
+        assert (sig[f"{test}_holm"] >= sig[f"{test}_bh"] - 1e-12).all()
+        assert (sig[f"{test}_bh"] >= sig[test] - 1e-12).all()
+    assert set(sig["verdict"]) <= {"no significant difference", "tests disagree"} | {
+        f"{m} significantly ahead" for m in MODELS
+    }
     # Table 6's total is the run's parameter count
     t6 = pd.read_csv(report / "data" / "table6.csv", thousands=",")
     total = t6[(t6["model"] == "xlstm") & (t6["component"] == "total")]["params"].item()

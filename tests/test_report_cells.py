@@ -1,9 +1,12 @@
 """Which runs a report compares with each other: models at their own default max_len meet in one
-cell; a swept max_len keeps models apart by length."""
+cell; a swept max_len keeps models apart by length; the significance section's tests over users."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import pytest
+from statsmodels.stats.multitest import multipletests
 
 from xlrec.report.document import file_name
 from xlrec.report.sections import filtering_text
@@ -97,3 +100,45 @@ def test_trials_that_shared_a_gpu_are_named_in_the_protocol(sqlite_tracking_uri,
     assert "The trials shared GPUs (0.25 of a GPU per trial, up to 8 at once)" in protocol
     rr.gpu_sharing = {}
     assert "shared GPUs" not in " ".join(str(b) for b in Builder(rr, tmp_path).protocol().blocks)
+
+
+def test_significance_section_tests_users_not_user_seed_pairs(tmp_path):
+    """Three models x three seeds on 200 users: `users` counts users, Holm and BH run across the
+    cell's comparisons, the per-seed view and α are shown, and the paper's BERT4Rec line follows
+    the new tests."""
+    from xlrec.report.runs import ReportRuns
+    from xlrec.report.sections import Builder
+
+    rng = np.random.default_rng(0)
+    n, seeds = 200, ("42", "123", "7")
+    base = rng.integers(1, 40, n)
+    shift = {"xlstm": 1, "sasrec": 0, "bert4rec": 8}  # BERT4Rec ranks every target 7 places below xLSTM
+    rows, files = [], {}
+    for model in shift:
+        for seed in seeds:
+            rid = f"{model}-{seed}"
+            ranks = np.maximum(1, base + shift[model] + rng.integers(-1, 2, n))
+            files[rid] = {"test_per_user.parquet": pd.DataFrame({"user_index": np.arange(n), "rank": ranks})}
+            ndcg = np.where(ranks <= 10, 1 / np.log2(ranks + 1.0), 0.0).mean()
+            rows.append((rid, model, seed, ndcg))
+    runs = pd.DataFrame(rows, columns=["run_id", "params.model", "params.seed", "metrics.test_ndcg_at_10"])
+    runs = runs.assign(**{"status": "FINISHED", "params.dataset": "ml-1m", "params.max_len": "200"})
+    s = Builder(ReportRuns("e", None, runs, files, {}), tmp_path).significance()
+    text = " ".join(b for b in s.blocks if isinstance(b, str))
+    assert "α = 0.05" in text and "zero_method 'wilcox'" in text and "two-level bootstrap" in text
+    sig = pd.read_csv(tmp_path / "data" / "significance.csv")
+    assert sig["A vs B"].tolist() == ["bert4rec vs xlstm", "sasrec vs xlstm", "sasrec vs bert4rec"]
+    assert (sig["users"] == n).all() and (sig["seeds"] == "7 42 123").all()
+    for test in ("p_wilcoxon", "p_t"):
+        for method, column in (("holm", f"{test}_holm"), ("fdr_bh", f"{test}_bh")):
+            assert sig[column].tolist() == pytest.approx(multipletests(sig[test], method=method)[1], rel=1e-12)
+    assert sig["diff_per_seed"].str.match(r"^s7 [+-]0\.\d{4}, s42 [+-]0\.\d{4}, s123 [+-]0\.\d{4}$").all()
+    assert sig.loc[0, "verdict"] == "xlstm significantly ahead" and sig.loc[0, "p_wilcoxon_holm"] < 1e-6
+    tables = [b for b in s.blocks if not isinstance(b, str)]
+    assert [list(t.df.columns)[3:5] for t in tables] == [
+        ["users", "NDCG@10 A"],
+        ["A − B per seed", "Welch p (seed means)"],
+    ]
+    claim = next(b for b in s.blocks if isinstance(b, str) and b.startswith("**ml-1m, max_len 200:**"))
+    assert "does not hold here" in claim and f"over {n} users, seeds 7, 42, 123" in claim
+    assert "xLSTM is significantly ahead (Holm p Wilcoxon " in claim
