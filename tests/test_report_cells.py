@@ -68,7 +68,7 @@ def test_trials_that_shared_a_gpu_are_named_in_the_protocol(sqlite_tracking_uri,
     import mlflow
     from mlflow import MlflowClient
 
-    from xlrec.report.runs import ReportRuns, _gpu_sharing
+    from xlrec.platform.tracking.read import ReportRuns, _gpu_sharing
     from xlrec.report.sections import Builder
 
     # the report reads through mlflow's global URI (as `xlrec report` sets it); restored after
@@ -76,13 +76,14 @@ def test_trials_that_shared_a_gpu_are_named_in_the_protocol(sqlite_tracking_uri,
     client = MlflowClient(sqlite_tracking_uri)
     exp = client.create_experiment("sharing")
     parents = {}
-    for name, share in (("shared", "0.25"), ("whole", "1.0")):
+    # sweeps log their spec's keys (resources.gpus_per_trial); sweeps before them the bare names
+    for name, share, prefix in (("shared", "0.25", "resources."), ("whole", "1.0", "resources."), ("old", "0.5", "")):
         run = client.create_run(exp)
-        client.log_param(run.info.run_id, "gpus_per_trial", share)
-        client.log_param(run.info.run_id, "max_concurrent", "8")
+        client.log_param(run.info.run_id, f"{prefix}gpus_per_trial", share)
+        client.log_param(run.info.run_id, f"{prefix}max_concurrent", "8")
         parents[name] = run.info.run_id
-    found = _gpu_sharing([parents["shared"], parents["whole"], "f" * 32, "not-an-id"])
-    assert found == {parents["shared"]: (0.25, 8)}
+    found = _gpu_sharing([parents["shared"], parents["whole"], parents["old"], "f" * 32, "not-an-id"])
+    assert found == {parents["shared"]: (0.25, 8), parents["old"]: (0.5, 8)}
 
     done = pd.DataFrame(
         {
