@@ -135,3 +135,36 @@ def test_on_off_switches_resolve_into_the_config(flags, expected):
     args = build_parser().parse_args(["train", "--model", "sasrec", "--dataset", "synthetic", *flags])
     cfg = resolve_from_args(args)
     assert (cfg.exclude_seen, cfg.cuda_graph, cfg.compile) == expected
+
+
+def test_mlproject_entry_points_stay_in_step_with_the_settings():
+    """MLproject keeps only the parameters MLflow needs; each one it passes to a setting uses that
+    setting's own flag (derived from its field), every command parses with the entry's defaults, and
+    a parameter an entry does not declare (MLflow appends it as --NAME VALUE) parses too."""
+    import re
+    import shlex
+
+    import yaml
+
+    from xlrec.cli import build_parser
+    from xlrec.settings import PrepConfig, TrainConfig, settings_of
+
+    flags = {s.name: s.flag for cls in (TrainConfig, PrepConfig) for s in settings_of(cls, skip=("arch", "prep"))}
+    flags.update({"embedding_dim": "--embedding-dim", "num_heads": "--num-heads", "num_blocks": "--num-blocks"})
+    flags["dropout"] = "--dropout"
+    doc = yaml.safe_load((Path(__file__).resolve().parents[1] / "MLproject").read_text())
+    parser = build_parser()
+    for name, entry in doc["entry_points"].items():
+        params = entry.get("parameters") or {}
+        command = " ".join(entry["command"].split())
+        assert set(re.findall(r"{(\w+)}", command)) == set(params), name
+        for param in params:
+            if param in flags and flags[param] is not None:
+                assert re.search(rf"{re.escape(flags[param])}[ =]\{{{param}\}}", command), (name, param)
+        values = {p: ("models:/m@champion" if "default" not in spec else spec["default"]) for p, spec in params.items()}
+        argv = shlex.split(command.format(**{p: shlex.quote(str(v)) for p, v in values.items()}))
+        assert argv[:3] == ["python", "-m", "xlrec"], name
+        parser.parse_args(argv[3:])
+        if name in ("train", "sweep"):  # `-P max_len=64` on an entry without it: MLflow adds --max_len 64
+            extra = parser.parse_args([*argv[3:], "--max_len" if name == "train" else "--grace_period", "3"])
+            assert getattr(extra, "max_len" if name == "train" else "grace_period") == 3

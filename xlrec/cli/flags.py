@@ -65,11 +65,20 @@ def parse_bool(text: str) -> bool | None:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def add_flag(p: argparse._ActionsContainer, flag: str, **kwargs: Any) -> None:
+    """A flag, and for a multi-word one its underscore spelling, unlisted: `mlflow run -P max_len=64`
+    passes a parameter its MLproject entry does not declare as `--max_len 64`."""
+    p.add_argument(flag, **kwargs)
+    under = "--" + flag[2:].replace("-", "_")
+    if under != flag:
+        p.add_argument(under, **{**kwargs, "help": argparse.SUPPRESS})
+
+
 def add_switch(p: argparse._ActionsContainer, name: str, on_help: str, off_help: str, dest: str | None = None) -> None:
     """`--NAME` (or `--NAME=false`, as MLproject passes it) and `--no-NAME`; unset is None (the default)."""
     dest = dest or name.replace("-", "_")
     group = p.add_mutually_exclusive_group()
-    group.add_argument(f"--{name}", dest=dest, nargs="?", const=True, type=parse_bool, default=None, help=on_help)
+    add_flag(group, f"--{name}", dest=dest, nargs="?", const=True, type=parse_bool, default=None, help=on_help)
     group.add_argument(f"--no-{name}", dest=dest, action="store_false", help=off_help)
 
 
@@ -104,7 +113,7 @@ def add_setting_flags(p: argparse._ActionsContainer, infos: Iterable[SettingInfo
             else:
                 assert scalar in SUPPORTED_TYPES, (info.name, info.hint)
                 parse = lenient(scalar)
-            p.add_argument(info.flag, dest=info.name, type=parse, default=None, help=_help(info))
+            add_flag(p, info.flag, dest=info.name, type=parse, default=None, help=_help(info))
         added.append(info)
     return added
 

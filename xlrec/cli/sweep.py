@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from xlrec.cli.flags import add_switch, lenient
+from xlrec.cli.flags import add_flag, add_switch, lenient
 from xlrec.errors import ConfigError
 from xlrec.settings import SettingInfo, settings_of
 from xlrec.settings.types import inner_type
@@ -28,17 +28,6 @@ def _ints(text: str) -> list[int]:
 
 def _names(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
-
-
-def _spec_or(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    """`spec` also means "not given": MLproject's sweep entry passes every parameter it declares,
-    and the default `spec` keeps the spec file's value."""
-
-    def spec_or(text: str):
-        return None if text == "spec" else parse(text)
-
-    spec_or.__name__ = getattr(parse, "__name__", "value")
-    return spec_or
 
 
 def _flag_type(info: SettingInfo) -> Callable[[str], Any]:
@@ -64,11 +53,11 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         description="Flags given with --spec override the spec's values (e.g. --epochs 2 for a quick check). "
         "Defaults (without a spec): a search of 8 trials of xlstm on ml-100k.",
     )
-    p.add_argument("--spec", default=None, type=_spec_or(lenient(str)), help="sweep spec YAML (see configs/sweeps/)")
+    p.add_argument("--spec", default=None, type=lenient(str), help="sweep spec YAML (see configs/sweeps/)")
     p.add_argument(
-        "--model", default=None, type=_spec_or(lenient(str)), help="search: the model whose settings are searched"
+        "--model", default=None, type=lenient(str), help="search: the model whose settings are searched"
     )
-    p.add_argument("--dataset", default=None, type=_spec_or(lenient(str)), help="search: the dataset")
+    p.add_argument("--dataset", default=None, type=lenient(str), help="search: the dataset")
     p.add_argument("--models", type=_names, default=None, help="grid: comma-separated models")
     p.add_argument("--datasets", type=_names, default=None, help="grid: comma-separated datasets")
     p.add_argument("--max-lens", type=_ints, default=None, help="grid: max_len values (default 32,64,128)")
@@ -89,7 +78,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         if info.is_switch:
             add_switch(p, info.flag[2:], text, f"the opposite of {info.flag}", dest=info.name)
         else:
-            p.add_argument(info.flag, dest=info.name, type=_spec_or(_flag_type(info)), default=None, help=text)
+            add_flag(p, info.flag, dest=info.name, type=_flag_type(info), default=None, help=text)
     p.set_defaults(func=cmd_sweep)
 
 
