@@ -261,3 +261,41 @@ def assert_nested_and_closed(out: SweepOutcome, n_trials: int) -> None:
     assert s["trials_done"] + s["trials_failed"] + s["trials_pruned"] == n_trials
     for key in ("trials_done", "trials_failed", "trials_pruned"):
         assert out.parent.data.metrics[key] == s[key]
+
+
+def copy_checkout(dest: Path) -> Path:
+    """The repository's tracked and untracked-not-ignored files copied to `dest`, as a fresh clone
+    of this working tree would have them (journey tests run the README's commands there)."""
+    root = Path(__file__).resolve().parents[1]
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    for name in filter(None, files):
+        src = root / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            (dest / name).write_bytes(src.read_bytes())
+    return dest
+
+
+def wait_for_ping(url: str, proc: subprocess.Popen, log: Path, timeout: float = 240) -> None:
+    """Until `mlflow models serve` at `url` answers /ping (its process `proc` logging to `log`)."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"mlflow models serve exited ({proc.returncode}):\n{log.read_text()[-3000:]}"
+        try:
+            with urllib.request.urlopen(url + "/ping", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"mlflow models serve did not answer /ping in {timeout:.0f} s:\n{log.read_text()[-3000:]}")

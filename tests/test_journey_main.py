@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from helpers import SHARED_DATA
+from helpers import SHARED_DATA, copy_checkout
 from readme_script import journey
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,19 +39,7 @@ def main_job(tmp_path_factory):
     lines = [ln for ln in journey("main") if not _is_install(ln)]
     assert len(lines) == 1 and "mlflow run . -e sweep" in lines[0], lines
     base = tmp_path_factory.mktemp("journey")
-    repo = base / "repo"
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\n")
-    for name in filter(None, files):
-        src = ROOT / name
-        if src.is_file():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            (repo / name).write_bytes(src.read_bytes())
+    repo = copy_checkout(base / "repo")
     (base / "shared").symlink_to(SHARED_DATA.parent)  # ../shared/data as beside a clone
     (repo / ".venv").symlink_to(VENV)  # the README's `PATH=$PWD/.venv/bin:$PATH`
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_", "XLREC_"))}

@@ -16,14 +16,13 @@ import re
 import shlex
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from helpers import SHARED_DATA, free_port, run_xlrec, xlrec_env
+from helpers import SHARED_DATA, free_port, run_xlrec, wait_for_ping, xlrec_env
 from readme_script import journey
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -55,20 +54,6 @@ def _post(url: str, payload) -> tuple[int, dict]:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
-
-
-def _wait_for_ping(url: str, proc: subprocess.Popen, log: Path, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"mlflow models serve exited ({proc.returncode}):\n{log.read_text()[-3000:]}"
-        try:
-            with urllib.request.urlopen(url + "/ping", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"mlflow models serve did not answer /ping in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
 def _recommend_cli(env: dict, cwd: Path, items: list[str], k: int) -> list[tuple[str, str, str]]:
@@ -127,7 +112,7 @@ def served(tmp_path_factory):
         )
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait_for_ping(url, server, log)
+        wait_for_ping(url, server, log)
         tree = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
         assert any("uvicorn" in " ".join(p.cmdline()) for p in tree), [p.cmdline() for p in tree]
         outputs = []

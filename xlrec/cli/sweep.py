@@ -54,9 +54,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         "Defaults (without a spec): a search of 8 trials of xlstm on ml-100k.",
     )
     p.add_argument("--spec", default=None, type=lenient(str), help="sweep spec YAML (see configs/sweeps/)")
-    p.add_argument(
-        "--model", default=None, type=lenient(str), help="search: the model whose settings are searched"
-    )
+    p.add_argument("--model", default=None, type=lenient(str), help="search: the model whose settings are searched")
     p.add_argument("--dataset", default=None, type=lenient(str), help="search: the dataset")
     p.add_argument("--models", type=_names, default=None, help="grid: comma-separated models")
     p.add_argument("--datasets", type=_names, default=None, help="grid: comma-separated datasets")

@@ -401,12 +401,15 @@ class FigureSections(RunsView):
         """RQ10 from each run's positions.parquet (training.position_profile): the last block's
         attention of the prediction over the history, and xLSTM's gates, by distance from the latest item."""
         s = Section("Where models look (RQ10)")
+        without: set[str] = set()  # models with runs but no profile: no attention or gates to read
         for dataset, max_len, g in self.cells():
             parts = []
             for rid, model, seed in zip(g["run_id"], g["params.model"], g["params.seed"]):
                 t = self.rr.file(rid, "positions.parquet")
                 if t is not None and len(t):
                     parts.append(t.assign(model=model, seed=seed))
+                elif model != "pop":
+                    without.add(model)
             if not parts:
                 continue
             f = pd.concat(parts, ignore_index=True)
@@ -430,6 +433,11 @@ class FigureSections(RunsView):
         if not s.blocks:
             self.cannot.append(
                 "no positions.parquet in the runs (runs before 2026-11-30, or only RNNs): no attention or gate profiles"
+            )
+        elif without:
+            self.cannot.append(
+                f"{', '.join(sorted(without))}: no attention weights or xLSTM gates to read (the position profile "
+                "reads those), so no profile of where they look"
             )
         return s
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from xlrec.platform.tracking.read import ReportRuns
 from xlrec.platform.tracking import read
+from xlrec.platform.tracking.read import ReportRuns
 from xlrec.report.tables import normalise
 
 __all__ = ["ReportRuns", "collect", "shape_runs", "with_user_shares"]

@@ -22,6 +22,8 @@ _NOT_SHOWN = ("model", "dataset")
 
 
 def _number(value: Any, key: str) -> str:
+    if isinstance(value, list):  # as its MLflow param: 1,4
+        return ",".join(_number(v, key) for v in value)
     if key == "lr":  # 0.00213 -> 2.1e-3: the run list has no room for six decimals
         mantissa, exp = f"{float(value):.1e}".split("e")
         return f"{mantissa.rstrip('0').rstrip('.')}e{int(exp)}"

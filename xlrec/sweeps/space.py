@@ -10,11 +10,14 @@ first and then that model's space (a conditional space; TPE handles it).
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
 
+from xlrec.config import resolve_config, settings_class
+from xlrec.settings import PREP_HINTS, RUN_HINTS
 from xlrec.sweeps.spec import SweepSpec
 
 # Sized so a default search on ML-100K fits a 2-core CPU in minutes (dims 16..128, 1-2 blocks);
@@ -50,9 +53,6 @@ class SearchPlan:
 
 
 def _family_keys(model: str) -> set[str]:
-    from xlrec.config import settings_class
-    from xlrec.settings import PREP_HINTS, RUN_HINTS
-
     return {f.name for f in dataclasses.fields(settings_class(model))} | set(RUN_HINTS) | set(PREP_HINTS)
 
 
@@ -71,7 +71,11 @@ def model_space(spec: SweepSpec | SearchPlan, model: str) -> dict[str, dict[str,
 
 def _suggest(trial: optuna.Trial, key: str, dist: dict[str, Any]) -> Any:
     if "categorical" in dist:
-        return trial.suggest_categorical(key, dist["categorical"])
+        choices = dist["categorical"]
+        if any(isinstance(c, list) for c in choices):  # e.g. dilations: [[1, 4], [1, 2, 4]]
+            # Optuna stores only scalar choices: a list is sampled as its JSON text
+            return json.loads(trial.suggest_categorical(key, [json.dumps(c) for c in choices]))
+        return trial.suggest_categorical(key, choices)
     if "int" in dist:
         return trial.suggest_int(key, *dist["int"], step=dist.get("step", 1), log=dist.get("log", False))
     return trial.suggest_float(key, *dist["float"], step=dist.get("step"), log=dist.get("log", False))
@@ -86,11 +90,11 @@ def define_space(trial: optuna.Trial, spec: SweepSpec | SearchPlan) -> dict[str,
         dim = int(fixed["embedding_dim"])  # only head counts that divide the fixed width
         space["num_heads"] = {"categorical": [h for h in space["num_heads"]["categorical"] if dim % h == 0] or [1]}
     sampled = {key: _suggest(trial, key, dist) for key, dist in space.items()}
-    if "head_dim" not in sampled:
-        return None
-    heads: Any = sampled.get("num_heads", fixed.get("num_heads"))
-    if heads is None:  # the model's default head count for this dataset
-        from xlrec.config import resolve_config
-
-        heads = getattr(resolve_config(model, spec.dataset).arch, "num_heads", 1)
-    return {"embedding_dim": int(heads) * int(sampled["head_dim"])}  # constant (derived) value for the trial
+    # constants of the trial, over what Optuna recorded: list choices as lists, derived widths
+    constants = {k: v for k, v in sampled.items() if isinstance(v, list)}
+    if "head_dim" in sampled:
+        heads: Any = sampled.get("num_heads", fixed.get("num_heads"))
+        if heads is None:  # the model's default head count for this dataset
+            heads = getattr(resolve_config(model, spec.dataset).arch, "num_heads", 1)
+        constants["embedding_dim"] = int(heads) * int(sampled["head_dim"])
+    return constants or None

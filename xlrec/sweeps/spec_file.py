@@ -298,7 +298,16 @@ def spec_yaml(spec: SweepSpec) -> str:
         doc["grid"] = [dict(c) for c in spec.grid]
     if spec.mode == "search":
         doc["search"][_SEARCH_SPACE] = spec.space if spec.space is not None else DEFAULT_SPACE
-    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=110)
+    return yaml.safe_dump(_plain(doc), sort_keys=False, default_flow_style=None, width=110)
+
+
+def _plain(value: Any) -> Any:
+    """Plain dicts and lists (a spec read from a file holds LinedMap/LinedList values)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 # --- a search's `space:` --------------------------------------------------------------------

@@ -104,7 +104,7 @@ def config_from_dict(raw: Any, where: str) -> TrainConfig:
         raise ConfigError(f"The config.yaml of {where} names no model; the model is damaged or crafted.")
     entry = models.registered(model)  # a name only: a saved model never names code to import
     if entry is None:
-        raise models.not_installed(model, f"The model at {where}")
+        raise models.not_installed(model, where[:1].upper() + where[1:])
     prep_raw = raw.get("prep", {})
     if not isinstance(prep_raw, dict):
         raise ConfigError(f"The config.yaml of {where} has a 'prep' that is not a mapping; the model is damaged.")
