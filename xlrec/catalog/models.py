@@ -251,7 +251,8 @@ def _load(entry: ModelEntry) -> type:
 
 def _check_settings(entry: ModelEntry, cls: type) -> None:
     settings = getattr(cls, "settings_class", None)
-    if not (isinstance(settings, type) and issubclass(settings, ModelSettings) and dataclasses.is_dataclass(settings)):
+    valid = isinstance(settings, type) and issubclass(settings, ModelSettings) and settings is not ModelSettings
+    if not (valid and dataclasses.is_dataclass(settings)):
         raise entry.error(
             "has no settings class",
             "declare a @dataclass subclass of xlrec.settings.ModelSettings with the model's settings and set "
