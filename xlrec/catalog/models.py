@@ -252,12 +252,13 @@ def _load(entry: ModelEntry) -> type:
 def _check_settings(entry: ModelEntry, cls: type) -> None:
     settings = getattr(cls, "settings_class", None)
     valid = isinstance(settings, type) and issubclass(settings, ModelSettings) and settings is not ModelSettings
-    if not (valid and dataclasses.is_dataclass(settings)):
+    if not (valid and dataclasses.is_dataclass(settings)):  # (and below: a ModelSettings dataclass)
         raise entry.error(
             "has no settings class",
             "declare a @dataclass subclass of xlrec.settings.ModelSettings with the model's settings and set "
             "settings_class = ThatClass on the model (an empty dataclass for a model without settings)",
         )
+    assert isinstance(settings, type)
     try:
         settings()
     except TypeError as exc:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from xlrec.cli.common import add_tracking_args, connect
 from xlrec.errors import ConfigError
+from xlrec.settings import BEST_VAL_SELECTION_KEY
 
 if TYPE_CHECKING:  # pandas is imported when a report runs, not when the parser is built
     import pandas as pd
@@ -142,7 +143,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--group-by", default="model", help="grouped: params to group by, e.g. model,exclude_seen")
     rep.add_argument(
         "--metrics",
-        default="test_recall_at_10,test_ndcg_at_10,test_mrr_at_10,best_val_recall_at_10",
+        default=f"test_recall_at_10,test_ndcg_at_10,test_mrr_at_10,{BEST_VAL_SELECTION_KEY}",
         help="grouped: metrics, each optionally METRIC:FMT with FMT ms4 | mean1 | mean2 | int",
     )
     rep.add_argument("--order-by", default=None, help="grouped: rows by this metric's mean, best first")

@@ -12,6 +12,7 @@ import pandas as pd
 from xlrec.report.document import file_name
 from xlrec.report.runs import ReportRuns
 from xlrec.report.tables import MISSING
+from xlrec.settings import BEST_VAL_SELECTION_KEY
 
 REFERENCE = "xlstm"  # the model every baseline is tested against (the platform's question)
 ALPHA = 0.05
@@ -20,7 +21,7 @@ USED_METRICS = (
     "test_ndcg_at_10",
     "test_coverage_at_10",
     "best_val_ndcg_at_10",
-    "best_val_recall_at_10",
+    BEST_VAL_SELECTION_KEY,
     "avg_epoch_time_s",
     "params_total",
     "cold_users",
@@ -75,7 +76,7 @@ class RunsView:
         self.done = done[done["params.model"].notna()]
         # One run per (dataset, max_len, model, seed): a search has many trials per seed, and the
         # one that represents the model is chosen as everywhere else, on validation (never test).
-        order = self.done.sort_values("metrics.best_val_recall_at_10", ascending=False, na_position="last")
+        order = self.done.sort_values(f"metrics.{BEST_VAL_SELECTION_KEY}", ascending=False, na_position="last")
         keys = ["params.dataset", "params.max_len", "params.model", "params.seed"]
         self.chosen = order.drop_duplicates(keys).sort_index()
         self.chosen["cell"] = comparison_cells(self.chosen)

@@ -52,7 +52,9 @@ def check_spec(spec) -> None:
     from xlrec.catalog import models
     from xlrec.catalog.datasets import DATASETS
 
-    spec.models = [models.get(m).name if ":" in m else m for m in spec.models]  # module:Class -> its name
+    named = {m: models.get(m).name for m in spec.models if ":" in m}  # module:Class -> the name it registers
+    spec.models = [named.get(m, m) for m in spec.models]
+    spec.per_model = {named.get(m, m): entry for m, entry in spec.per_model.items()}
     MODELS = models.names()
 
     if spec.mode not in ("search", "grid"):

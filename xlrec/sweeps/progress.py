@@ -16,6 +16,7 @@ import time
 from ray.tune import Callback
 
 from xlrec.redact import redact
+from xlrec.settings import VAL_SELECTION_KEY
 from xlrec.sweeps.naming import settings_text
 from xlrec.sweeps.spec import METRICS, SweepSpec
 from xlrec.sweeps.state import SweepState
@@ -66,7 +67,7 @@ class SweepProgress(Callback):
     far, elapsed time and an estimate of the time left (what the running runs have left at their
     own pace, then a mean run per wave of the runs not started)."""
 
-    def __init__(self, total: int, concurrency: int = 1, metric: str = "val_recall_at_10", runs_per_trial: int = 1):
+    def __init__(self, total: int, concurrency: int = 1, metric: str = VAL_SELECTION_KEY, runs_per_trial: int = 1):
         self.total = total  # runs: trials, or a grouped grid's cells x seeds
         self.runs_per_trial = runs_per_trial  # the seeds a grouped trial trains (xlrec.sweeps.trial_group)
         self._seeds_done: dict[str, set[int]] = {}

@@ -19,6 +19,7 @@ import yaml
 
 from xlrec.redact import redact
 from xlrec.report.tables import aggregate_table4
+from xlrec.settings import BEST_VAL_SELECTION_KEY
 from xlrec.sweeps.spec import METRICS, SweepSpec
 from xlrec.sweeps.trial import METRIC
 from xlrec.sweeps.trial_config import member_configs, trial_overrides
@@ -121,7 +122,7 @@ def trials_table(spec: SweepSpec, results, recorder: SweepRecorder) -> pd.DataFr
                     row[key] = yaml.safe_load(run.params[key])
             if m is None:  # a seed of a grouped trial: its scores are its run's
                 row.update(
-                    {"epochs": rm.get("epochs_run"), METRIC: rm.get("best_val_recall_at_10")}
+                    {"epochs": rm.get("epochs_run"), METRIC: rm.get(BEST_VAL_SELECTION_KEY)}
                     | {"val_ndcg_at_10": rm.get("best_val_ndcg_at_10")}
                 )
                 if status == "FAILED" and not row["error"]:
@@ -166,7 +167,7 @@ def finish(spec: SweepSpec, results, recorder: SweepRecorder, study_name: str, s
     champion = _champion(recorder, best[0]) if best else None
     metrics = {}
     if best:  # the best trial's scores, under the keys its own run uses: the runs list compares them
-        metrics["best_val_recall_at_10"] = float(best[0][METRIC])
+        metrics[BEST_VAL_SELECTION_KEY] = float(best[0][METRIC])
         if best[0].get("val_ndcg_at_10") is not None:
             metrics["best_val_ndcg_at_10"] = float(best[0]["val_ndcg_at_10"])
         metrics.update(

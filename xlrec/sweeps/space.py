@@ -91,7 +91,7 @@ def define_space(trial: optuna.Trial, spec: SweepSpec | SearchPlan) -> dict[str,
         space["num_heads"] = {"categorical": [h for h in space["num_heads"]["categorical"] if dim % h == 0] or [1]}
     sampled = {key: _suggest(trial, key, dist) for key, dist in space.items()}
     # constants of the trial, over what Optuna recorded: list choices as lists, derived widths
-    constants = {k: v for k, v in sampled.items() if isinstance(v, list)}
+    constants: dict[str, Any] = {k: v for k, v in sampled.items() if isinstance(v, list)}
     if "head_dim" in sampled:
         heads: Any = sampled.get("num_heads", fixed.get("num_heads"))
         if heads is None:  # the model's default head count for this dataset

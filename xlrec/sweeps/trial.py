@@ -16,7 +16,7 @@ import ray
 import torch
 from ray import tune
 
-from xlrec.settings import SELECTION_METRIC, VAL_SELECTION_KEY, metric_key
+from xlrec.settings import BEST_VAL_SELECTION_KEY, SELECTION_METRIC, VAL_SELECTION_KEY, metric_key
 from xlrec.training.events import Callback
 
 METRIC = VAL_SELECTION_KEY  # what each trial reports to Tune: ASHA, Optuna and the best trial read it
@@ -54,7 +54,7 @@ def epoch_report(record: dict[str, float], tracker) -> dict[str, Any]:
     """What a trial tells Tune after an epoch."""
     return {
         METRIC: record[VAL_SELECTION_KEY],
-        "val_ndcg_at_10": record[metric_key("ndcg@10", "val")],
+        metric_key("ndcg@10", "val"): record[metric_key("ndcg@10", "val")],
         "epoch": record["epoch"],
         "train_loss": record["train_loss"],
         "epoch_time_s": record["epoch_time_s"],
@@ -223,7 +223,7 @@ def trial_tracker(
 def final_report(metrics: dict, run_id: str) -> dict:
     """The last Tune report of a finished trial, from its MLflow run."""
     report = {
-        METRIC: metrics.get("best_val_recall_at_10", 0.0),
+        METRIC: metrics.get(BEST_VAL_SELECTION_KEY, 0.0),
         "val_ndcg_at_10": metrics.get("best_val_ndcg_at_10", 0.0),
         "epoch": int(metrics.get("epochs_run", 0)),
         "mlflow_run_id": run_id,
