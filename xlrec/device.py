@@ -89,16 +89,15 @@ def use_cuda_graph(rt: Runtime, wanted: bool, model_capturable: bool, sample_mod
 def use_compile(rt: Runtime, wanted: bool, model_compilable: bool) -> bool:
     """Whether the training step runs the model's encoder through torch.compile. Only on CUDA:
     on a CPU, Inductor's C++ compilation of a run's graphs costs more than a short run saves
-    (an ML-100K SASRec epoch took 74 s with it on the 2-core machine, ~15 s without). Only for
+    (docs/results/speed.md "The encoder through torch.compile"). Only for
     models that declare `compilable` and have parameters (the RNNs and `pop` train eagerly); the
     run logs what was decided as `resolved_compile`."""
     return wanted and rt.is_cuda and model_compilable
 
 
 # On a CPU an evaluation batch's activations (users x max_len x width, and the mLSTM's per-chunk
-# matrices) outgrow the caches past a few hundred users: ML-100K xLSTM validation (dim 64, 2 blocks,
-# max_len 50, one thread of the 2-core machine) took 0.65 s in batches of 1024 users and 0.36 s in
-# batches of 256 or 128, with the same ranks. GPUs want the larger batches.
+# matrices) outgrow the caches past a few hundred users; the ranks do not depend on the batch. GPUs
+# want the larger batches (docs/results/speed.md "The CPU training step").
 CPU_EVAL_BATCH = 256
 
 
@@ -109,9 +108,8 @@ def eval_batch_size(rt: Runtime, wanted: int) -> int:
 
 
 # xlstm 2.0.6's Triton chunkwise kernels multiply over the query/key head width (embedding_dim /
-# num_heads / 2), and Triton cannot compile a matrix product narrower than 16: on an H200 every
-# search trial with embedding_dim / num_heads = 16 failed with "CompilationError at 127:21"
-# (docs/results/exports/ml100k-search-xlstm.csv). Such models take the native kernels instead.
+# num_heads / 2), and Triton cannot compile a matrix product narrower than 16 (docs/results/
+# defaults-search.md "Faults the searches found"). Such models take the native kernels instead.
 TRITON_MIN_HEAD_DIM = 32
 
 
@@ -126,8 +124,8 @@ def mlstm_chunk_size(kernel: str, max_len: int) -> int:
     """The chunk of the chunkwise mLSTM kernels. Triton's take 16..64 and 64 is fastest on the GPU.
     The native kernels take any size; a chunk that divides max_len saves the left padding (length 50
     in chunks of 16 pads to 64), and a longer chunk means fewer sequential steps: the largest
-    divisor of max_len in 16..64, else 16 (2-core CPU, dim 64, length 50: 16 -> 25 or 50 is ~20%
-    faster per training step, outputs equal to 1e-5)."""
+    divisor of max_len in 16..64, else 16; the outputs are the same (docs/results/speed.md "The CPU
+    training step")."""
     if kernel == "triton":
         return 64
     return max((c for c in range(16, 65) if max_len % c == 0), default=16)
@@ -136,9 +134,8 @@ def mlstm_chunk_size(kernel: str, max_len: int) -> int:
 def mlstm_parallel_form(kernel: str, chunk_size: int, max_len: int) -> bool:
     """Whether the mLSTM runs its parallel (quadratic) form in place of the native chunkwise kernel.
     Where one chunk holds the whole sequence the two compute the same (outputs equal to 1e-5), and
-    the parallel form skips the chunkwise kernel's state bookkeeping: forward and backward of one
-    block at 64 windows x 2 heads x 50 positions took 10.7 ms against 15.0 ms on one thread of the
-    2-core machine. Longer sequences keep the chunks (the parallel form's memory is quadratic)."""
+    the parallel form skips the chunkwise kernel's state bookkeeping (docs/results/speed.md "The CPU
+    training step"). Longer sequences keep the chunks (the parallel form's memory is quadratic)."""
     return kernel == "native" and max_len <= chunk_size
 
 

@@ -32,8 +32,8 @@ class _RNNRec(SequentialRecommender):
     settings_class = RNNSettings
     graph_capturable = True  # cuDNN's RNN kernels capture (GRU4Rec checked on an H100)
     # Dynamo fails on cuDNN's RNN under autocast ("Unexpected floating ScalarType in
-    # at::autocast::prioritize", torch 2.11 on an H200, 2026-12-01), and the RNN is already one
-    # cuDNN kernel per layer: the family trains eagerly when `compile` is asked for.
+    # at::autocast::prioritize"), and the RNN is already one cuDNN kernel per layer: the family
+    # trains eagerly when `compile` is asked for (docs/results/speed.md "The encoder through torch.compile").
     compilable = False
     cell: type[nn.Module] = nn.GRU
 

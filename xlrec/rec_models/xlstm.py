@@ -102,10 +102,9 @@ def two_pass_head_norms(backbone: nn.Module) -> None:
     """Give the mLSTM layers' per-head LayerNorms the two-pass variance, in place.
 
     xlstm's norm centres its input and then calls `x.var`, which centres it again; on a CPU
-    torch's `var` over a 32-wide last axis is ~9x the time of the mean of the squared centred
-    values the norm already holds (a (64, 50, 2, 32) input: 2.95 ms against 0.32 ms on one thread
-    of the 2-core machine, 3% of an ML-100K epoch). Same statistic, same parameters and state dict;
-    written here because xlstm 2.0.6 has no option for it."""
+    torch's `var` over a 32-wide last axis is several times the time of the mean of the squared
+    centred values the norm already holds (docs/results/speed.md "The CPU training step"). Same
+    statistic, same parameters and state dict; written here because xlstm 2.0.6 has no option for it."""
     from xlstm.xlstm_large.components import MultiHeadLayerNorm
 
     for module in backbone.modules():

@@ -148,9 +148,9 @@ class SweepSpec:
         the cells that differ only in their seed, together (the cell's settings, and `seeds`).
 
         The models take turns (one trial of each, then the next of each): Ray places fractional-GPU
-        trials on a GPU until it is full before it opens the next, so in the grid's own order the
-        first GPU got every xLSTM and BERT4Rec trial of the paper's ML-1M grid, ran two minutes
-        longer than the second and left it idle (docs/results/grids.md "Seeds in one process")."""
+        trials on a GPU until it is full before it opens the next, so in the grid's own order one GPU
+        gets all the long models' trials and the other goes idle early (docs/results/grids.md "Seeds
+        in one process")."""
         cells = self.grid_cells()
         if self.mode != "grid":
             return cells

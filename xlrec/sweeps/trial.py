@@ -83,8 +83,8 @@ class IdleCores(Callback):
 
     Tune reuses a finished trial's actor, with its CPUs, for the next trial, so CPUs come free
     only when no trial is left to start: at a sweep's end, where the last trials would run on
-    their own thread each beside idle cores (the README's main job on two cores: its last trial
-    ran ~40 s alone). Only on a one-node cluster (the embedded local Ray), where the cluster's free
+    their own thread each beside idle cores (docs/results/main-job.md "What the job's settings
+    save"). Only on a one-node cluster (the embedded local Ray), where the cluster's free
     CPUs are this machine's; Ray's own way, ResourceChangingScheduler, restarts a trial from its
     checkpoint to change its resources, which costs more than such a tail saves."""
 

@@ -144,7 +144,8 @@ def make_tuner(
         search_alg=_search_alg(spec, tune_name) if search else None,
         max_concurrent_trials=spec.max_concurrent or None,
         # A new trial runs in the actor a finished one leaves (same resources): no new worker
-        # process and no second import of torch, xlstm and mlflow, ~15 s per trial on a 2-core CPU.
+        # process and no second import of torch, xlstm and mlflow (docs/results/main-job.md "What
+        # the job's settings save").
         reuse_actors=True,
     )
     run_config = tune.RunConfig(

@@ -1,10 +1,9 @@
 """Replay the whole training step as one CUDA graph.
 
-Small models are launch-bound on a GPU: an ML-100K xLSTM step (dim 64, one block, 640
-target rows) issues a few hundred kernels (embedding, mLSTM Triton kernels, fused
-cross-entropy, backward, clipping, Adam) and spent ~11 ms per step in Python and launch
-overhead while the H100 needed a fraction of that. A captured graph replays all of them
-with one launch.
+Small models are launch-bound on a GPU: an ML-100K xLSTM step issues a few hundred small
+kernels (embedding, mLSTM Triton kernels, fused cross-entropy, backward, clipping, Adam); a
+captured graph replays all of them with one launch (docs/results/speed.md "What the GPU step is
+made of").
 
 Written by hand, following PyTorch's "whole-network capture" recipe
 (https://pytorch.org/docs/stable/notes/cuda.html#whole-network-capture), because the

@@ -16,9 +16,8 @@ import torch
 
 DEFAULT_MAX_LOGITS = 1 << 26  # logits alive at once on a GPU: 64M elements, 256 MB in fp32
 # On a CPU, chunks of ~1M logits (4 MB) stay in the caches through the softmax passes and the two
-# gradient products: the loss's forward and backward took 16.3 ms in such chunks against 20.0 ms
-# in one (1600 rows, width 64, 1,684 items, one thread of the 2-core machine) and 135 against 226 ms
-# at 6,400 rows and 3,417 items; smaller chunks lose to the products' overhead (27.9 ms at 32K).
+# gradient products; smaller chunks lose to the products' overhead (docs/results/speed.md "The CPU
+# training step").
 CPU_MAX_LOGITS = 1 << 20
 
 
@@ -41,10 +40,9 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
         want_grad = grad_h is not None or grad_w is not None
         if use_triton:  # imported here: CPU-only installs have no triton
             from xlrec.training.ce_triton import ce_rows_and_grad_
-        # Every chunk's logits go to one buffer. A fresh block per chunk (the previous chunk's
-        # gradient still alive) lands outside the CPU's caches: on the 2-core machine the logits'
-        # product took 2.65 ms a chunk that way and 1.64 ms in the reused buffer (623 rows x 64 x
-        # 1,683 items), the whole loss 20 ms against 15.7 ms per ML-100K step.
+        # Every chunk's logits go to one buffer: a fresh block per chunk, allocated while the previous
+        # chunk's gradient is alive, lands outside the CPU's caches (docs/results/speed.md "The CPU
+        # training step").
         buffer = torch.empty((min(rows, m), weight.shape[0]), dtype=hidden.dtype, device=hidden.device)
         for i in range(0, m, rows):
             h, t = hidden[i : i + rows], targets[i : i + rows]

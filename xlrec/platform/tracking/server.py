@@ -187,8 +187,8 @@ def local_sqlite_server(db: str | Path = "mlflow.db", port: int | None = None) -
     """A sqlite store (the embedded default ./mlflow.db) served over HTTP, artifacts in mlartifacts/ beside it."""
     db = Path(db).resolve()
     # One uvicorn worker on a machine of two cores or fewer: each worker imports mlflow's server app
-    # (3.0 s of a core), while Ray and the first trials start on the same cores; elsewhere two, for
-    # the requests of many trials at once.
+    # while Ray and the first trials start on the same cores (docs/results/main-job.md "What the
+    # job's settings save"); elsewhere two, for the requests of many trials at once.
     workers = 1 if (os.cpu_count() or 1) <= 2 else 2
     return MlflowServer(
         f"sqlite:///{db}",
