@@ -212,7 +212,8 @@ CPU = select_runtime("cpu", "auto", False)
     [
         ({"embedding_dim": 10**9}, "embedding_dim = 1000000000, outside xlrec's limit"),
         ({"embedding_dim": 4096, "num_blocks": 64, "num_heads": 2}, "parameters, over xlrec's limit"),
-        ({"model": "evil"}, "names model 'evil', which is not one of xlrec's models"),
+        ({"model": "evil"}, "trained with model 'evil', which is not registered in this environment"),
+        ({"model": "os:system"}, "trained with model 'os:system', which is not registered in this environment"),
         ({"no_such_setting": 1}, "unknown setting(s) ['no_such_setting']"),
         ({"max_len": "50"}, "sets max_len to '50', which is not of type int"),
         ({"dropout": 2.0}, "dropout must be in [0, 1)"),

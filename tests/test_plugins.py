@@ -90,7 +90,11 @@ def test_an_installed_plugin_trains_by_name_with_its_settings_as_flags(tmp_path)
 @pytest.mark.parametrize(
     "fmt, body_edit, expected",
     [
-        ({"encode_return": "(x - shifted)[:, -1]"}, None, "returns (2, 16) from encode for a (2, 4) batch of item ids, not (2, 4, D)"),
+        (
+            {"encode_return": "(x - shifted)[:, -1]"},
+            None,
+            "returns (2, 16) from encode for a (2, 4) batch of item ids, not (2, 4, D)",
+        ),
         ({}, ("settings_class = MeanSettings", "pass"), "has no settings class"),
         (
             {},

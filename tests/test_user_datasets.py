@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from xlrec.catalog.datasets import nearest_defaults
 from xlrec.cli import main
 from xlrec.config import resolve_config
 from xlrec.data_prep import UserFile, prepare, prepare_config
-from xlrec.data_prep.user_files import nearest_defaults
 from xlrec.errors import ConfigError
 from xlrec.platform.artifacts import write_config
 from xlrec.platform.registry.saved_config import OPTIONAL, config_from_dict
