@@ -146,3 +146,17 @@ def test_readme_install_lines_are_the_cpu_and_cuda_builds_of_the_pinned_torch():
     # right below it, the CUDA variant: PyPI's build
     assert f"pip install torch=={torch} &&" in cuda and "--index-url" not in cuda
     assert cuda.rstrip().endswith('pip install -e ".[test]"')
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    """The README's second command is the tests, and .ci/run ends by running exactly it: a fresh
+    machine that follows the README gets what CI gets (Chromium, PostgreSQL, checks, pytest)."""
+    readme = (REPO / "README.md").read_text()
+    first_screen = readme[: readme.index("\n## ")]
+    blocks = re.findall(r"```bash\n(.*?)```", first_screen, re.S)
+    commands = [ln for ln in blocks[-1].splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    assert commands == ["scripts/test"], commands
+    ci = [ln for ln in (REPO / ".ci" / "run").read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    assert ci[-1] == "scripts/test"
+    script = (REPO / "scripts" / "test").read_text()
+    assert "chromium" in script and "pg_isready -h 127.0.0.1 -p 5432" in script and "scripts/check" in script

@@ -211,7 +211,7 @@ window.addEventListener('load', () => {
 def test_report_html_renders_in_a_real_browser(report, tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
-        pytest.fail("chromium is not installed (.ci/run installs Debian's chromium package)")
+        pytest.fail("chromium is not installed (scripts/test installs Debian's chromium package)")
     html = (report / "report.html").read_text()
     assert "<script" not in html and "http" not in html.split("<body>", 1)[1]  # offline, nothing to fetch
     probe = tmp_path / "probe.html"
