@@ -1,5 +1,5 @@
 """What a sweep prints while it runs: one line when it starts, one per finished, pruned or
-failed trial, one at the end.
+failed trial, a line on the running trials whenever a minute passed without one, one at the end.
 
 Tune runs quietly (verbose=0, worker logs not forwarded), because its own tables are wide and
 name trials by id; without these lines a 20-minute sweep printed nothing between Ray's banner
@@ -62,10 +62,15 @@ def _error_line(trial) -> str:
     return "see the trial's run in MLflow for the reason"
 
 
+# the longest a running sweep stays silent: a line on the running trials comes at least this often
+QUIET_S = 60.0
+
+
 class SweepProgress(Callback):
     """Prints a progress line per ended trial: outcome, sampled settings, its score, the best so
     far, elapsed time and an estimate of the time left (what the running runs have left at their
-    own pace, then a mean run per wave of the runs not started)."""
+    own pace, then a mean run per wave of the runs not started); and, whenever QUIET_S passed
+    without a line, one on the running trials (each one's epoch and validation score)."""
 
     def __init__(self, total: int, concurrency: int = 1, metric: str = VAL_SELECTION_KEY, runs_per_trial: int = 1):
         self.total = total  # runs: trials, or a grouped grid's cells x seeds
@@ -81,6 +86,9 @@ class SweepProgress(Callback):
         self._concurrency = max(1, concurrency)  # what the cluster fits; raised if more are seen running
         self.best: tuple[float, int, str] | None = None  # (score, trial number, settings)
         self.outcomes: dict[str, int] = {"finished": 0, "pruned": 0, "failed": 0}
+        self._ended_epochs: dict[str | None, list[int]] = {}  # model -> epochs of its ended runs, pruned too
+        self._latest: dict[tuple[str, int | None], tuple[int, float | None]] = {}  # run -> (epoch, score)
+        self._said = self.started  # when the last line was printed
 
     # --- Tune hooks ---------------------------------------------------------------
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
@@ -131,6 +139,32 @@ class SweepProgress(Callback):
                 self._report(trials, trial, number, f"failed ({_error_line(trial)})", None, config)
                 self.outcomes["failed"] += 1
 
+    def on_step_end(self, iteration: int, trials: list, **info) -> None:
+        """Tune's loop turns many times a second: a line on the running trials when QUIET_S passed."""
+        now = time.monotonic()
+        if now - self._said < QUIET_S or not self._latest:
+            return
+        running = []
+        for (tid, seed), (epoch, score) in sorted(self._latest.items(), key=lambda kv: kv[0][0]):
+            trial = next((t for t in trials if t.trial_id == tid), None)
+            if trial is None or trial.status != "RUNNING":
+                continue
+            number = self._member(trials, trial, seed)[1] if seed is not None else self._number(trials, trial)
+            shown = f" {self.label} {score:.4f}" if score is not None else ""
+            running.append(f"trial {number} epoch {epoch}{shown}")
+        if not running:
+            return
+        done = sum(self.outcomes.values())
+        parts = [
+            "running: " + ", ".join(running),
+            f"{done}/{self.total} done",
+            f"elapsed {duration(now - self.started)}",
+        ]
+        if self._durations and self.total > done:
+            parts.append(f"~{duration(self._time_left(trials, None, now, self.total - done))} left")
+        say("  ".join(parts))
+        self._said = now
+
     # --- pace -----------------------------------------------------------------------
     def _track(self, trial, result: dict) -> None:
         """A run's epochs and their time; a finished run's epoch count, under its model (runs of
@@ -144,26 +178,38 @@ class SweepProgress(Callback):
                 pace[1] + 1,
                 pace[2] + result["epoch_time_s"],
             )
+            self._latest[key] = (int(pace[0]), result.get(self.metric))
         if result.get("member_finished") is not None or (result.get("trial_finished") and not self._grouped(trial)):
             model = trial_overrides(trial.config).get("model")
             self._epochs_run.setdefault(model, []).append(int(result.get("epoch", 0)))
+            self._ended_epochs.setdefault(model, []).append(int(result.get("epoch", 0)))
             self._pace.pop(key, None)
+            self._latest.pop(key, None)
 
     def _forget(self, trial) -> None:
         for key in [k for k in self._pace if k[0] == trial.trial_id]:
+            if not (trial.last_result or {}).get("trial_finished"):  # pruned or failed at its epoch
+                model = trial_overrides(trial.config).get("model")
+                self._ended_epochs.setdefault(model, []).append(int(self._pace[key][0]))
             del self._pace[key]
+        for key in [k for k in self._latest if k[0] == trial.trial_id]:
+            del self._latest[key]
 
     def _run_left(self, trial, seed: int | None, now: float, mean: float) -> float:
-        """A running run's time left: the epochs its model's finished runs took (any model's, if
-        none of its own has finished) less its own, at least one, at its own mean epoch time.
-        Before its first epoch, or before any run finished: a mean run less its age."""
+        """A running run's time left, at its own mean epoch time: the mean epochs of the ended runs
+        of its model (any model's, if none of its own has ended) that ran longer than it has, less
+        its own, at least one. Pruned runs count as what they ran: a run past ASHA's first rungs is
+        expected to go as far as the runs that passed them. Before its first epoch, or before any
+        run ended: a mean run less its age."""
         pace = self._pace.get((trial.trial_id, seed))
         model = trial_overrides(trial.config).get("model")
-        epochs = self._epochs_run.get(model) or [e for runs in self._epochs_run.values() for e in runs]
-        if pace is None or not epochs or not pace[1]:
+        ended = self._ended_epochs.get(model) or [e for runs in self._ended_epochs.values() for e in runs]
+        if pace is None or not pace[1] or not ended:
             return max(0.0, mean - (now - self._start.get(trial.trial_id, now)))
         epoch, seen, seconds = pace
-        return max(1.0, sum(epochs) / len(epochs) - epoch) * seconds / seen
+        longer = [e for e in ended if e > epoch]
+        expected = sum(longer) / len(longer) if longer else epoch + 1
+        return max(1.0, expected - epoch) * seconds / seen
 
     # --- lines --------------------------------------------------------------------
     def _number(self, trials: list, trial) -> int:
@@ -196,25 +242,38 @@ class SweepProgress(Callback):
         if left > 0:
             parts.append(f"~{duration(self._time_left(trials, trial, now, left))} left")
         say("  ".join(p for p in parts if p))
+        self._said = now
 
     def _time_left(self, trials: list, ended, now: float, left: int) -> float:
-        """The longest of what the running runs have left (`_run_left`), then a mean run per wave of
-        the runs not started yet. `ended` is the trial whose line this is (Tune still calls it
-        running). Runs that finish first are the short ones, so a mean run less a run's age said
-        "~0s left" for minutes while the long models trained on; each run's own pace does not."""
-        mean = sum(self._durations) / len(self._durations)
+        """When the last run ends, scheduled as Tune runs them: each running run ends after what it
+        has left (`_run_left`), and each run not started yet takes the next free slot of the
+        `concurrency` and lasts a mean run. `ended` is the trial whose line this is (Tune still
+        calls it running). The mean run is over every started run, the running ones at their
+        projected length: the runs that end first are the short (pruned) ones, so a mean over the
+        ended runs alone is low until the sweep's end."""
+        ended_mean = sum(self._durations) / len(self._durations)
         running: list[float] = []
+        projected: list[float] = []
         for t in trials:
             if t.status != "RUNNING" or (t is ended and not self._grouped(t)):
                 continue
+            age = now - self._start.get(t.trial_id, now)
             if self._grouped(t):
                 done = self._seeds_done.get(t.trial_id, set())
-                running += [self._run_left(t, s, now, mean) for s in t.config["cell"]["seeds"] if s not in done]
+                seeds: list[int | None] = [s for s in t.config["cell"]["seeds"] if s not in done]
             else:
-                running.append(self._run_left(t, None, now, mean))
+                seeds = [None]
+            for seed in seeds:
+                rest = self._run_left(t, seed, now, ended_mean)
+                running.append(rest)
+                projected.append(age + rest)
         running = running[:left]
-        waves = math.ceil((left - len(running)) / max(1, self._concurrency))
-        return max(running, default=0.0) + mean * waves
+        mean = (sum(self._durations) + sum(projected)) / (len(self._durations) + len(projected))
+        slots = sorted(running + [0.0] * max(0, self._concurrency - len(running)))
+        for _ in range(left - len(running)):  # runs not started: each on the slot that frees first
+            slots[0] += mean
+            slots.sort()
+        return max(slots, default=0.0)
 
     def summary(self, counts: dict[str, int] | None = None) -> str:
         """The closing line. `counts` (finished/pruned/failed of the whole sweep, from its results)
