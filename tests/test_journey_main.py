@@ -72,7 +72,7 @@ def test_progress_lines_one_per_trial_and_a_summary(main_job):
     err = proc.stderr
     start = re.search(
         r"^\[xlrec\] sweep search-xlstm-ml-100k: 3 trials of xlstm on ml-100k .*"
-        r"experiment 'xlrec-ml-100k'.*http://127\.0\.0\.1:\d+/#/experiments/\d+/runs/\w+",
+        r"experiment 'xlrec-ml-100k'.*http://127\.0\.0\.1:\d+/#/experiments/\d+/runs/\w+\?workflowType=machine_learning",
         err,
         re.M,
     )
@@ -87,7 +87,14 @@ def test_progress_lines_one_per_trial_and_a_summary(main_job):
     done = [rest for _, _, rest in lines]
     assert sum("left" in r for r in done) == 2 and "left" not in done[-1]  # an estimate until the last one
     assert re.search(r"^\[xlrec\] sweep done in \d+(s|m\d\ds): \d finished, \d pruned, \d failed", err, re.M)
-    assert re.search(r"^\[xlrec\] compare the trials: mlflow ui --backend-store-uri sqlite:///\S+mlflow\.db", err, re.M)
+    assert re.search(
+        r"^\[xlrec\] compare the trials: mlflow ui --backend-store-uri sqlite:///\S+mlflow\.db, then "
+        r"http://127\.0\.0\.1:5000/#/experiments/\d+/runs/\w+\?workflowType=machine_learning",
+        err,
+        re.M,
+    )
+    # MLflow's own "View run ... at" links would name the sweep's own server, stopped by now
+    assert not re.search(r"View run .* at: http://127\.0\.0\.1:(?!5000)", proc.stdout + err)
 
 
 def test_runs_are_in_the_dataset_experiment_under_a_parent_named_after_the_sweep(runs):

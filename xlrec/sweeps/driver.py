@@ -17,6 +17,7 @@ from typing import Any
 
 from xlrec.errors import ConfigError
 from xlrec.platform.tracking.sweep_tracking import ParentRun, SweepRecorder
+from xlrec.platform.tracking.uri import MLFLOW_UI, ui_url
 from xlrec.redact import redact
 from xlrec.settings import settings_of
 from xlrec.sweeps import resume_state
@@ -173,8 +174,14 @@ def _say_summary(
     if champ:
         text += f"; champion models:/{champ['name']}@champion is version {champ['version']}"
     say(text)
-    where = f"mlflow ui --backend-store-uri sqlite:///{state.served_db}" if state.served_db else redact(uri)
-    say(
-        f"compare the trials: {where}, experiment {spec.experiment!r}, parent run {spec.name!r} "
-        f"(#/experiments/{experiment_id}/runs/{parent_id})"
-    )
+    if state.served_db:  # its own server stops with the sweep: say how to open the store afterwards
+        say(
+            f"compare the trials: mlflow ui --backend-store-uri sqlite:///{state.served_db}, then "
+            f"{ui_url(MLFLOW_UI, experiment_id, parent_id)} (experiment {spec.experiment!r}, parent run "
+            f"{spec.name!r}; the sidebar's Model training switch is the view this link opens)"
+        )
+    else:
+        say(
+            f"compare the trials: {redact(ui_url(uri, experiment_id, parent_id))} (experiment "
+            f"{spec.experiment!r}, parent run {spec.name!r})"
+        )

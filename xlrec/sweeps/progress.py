@@ -9,12 +9,12 @@ as trials end, on stderr (stdout keeps only the final JSON line).
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 
 from ray.tune import Callback
 
+from xlrec.platform.tracking.uri import ui_url
 from xlrec.redact import redact
 from xlrec.settings import VAL_SELECTION_KEY
 from xlrec.sweeps.naming import settings_text
@@ -307,11 +307,10 @@ def start_line(
             f"{spec.run_count()} grid trials ({', '.join(spec.models)} on {', '.join(spec.datasets)}{axes}, "
             f"seeds {'/'.join(map(str, spec.seeds))}, {spec.epochs_text()} each)"
         )
-    where = f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{parent_id}"
     line = (
         f"sweep {spec.name}: {what}, {concurrency} at a time; MLflow experiment {spec.experiment!r}, "
-        f"parent run {spec.name!r}: {redact(where)}"
+        f"parent run {spec.name!r}: {redact(ui_url(uri, experiment_id, parent_id))}"
     )
     if state.served_db:
-        line += f" (served only while the sweep runs; afterwards: mlflow ui --backend-store-uri sqlite:///{state.served_db})"
+        line += " (served only while the sweep runs; the last line says how to open it afterwards)"
     return line

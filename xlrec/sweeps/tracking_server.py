@@ -7,6 +7,7 @@ reuses the port its dead driver served on, so the trials Tune restores keep thei
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
 
 from xlrec.platform.tracking.server import health, local_sqlite_server, stop_process_group
@@ -28,6 +29,10 @@ def serve_tracking(
         check_reachable(target.uri)
         return target.uri, lambda: None
     state.served_db = str(target.serve_db)
+    # MLflow prints "View run ... at <server>" as runs end; this server stops with the sweep, so
+    # its links would be dead: the sweep's last line says how to open the store (inherited by the
+    # trials, which Ray starts from this process's environment)
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     server = local_sqlite_server(target.serve_db, port=saved.server_port if saved else None)
     if saved and saved.server_port and health(server.uri) == 200:  # the killed driver's server still serves
         if saved.server_pid:

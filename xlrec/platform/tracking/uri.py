@@ -83,3 +83,15 @@ def connect(explicit: str | None = None) -> str:
     quiet_links_for(uri)
     mlflow.set_tracking_uri(uri)
     return uri
+
+
+# `mlflow ui`'s address for a store it serves from a file; MLflow's UI opens an experiment on its
+# GenAI overview unless the URL asks for the training view (the `workflowType` after the hash route)
+MLFLOW_UI = "http://127.0.0.1:5000"
+TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def ui_url(base: str, experiment_id: str, run_id: str | None = None) -> str:
+    """The MLflow UI page of an experiment (its training-runs table) or of one run, at `base`."""
+    page = f"#/experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
+    return f"{base.rstrip('/')}/{page}?{TRAINING_VIEW}"
