@@ -57,9 +57,21 @@ def test_protocol_names_the_synthetic_generator_only_for_synthetic_runs():
             "params.prep.synthetic_users": ["1000", "1000"],
         }
     )
-    assert filtering_text(runs) == "min_item_interactions 5, user_fraction 0.1/1.0"
+    assert filtering_text(runs) == (
+        "items with fewer than 5 interactions dropped; a fixed random 10%/100% of the users kept "
+        "(each share a dataset of its own)"
+    )
+    runs["params.prep.kcore_iterate"] = ["True", "True"]
+    runs["params.prep.min_rating"] = ["None", "None"]
+    assert filtering_text(runs).startswith(
+        "every rating is an interaction; items with fewer than 5 interactions dropped; repeated until no user or "
+        "item falls short (a k-core)"
+    )
+    assert "synthetic" not in filtering_text(runs)
     runs["params.dataset"] = ["synthetic", "ml-1m"]
-    assert "synthetic_users 1000" in filtering_text(runs)
+    runs["params.prep.synthetic_items"] = runs["params.prep.synthetic_mean_len"] = ["50", "50"]
+    runs["params.prep.synthetic_seed"] = ["0", "0"]
+    assert "synthetic data: 1000 users, 50 items, mean length 50, generator seed 0" in filtering_text(runs)
 
 
 def test_trials_that_shared_a_gpu_are_named_in_the_protocol(sqlite_tracking_uri, tmp_path, monkeypatch):
@@ -143,3 +155,35 @@ def test_significance_section_tests_users_not_user_seed_pairs(tmp_path):
     claim = next(b for b in s.blocks if isinstance(b, str) and b.startswith("**ml-1m, max_len 200:**"))
     assert "does not hold here" in claim and f"over {n} users, seeds 7, 42, 123" in claim
     assert "xLSTM is significantly ahead (Holm p Wilcoxon " in claim
+
+
+def test_figure_titles_are_wrapped_to_fit_inside_the_figure(tmp_path, monkeypatch):
+    """A report's figure titles are long (dataset, share of users, what is drawn): each one is
+    wrapped to its panel or to the figure, so no title is clipped at the image's edge."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from xlrec.report import figures
+
+    drawn = []
+    monkeypatch.setattr(plt, "close", lambda fig=None: drawn.append(fig))
+    title = "ml-1m (25% of users): share of the top-10 slots on head (top 20%) and tail (bottom 50%) items, against the test targets"
+    bars = pd.DataFrame(
+        {"model": ["xlstm", "sasrec", "ground truth (test targets)"], "head": [0.9, 0.8, 0.5], "tail": [0.0, 0.1, 0.2]}
+    )
+    figures.grouped_bars(bars, "model", ["head", "tail"], "share", title, tmp_path / "bars.png")
+    points = pd.DataFrame(
+        {"model": ["a", "a", "b", "b"], "pc1": [0, 1, 0, 1], "pc2": [1, 0, 1, 0], "log10_interactions": [1, 2, 1, 2]}
+    )
+    figures.projections(points, title, tmp_path / "pca.png")
+    assert len(drawn) == 2 and (tmp_path / "bars.png").is_file() and (tmp_path / "pca.png").is_file()
+    for fig in drawn:
+        fig.canvas.draw()
+        renderer, frame = fig.canvas.get_renderer(), fig.bbox
+        texts = [ax.title for ax in fig.axes if ax.get_title()] + [fig._suptitle] * (fig._suptitle is not None)
+        assert any("\n" in t.get_text() for t in texts)  # the long one was wrapped
+        for text in texts:
+            box = text.get_window_extent(renderer)
+            assert frame.x0 - 1 <= box.x0 and box.x1 <= frame.x1 + 1 and box.y1 <= frame.y1 + 1, text.get_text()

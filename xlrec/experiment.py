@@ -121,6 +121,7 @@ class Experiment:
             history=p.history,
             total_time_s=time.perf_counter() - t_start,
             stopped_reason=stopped,
+            popularity=self.popularity,
         )
         trainer.notify("on_train_end", result)
         return result

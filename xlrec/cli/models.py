@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from xlrec.cli.common import add_tracking_args, connect, data_source
@@ -87,6 +88,11 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             raise XlrecError(f"User {args.user} is not in {cfg.dataset}. Pass a raw user id of that dataset.")
         u = users[str(args.user)]
         history = data.seqs.items[data.seqs.offsets[u] : data.seqs.offsets[u + 1]]
+        print(
+            f"(user {args.user}: ranked after the whole history, {len(history)} items with the test item; a report's "
+            f"qualitative table is the test case, the history before it)",
+            file=sys.stderr,
+        )
     ranked = rec.recommend(history, args.k, flag="--k")
     for rank, (item, title, score) in enumerate(zip(ranked.item_ids, ranked.titles, ranked.scores), 1):
         print(f"{rank:2d}. {title} (item {item}, score {score:.3f})")

@@ -90,7 +90,16 @@ def _full_report(args: argparse.Namespace, started: float) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from xlrec.report.tables import TABLE4_LABELS, filter_runs, grouped_table, table4, to_markdown, write_export
+    from xlrec.report.tables import (
+        TABLE4_LABELS,
+        filter_runs,
+        grouped_numbers,
+        grouped_table,
+        table4,
+        table4_numbers,
+        to_markdown,
+        write_export,
+    )
 
     if args.table is None and not (args.from_csv or args.export or args.filter):  # no table asked for
         return cmd_full_report(args)
@@ -103,18 +112,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     labels = _labels(args.labels or [])
     if args.table == "table4":
         table, labels = table4(runs), {**TABLE4_LABELS, **labels}
+        numbers = table4_numbers(runs)
     else:
         keys = _csv_list(args.group_by)
         if not keys:
             raise ConfigError("--group-by names no param; pass e.g. --group-by model,exclude_seen.")
         table = grouped_table(runs, keys, _csv_list(args.metrics), order_by=args.order_by)
+        numbers = grouped_numbers(runs, keys, _csv_list(args.metrics))
     shown = table.rename(columns=labels)
     markdown = to_markdown(shown, bold=[labels.get(b, b) for b in args.bold or []])
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         write_export(runs, out / "runs.csv")
-        shown.to_csv(out / f"{args.table}.csv", index=False)
+        numbers.to_csv(out / f"{args.table}.csv", index=False)  # numbers; table.md is the formatted table
         (out / "table.md").write_text(markdown + "\n")
         print(f"(wrote runs.csv, {args.table}.csv and table.md in {out})", file=sys.stderr)
     if len(table) == 0:

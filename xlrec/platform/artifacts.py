@@ -102,21 +102,23 @@ def test_histories(seqs: Sequences, users: np.ndarray, max_len: int, limit: int 
     return out
 
 
-def items_table(seqs: Sequences) -> pd.DataFrame:
+def items_table(seqs: Sequences, popularity: np.ndarray | None = None) -> pd.DataFrame:
     """One row per item: its index (what top10 lists hold), raw id, title, interactions in the
-    prepared dataset and genres ("" where unknown), so a report can name, weigh and colour
-    recommendations without the data files."""
+    prepared dataset, interactions in the training split (`popularity`: what the run's head and
+    tail shares were computed from) and genres ("" where unknown), so a report can name, weigh
+    and colour recommendations without the data files, with the run's own numbers."""
     counts = np.bincount(seqs.items, minlength=seqs.num_items + 1)
     index = np.arange(1, seqs.num_items + 1)
-    return pd.DataFrame(
-        {
-            "item_index": index.astype(np.int64),
-            "item_id": seqs.item_ids[index].astype(str),
-            "title": [str(seqs.titles[i]) for i in index],
-            "interactions": counts[index].astype(np.int64),
-            "genres": [seqs.genres[i] if seqs.genres else "" for i in index],
-        }
-    )
+    table = {
+        "item_index": index.astype(np.int64),
+        "item_id": seqs.item_ids[index].astype(str),
+        "title": [str(seqs.titles[i]) for i in index],
+        "interactions": counts[index].astype(np.int64),
+        "genres": [seqs.genres[i] if seqs.genres else "" for i in index],
+    }
+    if popularity is not None:
+        table["train_interactions"] = np.asarray(popularity)[index].astype(np.int64)
+    return pd.DataFrame(table)
 
 
 def item_vectors_table(weight: np.ndarray) -> pd.DataFrame:

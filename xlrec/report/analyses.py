@@ -96,7 +96,10 @@ class FigureSections(RunsView):
                 continue
             n_items = int(items["item_index"].max())
             pop = np.zeros(n_items + 1)
-            pop[items["item_index"].to_numpy()] = items["interactions"].to_numpy()
+            # the training split's counts, as the runs' own head/tail metrics (runs before they
+            # were logged: the whole dataset's, which can rank a few items differently)
+            count_col = "train_interactions" if "train_interactions" in items else "interactions"
+            pop[items["item_index"].to_numpy()] = items[count_col].to_numpy()
             head, tail = popularity_groups(pop)
             shares, counts = [], {}
             for model, gm in g.groupby("params.model", sort=True):
@@ -159,17 +162,29 @@ class FigureSections(RunsView):
             s.blocks.append(
                 Table(shown, f"{dataset}: long tail and coverage per model (test users; pooled over seeds)")
             )
-            png_tail = figures.grouped_bars(
-                f[f["model"] != "ground truth (test targets)"],
-                "model",
-                ["tail Recall@10", "tail NDCG@10"],
-                "on tail targets",
-                f"{dataset}: long-tail accuracy",
-                self.png(f"longtail_{dataset}.png"),
-            )
-            s.blocks.append(
-                Figure(png_tail, f"{dataset}: Recall@10 and NDCG@10 on test targets that are tail items", stem + ".csv")
-            )
+            tail_scores = f[f["model"] != "ground truth (test targets)"][["tail Recall@10", "tail NDCG@10"]]
+            tail_targets = int(tail[truth].sum())
+            if not tail_targets:
+                s.blocks.append(f"{dataset}: no test target is a tail item, so there is no long-tail accuracy to show.")
+            elif not (tail_scores.fillna(0.0) > 0).to_numpy().any():  # an empty axis says nothing
+                s.blocks.append(
+                    f"{dataset}: no model ranks any of the {tail_targets:,} tail test targets in its top 10: tail "
+                    "Recall@10 and NDCG@10 are 0 for every model (the table above)."
+                )
+            else:
+                png_tail = figures.grouped_bars(
+                    f[f["model"] != "ground truth (test targets)"],
+                    "model",
+                    ["tail Recall@10", "tail NDCG@10"],
+                    "on tail targets",
+                    f"{dataset}: long-tail accuracy",
+                    self.png(f"longtail_{dataset}.png"),
+                )
+                s.blocks.append(
+                    Figure(
+                        png_tail, f"{dataset}: Recall@10 and NDCG@10 on test targets that are tail items", stem + ".csv"
+                    )
+                )
             top50 = self._top50(items, counts, int(f["users"].dropna().max()))
             s.blocks.append(
                 Table(

@@ -24,7 +24,29 @@ def _colour(model: str) -> str:
     return COLOURS.get(model, "#7f7f7f")
 
 
+def fit_titles(fig) -> int:
+    """Wrap the figure's title and each panel's title to the width they have, so no title runs
+    past its axes or the figure's edge; returns the suptitle's lines (for a layout made by hand)."""
+    import textwrap
+
+    width_px = fig.get_figwidth() * fig.dpi
+    for ax in fig.axes:
+        title = ax.get_title()
+        if title:
+            size = ax.title.get_fontsize() * fig.dpi / 72
+            chars = max(12, int(ax.get_position().width * width_px / (0.58 * size)))
+            ax.set_title(textwrap.fill(title, chars))
+    sup = fig._suptitle
+    if sup is None or not sup.get_text():
+        return 0
+    size = sup.get_fontsize() * fig.dpi / 72
+    text = textwrap.fill(sup.get_text().replace("\n", " "), max(20, int(0.96 * width_px / (0.58 * size))))
+    sup.set_text(text)
+    return text.count("\n") + 1
+
+
 def save(fig, path: Path) -> Path:
+    fit_titles(fig)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     _plt().close(fig)
@@ -186,8 +208,11 @@ def projections(frame: pd.DataFrame, title: str, path: Path) -> Path:
         g = frame[frame["model"] == model]
         points = ax.scatter(g["pc1"], g["pc2"], c=g["log10_interactions"], s=3, cmap="viridis")
         ax.set(title=str(model), xticks=[], yticks=[])
-    fig.colorbar(points, ax=list(axes[0]), label="log10 interactions")
     fig.suptitle(title)
-    fig.savefig(path, dpi=100)  # not save(): tight_layout and a shared colour bar do not mix
+    lines = fit_titles(fig)
+    # not save(): tight_layout and a shared colour bar do not mix, so room is made for the title here
+    fig.subplots_adjust(top=1 - (0.1 + 0.07 * lines) * 3.4 / fig.get_figheight(), bottom=0.05)
+    fig.colorbar(points, ax=list(axes[0]), label="log10 interactions")
+    fig.savefig(path, dpi=100)
     _plt().close(fig)
     return path

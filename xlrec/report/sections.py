@@ -13,20 +13,54 @@ from xlrec.report.analyses import FigureSections
 from xlrec.report.document import Section, Table
 from xlrec.report.runs import ReportRuns
 from xlrec.report.significance import Comparison, adjust, compare, paired, verdict
-from xlrec.report.tables import MISSING, TABLE4_LABELS, table4, to_markdown
+from xlrec.report.tables import MISSING, TABLE4_LABELS, table4, table4_numbers, to_markdown
 from xlrec.report.view import ALPHA, REFERENCE, STATS
 
 N_BOOT = 2000  # two-level bootstrap draws per comparison
 
 
 def filtering_text(runs: pd.DataFrame) -> str:
-    """The runs' preprocessing settings (`params.prep.*`), each with the values the runs used; the
-    synthetic generator's settings only where a run used the synthetic dataset."""
-    synthetic = "synthetic" in set(runs.get("params.dataset", pd.Series(dtype=object)).dropna())
-    prep = sorted(
-        c for c in runs if c.startswith("params.prep.") and (synthetic or not c.startswith("params.prep.synthetic_"))
-    )
-    return ", ".join(f"{c.removeprefix('params.prep.')} {'/'.join(sorted(runs[c].dropna().unique()))}" for c in prep)
+    """The runs' preprocessing (`params.prep.*`) in words, each with the values the runs used
+    (`a/b` where they differ); the synthetic generator's settings only where a run used it."""
+
+    def values(key: str) -> list[str]:
+        col = f"params.prep.{key}"
+        if col not in runs:
+            return []
+        return sorted(runs[col].dropna().astype(str).unique(), key=lambda v: (_number_or_nan(v), v))
+
+    def shown(key: str) -> str:
+        return "/".join(values(key))
+
+    parts = []
+    rating = [v for v in values("min_rating") if v not in ("None", "")]
+    if values("min_rating"):
+        parts.append(f"ratings below {'/'.join(rating)} dropped" if rating else "every rating is an interaction")
+    k_core = False
+    for key, what in (("min_user_interactions", "users"), ("min_item_interactions", "items")):
+        kept = [v for v in values(key) if v not in ("0", "None")]
+        if kept:
+            parts.append(f"{what} with fewer than {'/'.join(kept)} interactions dropped")
+            k_core = True
+    if k_core and "True" in values("kcore_iterate"):
+        parts.append("repeated until no user or item falls short (a k-core)")
+    share = [v for v in values("user_fraction") if _number_or_nan(v) != 1.0]
+    if share:
+        pct = "/".join(f"{100 * float(v):g}%" for v in values("user_fraction"))
+        parts.append(f"a fixed random {pct} of the users kept (each share a dataset of its own)")
+    if "synthetic" in set(runs.get("params.dataset", pd.Series(dtype=object)).dropna()) and values("synthetic_users"):
+        parts.append(
+            f"synthetic data: {shown('synthetic_users')} users, {shown('synthetic_items')} items, mean length "
+            f"{shown('synthetic_mean_len')}, generator seed {shown('synthetic_seed')}"
+        )
+    return "; ".join(parts)
+
+
+def _number_or_nan(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
 
 
 class Builder(FigureSections):
@@ -96,8 +130,9 @@ class Builder(FigureSections):
 
     def table4(self) -> Section:
         s = Section("Table 4: accuracy and cost")
-        t = table4(self.rr.runs[self.rr.runs["run_id"].isin(self.chosen["run_id"])]).rename(columns=TABLE4_LABELS)
-        csv = self.csv(t, "table4.csv")
+        chosen = self.rr.runs[self.rr.runs["run_id"].isin(self.chosen["run_id"])]
+        t = table4(chosen).rename(columns=TABLE4_LABELS)
+        csv = self.csv(table4_numbers(chosen), "table4.csv")  # numbers: the table above is for reading
         md = to_markdown(t, bold=["Recall@10", "NDCG@10", "MRR@10"])
         bolded = pd.DataFrame(
             [r.split(" | ") for r in (ln.strip("| ") for ln in md.splitlines()[2:])], columns=t.columns
@@ -320,6 +355,12 @@ class Builder(FigureSections):
 
     def qualitative(self) -> Section:
         s = Section("Qualitative: what each model recommends")
+        s.blocks.append(
+            "Each table is a user's test case: the history before the held-out last item, and what each model "
+            "ranks next from it (`xlrec recommend --items` with that history gives the same list). "
+            "`xlrec recommend --user ID` ranks after the whole history instead, the test item included, so its "
+            "list is the user's next recommendation, not this test."
+        )
         missing_history = False
         for dataset, g in self.figured.groupby("params.dataset", sort=True):
             items = self.items(dataset)
@@ -347,7 +388,7 @@ class Builder(FigureSections):
                 target = title.get(int(any_t.at[u, "target_item"]), "?")
                 history = any_t.at[u, "history"] if "history" in any_t else None
                 seen = (
-                    f"; last {len(history)} items watched, oldest first: "
+                    f"; the last {len(history)} items of the history before the test item, oldest first: "
                     + "; ".join(title.get(int(i), str(i)) for i in history)
                     if history is not None and len(history)
                     else ""

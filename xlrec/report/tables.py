@@ -202,6 +202,38 @@ def grouped_table(
     return table.loc[idx].reset_index(drop=True)
 
 
+def grouped_numbers(df: pd.DataFrame, keys: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
+    """`grouped_table` as numbers, for a CSV a reader computes with: per group the keys, `runs`,
+    and each metric's `_mean` and `_std` (sample std; empty for one run), rows in the same order."""
+    key_cols = [_column(df, "params", k, "--group-by") for k in keys]
+    names = [parse_metric(m)[0] for m in metrics]
+    metric_cols = [_column(df, "metrics", name, "--metrics") for name in names]
+    done = df[df["status"] == "FINISHED"]
+    rows = []
+    for group_keys, g in done.groupby(key_cols, dropna=False, sort=False):
+        row: dict[str, object] = {k: (None if pd.isna(v) else _as_number(v)) for k, v in zip(keys, group_keys)}
+        row["runs"] = len(g)
+        for name, col in zip(names, metric_cols):
+            vals = g[col].dropna()
+            row[f"{name}_mean"] = float(vals.mean()) if len(vals) else math.nan
+            row[f"{name}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else math.nan
+        rows.append(row)
+    columns = [*keys, "runs", *(f"{n}_{s}" for n in names for s in ("mean", "std"))]
+    table = pd.DataFrame(rows, columns=columns)
+    if len(table):
+        table = table.sort_values(list(keys), key=_natural, kind="stable").reset_index(drop=True)
+    return table
+
+
+def _as_number(value: object) -> object:
+    """A param's value as a number where it is one (`"50"` -> 50), else as it is."""
+    try:
+        number = float(str(value))
+    except ValueError:
+        return value
+    return int(number) if number.is_integer() else number
+
+
 def table4(df: pd.DataFrame) -> pd.DataFrame:
     """The paper's Table 4 layout per (model, dataset, max_len): seeds, params, test Recall/NDCG/MRR@10
     mean ± std, s/epoch, peak GPU MB; a param or metric no run has shows as `–`."""
@@ -213,6 +245,18 @@ def table4(df: pd.DataFrame) -> pd.DataFrame:
         if f"metrics.{name}" not in df:
             df[f"metrics.{name}"] = math.nan
     return grouped_table(df, TABLE4_KEYS, TABLE4_METRICS)
+
+
+def table4_numbers(df: pd.DataFrame) -> pd.DataFrame:
+    """Table 4 as numbers (grouped_numbers): what its CSVs hold."""
+    df = df.copy()
+    for k in TABLE4_KEYS:
+        if f"params.{k}" not in df:
+            df[f"params.{k}"] = None
+    for name, _ in map(parse_metric, TABLE4_METRICS):
+        if f"metrics.{name}" not in df:
+            df[f"metrics.{name}"] = math.nan
+    return grouped_numbers(df, TABLE4_KEYS, TABLE4_METRICS)
 
 
 _NUMBER = re.compile(r"-?[\d,]*\.?\d+")
@@ -243,7 +287,8 @@ def to_markdown(df: pd.DataFrame, bold: Sequence[str] = ()) -> str:
 
 
 def aggregate_table4(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± std over seeds per (model, dataset, max_len) of finished trials: a grid sweep's
+    """Per (model, dataset, max_len) of finished trials: seeds, params, each test metric's mean and
+    sample std over seeds (numbers, std empty for one seed) and the mean s/epoch: a grid sweep's
     table4.csv, from its own trials table (plain column names, every trial has max_len)."""
     done = table[table["status"] == "FINISHED"]
     out = []
@@ -255,12 +300,9 @@ def aggregate_table4(table: pd.DataFrame) -> pd.DataFrame:
             "seeds": len(g),
             "params": int(g["params_total"].iloc[0]) if g["params_total"].notna().any() else None,
         }
-        for key, label in (
-            ("test_recall_at_10", "Recall@10"),
-            ("test_ndcg_at_10", "NDCG@10"),
-            ("test_mrr_at_10", "MRR@10"),
-        ):
-            row[label] = f"{g[key].mean():.4f} ± {g[key].std(ddof=1) if len(g) > 1 else 0.0:.4f}"
-        row["avg_epoch_time_s"] = round(float(g["avg_epoch_time_s"].mean()), 3)
+        for key in ("test_recall_at_10", "test_ndcg_at_10", "test_mrr_at_10"):
+            row[f"{key}_mean"] = float(g[key].mean())
+            row[f"{key}_std"] = float(g[key].std(ddof=1)) if len(g) > 1 else math.nan
+        row["avg_epoch_time_s"] = float(g["avg_epoch_time_s"].mean())
         out.append(row)
     return pd.DataFrame(out)

@@ -18,7 +18,7 @@ import pandas as pd
 import yaml
 
 from xlrec.redact import redact
-from xlrec.report.tables import aggregate_table4
+from xlrec.report.tables import aggregate_table4, to_markdown
 from xlrec.settings import BEST_VAL_SELECTION_KEY
 from xlrec.sweeps.spec import METRICS, SweepSpec
 from xlrec.sweeps.trial import METRIC
@@ -75,6 +75,21 @@ def _entries(results, recorder: SweepRecorder):
                 run_id = recorder.trial_run_id(f"{m['trial_id']}-s{seed}")
             finished = run_id is not None and recorder.run_finished(run_id)
             yield res, member, run_id, "FINISHED" if finished else "FAILED", None
+
+
+def _table4_markdown(agg: pd.DataFrame) -> str:
+    """table4.csv's numbers as the Table 4 a reader scans: mean ± std cells."""
+    shown = agg[["model", "dataset", "max_len", "seeds"]].astype(str)
+    shown["params"] = agg["params"].map(lambda v: "–" if pd.isna(v) else f"{int(v):,}")
+    for key, label in (
+        ("test_recall_at_10", "Recall@10"),
+        ("test_ndcg_at_10", "NDCG@10"),
+        ("test_mrr_at_10", "MRR@10"),
+    ):
+        std = agg[f"{key}_std"].fillna(0.0)
+        shown[label] = [f"{m:.4f} ± {s:.4f}" for m, s in zip(agg[f"{key}_mean"], std)]
+    shown["s/epoch"] = agg["avg_epoch_time_s"].map(lambda v: f"{v:.2f}")
+    return to_markdown(shown)
 
 
 def trials_table(spec: SweepSpec, results, recorder: SweepRecorder) -> pd.DataFrame:
@@ -158,7 +173,7 @@ def finish(spec: SweepSpec, results, recorder: SweepRecorder, study_name: str, s
         else:
             agg = aggregate_table4(table)
             agg.to_csv(tmp / "table4.csv", index=False)
-            (tmp / "table4.md").write_text(agg.to_string(index=False))
+            (tmp / "table4.md").write_text(_table4_markdown(agg) + "\n")
             recorder.log_artifact(tmp / "table4.csv")
             recorder.log_artifact(tmp / "table4.md")
     counts = table["status"].value_counts().to_dict() if len(table) else {}

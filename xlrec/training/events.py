@@ -49,6 +49,8 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     total_time_s: float = 0.0
     stopped_reason: str = "completed"
+    # training interactions per item id (index 0 = padding): what head, tail and popularity mean
+    popularity: np.ndarray | None = None
 
     @property
     def avg_epoch_time_s(self) -> float:

@@ -74,7 +74,7 @@ def log_results(trainer, data: PreparedDataset, result: TrainResult, pending: di
         )
         table.to_parquet(tmp / "test_per_user.parquet", index=False)
         artifacts.write_sample_predictions(tmp / "sample_predictions.md", seqs, table)
-        artifacts.items_table(seqs).to_parquet(tmp / "items.parquet", index=False)
+        artifacts.items_table(seqs, result.popularity).to_parquet(tmp / "items.parquet", index=False)
         for name in _ARTIFACTS:
             mlflow.log_artifact(str(tmp / name))
         vectors = getattr(trainer.model, "output_weight", None)  # pop has none
