@@ -203,7 +203,12 @@ def test_truncated_mirror_file_warns(cache, shared_data, tmp_path, capsys):
     assert "ml-100k" in warning[0] and "99,000 interactions" in warning[0] and "100,000" in warning[0]
     assert (users, items) == (943, 1682)  # the first 99,000 ratings still cover every user and item
     assert "users" not in warning[0] and "items" not in warning[0]
-    assert ds.data_warning and ds.raw_counts == {"interactions": 99_000, "users": users, "items": items}
+    assert ds.data_warning and ds.raw_counts == {
+        "interactions": 99_000,
+        "users": users,
+        "items": items,
+        "duplicate_rows": 0,
+    }
     again = prepare("ml-100k", PrepConfig(), source=str(tmp_path / "mirror"))
     assert again.from_cache and again.data_warning == ds.data_warning  # the flag survives the cache
     assert "99,000 interactions" in capsys.readouterr().err
@@ -212,7 +217,7 @@ def test_truncated_mirror_file_warns(cache, shared_data, tmp_path, capsys):
 def test_real_ml100k_has_no_warning(cache, shared_data, capsys):
     ds = prepare("ml-100k", PrepConfig(), source=str(shared_data))
     assert ds.data_warning is None
-    assert ds.raw_counts == {"interactions": 100_000, "users": 943, "items": 1682}
+    assert ds.raw_counts == {"interactions": 100_000, "users": 943, "items": 1682, "duplicate_rows": 0}
     assert "warning" not in capsys.readouterr().err
 
 

@@ -139,6 +139,44 @@ def test_a_table_without_time_uses_file_order(tmp_path):
     assert sequences(prepare("plain", user=UserFile(path))) == expected(with_time=False)
 
 
+def test_times_as_iso_8601_epoch_seconds_or_milliseconds_give_one_order(tmp_path):
+    """ISO 8601 text (with or without a zone: naive is UTC), epoch seconds and epoch milliseconds of the
+    same moments order a user's items the same; equal times keep their file order."""
+    seconds = [1601123631, 1601123690, 1601123690, 1601127000]  # the 2nd and 3rd tie
+    iso = ["2020-09-26 12:33:51", "2020-09-26T12:34:50Z", "2020-09-26 14:34:50+02:00", "2020-09-26T13:30:00"]
+    items = [4, 2, 3, 1]
+    orders = []
+    for name, times in (("s", seconds), ("ms", [t * 1000 for t in seconds]), ("iso", iso)):
+        path = tmp_path / f"{name}.csv"
+        pd.DataFrame({"user": "a", "item": list(reversed(items)), "timestamp": list(reversed(times))}).to_csv(
+            path, index=False
+        )
+        data = prepare(name, user=UserFile(path))
+        orders.append(sequences(data)["a"])
+        assert int(data.seqs.timestamps[-1]) - int(data.seqs.timestamps[0]) == 1601127000 - 1601123631
+    assert orders == [[4, 3, 2, 1]] * 3  # reversed in the file: the tied pair keeps file order (3 before 2)
+
+
+def test_exact_duplicate_rows_are_kept_with_a_warning(tmp_path, capsys):
+    path = tmp_path / "dup.csv"
+    path.write_text("user,item,timestamp\na,1,10\na,2,20\na,2,20\nb,1,10\nb,1,10\nb,2,30\n")
+    data = prepare("dup", user=UserFile(path))
+    assert data.raw_counts["duplicate_rows"] == 2 and sequences(data) == {"a": [1, 2, 2], "b": [1, 1, 2]}
+    assert "dup.csv has 2 exact duplicate rows" in capsys.readouterr().err
+    assert data.data_warning is not None and "exact duplicate rows" in data.data_warning
+    assert prepare("dup", user=UserFile(path)).from_cache  # the warning comes from the cache entry too
+    assert "2 exact duplicate rows" in capsys.readouterr().err
+
+
+def test_a_titles_file_with_another_separator_says_which_columns_it_takes(tmp_path, capsys):
+    path = write_inter(tmp_path / "d.inter")
+    titles = tmp_path / "t.csv"
+    titles.write_text("item;title\n1;Heat\n")
+    msg = refused(capsys, ["--dataset", str(path), "--titles", str(titles)])
+    assert "t.csv, line 1: a titles file has a header line and two columns, the item id and its title" in msg
+    assert "1 column: 'item;title'" in msg and "separated by semicolons" in msg
+
+
 def test_fractional_times_keep_their_order(tmp_path):
     path = tmp_path / "f.inter"
     path.write_text("user_id:token\titem_id:token\ttimestamp:float\na\t1\t5.7\na\t2\t5.2\na\t3\t5.2\na\t4\t0.5\n")
@@ -266,7 +304,14 @@ def _inter(text: str) -> str:
         ("d.txt", "1 1\n1 2\n2\n", [], ["d.txt, line 3", "item id is missing"]),
         ("d.txt", "1 1\n1 2 3\n", [], ["d.txt, line 2", "expected 2 fields, found 3"]),
         ("d.csv", "u,i\n1,2\n", ["--columns", "user=u,item=nosuch"], ["d.csv, line 1", "'nosuch'", "Fix --columns"]),
-        ("d.csv", "a,b\n1,2\n", [], ["d.csv", "no user column found", "a, b", "--columns"]),
+        ("d.csv", "a,b\n1,2\n", [], ["d.csv, line 1", "no user column found", "2 columns: 'a', 'b'", "--columns"]),
+        ("d.csv", "user;item\n1;2\n", [], ["d.csv, line 1", "no user column found", "separated by semicolons"]),
+        (
+            "d.csv",
+            "user,item,ts\n1,2,2020-09-26 12:33:51\n1,3,soon\n",
+            [],
+            ["d.csv, line 3", "timestamp 'soon'", "ISO 8601"],
+        ),
         ("d.inter", "", [], ["d.inter is empty (line 1)"]),
         ("d.inter", _inter(""), [], ["d.inter holds no interactions (line 2)"]),
         ("d.parquet", "user,item\n1,2\n", [], ["d.parquet is not a readable Parquet file"]),

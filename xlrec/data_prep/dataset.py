@@ -32,12 +32,12 @@ from xlrec.data_prep import acquire, synthetic, user_files
 from xlrec.data_prep.cache import lock, remove_stale
 from xlrec.data_prep.preprocess import Sequences, build_sequences
 from xlrec.data_prep.readers import READERS
-from xlrec.data_prep.stats import published_mismatch, raw_counts, table1_stats
+from xlrec.data_prep.stats import duplicates_note, published_mismatch, raw_counts, table1_stats
 from xlrec.errors import DataError
 from xlrec.settings import PrepConfig, TrainConfig
 
-CACHE_FORMAT = 3  # 2: raw_counts stored with the sequences; 3: item genres and user groups
-_COUNT_KEYS = ("interactions", "users", "items")
+CACHE_FORMAT = 4  # 2: raw_counts stored with the sequences; 3: item genres and user groups; 4: duplicates
+_COUNT_KEYS = ("interactions", "users", "items", "duplicate_rows")
 
 
 @dataclass
@@ -200,7 +200,11 @@ def prepare(
                 loaded = _build(name, root, prep, user)
                 _save(cache, *loaded)
     seqs, counts = loaded
-    warning = None if user is not None else published_mismatch(name, counts)  # no published counts for a file
+    notes = [
+        None if user is not None else published_mismatch(name, counts),  # no published counts for a file
+        duplicates_note(str(user.path) if user is not None else name, counts),
+    ]
+    warning = " ".join(n for n in notes if n) or None
     if warning:
         print(warning, file=sys.stderr)
     return PreparedDataset(

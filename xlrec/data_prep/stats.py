@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from xlrec.data_prep.preprocess import Sequences
 from xlrec.data_prep.readers import Interactions
@@ -30,8 +31,28 @@ def table1_stats(seqs: Sequences) -> dict[str, float]:
 
 
 def raw_counts(raw: Interactions) -> dict[str, int]:
-    """Interactions, users and items of the raw files, before any filtering."""
-    return {"interactions": len(raw), "users": len(np.unique(raw.user)), "items": len(np.unique(raw.item))}
+    """Interactions, users and items of the raw files, before any filtering, and the exact
+    duplicate rows among them (the same user, item, time and rating as an earlier row)."""
+    rows = pd.DataFrame({"u": raw.user, "i": raw.item, "t": raw.timestamp, "r": raw.rating})
+    return {
+        "interactions": len(raw),
+        "users": len(np.unique(raw.user)),
+        "items": len(np.unique(raw.item)),
+        "duplicate_rows": int(rows.duplicated().sum()),
+    }
+
+
+def duplicates_note(source: str, counts: dict[str, int]) -> str | None:
+    """A one-line warning when the raw rows hold exact duplicates, else None. They are kept (a user
+    may consume an item twice), but an exact repeat, time included, is usually a logging artefact."""
+    n = counts.get("duplicate_rows", 0)
+    if not n:
+        return None
+    return (
+        f"xlrec: warning: {source} has {n:,} exact duplicate row{'s' * (n != 1)} (the same user, item, time and "
+        f"rating as an earlier row); they are kept as repeated interactions. Remove them from the file if they "
+        f"are not."
+    )
 
 
 def published_mismatch(name: str, counts: dict[str, int]) -> str | None:

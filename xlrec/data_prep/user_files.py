@@ -117,8 +117,9 @@ def _read_table(path: Path, roles: dict[str, str]) -> pd.DataFrame:
                 chosen[role] = guess
             elif role in ("user", "item"):
                 raise DataError(
-                    f"{path}: no {role} column found (tried {', '.join(GUESSES[role])}; the file has "
-                    f"{', '.join(map(str, frame.columns))}). Pass --columns user=COL,item=COL[,time=COL][,rating=COL]."
+                    f"{path}, line 1: no {role} column found (tried {', '.join(GUESSES[role])}; the file has "
+                    f"{_columns_found(frame)}). Pass --columns user=COL,item=COL[,time=COL][,rating=COL]."
+                    + _separator_hint(path, frame)
                 )
     return frame[list(chosen.values())].set_axis(list(chosen), axis=1)
 
@@ -143,8 +144,7 @@ def _interactions(frame: pd.DataFrame, path: Path, first: int) -> Interactions:
     user = _ids(frame["user"], "user id", path, first)
     item = _ids(frame["item"], "item id", path, first)
     if "time" in frame:
-        times = _numbers(frame["time"], "timestamp", path, first)
-        timestamp = _as_int_times(times)
+        timestamp = _as_int_times(_times(frame["time"], path, first))
     else:
         timestamp = np.arange(rows, dtype=np.int64)  # line order is time order
     rating = _numbers(frame["rating"], "rating", path, first) if "rating" in frame else np.ones(rows)
@@ -184,11 +184,60 @@ def _numbers(column: pd.Series, what: str, path: Path, first: int) -> np.ndarray
     return values
 
 
+# epoch numbers at or above this are milliseconds (1e11 s is the year 5138; 1e11 ms is 1973)
+_MILLISECONDS = 1e11
+TIME_FORMATS = "Unix epoch seconds or milliseconds, or ISO 8601 date-times such as 2020-09-26 12:33:51"
+
+
+def _times(column: pd.Series, path: Path, first: int) -> np.ndarray:
+    """A time column as seconds since the epoch (float64): epoch seconds, epoch milliseconds
+    (values from 1e11 on; a column is in one unit) or ISO 8601 text (time zones honoured, naive
+    times read as UTC); the first value that is none of these names its line."""
+    if column.dtype.kind == "M":  # parquet datetimes
+        return column.astype("datetime64[ms]").astype(np.int64).to_numpy(np.float64) / 1000.0
+    numbers = pd.to_numeric(column, errors="coerce").to_numpy(np.float64)
+    if np.isfinite(numbers).all():
+        return numbers / 1000.0 if np.nanmax(np.abs(numbers)) >= _MILLISECONDS else numbers
+    text = column.astype(str).str.strip()
+    parsed = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
+    bad = parsed.isna().to_numpy() if np.isfinite(numbers).sum() == 0 else ~np.isfinite(numbers)
+    if not bad.any():
+        return parsed.astype("datetime64[ms, UTC]").astype(np.int64).to_numpy(np.float64) / 1000.0
+    row = int(np.flatnonzero(bad)[0])
+    raise DataError(
+        f"{path}, line {row + first}: timestamp {str(column.iloc[row])[:40]!r} is not a time xlrec reads. Give "
+        f"times as {TIME_FORMATS} (one form for the whole column) and run again."
+    )
+
+
 def _as_int_times(times: np.ndarray) -> np.ndarray:
     """Whole seconds as int64; fractional times are replaced by their rank, which keeps order and ties."""
     if np.all(times == np.floor(times)):
         return times.astype(np.int64)
     return np.unique(times, return_inverse=True)[1].astype(np.int64)
+
+
+def _columns_found(frame: pd.DataFrame) -> str:
+    cols = list(map(str, frame.columns))
+    return (
+        f"{len(cols)} column{'s' * (len(cols) != 1)}: "
+        + ", ".join(repr(c) for c in cols[:8])
+        + (", ..." * (len(cols) > 8))
+    )
+
+
+def _separator_hint(path: Path, frame: pd.DataFrame) -> str:
+    """What a one-column header with another separator inside it means."""
+    if len(frame.columns) != 1:
+        return ""
+    header = str(frame.columns[0])
+    for sep, name in ((";", "semicolons"), ("|", "bars"), ("\t", "tabs"), (",", "commas")):
+        if sep in header:
+            return (
+                f" Its header {header[:60]!r} looks separated by {name}, which xlrec does not read in a "
+                f"{path.suffix or 'file'}: use commas in .csv and tabs in .tsv."
+            )
+    return ""
 
 
 def read_titles(path: Path, roles: dict[str, str], int_ids: bool) -> dict:
@@ -200,7 +249,12 @@ def read_titles(path: Path, roles: dict[str, str], int_ids: bool) -> dict:
     cols = [roles.get("title_item"), roles.get("title")]
     defaults = list(frame.columns[:2])
     if len(defaults) < 2 and None in cols:
-        raise DataError(f"{path}, line 1: a titles file needs an item id column and a title column.")
+        raise DataError(
+            f"{path}, line 1: a titles file has a header line and two columns, the item id and its title, "
+            f"separated by {'tabs' if sep == chr(9) else 'commas'} (.csv: commas, .tsv: tabs); --columns "
+            f"title_item=COL,title=COL names them in a file with more. This one has {_columns_found(frame)}."
+            + _separator_hint(path, frame)
+        )
     cols = [c or d for c, d in zip(cols, defaults)]
     for col in cols:
         if col not in frame.columns:
