@@ -11,6 +11,7 @@ JSON line.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,11 @@ from xlrec.sweeps.tracking_server import serve_tracking, served_port
 def run_sweep(spec: SweepSpec) -> dict[str, Any]:
     if spec.mode not in ("search", "grid"):
         raise ConfigError(f"--mode must be search or grid, got {spec.mode!r}.")
+    named = spec.name is not None  # a name given is kept; a default one takes a free suffix
     name, experiment = spec.name_defaults()
-    prepare_data(spec)
     storage_path = str(Path(spec.storage_path or sweep_home() / "ray_results").expanduser().resolve())
-    saved = resume_state.load(storage_path, name) if spec.resume else None
+    saved = resume_state.load(storage_path, name) if spec.resume else None  # before anything is made
+    prepare_data(spec)
     from xlrec.sweeps.ray_session import cluster_resources, secret_env, spread_over_gpus, start_ray
 
     state = SweepState.of(spec)
@@ -52,6 +54,8 @@ def run_sweep(spec: SweepSpec) -> dict[str, Any]:
                 say(line)
             server_ready()
             recorder = SweepRecorder(uri)
+            if not saved:
+                name = _free_name(spec, name, experiment, named, recorder)
             parent = _open_parent(spec, name, experiment, recorder, saved)
             summary = _run_trials(spec, state, name, stop, uri, recorder, parent, storage_path, saved)
         except BaseException as exc:  # the parent and its trials must not end FINISHED or stay RUNNING
@@ -61,6 +65,24 @@ def run_sweep(spec: SweepSpec) -> dict[str, Any]:
         recorder.end()
     print(json.dumps(summary))
     return summary
+
+
+def _free_name(spec: SweepSpec, name: str, experiment: str, named: bool, recorder: SweepRecorder) -> str:
+    """The sweep's name, unique in its experiment: two sweeps of one name would be two parent runs
+    MLflow's list cannot tell apart, and --resume finds a sweep by its name. A default name takes
+    the first free suffix (search-xlstm-ml-100k-2); a name given for an existing sweep is refused."""
+    taken = recorder.sweep_names(experiment)
+    if name not in taken:
+        return name
+    if named:
+        raise ConfigError(
+            f"A sweep named {name!r} already ran in experiment {experiment!r}. Pass --resume to continue it "
+            f"(after its driver died), or give this one another --name."
+        )
+    free = next(f"{name}-{i}" for i in itertools.count(2) if f"{name}-{i}" not in taken)
+    say(f"a sweep named {name!r} already ran in experiment {experiment!r}: this one is {free!r}")
+    spec.name = free
+    return free
 
 
 def _open_parent(

@@ -95,6 +95,14 @@ class SweepRecorder:
         self.parent = ParentRun(run.info.run_id, run.info.experiment_id, experiment, adopted)
         return self.parent
 
+    def sweep_names(self, experiment: str) -> set[str]:
+        """The names of the sweeps (their parent runs) already in `experiment`."""
+        exp = self.client.get_experiment_by_name(experiment)
+        if exp is None:
+            return set()
+        parents = self.client.search_runs([exp.experiment_id], "tags.`xlrec.sweep` = 'parent'", max_results=5000)
+        return {r.info.run_name for r in parents if r.info.run_name}
+
     def log_params(self, params: dict[str, Any]) -> None:
         """The sweep's settings, credentials masked. `mlflow run` has logged its own parameters
         already (params are immutable), so a key it logged with the same value is not logged
