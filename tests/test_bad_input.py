@@ -136,12 +136,55 @@ def test_cold_start_threshold_above_every_user_is_refused(capsys):
         ("--synthetic-mean-len", "0", "synthetic_mean_len must be positive"),
         ("--seed", "-1", "seed must be in [0, 2**32)"),
         ("--num-threads", "-2", "num_threads must be >= 0"),
+        ("--epochs", "0", "epochs must be at least 1 (an untrained model is not registered)"),
     ],
 )
 def test_out_of_range_flag_is_refused(tmp_path, capsys, flag, value, needle):
     msg = refused(capsys, ["train", "--model", "gru4rec", *TINY, flag, value])
     assert needle in msg
     assert no_processed_entry(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "args, setting",
+    [
+        (["--embedding-dim", "1000000000"], "Lower embedding_dim (now 1,000,000,000)"),
+        (["--max-len", "10000000"], "Lower max_len (now 10,000,000)"),
+        (["--synthetic-users", "1000000000000"], "Lower synthetic_users (now 1,000,000,000,000)"),
+        (["--synthetic-mean-len", "100000000"], "Lower synthetic_mean_len (now 100,000,000)"),
+        (["--batch-size", "100000000", "--max-len", "50"], "Lower batch_size (now 100,000,000)"),
+    ],
+)
+def test_sizes_beyond_the_machine_are_refused_before_anything_is_built(tmp_path, capsys, args, setting):
+    """Each size passes its own check; their product is estimated from the settings and the dataset's
+    shape (xlrec.training.footprint) and refused in one paragraph naming the setting to lower, before
+    any data is generated or read and any model allocated (these asked for 10 GB to 484 TB)."""
+    msg = refused(capsys, ["train", "--model", "sasrec", *TINY, *args])
+    assert "would need about" in msg and "more than the" in msg and "free in this machine's memory" in msg
+    assert setting in msg and "nothing was read or built" in msg
+    assert no_processed_entry(tmp_path)
+    if "--synthetic-users" in args or "--synthetic-mean-len" in args:  # data alone is checked too
+        msg = refused(capsys, ["data", "prepare", "--dataset", "synthetic", *args])
+        assert setting in msg
+
+
+def test_too_few_warm_users_are_refused_before_training(tmp_path, capsys):
+    """A dataset of a handful of users trained to Recall@10 1.0 and registered a champion."""
+    path = tmp_path / "few.inter"
+    rows = [f"u{u}\t{(3 * u + k) % 40 + 1}\t{k}" for u in range(6) for k in range(8)]
+    path.write_text("user_id:token\titem_id:token\ttimestamp:float\n" + "\n".join(rows) + "\n")
+    msg = refused(capsys, ["train", "--model", "gru4rec", "--dataset", str(path), "--epochs", "1", "--no-tracking"])
+    assert "has 6 warm user(s)" in msg and "fewer than the 10" in msg
+
+
+def test_a_history_that_leaves_fewer_candidates_than_k_is_refused(tmp_path, capsys):
+    path = tmp_path / "dense.inter"
+    rows = [f"u{u}\t{k + 1}\t{k}" for u in range(12) for k in range(20 if u == 0 else 6)]
+    path.write_text("user_id:token\titem_id:token\ttimestamp:float\n" + "\n".join(rows) + "\n")
+    args = ["train", "--model", "gru4rec", "--dataset", str(path), "--epochs", "1", "--no-tracking"]
+    msg = refused(capsys, args)
+    assert "leaves 1 candidate item(s) for the user who saw the most items (20)" in msg
+    assert "--no-exclude-seen" in msg
 
 
 def test_synthetic_generator_refuses_non_positive_sizes_itself():
@@ -301,3 +344,13 @@ def test_sweep_integer_lists_are_strict(capsys, value):
         main(["sweep", "--mode", "grid", "--max-lens", value])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "expected comma-separated integers" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("minutes", ["-5", "0", "nan", "inf"])
+def test_reap_refuses_a_staleness_that_would_reap_live_runs(capsys, minutes):
+    """`--stale-minutes -5` reaped a run that was alive: a run logs an epoch every minute or so."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["runs", "reap", "--stale-minutes", minutes])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--stale-minutes" in err and "more than 0 minutes" in err and "Traceback" not in err

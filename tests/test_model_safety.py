@@ -200,6 +200,7 @@ def _copy_model(trained, dst: Path) -> Path:
 
 def _edit_config(data: Path, **changes) -> None:
     cfg = yaml.safe_load((data / "config.yaml").read_text())
+    cfg["prep"] = {**cfg.get("prep", {}), **changes.pop("prep", {})}
     cfg.update(changes)
     (data / "config.yaml").write_text(yaml.safe_dump(cfg))
 
@@ -211,13 +212,18 @@ CPU = select_runtime("cpu", "auto", False)
     "changes, expected",
     [
         ({"embedding_dim": 10**9}, "embedding_dim = 1000000000, outside xlrec's limit"),
-        ({"embedding_dim": 4096, "num_blocks": 64, "num_heads": 2}, "parameters, over xlrec's limit"),
+        ({"embedding_dim": 4096, "num_blocks": 64, "num_heads": 2}, "would need about 217.2 GiB of memory"),
         ({"model": "evil"}, "trained with model 'evil', which is not registered in this environment"),
         ({"model": "os:system"}, "trained with model 'os:system', which is not registered in this environment"),
         ({"no_such_setting": 1}, "unknown setting(s) ['no_such_setting']"),
         ({"max_len": "50"}, "sets max_len to '50', which is not of type int"),
         ({"dropout": 2.0}, "dropout must be in [0, 1)"),
         ({"prep": {"synthetic_users": 10**12}}, "synthetic_users = 1000000000000, outside"),
+        # each size within its cap, their product far beyond any machine: refused before data or model
+        (
+            {"dataset": "synthetic", "prep": {"synthetic_users": 10**7, "synthetic_mean_len": 10**5}},
+            "would need about 181.9 TiB of memory",
+        ),
     ],
 )
 def test_crafted_config_is_refused_before_building(changes, expected, trained, tmp_path):
@@ -227,6 +233,24 @@ def test_crafted_config_is_refused_before_building(changes, expected, trained, t
         load_model(str(tmp_path / "m"), CPU)
     assert expected in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_an_item_map_past_its_cap_is_refused_by_size_and_a_nested_one_as_damaged(trained, tmp_path, monkeypatch):
+    """Sizes are checked before a file is parsed (an 11M-entry map took 44 s and 1.4 GB to read
+    before its item cap refused it); JSON nested past Python's recursion limit is damage, not a crash."""
+    data = _copy_model(trained, tmp_path / "m")
+    real = (data / "item_map.json").stat().st_size
+    monkeypatch.setattr(model_format, "MAX_ITEM_MAP_BYTES", real - 1)
+    parsed = []
+    monkeypatch.setattr(model_format.json, "loads", lambda text: parsed.append(1))
+    with pytest.raises(XlrecError, match=rf"item_map.json of .* is {real:,} bytes, over xlrec's limit"):
+        load_model(str(tmp_path / "m"), CPU)
+    assert parsed == []  # never read
+    monkeypatch.undo()
+    data = _copy_model(trained, tmp_path / "n")
+    (data / "item_map.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(XlrecError, match="is not a map of item ids and titles; the model is damaged"):
+        load_model(str(tmp_path / "n"), CPU)
 
 
 def test_crafted_huge_config_through_the_cli(trained, env, tmp_path):

@@ -158,7 +158,7 @@ def _assemble(
         torch.set_num_threads(cfg.num_threads)
     seed_everything(cfg.seed)
     split = leave_two_out(data.seqs, cfg.cold_start_threshold)
-    check_evaluable(data.name, data.seqs, split, cfg.cold_start_threshold)
+    check_evaluable(data.name, data.seqs, split, cfg.cold_start_threshold, cfg.exclude_seen)
     popularity = item_popularity(data.seqs, split)
     items = torch.as_tensor(data.seqs.items, device=rt.device)
     if model is None:

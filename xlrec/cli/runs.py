@@ -22,6 +22,20 @@ def cmd_runs_reap(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_minutes(text: str) -> float:
+    """Minutes a run may go without a metric or heartbeat before it counts as dead: a positive,
+    finite number (0 or less would reap a run that logged a second ago)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected minutes (a number), got {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(
+            f"must be more than 0 minutes, got {text!r}: a run idle that short may be alive (epochs take minutes)"
+        )
+    return value
+
+
 def add_command(sub: argparse._SubParsersAction) -> None:
     runs = sub.add_parser("runs", help="run bookkeeping")
     runs_sub = runs.add_subparsers(dest="runs_command", required=True)
@@ -30,7 +44,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     add_tracking_args(rp)
     rp.add_argument(
         "--stale-minutes",
-        type=float,
+        type=_positive_minutes,
         default=None,
         help="also reap runs of other hosts (or without a recorded process) idle this long",
     )

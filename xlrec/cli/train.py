@@ -56,20 +56,23 @@ def resolve_from_args(args: argparse.Namespace) -> TrainConfig:
         overrides["titles_file"] = str(Path(overrides["titles_file"]).expanduser().absolute())
     model, dataset = overrides.pop("model", None), overrides.pop("dataset", None)
     cfg = resolve_config(model, dataset, args.config, overrides)
-    preflight(cfg)
+    preflight(cfg, data_only=args.command == "data")
     return cfg
 
 
-def preflight(cfg: TrainConfig) -> None:
-    """Reject unknown names and unusable devices before any data or training work."""
+def preflight(cfg: TrainConfig, data_only: bool = False) -> None:
+    """Reject unknown names, unusable devices and runs too big for their device (an estimate from
+    the settings: xlrec.training.footprint) before any data or training work."""
     from xlrec.catalog.datasets import DATASETS, unknown_dataset
     from xlrec.device import select_runtime
+    from xlrec.training.footprint import check_fits
 
     if cfg.dataset not in DATASETS and cfg.data_file is None:
         raise unknown_dataset(cfg.dataset)
     if cfg.defaults_from:
         print(f"[xlrec] {cfg.data_file}: dataset {cfg.dataset}, defaults from {cfg.defaults_from}", file=sys.stderr)
-    select_runtime(cfg.device, cfg.kernel, cfg.amp)
+    rt = select_runtime(cfg.device, cfg.kernel, cfg.amp)
+    check_fits(cfg, rt.device, data_only=data_only)
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:

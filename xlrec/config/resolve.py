@@ -209,7 +209,7 @@ def validate(cfg: TrainConfig) -> None:
             (0.0 < cfg.adam_beta2 < 1.0, f"adam_beta2 must be in (0, 1), got {cfg.adam_beta2}"),
             (cfg.batch_size > 0, f"batch_size must be positive, got {cfg.batch_size}"),
             (0.0 <= cfg.ema_decay < 1.0, f"ema_decay must be in [0, 1), got {cfg.ema_decay}"),
-            (cfg.epochs >= 0, f"epochs must be >= 0, got {cfg.epochs}"),
+            (cfg.epochs >= 1, f"epochs must be at least 1 (an untrained model is not registered), got {cfg.epochs}"),
             (cfg.min_epochs >= 0, f"min_epochs must be >= 0, got {cfg.min_epochs}"),
             (0 <= cfg.window_stride <= cfg.max_len, f"window_stride must be in [0, max_len], got {cfg.window_stride}"),
             (cfg.cold_start_threshold >= 3, f"cold_start_threshold must be at least 3, got {cfg.cold_start_threshold}"),

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
+
 from xlrec.errors import ConfigError
 from xlrec.sweeps.spec import SweepSpec
 
@@ -33,6 +35,7 @@ def prepare_data(spec: SweepSpec) -> None:
     from xlrec.sweeps.checks import check_spec
     from xlrec.sweeps.spec_file import cell_text
     from xlrec.training.evaluate import check_evaluable
+    from xlrec.training.footprint import check_fits
 
     check_spec(spec)
     spec.source = _absolute(spec.source)
@@ -54,7 +57,12 @@ def prepare_data(spec: SweepSpec) -> None:
             ) from None
         configs.setdefault(cfg.dataset, cfg)
     for cfg in configs.values():
+        check_fits(cfg, torch.device("cpu"), data_only=True, what=f"Preparing {cfg.dataset} for the sweep")
         data = prepare_config(cfg)
         check_evaluable(
-            cfg.dataset, data.seqs, leave_two_out(data.seqs, cfg.cold_start_threshold), cfg.cold_start_threshold
+            cfg.dataset,
+            data.seqs,
+            leave_two_out(data.seqs, cfg.cold_start_threshold),
+            cfg.cold_start_threshold,
+            cfg.exclude_seen,
         )

@@ -16,8 +16,10 @@ import ray
 import torch
 from ray import tune
 
+from xlrec.device import select_runtime
 from xlrec.settings import BEST_VAL_SELECTION_KEY, SELECTION_METRIC, VAL_SELECTION_KEY, metric_key
 from xlrec.training.events import Callback
+from xlrec.training.footprint import check_fits
 
 METRIC = VAL_SELECTION_KEY  # what each trial reports to Tune: ASHA, Optuna and the best trial read it
 CHECKPOINT_FILE = "trainer.pt"
@@ -151,7 +153,8 @@ def trial_spec(config: dict[str, Any]) -> dict[str, Any]:
 
 def resolve_trial(spec: dict[str, Any], config: dict[str, Any]):
     """The run config of one trial (or one seed of a grouped cell): the sweep's fixed settings, the
-    model's own, then the trial's."""
+    model's own, then the trial's; refused (the trial fails with the reason) when it would not fit
+    the trial's device (xlrec.training.footprint), before its data or model is built."""
     from xlrec.config import resolve_config
     from xlrec.sweeps.trial_config import trial_overrides
 
@@ -164,6 +167,7 @@ def resolve_trial(spec: dict[str, Any], config: dict[str, Any]):
     cfg = resolve_config(model, dataset, overrides=overrides)
     if spec.get("threads"):
         cfg.num_threads = spec["threads"]
+    check_fits(cfg, select_runtime(cfg.device, cfg.kernel, cfg.amp).device)
     return cfg
 
 

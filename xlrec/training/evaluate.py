@@ -31,12 +31,20 @@ class EvalResult:
     topk: np.ndarray = field(repr=False)  # (M, 20) recommended item ids
 
 
-def check_evaluable(name: str, seqs: Sequences, split: Split, cold_threshold: int) -> None:
+# the fewest warm users whose metrics a run may report: a mean over fewer is one user's luck
+# (one user's Recall@10 is 0 or 1) and would still register a model and promote a champion
+MIN_EVAL_USERS = 10
+SELECTION_K = 10  # the cut-off of the selection metric (xlrec.settings.SELECTION_METRIC, recall@10)
+
+
+def check_evaluable(name: str, seqs: Sequences, split: Split, cold_threshold: int, exclude_seen: bool = False) -> None:
     """Refuse data the metrics cannot describe, before any training (or MLflow run) starts.
 
     Ranking metrics are defined up to K = 20 (and the top-20 list is kept per user): a catalogue
-    of fewer items makes Recall@20 trivially 1 and the top-20 impossible. With no warm user
-    there is no validation case, so early stopping and the test have nothing to score.
+    of fewer items makes Recall@20 trivially 1 and the top-20 impossible. With fewer than
+    MIN_EVAL_USERS warm users there is no validation and test set worth the name.
+    With `exclude_seen`, a user whose history leaves fewer than SELECTION_K candidates would
+    score a trivially perfect Recall@10.
     """
     largest_k = max(max(KS), TOPK)
     if seqs.num_items < largest_k:
@@ -57,6 +65,26 @@ def check_evaluable(name: str, seqs: Sequences, split: Split, cold_threshold: in
             f"is no warm user to validate or test on ({seqs.num_users} user(s), the longest history has {longest} "
             f"interaction(s)). {fix}."
         )
+    if len(split.val) < MIN_EVAL_USERS:
+        raise DataError(
+            f"Dataset {name} has {len(split.val)} warm user(s) (with at least {cold_threshold} interactions), fewer "
+            f"than the {MIN_EVAL_USERS} a run's validation and test metrics need: over so few users a metric is one "
+            f"user's luck, and it would still register a champion. Use more data, or a lower "
+            f"--cold-start-threshold if short histories are what you have."
+        )
+    if exclude_seen:
+        # the test case excludes the distinct items before its target: the most varied history leaves the fewest
+        users = np.repeat(np.arange(seqs.num_users, dtype=np.int64), seqs.lengths)
+        pairs = np.unique(users * (seqs.num_items + 1) + seqs.items)
+        most = int(np.bincount(pairs // (seqs.num_items + 1), minlength=1).max())
+        fewest = seqs.num_items - most + 1
+        if fewest < SELECTION_K:
+            raise DataError(
+                f"In dataset {name}, excluding a user's history from the ranking (exclude_seen) leaves {fewest} "
+                f"candidate item(s) for the user who saw the most items ({most}), fewer than {SELECTION_K}, the "
+                f"cut-off of the metric that selects (Recall@{SELECTION_K}): it would be trivially perfect for them. "
+                f"Pass --no-exclude-seen, or use a dataset with more items than its longest history."
+            )
 
 
 @torch.no_grad()

@@ -21,11 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from xlrec.errors import XlrecError
 from xlrec.platform.registry.saved_config import config_from_dict
 from xlrec.settings import TrainConfig
+from xlrec.training.footprint import check_fits, dataset_shape
 
 FORMAT_VERSION = 2
 DATA_DIR = "data/xlrec"  # pyfunc copies `data_path` (a folder named xlrec) to data/xlrec
@@ -42,6 +44,8 @@ FLAVOR = {
 LEGACY_PICKLE = "data/model.pth"
 
 MAX_ITEMS = 10_000_000
+# the item map's size cap, checked before it is parsed: 128 bytes per item is room for an id and a long title
+MAX_ITEM_MAP_BYTES = 128 * MAX_ITEMS
 MAX_PARAMETERS = 250_000_000  # 1 GB of float32; the largest real model here has ~9M
 
 
@@ -131,6 +135,12 @@ def check_layout(model_dir: Path, where: str, run_id: str | None = None) -> Path
 
 
 def read_item_map(path: Path, where: str) -> tuple[list[str], list[str]]:
+    size = path.stat().st_size
+    if size > MAX_ITEM_MAP_BYTES:  # before parsing: a file past the cap costs minutes and gigabytes to read
+        raise XlrecError(
+            f"The item_map.json of {where} is {size:,} bytes, over xlrec's limit of {MAX_ITEM_MAP_BYTES:,} "
+            f"({MAX_ITEMS:,} items of ids and titles); it was not read and nothing was built."
+        )
     try:
         data = json.loads(path.read_text())
         ids, titles = data["item_ids"], data["titles"]
@@ -141,7 +151,7 @@ def read_item_map(path: Path, where: str) -> tuple[list[str], list[str]]:
             and all(isinstance(x, str) for x in ids)
             and all(isinstance(x, str) for x in titles)
         )
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):  # RecursionError: deep nesting
         ok = False
     if not ok:
         raise XlrecError(f"The item_map.json of {where} is not a map of item ids and titles; the model is damaged.")
@@ -215,6 +225,10 @@ def load_model_dir(data: Path, where: str, kernel: str = "native", device: str =
         raise XlrecError(f"The config.yaml of {where} is not valid YAML ({str(exc).splitlines()[0]}).") from None
     cfg = config_from_dict(raw, where)
     item_ids, titles = read_item_map(data / ITEM_MAP, where)
+    # its sizes are within LIMITS one by one; their product must fit the device before anything is built
+    users, _, interactions = dataset_shape(cfg)  # evaluate prepares the model's dataset too
+    shape = (users, len(item_ids) - 1, interactions)
+    check_fits(cfg, torch.device(device), shape=shape, what=f"Loading {where}")
     expected = _expected_tensors(cfg, len(item_ids) - 1, where)
     model = build_model(cfg.model, len(item_ids) - 1, cfg, kernel)
     load_weights(model, data / WEIGHTS, expected, where)
