@@ -236,17 +236,59 @@ def test_exclude_seen_false_ranks_the_history_too(served):
         ({"history": []}, "'history' must be a non-empty list of raw item ids"),
         ({"history": [True]}, "'history' items must be raw item ids as strings or integers"),
         ({"history": [1.5]}, "'history' items must be raw item ids as strings or integers"),
-        ({"history": "50,172"}, "Failed to convert column history"),
-        ({"history": ["50"], "k": "five"}, "Failed to convert column k"),
-        ({"k": 3}, "Model is missing inputs ['history']"),
+        ({"history": "50,172"}, "'history' must be a non-empty list of raw item ids"),
+        ({"history": ["50"], "k": "five"}, "'k' must be a JSON integer (how many items to recommend), got 'five'"),
+        ({"history": ["50"], "k": 2.5}, "'k' must be a JSON integer (how many items to recommend), got 2.5"),
+        ({"history": ["50"], "k": 2.0}, "'k' must be a JSON integer (how many items to recommend), got 2.0"),
+        ({"history": ["50"], "exclude_seen": "no"}, "'exclude_seen' must be a JSON true or false, got 'no'"),
+        ({"history": ["50"], "exclude_seen": 0}, "'exclude_seen' must be a JSON true or false, got 0"),
+        ({"k": 3}, "'history' must be a non-empty list of raw item ids"),
     ],
-    ids=["unknown-id", "k-zero", "k-too-big", "empty", "bool-id", "float-id", "not-a-list", "k-text", "no-history"],
+    ids=[
+        "unknown-id",
+        "k-zero",
+        "k-too-big",
+        "empty",
+        "bool-id",
+        "float-id",
+        "not-a-list",
+        "k-text",
+        "k-fraction",
+        "k-float",
+        "exclude-seen-text",
+        "exclude-seen-int",
+        "no-history",
+    ],
 )
 def test_bad_requests_get_400_with_a_message(served, row, expected):
+    """Every value is checked by the model, strictly (MLflow's schema would coerce 2.5 to 2 and "no"
+    to a boolean), and answered in one line: MLflow's own wrapper would repeat the request."""
     status, body = _post(served["url"] + "/invocations", {"dataframe_records": [row]})
     assert status == 400, body
-    assert expected in body["message"], body
+    assert body["message"] == expected or body["message"].startswith(expected), body
+    assert "\n" not in body["message"] and "Failed to predict data" not in body["message"], body
     assert "stack_trace" not in body and "Traceback" not in json.dumps(body), body
+
+
+def test_k_given_in_some_rows_only_is_an_integer_in_each(served):
+    """pandas holds a column with missing integers as floats: k 5 next to a row without k is still 5."""
+    rows = [{"history": ["50", "172", "133"], "k": 5}, {"history": ["1"]}]
+    status, body = _post(served["url"] + "/invocations", {"dataframe_records": rows})
+    assert status == 200, body
+    assert [len(p["item_ids"]) for p in body["predictions"]] == [5, 10]
+    assert body["predictions"][0] == served["answer"]["predictions"][0]
+
+
+def test_a_request_over_the_row_limit_gets_400_and_one_at_the_limit_is_answered(served):
+    from xlrec.platform.registry.serving import MAX_ROWS
+
+    rows = [{"history": [str(1 + i % NUM_ITEMS)], "k": 1} for i in range(MAX_ROWS)]
+    status, body = _post(served["url"] + "/invocations", {"dataframe_records": rows})
+    assert status == 200 and len(body["predictions"]) == MAX_ROWS, str(body)[:500]
+    status, body = _post(served["url"] + "/invocations", {"dataframe_records": [*rows, rows[0]]})
+    assert status == 400 and body["message"] == (
+        f"A request holds at most {MAX_ROWS:,} rows; this one has {MAX_ROWS + 1:,}. Send them in parts."
+    ), str(body)[:500]
 
 
 def test_signature_and_input_example_are_logged(served, tmp_path):
@@ -263,9 +305,11 @@ def test_signature_and_input_example_are_logged(served, tmp_path):
     meta = Model.load(str(local / "MLmodel"))
     inputs = {c["name"]: c for c in meta.signature.inputs.to_dict()}
     assert list(inputs) == ["history", "k", "exclude_seen"]
-    assert inputs["history"]["type"] == "array" and inputs["history"]["required"]
-    assert (inputs["k"]["type"], inputs["k"]["required"]) == ("long", False)
-    assert (inputs["exclude_seen"]["type"], inputs["exclude_seen"]["required"]) == ("boolean", False)
+    # every input typed Any (the model checks each value), none required by MLflow's schema (the
+    # model's own message says what is missing)
+    assert inputs["history"]["type"] == "array" and not inputs["history"]["required"]
+    assert (inputs["k"]["type"], inputs["k"]["required"]) == ("any", False)
+    assert (inputs["exclude_seen"]["type"], inputs["exclude_seen"]["required"]) == ("any", False)
     assert [c["name"] for c in meta.signature.outputs.to_dict()] == ["item_ids", "titles", "scores"]
     example = json.loads((local / meta.saved_input_example_info["serving_input_path"]).read_text())
     status, body = _post(served["url"] + "/invocations", example)

@@ -10,6 +10,7 @@ in a dataset's own ids into indices and answers back; evaluation works on indice
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -77,14 +78,18 @@ class Recommender:
                 scores[rows, keep] = kept
         return scores
 
-    # --- one history, in raw item ids (recommend, the served model) ------------------------------
+    # --- histories in raw item ids (recommend, the served model) ---------------------------------
     @property
     def num_items(self) -> int:
         return len(self.item_ids) - 1
 
+    @functools.cached_property
+    def _index(self) -> dict[str, int]:
+        return {raw: i for i, raw in enumerate(self.item_ids) if i > 0}
+
     def history_indices(self, raw_items: Sequence[str]) -> np.ndarray:
         """Raw item ids (oldest first) as the model's contiguous indices; unknown ids are refused."""
-        index = {raw: i for i, raw in enumerate(self.item_ids) if i > 0}
+        index = self._index  # built once: a request of thousands of rows looks ids up thousands of times
         unknown = [x for x in raw_items if x not in index]
         if unknown:
             raise XlrecError(
@@ -112,15 +117,34 @@ class Recommender:
         `exclude_seen` None applies the model's own rule."""
         exclude = self.exclude_seen if exclude_seen is None else exclude_seen
         self.check_k(k, history, exclude, flag)
+        return self.recommend_many([history], [k], [exclude])[0]
+
+    def recommend_many(
+        self, histories: Sequence[np.ndarray], ks: Sequence[int], excludes: Sequence[bool], batch: int = 512
+    ) -> list[Ranked]:
+        """`recommend` for many histories (their k checked already), scored `batch` at a time in one
+        forward pass each: a request's time grows with its rows, not with their square."""
+        out: list[Ranked | None] = [None] * len(histories)
         dev = self.runtime.device
-        items = torch.as_tensor(np.asarray(history, dtype=np.int64), device=dev)
-        scores = self.scores(
-            items, torch.tensor([len(history) - 1], device=dev), torch.tensor([0], device=dev), exclude
-        )[0]
-        top = torch.topk(scores, k)
-        indices = top.indices.tolist()
-        return Ranked(
-            item_ids=[self.item_ids[i] for i in indices],
-            titles=[self.titles[i] for i in indices],
-            scores=top.values.tolist(),
-        )
+        for exclude in (False, True):  # the seen rule is one flag per forward pass
+            rows = [i for i, e in enumerate(excludes) if e == exclude]
+            for at in range(0, len(rows), batch):
+                chunk = rows[at : at + batch]
+                lens = np.array([len(histories[i]) for i in chunk], dtype=np.int64)
+                flat = np.concatenate([np.asarray(histories[i], dtype=np.int64) for i in chunk])
+                starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
+                items = torch.as_tensor(flat, device=dev)
+                scores = self.scores(
+                    items, torch.as_tensor(starts + lens - 1, device=dev), torch.as_tensor(starts, device=dev), exclude
+                )
+                top = torch.topk(scores, max(ks[i] for i in chunk), dim=1)
+                values, indices = top.values.cpu().tolist(), top.indices.cpu().tolist()
+                for row, i in enumerate(chunk):
+                    k = ks[i]
+                    picked = indices[row][:k]
+                    out[i] = Ranked(
+                        item_ids=[self.item_ids[j] for j in picked],
+                        titles=[self.titles[j] for j in picked],
+                        scores=values[row][:k],
+                    )
+        return [r for r in out if r is not None]

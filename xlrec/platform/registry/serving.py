@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from xlrec.training.recommender import Recommender
 
 DEFAULT_K = 10
+# the most rows one request may hold: a request answers in one call, and a client with more rows
+# splits them (5,000 rows were scored in seconds; far more would hold the server for minutes)
+MAX_ROWS = 10_000
 
 
 def recommender(files, rt: Runtime | None = None) -> Recommender:
@@ -51,9 +54,11 @@ def recommender(files, rt: Runtime | None = None) -> Recommender:
 def signature():
     """The pyfunc signature: what `predict` really takes and returns.
 
-    `history` items are typed Any, not string: MLflow's schema enforcement refuses integers for
-    Array(string) ("Can not safely convert int64"), and MovieLens ids are naturally posted as
-    numbers. `XlrecPyfunc.predict` checks each item itself (a string or an integer)."""
+    Every input is typed Any: MLflow's schema enforcement would refuse integers for
+    Array(string) ("Can not safely convert int64"), though MovieLens ids are naturally posted as
+    numbers, and it would coerce `k: 2.5` to 2 and `exclude_seen: "no"` to a boolean before the
+    model saw them. `XlrecPyfunc.predict` checks every value itself, strictly, and says what is
+    wrong in one line."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, DataType, Schema
     from mlflow.types.schema import AnyType, Array
@@ -61,9 +66,9 @@ def signature():
     return ModelSignature(
         inputs=Schema(
             [
-                ColSpec(Array(AnyType()), "history"),
-                ColSpec(DataType.long, "k", required=False),
-                ColSpec(DataType.boolean, "exclude_seen", required=False),
+                ColSpec(Array(AnyType()), "history", required=False),
+                ColSpec(AnyType(), "k", required=False),
+                ColSpec(AnyType(), "exclude_seen", required=False),
             ]
         ),
         outputs=Schema(
@@ -105,16 +110,15 @@ def _raw_history(value: Any) -> list[str]:
     return raw
 
 
-def _k(value: Any) -> int:
+def _k(value: Any, upcast: bool) -> int:
+    """A JSON integer. `upcast`: the column was made float by rows that leave k out (pandas holds
+    a missing integer as NaN), so an integral float there was an integer in the request."""
     if _missing(value):
         return DEFAULT_K
-    if (
-        isinstance(value, (bool, np.bool_))
-        or not isinstance(value, (int, float, np.integer, np.floating))
-        or not np.isfinite(float(value))
-        or float(value) != int(value)
-    ):
-        raise XlrecError(f"'k' must be an integer (how many items to recommend), got {value!r}.")
+    whole = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    upcast_whole = upcast and isinstance(value, (float, np.floating)) and float(value).is_integer()
+    if not (whole or upcast_whole):
+        raise XlrecError(f"'k' must be a JSON integer (how many items to recommend), got {value!r}.")
     return int(value)
 
 
@@ -122,8 +126,30 @@ def _exclude_seen(value: Any, default: bool) -> bool:
     if _missing(value):
         return default
     if not isinstance(value, (bool, np.bool_)):
-        raise XlrecError(f"'exclude_seen' must be true or false, got {value!r}.")
+        raise XlrecError(f"'exclude_seen' must be a JSON true or false, got {value!r}.")
     return bool(value)
+
+
+def request_error(message: str) -> Exception:
+    """An HTTP 400 answer whose message stays the one line written here.
+
+    MLflow's scoring server rewrites the message of an MlflowException raised by `predict` to
+    "Failed to predict data '<the whole request>'. \nError: ..." (mlflow.pyfunc.scoring_server),
+    several lines holding the client's own payload; this exception keeps its first message."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+    class RequestError(MlflowException):
+        @property
+        def message(self) -> str:
+            return self._one_line
+
+        @message.setter
+        def message(self, value: str) -> None:
+            if not hasattr(self, "_one_line"):  # set once, by __init__
+                self._one_line = value
+
+    return RequestError(message, error_code=INVALID_PARAMETER_VALUE)
 
 
 class XlrecPyfunc:
@@ -156,31 +182,50 @@ class XlrecPyfunc:
         )
 
     def predict(self, model_input: Any, params: dict | None = None):
-        """Top-k rows; a bad request raises MlflowException(INVALID_PARAMETER_VALUE), which the
-        scoring server answers with HTTP 400 and the message (no traceback)."""
+        """Top-k rows, every row checked first and all scored in batches; a bad request raises an
+        MlflowException(INVALID_PARAMETER_VALUE) the scoring server answers with HTTP 400 and one
+        line (no traceback)."""
         import pandas as pd
-        from mlflow.exceptions import MlflowException
-        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
         rec = self.recommender
-        out: dict[str, list[list]] = {"item_ids": [], "titles": [], "scores": []}
         try:
-            rows = self._rows(model_input)
+            rows, upcast = self._rows(model_input), self._k_upcast(model_input)
         except XlrecError as exc:
-            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
+            raise request_error(str(exc)) from None
+        if len(rows) > MAX_ROWS:
+            raise request_error(
+                f"A request holds at most {MAX_ROWS:,} rows; this one has {len(rows):,}. Send them in parts."
+            )
+        histories, ks, excludes = [], [], []
         for n, row in enumerate(rows):
             try:
                 history = rec.history_indices(_raw_history(row.get("history")))
-                ranked = rec.recommend(
-                    history, _k(row.get("k")), _exclude_seen(row.get("exclude_seen"), rec.exclude_seen), flag="k"
-                )
+                k, exclude = _k(row.get("k"), upcast), _exclude_seen(row.get("exclude_seen"), rec.exclude_seen)
+                rec.check_k(k, history, exclude, flag="k")
             except XlrecError as exc:
                 where = f"Row {n}: " if len(rows) > 1 else ""
-                raise MlflowException(where + str(exc), error_code=INVALID_PARAMETER_VALUE) from None
-            out["item_ids"].append(ranked.item_ids)
-            out["titles"].append(ranked.titles)
-            out["scores"].append(ranked.scores)
-        return pd.DataFrame(out)
+                raise request_error(where + str(exc)) from None
+            histories.append(history)
+            ks.append(k)
+            excludes.append(exclude)
+        ranked = rec.recommend_many(histories, ks, excludes)
+        return pd.DataFrame(
+            {
+                "item_ids": [r.item_ids for r in ranked],
+                "titles": [r.titles for r in ranked],
+                "scores": [r.scores for r in ranked],
+            }
+        )
+
+    @staticmethod
+    def _k_upcast(model_input: Any) -> bool:
+        """Whether pandas made the `k` column float because some rows leave k out (NaN)."""
+        import pandas as pd
+
+        if isinstance(model_input, pd.DataFrame) and "k" in model_input:
+            column = model_input["k"]
+            return column.dtype.kind == "f" and bool(column.isna().any())
+        return False
 
 
 def _load_pyfunc(data_path: str) -> XlrecPyfunc:
