@@ -169,7 +169,10 @@ def test_figure_titles_are_wrapped_to_fit_inside_the_figure(tmp_path, monkeypatc
 
     drawn = []
     monkeypatch.setattr(plt, "close", lambda fig=None: drawn.append(fig))
-    title = "ml-1m (25% of users): share of the top-10 slots on head (top 20%) and tail (bottom 50%) items, against the test targets"
+    title = (
+        "ml-1m (25% of users): share of the top-10 slots on head (top 20%) and tail (bottom 50%) items, "
+        "against the test targets"
+    )
     bars = pd.DataFrame(
         {"model": ["xlstm", "sasrec", "ground truth (test targets)"], "head": [0.9, 0.8, 0.5], "tail": [0.0, 0.1, 0.2]}
     )
