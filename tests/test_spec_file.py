@@ -218,7 +218,10 @@ def test_a_cell_that_cannot_run_is_named_before_anything_starts(tmp_path, capsys
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs" / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_committed_spec_reads_and_checks(path):
+def test_every_committed_spec_reads_and_checks(path, monkeypatch):
+    # a spec of the example plugin's model checks where the plugin is available, as after its install
+    monkeypatch.syspath_prepend(str(REPO / "examples" / "plugin-model"))
+    monkeypatch.setenv("XLREC_MODELS", "nextitnet=xlrec_nextitnet.model:NextItNet")
     spec = load_spec(path)
     check_spec(spec)
     assert spec.description and spec.experiment, "a committed spec says what it answers and where its runs live"

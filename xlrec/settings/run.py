@@ -115,6 +115,13 @@ class TrainConfig:
     # launch one small kernel each; it costs a compilation per process, cached on disk after
     compile: bool = setting(False, "on CUDA, train through a torch.compile'd encoder")
     num_threads: int = setting(0, "torch CPU threads (0 = torch's default)")
+    # a tracking server restarted mid-sweep is down for tens of seconds; one that died for good
+    # must still fail the run within a minute, not let it train for hours logging nothing
+    store_outage_s: float = setting(
+        45.0,
+        "how long a run goes on while its tracking store does not answer, its metrics kept and sent once it "
+        "answers again (then the run fails)",
+    )
     # data
     source: str | None = setting(None, "mirror directory or base URL (else XLREC_DATA_MIRROR)")
     # a user's own file (`--dataset PATH`; `dataset` is then its sanitised stem): its absolute path,

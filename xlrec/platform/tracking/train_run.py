@@ -9,6 +9,7 @@ the model) is xlrec.platform.tracking.run_outputs.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Any
 
@@ -110,23 +111,70 @@ class MlflowTracker(Callback):
         self.resume_run_id = resume_run_id
         self.run_id: str | None = None
         self._pending: dict[str, float] = {}  # metrics held back until the first epoch's batch
+        self._unsent: list = []  # metric points the store did not take yet (it was down), oldest first
+        self._down_since: float | None = None  # when the store stopped answering, if it has
+        self._outage_s = 45.0
         self.promotion: PromotionResult | None = None
         self.model_version: int | None = None
         check_reachable(self.uri)
 
     # --- lifecycle ----------------------------------------------------------------
     def on_train_start(self, trainer) -> None:
+        self._outage_s = float(getattr(trainer.cfg, "store_outage_s", self._outage_s))
         try:
-            self._start(trainer)
+            self._while_down("setup", lambda: self._start(trainer))
         except BaseException as exc:  # fit() guards only the loop: setup must close the run too
             self._fail(trainer, exc, "setup")
+
+    # --- a store that stops answering ---------------------------------------------
+    def _store_down(self, exc: BaseException, phase: str) -> None:
+        """`exc` from the store: note when it went down and go on, unless that was store_outage_s ago."""
+        if not isinstance(exc, Exception) or isinstance(exc, XlrecError) or not _is_store_failure(exc):
+            raise exc
+        now = time.monotonic()
+        if self._down_since is None:
+            self._down_since = now
+            print(
+                f"[xlrec] the tracking store at {redact(self.uri)} does not answer during {phase} "
+                f"({_short(exc, 160)}); training goes on and its metrics are kept until it answers, for up to "
+                f"{self._outage_s:g} s",
+                file=sys.stderr,
+                flush=True,
+            )
+        if now - self._down_since > self._outage_s:
+            raise exc
+
+    def _store_up(self) -> None:
+        if self._down_since is not None:
+            print(
+                f"[xlrec] the tracking store answers again after {time.monotonic() - self._down_since:.0f} s; "
+                f"the kept metrics are logged",
+                file=sys.stderr,
+                flush=True,
+            )
+            self._down_since = None
+
+    def _while_down(self, phase: str, step) -> None:
+        """Run `step` (idempotent), again every few seconds while the store does not answer."""
+        while True:
+            try:
+                step()
+            except BaseException as exc:
+                self._store_down(exc, phase)
+                time.sleep(2.0)
+                continue
+            self._store_up()
+            return
 
     def _start(self, trainer) -> None:
         cfg: TrainConfig = trainer.cfg
         quiet_links_for(self.uri)
         mlflow.set_tracking_uri(self.uri)
         env_run = os.environ.get("MLFLOW_RUN_ID") if self.adopt_env_run else None
-        env_run = self.resume_run_id or env_run
+        env_run = self.run_id or self.resume_run_id or env_run  # run_id: made by an attempt the store cut off
+        active = mlflow.active_run()
+        if active is not None and env_run is not None and active.info.run_id == env_run:
+            mlflow.end_run()  # the cut-off attempt's, started again below
         owner = process_tags()  # who to ask whether the run is still alive (`xlrec runs reap`)
         if env_run:
             with shield_signals():  # from here on a signal finds the run in _OPEN and closes it
@@ -212,18 +260,32 @@ class MlflowTracker(Callback):
         now = int(time.time() * 1000)
         step = int(record["epoch"])
         first = sorted((k for k in record if k != "epoch"), key=lambda k: k != VAL_SELECTION_KEY)
-        metrics = [Metric(k, float(record[k]), now, step) for k in first]
-        metrics += [Metric(k, v, now, 0) for k, v in self._pending.items()]
-        try:  # one request: the metrics and a heartbeat (`xlrec runs reap --stale-minutes` reads it)
-            MlflowClient().log_batch(
-                self._active_id(), metrics=metrics, tags=[RunTag(HEARTBEAT_TAG, f"{now / 1000:.0f}")]
-            )
-            self._pending = {}
+        self._unsent += [Metric(k, float(record[k]), now, step) for k in first]
+        self._unsent += [Metric(k, v, now, 0) for k, v in self._pending.items()]
+        self._pending = {}
+        try:
+            self._send(tags=[RunTag(HEARTBEAT_TAG, f"{now / 1000:.0f}")])
         except Exception as exc:
-            err = self._translated(exc, f"epoch {step}")
-            if err is exc:
-                raise
-            raise err from exc
+            try:
+                self._store_down(exc, f"epoch {step}")  # kept, sent with a later epoch's
+            except Exception:
+                err = self._translated(exc, f"epoch {step}")
+                if err is exc:
+                    raise
+                raise err from exc
+
+    def _send(self, tags: list | None = None) -> None:
+        """The kept points, in batches the store takes (MLflow's limit is 1,000 per request), each
+        removed once sent, so a store that fails half way is never sent a point twice; with a
+        heartbeat (`xlrec runs reap --stale-minutes` reads it)."""
+        client = MlflowClient()
+        with shield_signals():  # an epoch printed is an epoch logged: a signal waits for the request
+            while self._unsent or tags:
+                batch = self._unsent[:900]
+                client.log_batch(self._active_id(), metrics=batch, tags=tags or [])
+                del self._unsent[: len(batch)]
+                tags = None
+        self._store_up()
 
     def on_exception(self, trainer, exc: BaseException) -> None:
         """End the run FAILED (an error) or KILLED (a signal), once; the store being the failure
@@ -238,10 +300,11 @@ class MlflowTracker(Callback):
             )
 
     def on_train_end(self, trainer, result: TrainResult) -> None:
-        try:
+        def finish() -> None:  # each step may run again after the store came back: none logs twice
+            self._send()
             run_outputs.log_results(trainer, self.data, result, self._pending)  # pop logs params_total here
             self._pending = {}
-            if trainer.model.trainable:
+            if trainer.model.trainable:  # a version this run registered already is reused
                 self.model_version, self.promotion = run_outputs.log_model(
                     self._active_id(), trainer, self.data, result, self.register
                 )
@@ -249,6 +312,9 @@ class MlflowTracker(Callback):
             with shield_signals():
                 mlflow.end_run(status="FINISHED")
                 _OPEN.pop(self._active_id(), None)
+
+        try:
+            self._while_down("logging the results", finish)
         except BaseException as exc:
             self._fail(trainer, exc, "logging the results")
 
