@@ -9,10 +9,13 @@ per-epoch records.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import platform
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 import torch
@@ -155,13 +158,70 @@ def mlstm_kernel_names(kernel: str) -> dict[str, str]:
 
 
 def start_usage_interval(rt: Runtime, reset_gpu_peak: bool) -> None:
-    """Start the CPU-percent interval that resource_usage() reads; with `reset_gpu_peak` also
-    the torch peak-memory counter. The trainer resets the peak once per run, not per epoch: a
-    CUDA-graphed step allocates its memory once, when it is captured, so a per-epoch peak
-    would miss it in every later epoch."""
+    """Start the CPU-percent and energy interval that resource_usage() reads; with
+    `reset_gpu_peak` also the torch peak-memory counter. The trainer resets the peak once per
+    run, not per epoch: a CUDA-graphed step allocates its memory once, when it is captured, so a
+    per-epoch peak would miss it in every later epoch."""
     if rt.is_cuda and reset_gpu_peak:
         torch.cuda.reset_peak_memory_stats(rt.device)
     _process().cpu_percent(None)
+    _ENERGY_START.joules = energy_counter(rt)
+
+
+# --- energy -----------------------------------------------------------------------------------------
+# NVML's total-energy counter of the GPU (millijoules since the driver loaded; Volta and later) or
+# the CPU packages' RAPL counters (/sys/class/powercap, microjoules, wrapping at max_energy_range_uj).
+# Both are the device's: runs sharing a GPU (or a CPU) each read what all of them used.
+_RAPL = Path("/sys/class/powercap")
+_ENERGY_START = threading.local()
+
+
+def energy_source(rt: Runtime) -> str | None:
+    """What a run's energy is read from, or None where the host exposes no counter."""
+    if rt.is_cuda:
+        return "NVML total energy of the GPU (device-wide)" if _nvml_energy_j(rt) is not None else None
+    return "RAPL package counters of the CPUs (machine-wide)" if _rapl_j() is not None else None
+
+
+def energy_counter(rt: Runtime) -> tuple[float, float] | None:
+    """(joules so far, the counter's wrap range in joules) of the run's device, or None."""
+    if rt.is_cuda:
+        value = _nvml_energy_j(rt)
+        return None if value is None else (value, math.inf)
+    return _rapl_j()
+
+
+def _nvml_energy_j(rt: Runtime) -> float | None:
+    handle = _nvml_handle(rt)
+    if handle is None:
+        return None
+    try:
+        import pynvml
+
+        return pynvml.nvmlDeviceGetTotalEnergyConsumption(handle) / 1000.0
+    except Exception:  # a GPU without the counter (before Volta), or NVML gone
+        return None
+
+
+def _rapl_j() -> tuple[float, float] | None:
+    total, wrap = 0.0, 0.0
+    try:
+        domains = sorted(p for p in _RAPL.glob("intel-rapl:*") if p.name.count(":") == 1)  # packages only
+        for d in domains:
+            total += int((d / "energy_uj").read_text()) / 1e6
+            wrap = max(wrap, int((d / "max_energy_range_uj").read_text()) / 1e6)
+    except (OSError, ValueError):  # absent, or readable by root only (the usual default)
+        return None
+    return (total, wrap) if domains else None
+
+
+def energy_since(rt: Runtime, start: tuple[float, float] | None) -> float | None:
+    """Joules used since `start` (a counter reading), a wrapped counter counted once round."""
+    now = energy_counter(rt)
+    if start is None or now is None:
+        return None
+    used = now[0] - start[0]
+    return used + start[1] if used < 0 and math.isfinite(start[1]) else max(0.0, used)
 
 
 _PROC: psutil.Process | None = None
@@ -179,7 +239,7 @@ def _process() -> psutil.Process:
 _NVML = None
 
 
-def _nvml_used_mb(rt: Runtime) -> float | None:
+def _nvml_handle(rt: Runtime):
     global _NVML
     try:
         import pynvml
@@ -191,9 +251,20 @@ def _nvml_used_mb(rt: Runtime) -> float | None:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         if visible:
             index = int(visible.split(",")[index])
-        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-        return pynvml.nvmlDeviceGetMemoryInfo(handle).used / 2**20
+        return pynvml.nvmlDeviceGetHandleByIndex(index)
     except Exception:  # NVML missing or the index is not an integer (MIG/UUID): skip the reading
+        return None
+
+
+def _nvml_used_mb(rt: Runtime) -> float | None:
+    handle = _nvml_handle(rt)
+    if handle is None:
+        return None
+    try:
+        import pynvml
+
+        return pynvml.nvmlDeviceGetMemoryInfo(handle).used / 2**20
+    except Exception:
         return None
 
 
@@ -203,6 +274,9 @@ def resource_usage(rt: Runtime) -> dict[str, float]:
     last trials widen to the cores no trial holds: xlrec.sweeps.trial.IdleCores)."""
     proc = _process()
     out = {"rss_mb": proc.memory_info().rss / 2**20, "cpu_percent": proc.cpu_percent(None)}
+    joules = energy_since(rt, getattr(_ENERGY_START, "joules", None))
+    if joules is not None:
+        out["energy_j"] = joules
     if not rt.is_cuda:
         out["cpu_threads"] = float(torch.get_num_threads())
     else:

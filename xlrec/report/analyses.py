@@ -66,22 +66,28 @@ class FigureSections(RunsView):
                         "ndcg": c["metrics.test_ndcg_at_10"].mean(),
                         "epoch_s": c["metrics.avg_epoch_time_s"].mean(),
                         "params": c["metrics.params_total"].mean(),
+                        # joules per run: NVML's (GPU) or RAPL's (CPU) counter over its epochs
+                        "energy_j": c["metrics.energy_j"].mean() if "metrics.energy_j" in c else float("nan"),
                     }
                 )
             if not rows:
                 continue
             f = pd.DataFrame(rows)
-            for col in ("epoch_s", "params"):
+            costs = [("epoch_s", "seconds per epoch"), ("params", "parameters")]
+            if f["energy_j"].notna().any():
+                costs.append(("energy_j", "joules per run"))
+            else:
+                self.cannot.append(f"{dataset}: no run measured its energy (no NVML GPU or readable RAPL counter)")
+            for col, _ in costs:
                 f[f"pareto_{col}"] = figures.pareto_mask(f[col].to_numpy(float), f["ndcg"].to_numpy(float))
             stem = f"cost_{dataset}"
-            png = figures.cost_scatter(
-                f, [("epoch_s", "seconds per epoch"), ("params", "parameters")], dataset, self.png(stem + ".png")
-            )
+            png = figures.cost_scatter(f, costs, dataset, self.png(stem + ".png"))
             front = ", ".join(f.loc[f["pareto_epoch_s"], "label"])
+            against = " and ".join(label for _, label in costs)
             s.blocks.append(
                 Figure(
                     png,
-                    f"{dataset}: test NDCG@10 against epoch time and parameters; Pareto front (time): {front}",
+                    f"{dataset}: test NDCG@10 against {against}; Pareto front (time): {front}",
                     self.csv(f, stem + ".csv"),
                 )
             )

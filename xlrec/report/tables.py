@@ -35,6 +35,7 @@ TABLE4_METRICS = [
     "test_mrr_at_10",
     "avg_epoch_time_s:mean2",
     "gpu_peak_allocated_mb:mean1",
+    "energy_j:mean1",
 ]
 TABLE4_LABELS = {
     "runs": "seeds",
@@ -44,6 +45,7 @@ TABLE4_LABELS = {
     "test_mrr_at_10": "MRR@10",
     "avg_epoch_time_s": "s/epoch",
     "gpu_peak_allocated_mb": "peak GPU MB",
+    "energy_j": "J/run",
 }
 
 

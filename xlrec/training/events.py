@@ -53,6 +53,12 @@ class TrainResult:
     popularity: np.ndarray | None = None
 
     @property
+    def energy_j(self) -> float | None:
+        """Joules the run's device used over its epochs (validation included), where it was read."""
+        readings = [h["energy_j"] for h in self.history if "energy_j" in h]
+        return float(sum(readings)) if readings and len(readings) == len(self.history) else None
+
+    @property
     def avg_epoch_time_s(self) -> float:
         times = [h["epoch_time_s"] for h in self.history]
         return float(np.mean(times)) if times else 0.0
@@ -68,6 +74,7 @@ class TrainResult:
             "epochs_run": self.epochs_run,
             "best_epoch": self.best_epoch,
             "avg_epoch_time_s": round(self.avg_epoch_time_s, 4),
+            **({"energy_j": round(self.energy_j, 1)} if self.energy_j is not None else {}),
             "val": self.best_val,
             "test": self.test.metrics,
             "cold_start": self.cold,

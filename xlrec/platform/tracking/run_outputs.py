@@ -51,6 +51,8 @@ def result_metrics(result: TrainResult) -> dict[str, float]:
             "avg_epoch_time_s": result.avg_epoch_time_s,
         }
     )
+    if result.energy_j is not None:
+        final["energy_j"] = result.energy_j
     return final
 
 

@@ -17,6 +17,7 @@ import mlflow
 from mlflow import MlflowClient
 
 from xlrec.data_prep import PreparedDataset
+from xlrec.device import energy_source
 from xlrec.errors import XlrecError
 from xlrec.platform.mlflow_env import quiet_links_for
 from xlrec.platform.registry.champion import PromotionResult, retry_on_conflict
@@ -223,6 +224,9 @@ class MlflowTracker(Callback):
             }
         mlflow.log_params(params)
         tags = {"model_family": cfg.model, "dataset": cfg.dataset, **environment_tags(trainer.rt.device_name())}
+        tags["xlrec.energy"] = energy_source(trainer.rt) or (
+            "not measured: the host exposes no energy counter (NVML on a GPU; RAPL readable on a CPU)"
+        )
         if self.parent_run_id:
             tags["xlrec.parent_run_id"] = self.parent_run_id
         tags.update(self.extra_tags)
