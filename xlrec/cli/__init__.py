@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from xlrec.cli import models, report, runs, sweep, train
 from xlrec.errors import XlrecError
+from xlrec.platform.tracking import run_lifecycle
 
 
 def build_parser(model_flags: bool = True) -> argparse.ArgumentParser:
@@ -36,18 +37,17 @@ _stopping = False  # set once an error or signal is being handled: later signals
 
 
 def _terminate_as_interrupt(signum, frame) -> None:
-    # SIGINT and `kill`/Ray/`mlflow run` SIGTERM alike unwind as KeyboardInterrupt, so every run
-    # this process holds ends KILLED; a repeated signal must not cut that cleanup short.
+    # SIGINT and `kill`/Ray/`mlflow run` SIGTERM alike unwind as KeyboardInterrupt (once a shielded
+    # store request is done), so every run this process holds ends KILLED; a repeated signal must
+    # not cut that cleanup short.
     if not _stopping:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
+        run_lifecycle.signal_received(signum)
 
 
 def _close_runs(args: argparse.Namespace | None, exc: BaseException) -> None:
     """End the MLflow runs this process still holds (FAILED or KILLED), whatever step it was in."""
     if args is None or getattr(args, "command", None) not in ("train", "sweep", "evaluate", "report"):
         return  # commands that never open a run
-    from xlrec.platform.tracking import run_lifecycle
-
     adopted = None
     if args.command == "train" and not getattr(args, "no_tracking", True) and os.environ.get("MLFLOW_RUN_ID"):
         from xlrec.platform.tracking.uri import tracking_uri  # `mlflow run` made this run before we started
@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         return func(args)
     except BaseException as exc:
         _stopping = True
+        if run_lifecycle.SIGNALLED and not isinstance(exc, KeyboardInterrupt):
+            exc = KeyboardInterrupt(run_lifecycle.SIGNALLED)  # a library turned the interrupt into its own error
         _close_runs(args, exc)
         if isinstance(exc, XlrecError):
             from xlrec.redact import redact

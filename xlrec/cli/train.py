@@ -98,8 +98,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         check_reachable(tracking_uri(args.tracking_uri))  # fail fast, before any data or training work
     data = prepare_config(cfg)
-    callbacks: list[Callback] = [ProgressPrinter()]
-    if not args.no_tracking:
+    callbacks: list[Callback] = []
+    if not args.no_tracking:  # first: an epoch is logged before it is printed
         from xlrec.platform.tracking.train_run import MlflowTracker
 
         callbacks.append(
@@ -113,6 +113,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 system_metrics=args.system_metrics,
             )
         )
+    callbacks.append(ProgressPrinter())
     result = train(cfg, data, callbacks)
     print(json.dumps(result.summary()))
     return 0

@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,18 +51,50 @@ def process_alive(pid: int, start: float | None) -> bool:
 # --- closing this process's runs ----------------------------------------------------------
 
 
+# The signal this process was stopped by (SIGINT/SIGTERM), once one came: a library may turn the
+# KeyboardInterrupt it raised into its own exception (pydantic, a store's retries), and the
+# process must still end as interrupted, its runs KILLED.
+SIGNALLED: str | None = None
+_shield = threading.local()  # shield_signals blocks in progress on this thread, and a deferred signal
+
+
+def signal_received(signum: int) -> None:
+    """The CLI's SIGINT/SIGTERM handler: KeyboardInterrupt now, or when the shielded block ends."""
+    global SIGNALLED
+    name = signal.Signals(signum).name
+    SIGNALLED = SIGNALLED or name
+    if getattr(_shield, "depth", 0):
+        _shield.pending = name
+        return
+    raise KeyboardInterrupt(name)
+
+
 @contextlib.contextmanager
 def shield_signals() -> Iterator[None]:
-    """SIGINT/SIGTERM wait until the block is done: a run is never created (or closed) without
-    this process knowing it, whatever moment a signal picks. A pending signal fires right after."""
+    """SIGINT/SIGTERM wait until the block is done: a run is never created (or closed), and an
+    epoch never printed unlogged, without this process knowing it, whatever moment a signal
+    picks. A deferred signal fires right after. The mask keeps the kernel from picking this
+    thread; Python runs handlers on the main thread whichever thread the kernel picked, so the
+    handler defers too (signal_received)."""
     blocked = {signal.SIGINT, signal.SIGTERM}
+    main = threading.current_thread() is threading.main_thread()
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    if main:
+        _shield.depth = getattr(_shield, "depth", 0) + 1
     try:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        if main:
+            _shield.depth -= 1
+            pending = getattr(_shield, "pending", None)
+            if not _shield.depth and pending:
+                _shield.pending = None
+                raise KeyboardInterrupt(pending)
 
 
+# How long closing a run retries a store that answers but fails (a locked sqlite file).
+CLOSE_RETRY_S = 30.0
 # Runs this process opened (or adopted) and has not closed yet: run_id -> tracking URI.
 _OPEN: dict[str, str] = {}
 
@@ -108,7 +141,12 @@ def close_run(run_id: str, uri: str, status: str, reason: str) -> bool:
         except XlrecError:
             _forget_active(run_id)
             return False
-        for attempt in range(3):  # a sqlite store shared by several processes can be locked a moment
+        # A sqlite store shared by several busy processes can stay locked for seconds (its writers
+        # queue): a run that ends must not stay RUNNING for that, so the close is retried a while.
+        deadline = time.monotonic() + CLOSE_RETRY_S
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 client = MlflowClient(uri)
                 if client.get_run(run_id).info.status != "RUNNING":
@@ -123,7 +161,9 @@ def close_run(run_id: str, uri: str, status: str, reason: str) -> bool:
                     client.set_terminated(run_id, status)
                 return True
             except Exception:
-                time.sleep(0.5 * (attempt + 1))
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(min(2.0, 0.25 * attempt))
         _forget_active(run_id)
         return False
 

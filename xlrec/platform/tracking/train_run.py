@@ -21,7 +21,7 @@ from xlrec.device import energy_source
 from xlrec.errors import XlrecError
 from xlrec.platform.mlflow_env import quiet_links_for
 from xlrec.platform.registry.champion import PromotionResult, retry_on_conflict
-from xlrec.platform.tracking import run_outputs
+from xlrec.platform.tracking import run_lifecycle, run_outputs
 from xlrec.platform.tracking.environment import environment_tags
 from xlrec.platform.tracking.run_lifecycle import (
     _OPEN,
@@ -130,6 +130,8 @@ class MlflowTracker(Callback):
     # --- a store that stops answering ---------------------------------------------
     def _store_down(self, exc: BaseException, phase: str) -> None:
         """`exc` from the store: note when it went down and go on, unless that was store_outage_s ago."""
+        if run_lifecycle.SIGNALLED:  # the signal, whatever a library made of its KeyboardInterrupt
+            raise KeyboardInterrupt(run_lifecycle.SIGNALLED) from exc
         if not isinstance(exc, Exception) or isinstance(exc, XlrecError) or not _is_store_failure(exc):
             raise exc
         now = time.monotonic()
