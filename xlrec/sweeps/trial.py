@@ -178,12 +178,15 @@ def resume_point(
     `saved` is its checkpoint; without one, a run an earlier attempt opened before its first
     checkpoint (a resumed sweep, a retry) is found by its trial `key`."""
     from xlrec.platform.tracking.sweep_tracking import earlier_attempt, finished_run_metrics
+    from xlrec.platform.tracking.train_run import retry_while_down
 
+    uri, wait = spec["tracking_uri"], float(spec.get("overrides", {}).get("store_outage_s", 45.0))
     if saved is not None:
         state, run = saved["trainer"], saved["mlflow_run_id"]
     else:
-        state, run = None, earlier_attempt(spec["tracking_uri"], spec["parent_run_id"], key)
-    done = finished_run_metrics(spec["tracking_uri"], run) if run is not None else None
+        state = None
+        run = retry_while_down(lambda: earlier_attempt(uri, spec["parent_run_id"], key), "a trial's start", uri, wait)
+    done = retry_while_down(lambda: finished_run_metrics(uri, run), "a trial's start", uri, wait) if run else None
     return state, run, done
 
 
@@ -221,6 +224,7 @@ def trial_tracker(
         tags=where,
         adopt_env_run=False,
         resume_run_id=resume_run,
+        check=False,  # a trial waits out a tracking server's restart (store_outage_s) instead
     )
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import mlflow
 from mlflow import MlflowClient
@@ -39,6 +40,9 @@ from xlrec.training.events import Callback, TrainResult
 
 class TrackingStoreError(XlrecError):
     """The tracking store failed while a run was being logged (server died, database down)."""
+
+
+T = TypeVar("T")
 
 
 def _is_store_failure(exc: BaseException) -> bool:
@@ -78,6 +82,33 @@ def flatten_config(cfg: TrainConfig) -> dict[str, Any]:
     return flat
 
 
+def retry_while_down(step: Callable[[], T], phase: str, uri: str, outage_s: float) -> T:
+    """`step()` (it must be safe to repeat), again every few seconds while the store does not answer,
+    for up to `outage_s`: a tracking server restarted under a sweep's trials is down for tens of
+    seconds, and one that died for good must still fail them within a minute."""
+    down_since = None
+    while True:
+        try:
+            return step()
+        except Exception as exc:
+            if run_lifecycle.SIGNALLED:
+                raise KeyboardInterrupt(run_lifecycle.SIGNALLED) from exc
+            if isinstance(exc, XlrecError) or not _is_store_failure(exc):
+                raise
+            now = time.monotonic()
+            if down_since is None:
+                down_since = now
+                print(
+                    f"[xlrec] the tracking store at {redact(uri)} does not answer during {phase} "
+                    f"({_short(exc, 160)}); trying again for up to {outage_s:g} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            if now - down_since > outage_s:
+                raise
+            time.sleep(2.0)
+
+
 class MlflowTracker(Callback):
     """Logs params, tags, dataset lineage, per-epoch metrics, results, artifacts and the model."""
 
@@ -94,6 +125,7 @@ class MlflowTracker(Callback):
         system_metrics: bool = False,
         adopt_env_run: bool = True,
         resume_run_id: str | None = None,
+        check: bool = True,
     ):
         """uri: the store (default: see tracking_uri); experiment: default xlrec-<dataset>;
         run_name: default <model>-<dataset>-L<max_len>-s<seed>; parent_run_id: nest under it (its
@@ -117,7 +149,8 @@ class MlflowTracker(Callback):
         self._outage_s = 45.0
         self.promotion: PromotionResult | None = None
         self.model_version: int | None = None
-        check_reachable(self.uri)
+        if check:  # `xlrec train` checks before any data work; a sweep's trial waits out an outage instead
+            check_reachable(self.uri)
 
     # --- lifecycle ----------------------------------------------------------------
     def on_train_start(self, trainer) -> None:
