@@ -177,14 +177,25 @@ def test_too_few_warm_users_are_refused_before_training(tmp_path, capsys):
     assert "has 6 warm user(s)" in msg and "fewer than the 10" in msg
 
 
-def test_a_history_that_leaves_fewer_candidates_than_k_is_refused(tmp_path, capsys):
-    path = tmp_path / "dense.inter"
-    rows = [f"u{u}\t{k + 1}\t{k}" for u in range(12) for k in range(20 if u == 0 else 6)]
+def _dense(tmp_path, users: int, seen_all: int) -> list[str]:
+    """`users` users of 6 items each, but the first `seen_all` see all 20 items of the catalogue."""
+    path = tmp_path / f"dense{users}-{seen_all}.inter"
+    rows = [f"u{u}\t{(u + k) % 20 + 1}\t{k}" for u in range(users) for k in range(20 if u < seen_all else 6)]
     path.write_text("user_id:token\titem_id:token\ttimestamp:float\n" + "\n".join(rows) + "\n")
-    args = ["train", "--model", "gru4rec", "--dataset", str(path), "--epochs", "1", "--no-tracking"]
-    msg = refused(capsys, args)
-    assert "leaves 1 candidate item(s) for the user who saw the most items (20)" in msg
+    return ["train", "--model", "gru4rec", "--dataset", str(path), "--epochs", "1", "--no-tracking"]
+
+
+def test_histories_that_leave_fewer_candidates_than_k_are_refused(tmp_path, capsys):
+    msg = refused(capsys, _dense(tmp_path, users=12, seen_all=3))
+    assert "leaves 3 of 12 evaluated users (25%) fewer than 10 candidate items" in msg
     assert "--no-exclude-seen" in msg
+
+
+def test_a_few_such_users_are_named_not_refused(tmp_path, capsys):
+    assert main(_dense(tmp_path, users=40, seen_all=1)) == 0
+    err = capsys.readouterr().err
+    assert "1 evaluated user(s) saw all but fewer than 10 items" in err
+    assert main([*_dense(tmp_path, users=12, seen_all=3), "--no-exclude-seen"]) == 0
 
 
 def test_synthetic_generator_refuses_non_positive_sizes_itself():

@@ -48,6 +48,7 @@ RUN = {
     "cuda_graph": True,
     "compile": False,
     "num_threads": 0,
+    "store_outage_s": 45.0,
     "source": None,
     "data_file": None,
     "columns": None,
