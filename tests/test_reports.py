@@ -175,8 +175,8 @@ def test_default_experiment_with_a_parent_like_run_does_not_crash(store, tmp_pat
     proc = run_xlrec(args, env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[2:] == [
-        "| gru4rec | ml-100k | 50 | 1 | – | 0.1000 | – | – | – | – |",
-        "| xlstm | ml-100k | – | 1 | – | – | – | – | – | – |",
+        "| gru4rec | ml-100k | 50 | 1 | – | 0.1000 | – | – | – | – | – |",
+        "| xlstm | ml-100k | – | 1 | – | – | – | – | – | – | – |",
     ]
     assert len(pd.read_csv(tmp_path / "rep" / "runs.csv")) == 2
     # the full report of the same runs, which logged no files: what it cannot show, said, no traceback

@@ -54,7 +54,8 @@ def recommender(files, rt: Runtime | None = None) -> Recommender:
 def signature():
     """The pyfunc signature: what `predict` really takes and returns.
 
-    Every input is typed Any: MLflow's schema enforcement would refuse integers for
+    Every input is typed Any (history too: Array(Any) would answer a string history with MLflow's
+    "Failed to convert column history to type 'Array(Any)'"). MLflow's schema enforcement would refuse integers for
     Array(string) ("Can not safely convert int64"), though MovieLens ids are naturally posted as
     numbers, and it would coerce `k: 2.5` to 2 and `exclude_seen: "no"` to a boolean before the
     model saw them. `XlrecPyfunc.predict` checks every value itself, strictly, and says what is
@@ -66,7 +67,7 @@ def signature():
     return ModelSignature(
         inputs=Schema(
             [
-                ColSpec(Array(AnyType()), "history", required=False),
+                ColSpec(AnyType(), "history", required=False),
                 ColSpec(AnyType(), "k", required=False),
                 ColSpec(AnyType(), "exclude_seen", required=False),
             ]
