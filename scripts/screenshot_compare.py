@@ -40,8 +40,9 @@ def find_chromium(explicit: str | None = None) -> str:
     for cand in [explicit, os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome"]:
         if cand and (path := shutil.which(cand)):
             return path
-    sys.exit("screenshot_compare: no Chromium found; install it with `apt-get install -y chromium` "
-             "or pass --chromium PATH.")
+    sys.exit(
+        "screenshot_compare: no Chromium found; install it with `apt-get install -y chromium` or pass --chromium PATH."
+    )
 
 
 def compare_url(tracking_uri: str, experiment: str, run_ids: list[str] | None = None, max_runs: int = 5) -> str:
@@ -53,31 +54,54 @@ def compare_url(tracking_uri: str, experiment: str, run_ids: list[str] | None = 
     if exp is None:
         sys.exit(f"screenshot_compare: experiment {experiment!r} not found at {tracking_uri}.")
     if not run_ids:
-        runs = client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'",
-                                  order_by=["attributes.start_time DESC"], max_results=max_runs)
+        runs = client.search_runs(
+            [exp.experiment_id],
+            "attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=max_runs,
+        )
         run_ids = [r.info.run_id for r in runs]
     if len(run_ids) < 2:
-        sys.exit(f"screenshot_compare: experiment {experiment!r} has {len(run_ids)} finished run(s); "
-                 f"comparing needs at least 2.")
+        sys.exit(
+            f"screenshot_compare: experiment {experiment!r} has {len(run_ids)} finished run(s); "
+            f"comparing needs at least 2."
+        )
     # Same format as the UI's own Routes.getCompareRunPageRoute(runUuids, experimentIds).
-    query = (f"runs={urllib.parse.quote(json.dumps(run_ids, separators=(',', ':')))}"
-             f"&experiments={urllib.parse.quote(json.dumps([exp.experiment_id]))}")
+    query = (
+        f"runs={urllib.parse.quote(json.dumps(run_ids, separators=(',', ':')))}"
+        f"&experiments={urllib.parse.quote(json.dumps([exp.experiment_id]))}"
+    )
     return f"{tracking_uri.rstrip('/')}/#/compare-runs?{query}"
 
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+]
 
 
-def screenshot_flags(url: str, output: Path, chromium: str | None = None, width: int = 1600, height: int = 1400,
-                     budget_ms: int = 15000) -> Path:
+def screenshot_flags(
+    url: str, output: Path, chromium: str | None = None, width: int = 1600, height: int = 1400, budget_ms: int = 15000
+) -> Path:
     """Plain `chromium --screenshot`: the page as it first renders, one viewport high."""
     output = _fresh(output)
     with tempfile.TemporaryDirectory(prefix="xlrec-chromium-") as profile:
-        cmd = [find_chromium(chromium), *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-               f"--window-size={width},{height}", f"--virtual-time-budget={budget_ms}",
-               f"--screenshot={output}", url]
+        cmd = [
+            find_chromium(chromium),
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            f"--window-size={width},{height}",
+            f"--virtual-time-budget={budget_ms}",
+            f"--screenshot={output}",
+            url,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     if not output.is_file():
         sys.exit(f"screenshot_compare: Chromium wrote no screenshot (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -99,9 +123,12 @@ class DevTools:
         u = urllib.parse.urlparse(ws_url)
         self.sock = socket.create_connection((u.hostname, u.port), timeout=timeout)
         key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall((f"GET {u.path} HTTP/1.1\r\nHost: {u.hostname}:{u.port}\r\nUpgrade: websocket\r\n"
-                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-                           ).encode())
+        self.sock.sendall(
+            (
+                f"GET {u.path} HTTP/1.1\r\nHost: {u.hostname}:{u.port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
         head = b""
         while b"\r\n\r\n" not in head:
             chunk = self.sock.recv(4096)
@@ -235,8 +262,10 @@ _TIDY_JS = """
 
 def _click(dt: DevTools, element_js: str) -> None:
     """A real mouse click (pressed + released) at the centre of the element `element_js` evaluates to."""
-    x, y = dt.js(f"(() => {{ const r = ({element_js}).getBoundingClientRect(); "
-                 f"return [r.x + r.width / 2, r.y + r.height / 2]; }})()")
+    x, y = dt.js(
+        f"(() => {{ const r = ({element_js}).getBoundingClientRect(); "
+        f"return [r.x + r.width / 2, r.y + r.height / 2]; }})()"
+    )
     for kind in ("mousePressed", "mouseReleased"):
         dt.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
     time.sleep(0.3)
@@ -264,17 +293,34 @@ def _plot_metric(dt: DevTools, metric: str) -> None:
     time.sleep(1.0)
 
 
-def screenshot_devtools(url: str, output: Path, chromium: str | None = None, width: int = 1600,
-                        height: int = 1400, max_height: int = 5000, wait_s: float = 60.0,
-                        metric: str = "test_ndcg_at_10") -> Path:
+def screenshot_devtools(
+    url: str,
+    output: Path,
+    chromium: str | None = None,
+    width: int = 1600,
+    height: int = 1400,
+    max_height: int = 5000,
+    wait_s: float = 60.0,
+    metric: str = "test_ndcg_at_10",
+) -> Path:
     """Drive Chromium over DevTools: the comparison with MLflow's assistant side panel closed, only
     the differing params, the metrics grid scrolled to `metric`, cut below the Metrics section."""
     output = _fresh(output)
     origin = url.split("#", 1)[0].rstrip("/")
     with tempfile.TemporaryDirectory(prefix="xlrec-chromium-") as profile:
-        proc = subprocess.Popen([find_chromium(chromium), *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-                                 f"--window-size={width},{height}", "--remote-debugging-port=0", "about:blank"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [
+                find_chromium(chromium),
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile}",
+                f"--window-size={width},{height}",
+                "--remote-debugging-port=0",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             port_file = Path(profile) / "DevToolsActivePort"
             deadline = time.monotonic() + 30
@@ -287,24 +333,32 @@ def screenshot_devtools(url: str, output: Path, chromium: str | None = None, wid
                 pages = [t for t in json.load(resp) if t.get("type") == "page"]
             dt = DevTools(pages[0]["webSocketDebuggerUrl"])
             try:
+
                 def viewport(h: int) -> None:
-                    dt.call("Emulation.setDeviceMetricsOverride", width=width, height=h, deviceScaleFactor=1,
-                            mobile=False)
+                    dt.call(
+                        "Emulation.setDeviceMetricsOverride", width=width, height=h, deviceScaleFactor=1, mobile=False
+                    )
 
                 viewport(height)
                 # Same origin first, to keep MLflow's assistant panel from opening over the page
                 # (the UI's useLocalStorage keys are `<key>_v<version>`, JSON-encoded).
                 dt.call("Page.navigate", url=origin + "/#/")
                 dt.wait_for("document.readyState === 'complete'", 30)
-                dt.js("localStorage.setItem('mlflow.assistant.fab.autoOpenedOnFirstLoad_v1', 'true');"
-                      "localStorage.setItem('mlflow.assistant.panelOpen_v1', 'false'); true")
+                dt.js(
+                    "localStorage.setItem('mlflow.assistant.fab.autoOpenedOnFirstLoad_v1', 'true');"
+                    "localStorage.setItem('mlflow.assistant.panelOpen_v1', 'false'); true"
+                )
                 dt.call("Page.navigate", url=url)
-                ok = dt.wait_for("document.body.innerText.includes('Comparing') && "
-                                 "document.body.innerText.includes('best_epoch') && "
-                                 "document.querySelectorAll('.js-plotly-plot, svg.main-svg').length > 0", wait_s)
+                ok = dt.wait_for(
+                    "document.body.innerText.includes('Comparing') && "
+                    "document.body.innerText.includes('best_epoch') && "
+                    "document.querySelectorAll('.js-plotly-plot, svg.main-svg').length > 0",
+                    wait_s,
+                )
                 if not ok:
-                    print("screenshot_compare: the comparison did not finish loading; capturing anyway",
-                          file=sys.stderr)
+                    print(
+                        "screenshot_compare: the comparison did not finish loading; capturing anyway", file=sys.stderr
+                    )
                 time.sleep(1.0)
                 try:
                     _plot_metric(dt, metric.replace("ndcg", "recall"))
@@ -318,8 +372,11 @@ def screenshot_devtools(url: str, output: Path, chromium: str | None = None, wid
                 if not info.get("found"):
                     print(f"screenshot_compare: metric {metric!r} not found in the metrics grid", file=sys.stderr)
                 bottom = min(max_height, max(height // 2, int(info.get("bottom", height)) + 24))
-                shot = dt.call("Page.captureScreenshot", format="png",
-                               clip={"x": 0, "y": 0, "width": width, "height": bottom, "scale": 1})
+                shot = dt.call(
+                    "Page.captureScreenshot",
+                    format="png",
+                    clip={"x": 0, "y": 0, "width": width, "height": bottom, "scale": 1},
+                )
                 output.write_bytes(base64.b64decode(shot["data"]))
             finally:
                 dt.close()
@@ -333,8 +390,15 @@ def screenshot_devtools(url: str, output: Path, chromium: str | None = None, wid
     return output
 
 
-def screenshot(url: str, output: Path, chromium: str | None = None, width: int = 1600, height: int = 1400,
-               budget_ms: int = 15000, mode: str = "devtools") -> Path:
+def screenshot(
+    url: str,
+    output: Path,
+    chromium: str | None = None,
+    width: int = 1600,
+    height: int = 1400,
+    budget_ms: int = 15000,
+    mode: str = "devtools",
+) -> Path:
     if mode == "flags":
         return screenshot_flags(url, output, chromium, width, height, budget_ms)
     return screenshot_devtools(url, output, chromium, width, height)
@@ -356,9 +420,30 @@ def _demo(args) -> None:
     with server:
         print(f"mlflow server at {server.uri}", file=sys.stderr)
         for model in args.models.split(","):
-            cmd = [sys.executable, "-m", "xlrec", "train", "--model", model, "--dataset", "ml-100k",
-                   "--epochs", str(args.epochs), "--max-len", "50", "--embedding-dim", "64", "--batch-size", "128",
-                   "--device", "cpu", "--experiment", args.experiment, "--tracking-uri", server.uri]
+            cmd = [
+                sys.executable,
+                "-m",
+                "xlrec",
+                "train",
+                "--model",
+                model,
+                "--dataset",
+                "ml-100k",
+                "--epochs",
+                str(args.epochs),
+                "--max-len",
+                "50",
+                "--embedding-dim",
+                "64",
+                "--batch-size",
+                "128",
+                "--device",
+                "cpu",
+                "--experiment",
+                args.experiment,
+                "--tracking-uri",
+                server.uri,
+            ]
             print("$ " + " ".join(cmd[1:]), file=sys.stderr)
             subprocess.run(cmd, env=env, cwd=work, check=True)
         url = compare_url(server.uri, args.experiment, max_runs=args.max_runs)
@@ -379,9 +464,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=int, default=1600)
     p.add_argument("--height", type=int, default=1400)
     p.add_argument("--budget-ms", type=int, default=15000, help="flags mode: Chromium --virtual-time-budget")
-    p.add_argument("--mode", choices=["devtools", "flags"], default="devtools",
-                   help="devtools: drive Chromium (assistant panel closed, differing params, full tables); "
-                        "flags: plain `chromium --headless --screenshot` of the first viewport")
+    p.add_argument(
+        "--mode",
+        choices=["devtools", "flags"],
+        default="devtools",
+        help="devtools: drive Chromium (assistant panel closed, differing params, full tables); "
+        "flags: plain `chromium --headless --screenshot` of the first viewport",
+    )
     p.add_argument("--demo", action="store_true", help="start a throwaway server and train two runs first")
     p.add_argument("--models", default="xlstm,sasrec", help="--demo: models to train")
     p.add_argument("--epochs", type=int, default=3, help="--demo: epochs per run")

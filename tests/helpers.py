@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -280,6 +281,13 @@ def copy_checkout(dest: Path) -> Path:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             (dest / name).write_bytes(src.read_bytes())
     return dest
+
+
+def exec_line(line: str) -> str:
+    """A README command line (`VAR=value ... cmd args &`) as `bash -c` text that execs it, so the
+    process started is the command itself (its assignments stay in its environment)."""
+    line = line.rstrip().removesuffix("&").rstrip()
+    return re.sub(r"^((?:[A-Z_][A-Z0-9_]*=\S* )*)", r"\1exec ", line, count=1)
 
 
 def wait_for_ping(url: str, proc: subprocess.Popen, log: Path, timeout: float = 240) -> None:

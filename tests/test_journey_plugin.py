@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from helpers import SHARED_DATA, copy_checkout, free_port, run_xlrec, wait_for_ping, xlrec_env
+from helpers import SHARED_DATA, copy_checkout, exec_line, free_port, run_xlrec, wait_for_ping, xlrec_env
 from readme_script import journey
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -131,13 +131,13 @@ def test_the_served_champion_answers_like_recommend(plugin):
 
     env = {**plugin["env"], "MLFLOW_TRACKING_URI": f"sqlite:///{plugin['repo']}/mlflow.db"}
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
-    serve = [ln for ln in journey("serve") if ln.startswith("mlflow models serve")]
+    serve = [ln for ln in journey("serve") if "mlflow models serve" in ln]
     port = str(free_port())
-    command = re.sub(r"\b5001\b", port, serve[0].replace("xlstm-ml-100k", "nextitnet-ml-100k")).rstrip("& ")
+    command = re.sub(r"\b5001\b", port, serve[0].replace("xlstm-ml-100k", "nextitnet-ml-100k"))
     log = plugin["repo"] / "serve.log"
     with open(log, "w") as out:
         server = subprocess.Popen(
-            ["bash", "-c", "exec " + command],
+            ["bash", "-c", exec_line(command)],
             env=env,
             cwd=plugin["repo"],
             stdout=out,

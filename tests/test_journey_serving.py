@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import SHARED_DATA, free_port, run_xlrec, wait_for_ping, xlrec_env
+from helpers import SHARED_DATA, exec_line, free_port, run_xlrec, wait_for_ping, xlrec_env
 from readme_script import journey
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -98,12 +98,12 @@ def served(tmp_path_factory):
 
     port = str(free_port())
     script = [re.sub(rf"\b{README_PORT}\b", port, line.replace(README_MODEL, MODEL)) for line in lines]
-    serve = [line for line in script if line.startswith("mlflow models serve")]
+    serve = [line for line in script if "mlflow models serve" in line]
     assert len(serve) == 1 and serve[0].endswith("&"), script
     log = work / "serve.log"
     with open(log, "w") as out:
         server = subprocess.Popen(
-            ["bash", "-c", "exec " + serve[0][:-1].strip()],
+            ["bash", "-c", exec_line(serve[0])],
             env=env,
             cwd=work,
             stdout=out,
@@ -113,6 +113,7 @@ def served(tmp_path_factory):
     try:
         url = f"http://127.0.0.1:{port}"
         wait_for_ping(url, server, log)
+        assert "Downloading artifacts" not in log.read_text()  # no 100-step progress bar in the log
         tree = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
         assert any("uvicorn" in " ".join(p.cmdline()) for p in tree), [p.cmdline() for p in tree]
         outputs = []

@@ -151,7 +151,9 @@ def test_sigint_during_setup_and_sigterm_in_the_loop_end_killed_sigkill_is_reape
     assert reaped.data.tags["xlrec.status"] == "FAILED"
     assert reaped.data.tags["xlrec.failure_reason"].startswith(f"process {killed.proc.pid} on ")
     assert MlflowClient(uri).get_run(other.info.run_id).info.status == "RUNNING"
-    stale = _xlrec(tmp_path, "runs", "reap", "--tracking-uri", uri, "--experiment", "killed", "--stale-minutes", "0.001")
+    stale = _xlrec(
+        tmp_path, "runs", "reap", "--tracking-uri", uri, "--experiment", "killed", "--stale-minutes", "0.001"
+    )
     assert stale.returncode == 0, stale.stderr[-3000:]
     assert MlflowClient(uri).get_run(other.info.run_id).info.status == "FAILED"
 

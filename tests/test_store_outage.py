@@ -41,6 +41,13 @@ def _epochs_logged(client: MlflowClient, experiment: str) -> int:
 def test_trials_ride_out_a_restarting_tracking_server(tmp_path):
     server = PostgresMlflowServer(tmp_path / "server", workers=2)
     server.start(timeout=120)
+    try:
+        _ride_out(server, tmp_path)
+    finally:
+        server.stop()  # and its database
+
+
+def _ride_out(server: PostgresMlflowServer, tmp_path) -> None:
     client = MlflowClient(server.uri)
     seeds = ",".join(str(s) for s in range(1, TRIALS + 1))
     cmd = [sys.executable, "-m", "xlrec", "sweep", "--mode", "grid", "--models", "gru4rec", "--datasets", "synthetic"]
@@ -69,30 +76,27 @@ def test_trials_ride_out_a_restarting_tracking_server(tmp_path):
         if sweep.poll() is None:
             sweep.kill()
     stderr = (tmp_path / "sweep.err").read_text()
-    try:
-        assert sweep.returncode == 0, stderr[-4000:]
-        summary = json.loads(out.strip().splitlines()[-1])
-        exp = client.get_experiment_by_name("outage")
-        runs = client.search_runs([exp.experiment_id])
-        (parent,) = [r for r in runs if r.data.tags.get("xlrec.sweep") == "parent"]
-        trials = [r for r in runs if r is not parent and r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-        expected = found = 0
-        for run in trials:
-            assert run.info.status == "FINISHED", (run.info.run_name, run.info.status, run.data.tags)
-            epochs = int(run.data.metrics["epochs_run"])
-            for key in PER_EPOCH:
-                steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
-                expected += epochs
-                found += len(set(steps) & set(range(1, epochs + 1)))
-                assert steps == list(range(1, epochs + 1)), (run.info.run_name, key, steps)
-        versions = client.search_model_versions("name='gru4rec-synthetic'")
-        downs = [round(b - a) for a, b in outages]
-        print(
-            f"\n[outage] {TRIALS} trials, 2 outages of {DOWN_S:.0f} s (server down {downs} s): "
-            f"{found}/{expected} per-epoch points, {len(versions)} versions, parent {parent.info.status}"
-        )
-        assert len(trials) == TRIALS and summary["trials_done"] == TRIALS
-        assert found == expected and parent.info.status == "FINISHED"
-        assert len(versions) == TRIALS
-    finally:
-        server.stop()
+    assert sweep.returncode == 0, stderr[-4000:]
+    summary = json.loads(out.strip().splitlines()[-1])
+    exp = client.get_experiment_by_name("outage")
+    runs = client.search_runs([exp.experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("xlrec.sweep") == "parent"]
+    trials = [r for r in runs if r is not parent and r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    expected = found = 0
+    for run in trials:
+        assert run.info.status == "FINISHED", (run.info.run_name, run.info.status, run.data.tags)
+        epochs = int(run.data.metrics["epochs_run"])
+        for key in PER_EPOCH:
+            steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
+            expected += epochs
+            found += len(set(steps) & set(range(1, epochs + 1)))
+            assert steps == list(range(1, epochs + 1)), (run.info.run_name, key, steps)
+    versions = client.search_model_versions("name='gru4rec-synthetic'")
+    downs = [round(b - a) for a, b in outages]
+    print(
+        f"\n[outage] {TRIALS} trials, 2 outages of {DOWN_S:.0f} s (server down {downs} s): "
+        f"{found}/{expected} per-epoch points, {len(versions)} versions, parent {parent.info.status}"
+    )
+    assert len(trials) == TRIALS and summary["trials_done"] == TRIALS
+    assert found == expected and parent.info.status == "FINISHED"
+    assert len(versions) == TRIALS

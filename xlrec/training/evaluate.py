@@ -87,10 +87,10 @@ def check_evaluable(name: str, seqs: Sequences, split: Split, cold_threshold: in
         if share > MAX_TRIVIAL_SHARE:
             raise DataError(
                 f"In dataset {name}, excluding a user's history from the ranking (exclude_seen) leaves {trivial} of "
-                f"{int(warm.sum())} evaluated users ({share:.0%}) fewer than {SELECTION_K} candidate items, the cut-off "
-                f"of the metric that selects (Recall@{SELECTION_K}): their Recall@{SELECTION_K} is 1 whatever the "
-                f"model does, more than the {MAX_TRIVIAL_SHARE:.0%} a comparison can absorb. Pass --no-exclude-seen, "
-                f"or use a dataset with more items than its users' histories."
+                f"{int(warm.sum())} evaluated users ({share:.0%}) fewer than {SELECTION_K} candidate items, the "
+                f"cut-off of the metric that selects (Recall@{SELECTION_K}): their Recall@{SELECTION_K} is 1 "
+                f"whatever the model does, more than the {MAX_TRIVIAL_SHARE:.0%} a comparison can absorb. Pass "
+                f"--no-exclude-seen, or use a dataset with more items than its users' histories."
             )
         if trivial:
             print(
