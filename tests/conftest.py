@@ -58,6 +58,16 @@ def mlflow_server(tmp_path_factory):
 
 
 @pytest.fixture
+def isolated_cli(tmp_path, monkeypatch) -> None:
+    """In-process CLI calls in tmp_path with a private data cache and no inherited mirror,
+    tracking store, run or Ray cluster."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XLREC_DATA_DIR", str(tmp_path / "cache"))
+    for key in ("XLREC_DATA_MIRROR", "MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "RAY_ADDRESS"):
+        monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture
 def sqlite_tracking_uri(tmp_path) -> str:
     """MLflow's embedded backend: a SQLite file in tmp_path (nothing to start)."""
     return f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -90,7 +90,7 @@ def test_signals_at_random_moments_of_runs_on_a_busy_store(tmp_path):
         (i >= MOMENTS // 4, rng.uniform(0.0, 1.5) if i >= MOMENTS // 4 else rng.uniform(0.3, 4.0), sig)
         for i, sig in enumerate(rng.choice([signal.SIGINT, signal.SIGTERM]) for _ in range(MOMENTS))
     ]
-    outcomes = []
+    outcomes, started = [], []
     try:
         for first in range(0, MOMENTS, AT_ONCE):
             batch = []
@@ -101,6 +101,7 @@ def test_signals_at_random_moments_of_runs_on_a_busy_store(tmp_path):
                     [sys.executable, "-m", "xlrec", *args], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=err
                 )
                 batch.append((i, in_loop, delay, sig, proc, err, time.monotonic()))
+                started.append(proc)
             # when each one's clock starts: at its start, or (in the loop) at its first epoch line
             clock = {i: (None if in_loop else started) for i, in_loop, _, _, _, _, started in batch}
             waiting = {i: (delay, sig, proc) for i, _, delay, sig, proc, _, _ in batch}
@@ -116,10 +117,20 @@ def test_signals_at_random_moments_of_runs_on_a_busy_store(tmp_path):
                         del waiting[i]
                 time.sleep(0.02)
             for i, _, delay, sig, proc, err, _ in batch:
-                rc = proc.wait(timeout=120)
+                try:
+                    rc = proc.wait(timeout=120)
+                except subprocess.TimeoutExpired:  # still running 2 minutes after its signal: say which, how far it got
+                    text = (tmp_path / f"run{i}.err").read_text()
+                    pytest.fail(
+                        f"run {i}: {signal.Signals(sig).name} after {delay:.1f} s did not end it:\n{text[-3000:]}"
+                    )
                 err.close()
                 outcomes.append((i, delay, sig, rc, (tmp_path / f"run{i}.err").read_text()))
     finally:
+        for proc in started:  # a failed assertion leaves no training of 100,000 epochs behind
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         busy.stop.set()
         busy.join()
     client = MlflowClient(uri)

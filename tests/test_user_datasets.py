@@ -21,12 +21,7 @@ from xlrec.platform.registry.saved_config import OPTIONAL, config_from_dict
 USERS, PER_USER, ITEMS = 40, 10, 30
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("XLREC_DATA_DIR", str(tmp_path / "cache"))
-    for key in ("XLREC_DATA_MIRROR", "MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "RAY_ADDRESS"):
-        monkeypatch.delenv(key, raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_cli")
 
 
 def _item(u: int, k: int) -> int:

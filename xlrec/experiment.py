@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from xlrec.data_prep import PreparedDataset, Split, leave_two_out
+from xlrec.data_prep import PreparedDataset, Split, make_split, shuffled_training_items
 from xlrec.data_prep.split import item_popularity, training_positions
 from xlrec.device import Runtime, eval_batch_size, select_runtime, use_compile, use_cuda_graph
 from xlrec.rec_models import SequentialRecommender, build_model
@@ -157,7 +157,7 @@ def _assemble(
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     seed_everything(cfg.seed)
-    split = leave_two_out(data.seqs, cfg.cold_start_threshold)
+    split = make_split(data.seqs, cfg)
     check_evaluable(data.name, data.seqs, split, cfg.cold_start_threshold, cfg.exclude_seen)
     popularity = item_popularity(data.seqs, split)
     items = torch.as_tensor(data.seqs.items, device=rt.device)
@@ -179,7 +179,15 @@ def _assemble(
         starts=torch.as_tensor(split.starts, device=rt.device),
         model=model,
         recommender=Recommender(model, rt, cfg.max_len, cfg.exclude_seen),
-        windows=TrainWindows(items, split, cfg.max_len, cfg.sample_mode, cfg.window_stride or cfg.max_len),
+        windows=TrainWindows(
+            torch.as_tensor(shuffled_training_items(data.seqs.items, split, cfg.seed), device=rt.device)
+            if cfg.shuffle_train_sequences
+            else items,
+            split,
+            cfg.max_len,
+            cfg.sample_mode,
+            cfg.window_stride or cfg.max_len,
+        ),
         graphed=use_cuda_graph(rt, cfg.cuda_graph, model.graph_capturable, cfg.sample_mode),
         compiled=compiled,
     )

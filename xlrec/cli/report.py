@@ -95,6 +95,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         filter_runs,
         grouped_numbers,
         grouped_table,
+        protocol_note,
         table4,
         table4_numbers,
         to_markdown,
@@ -130,6 +131,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"(wrote runs.csv, {args.table}.csv and table.md in {out})", file=sys.stderr)
     if len(table) == 0:
         print("(no FINISHED runs match)", file=sys.stderr)
+    elif args.table == "table4" and protocol_note(runs):
+        print(f"({protocol_note(runs)})", file=sys.stderr)
     print(markdown)
     return 0
 

@@ -213,6 +213,11 @@ def validate(cfg: TrainConfig) -> None:
             (cfg.min_epochs >= 0, f"min_epochs must be >= 0, got {cfg.min_epochs}"),
             (0 <= cfg.window_stride <= cfg.max_len, f"window_stride must be in [0, max_len], got {cfg.window_stride}"),
             (cfg.cold_start_threshold >= 3, f"cold_start_threshold must be at least 3, got {cfg.cold_start_threshold}"),
+            (
+                0.0 < cfg.temporal_val_quantile < cfg.temporal_test_quantile < 1.0,
+                "temporal_val_quantile and temporal_test_quantile must satisfy 0 < val < test < 1 (the validation "
+                f"window before the test window), got {cfg.temporal_val_quantile} and {cfg.temporal_test_quantile}",
+            ),
             (cfg.weight_decay >= 0, f"weight_decay must be >= 0, got {cfg.weight_decay}"),
             (cfg.grad_clip >= 0, f"grad_clip must be >= 0 (0 disables clipping), got {cfg.grad_clip}"),
             (cfg.patience >= 0, f"patience must be >= 0, got {cfg.patience}"),

@@ -36,7 +36,7 @@ from xlrec.data_prep.stats import duplicates_note, published_mismatch, raw_count
 from xlrec.errors import DataError
 from xlrec.settings import PrepConfig, TrainConfig
 
-CACHE_FORMAT = 4  # 2: raw_counts stored with the sequences; 3: item genres and user groups; 4: duplicates
+CACHE_FORMAT = 5  # 2: raw_counts stored with the sequences; 3: item genres and user groups; 4: duplicates; 5: timed
 _COUNT_KEYS = ("interactions", "users", "items", "duplicate_rows")
 
 
@@ -92,6 +92,7 @@ def _save(path: Path, seqs: Sequences, counts: dict[str, int]) -> None:
                 genres=np.array(seqs.genres, dtype=str),
                 groups=np.array(seqs.groups, dtype=str),
                 raw_counts=np.array([counts[k] for k in _COUNT_KEYS], dtype=np.int64),
+                timed=np.array(seqs.timed),
             )
             fh.flush()
             os.fsync(fh.fileno())  # the rename must not land before the bytes (power loss)
@@ -115,6 +116,7 @@ def _load(path: Path) -> tuple[Sequences, dict[str, int]] | None:
                 titles=z["titles"].tolist(),
                 genres=z["genres"].tolist(),  # a cache from before genres and groups: KeyError, rebuilt
                 groups=z["groups"].tolist(),
+                timed=bool(z["timed"]),
             )
             counts = dict(zip(_COUNT_KEYS, (int(v) for v in z["raw_counts"])))
             return seqs, counts

@@ -34,6 +34,7 @@ class Sequences:
     genres: list[str] = field(default_factory=list)
     # "gender|age group|occupation" of each user index ("" unknown); empty: no demographics read
     groups: list[str] = field(default_factory=list)
+    timed: bool = True  # the timestamps are the source's times (not line order standing in for them)
 
     @property
     def num_users(self) -> int:
@@ -108,6 +109,7 @@ def build_sequences(raw: Interactions, prep: PrepConfig, source: str = "dataset"
         titles=titles,
         genres=genres,
         groups=groups,
+        timed=raw.timed,
     )
 
 

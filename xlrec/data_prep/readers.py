@@ -35,6 +35,8 @@ class Interactions:
     genres: dict = field(default_factory=dict)  # raw item id -> "Genre|Genre" (MovieLens)
     groups: dict = field(default_factory=dict)  # raw user id -> "gender|age group|occupation" (MovieLens)
     files: list[Path] = field(default_factory=list)  # files read, for the cache key
+    # False where the source has no times (line order stands in for them): no temporal split
+    timed: bool = True
 
     def __len__(self) -> int:
         return len(self.user)

@@ -67,6 +67,7 @@ def generate(
         item=items,
         rating=np.ones(total, np.float32),
         timestamp=timestamps.astype(np.int64),
+        timed=False,  # positions, not times
         titles={i: f"Synthetic item {i}" for i in range(1, num_items + 1)},
         files=[],
     )

@@ -149,7 +149,13 @@ def _interactions(frame: pd.DataFrame, path: Path, first: int) -> Interactions:
         timestamp = np.arange(rows, dtype=np.int64)  # line order is time order
     rating = _numbers(frame["rating"], "rating", path, first) if "rating" in frame else np.ones(rows)
     return Interactions(
-        user=user, item=item, rating=rating.astype(np.float32), timestamp=timestamp, titles={}, files=[path]
+        user=user,
+        item=item,
+        rating=rating.astype(np.float32),
+        timestamp=timestamp,
+        titles={},
+        files=[path],
+        timed="time" in frame,
     )
 
 

@@ -67,11 +67,17 @@ def write_params_table(path: Path, rows: list[tuple[str, str, int]]) -> Path:
 
 
 def per_user_table(
-    seqs: Sequences, users: np.ndarray, targets: np.ndarray, ranks: np.ndarray, topk: np.ndarray
+    seqs: Sequences,
+    users: np.ndarray,
+    targets: np.ndarray,
+    ranks: np.ndarray,
+    topk: np.ndarray,
+    positions: np.ndarray,
 ) -> pd.DataFrame:
-    """One row per test user: ids, the target, its rank, the top-10 (for paired tests later) and the
-    last `HISTORY` items before the target, oldest first (for a report's qualitative tables)."""
-    ends = seqs.offsets[users + 1] - 1  # the test target is each user's last item
+    """One row per test case (one per user, except a temporal split's `all` targets): ids, the
+    target, its rank, the top-10 (for paired tests later) and the last `HISTORY` items before the
+    target, oldest first (for a report's qualitative tables)."""
+    ends = np.asarray(positions, dtype=np.int64)  # the target's flat position: its input ends there
     starts = np.maximum(seqs.offsets[users], ends - HISTORY)
     return pd.DataFrame(
         {
@@ -89,13 +95,14 @@ def per_user_table(
 HISTORY = 10  # history items per test user in test_per_user.parquet
 
 
-def test_histories(seqs: Sequences, users: np.ndarray, max_len: int, limit: int = 256) -> np.ndarray:
-    """(n, max_len) left-padded items before the test target of the first `limit` test users: the
+def test_histories(
+    seqs: Sequences, users: np.ndarray, positions: np.ndarray, max_len: int, limit: int = 256
+) -> np.ndarray:
+    """(n, max_len) left-padded items before the test target of the first `limit` test cases: the
     histories the model scored (what a run's position profile reads)."""
-    users = users[:limit]
+    users, positions = users[:limit], positions[:limit]
     out = np.zeros((len(users), max_len), dtype=np.int64)
-    for row, u in enumerate(users):
-        end = seqs.offsets[u + 1] - 1
+    for row, (u, end) in enumerate(zip(users, positions)):
         h = seqs.items[max(seqs.offsets[u], end - max_len) : end]
         if len(h):
             out[row, -len(h) :] = h

@@ -12,10 +12,14 @@ Why each one:
 - artifact progress bars off: `registry download` printed ~50 progress updates on stderr.
 - bounded HTTP retries: MLflow's defaults (7 retries, backoff factor 2, 120 s timeout) hang a
   training for 12+ minutes when the tracking server dies; these fail within a minute.
+And one logging filter: MLflow's database store logs each failed statement (a locked sqlite file)
+with its traceback and every bound parameter; xlrec retries those and says so in one line
+(xlrec.platform.tracking.train_run), so the record keeps its first line, without the traceback.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -30,9 +34,21 @@ DEFAULTS: dict[str, str] = {
 }
 
 
+class _OneLine(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info or "\n" in str(record.msg):
+            text = record.getMessage().replace("The following exception is caught.", "").split("\n")
+            record.msg, record.args = " ".join(line.strip() for line in text[:3] if line.strip())[:400], ()
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def apply_defaults() -> None:
     for key, value in DEFAULTS.items():
         os.environ.setdefault(key, value)
+    db_log = logging.getLogger("mlflow.store.db.utils")
+    if not any(isinstance(f, _OneLine) for f in db_log.filters):
+        db_log.addFilter(_OneLine())
     if "mlflow" in sys.modules:
         # mlflow was imported first (a script that imports it before xlrec): it decided about
         # telemetry at its import, and its config thread may still pop the session variable

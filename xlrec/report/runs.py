@@ -7,7 +7,7 @@ import pandas as pd
 
 from xlrec.platform.tracking import read
 from xlrec.platform.tracking.read import ReportRuns
-from xlrec.report.tables import normalise
+from xlrec.report.tables import normalise, with_protocols
 
 __all__ = ["ReportRuns", "collect", "shape_runs", "with_user_shares"]
 
@@ -26,7 +26,7 @@ def with_user_shares(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def shape_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    return with_user_shares(normalise(runs))
+    return with_protocols(with_user_shares(normalise(runs)))
 
 
 def collect(experiment: str | None, parent_id: str | None) -> ReportRuns:

@@ -13,7 +13,7 @@ from xlrec.report.analyses import FigureSections
 from xlrec.report.document import Section, Table
 from xlrec.report.runs import ReportRuns
 from xlrec.report.significance import Comparison, adjust, compare, paired, verdict
-from xlrec.report.tables import MISSING, TABLE4_LABELS, table4, table4_numbers, to_markdown
+from xlrec.report.tables import MISSING, TABLE4_LABELS, protocol_note, table4, table4_numbers, to_markdown
 from xlrec.report.view import ALPHA, REFERENCE, STATS
 
 N_BOOT = 2000  # two-level bootstrap draws per comparison
@@ -144,6 +144,9 @@ class Builder(FigureSections):
                 csv,
             )
         )
+        note = protocol_note(chosen)
+        if note:
+            s.blocks.append(note)
         if (
             len(self.chosen)
             and self.chosen.groupby(["params.model", "params.dataset", "params.max_len"]).size().max() < 2
@@ -371,7 +374,8 @@ class Builder(FigureSections):
             tables = {
                 m: self.per_user(gm[gm["params.seed"] == first_seed]) for m, gm in g.groupby("params.model", sort=True)
             }
-            tables = {m: t.set_index("user_index") for m, t in tables.items() if len(t)}
+            # a user's first test case (a temporal split's `all` targets give several)
+            tables = {m: t.drop_duplicates("user_index").set_index("user_index") for m, t in tables.items() if len(t)}
             if not tables:
                 continue
             users = sorted(set.intersection(*(set(t.index) for t in tables.values())))[:3]

@@ -62,10 +62,14 @@ class Paired:
 
 def paired(a: pd.DataFrame, b: pd.DataFrame) -> Paired:
     """Two models' per-user test tables (each the tables of every seed, with a `seed` column)
-    paired on (seed, user_index): the seeds and users both have, as users x seeds matrices."""
-    joined = a[["seed", "user_index", "rank"]].merge(
-        b[["seed", "user_index", "rank"]], on=["seed", "user_index"], suffixes=("_a", "_b")
-    )
+    paired on (seed, user_index): the seeds and users both have, as users x seeds matrices. A
+    user with several test cases (a temporal split's `all` targets) pairs them case by case, in
+    their order, and enters with their mean: the user stays the unit."""
+
+    def cases(t: pd.DataFrame) -> pd.DataFrame:
+        return t[["seed", "user_index", "rank"]].assign(case=t.groupby(["seed", "user_index"]).cumcount())
+
+    joined = cases(a).merge(cases(b), on=["seed", "user_index", "case"], suffixes=("_a", "_b"))
     joined = joined.assign(
         seed=joined["seed"].astype(str), a=ndcg_at_10(joined["rank_a"]), b=ndcg_at_10(joined["rank_b"])
     )

@@ -236,10 +236,67 @@ def _as_number(value: object) -> object:
     return int(number) if number.is_integer() else number
 
 
+DEFAULT_SPLIT = "leave_last_two"
+PROTOCOL_BASE = "dataset_protocol_base"  # the dataset label before with_protocols
+
+
+def with_protocols(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs under another protocol than leave-last-two, or trained on shuffled sequences, are on a
+    dataset of their own (`ml-1m (temporal 0.8/0.9, first targets)`, `ml-1m (shuffled training)`),
+    and runs of one dataset name on different processed data (param `data_sha256`) are told apart
+    by its first 8 hex digits (`ml-1m [data 1a2b3c4d]`): no table cell or test mixes them. Runs
+    from before these params count as leave-last-two, on unknown data. Idempotent."""
+    runs = runs.copy()
+    if "params.dataset" not in runs or not len(runs):
+        return runs
+    if PROTOCOL_BASE not in runs:
+        runs[PROTOCOL_BASE] = runs["params.dataset"]
+    base = runs[PROTOCOL_BASE]
+
+    def param(name: str, default: object = None) -> pd.Series:
+        col = runs.get(f"params.{name}", pd.Series(None, index=runs.index, dtype=object))
+        return col.where(col.notna(), default)
+
+    split, shuffled = param("split", DEFAULT_SPLIT), param("shuffle_train_sequences", "False")
+    q_val, q_test, targets = param("temporal_val_quantile"), param("temporal_test_quantile"), param("temporal_targets")
+    labels = []
+    for i in runs.index:
+        label = base[i]
+        if label is not None and split[i] != DEFAULT_SPLIT:
+            label = f"{label} ({split[i]} {_as_number(q_val[i])}/{_as_number(q_test[i])}, {targets[i]} targets)"
+        if label is not None and str(shuffled[i]).lower() == "true":
+            label = f"{label} (shuffled training)"
+        labels.append(label)
+    labelled = pd.Series(labels, index=runs.index, dtype=object)
+    digest = param("data_sha256")
+    for _, rows in labelled.groupby(labelled, dropna=True):
+        known = digest[rows.index].dropna()
+        if known.nunique() > 1:
+            labelled[known.index] = [f"{lab} [data {str(h)[:8]}]" for lab, h in zip(labelled[known.index], known)]
+    runs["params.dataset"] = labelled
+    return runs
+
+
+def protocol_note(runs: pd.DataFrame) -> str:
+    """A sentence naming the rows `with_protocols` set apart (empty when none)."""
+    if PROTOCOL_BASE not in runs:
+        runs = with_protocols(runs)
+    if PROTOCOL_BASE not in runs:
+        return ""
+    apart = sorted({str(d) for d, b in zip(runs["params.dataset"], runs[PROTOCOL_BASE]) if d != b and d is not None})
+    if not apart:
+        return ""
+    return (
+        "Runs under another evaluation protocol, on shuffled training sequences or on other processed data are "
+        f"rows of their own, never averaged or tested with the others: {'; '.join(apart)}."
+    )
+
+
 def table4(df: pd.DataFrame) -> pd.DataFrame:
     """The paper's Table 4 layout per (model, dataset, max_len): seeds, params, test Recall/NDCG/MRR@10
-    mean ± std, s/epoch, peak GPU MB; a param or metric no run has shows as `–`."""
-    df = df.copy()
+    mean ± std, s/epoch, peak GPU MB; a param or metric no run has shows as `–`. Runs of other
+    protocols or data are rows of their own (with_protocols)."""
+    df = with_protocols(df)
     for k in TABLE4_KEYS:
         if f"params.{k}" not in df:
             df[f"params.{k}"] = None
@@ -251,7 +308,7 @@ def table4(df: pd.DataFrame) -> pd.DataFrame:
 
 def table4_numbers(df: pd.DataFrame) -> pd.DataFrame:
     """Table 4 as numbers (grouped_numbers): what its CSVs hold."""
-    df = df.copy()
+    df = with_protocols(df)
     for k in TABLE4_KEYS:
         if f"params.{k}" not in df:
             df[f"params.{k}"] = None
@@ -294,11 +351,14 @@ def aggregate_table4(table: pd.DataFrame) -> pd.DataFrame:
     table4.csv, from its own trials table (plain column names, every trial has max_len)."""
     done = table[table["status"] == "FINISHED"]
     out = []
-    for (model, dataset, max_len), g in done.groupby(["model", "dataset", "max_len"]):
+    if "split" not in done:
+        done = done.assign(split=DEFAULT_SPLIT)
+    for (model, dataset, max_len, split), g in done.groupby(["model", "dataset", "max_len", "split"]):
         row = {
             "model": model,
             "dataset": dataset,
             "max_len": max_len,
+            "split": split,
             "seeds": len(g),
             "params": int(g["params_total"].iloc[0]) if g["params_total"].notna().any() else None,
         }

@@ -104,6 +104,28 @@ class TrainConfig:
         True, "rank only items not in the user's history (default; --no-exclude-seen ranks every item: the paper's)"
     )
     cold_start_threshold: int = setting(5, "users with fewer interactions form the cold-start group")
+    # the evaluation protocol (xlrec.data_prep.split); runs of different protocols are never compared
+    split: str = setting(
+        "leave_last_two",
+        "leave_last_two (each user's last item is the test target, the one before it validation) | temporal "
+        "(global time cutoffs: validation and test windows by timestamp)",
+        choices=("leave_last_two", "temporal"),
+    )
+    temporal_val_quantile: float = setting(
+        0.8, "temporal split: the validation window starts at this quantile of all timestamps"
+    )
+    temporal_test_quantile: float = setting(
+        0.9, "temporal split: the test window starts at this quantile of all timestamps"
+    )
+    temporal_targets: str = setting(
+        "first",
+        "temporal split: which interactions of a window are targets, each user's first in it or all of them",
+        choices=("first", "all"),
+    )
+    # "Does It Look Sequential?" (2024): how much of a model's accuracy is the order of its inputs
+    shuffle_train_sequences: bool = setting(
+        False, "train on each user's training interactions in a random (seeded) order; evaluation keeps the order"
+    )
     eval_batch_size: int = setting(1024, "evaluation batch size")
     # hardware
     device: str = setting("auto", "auto | cpu | cuda | cuda:N")

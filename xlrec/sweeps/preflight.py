@@ -30,7 +30,7 @@ def prepare_data(spec: SweepSpec) -> None:
     means the driver's directory, not each trial's.
     """
     from xlrec.config import resolve_config
-    from xlrec.data_prep import leave_two_out, prepare_config
+    from xlrec.data_prep import make_split, prepare_config
     from xlrec.settings import TrainConfig
     from xlrec.sweeps.checks import check_spec
     from xlrec.sweeps.spec_file import cell_text
@@ -42,7 +42,8 @@ def prepare_data(spec: SweepSpec) -> None:
     for var in ("XLREC_DATA_MIRROR", "XLREC_DATA_DIR"):
         if os.environ.get(var):
             os.environ[var] = _absolute(os.environ[var]) or os.environ[var]
-    configs: dict[str, TrainConfig] = {}
+    # one check per dataset and protocol (a spec may sweep the split)
+    configs: dict[tuple, TrainConfig] = {}
     for cell in spec.grid_cells():  # the fixed settings and each cell's axes, checked together
         cell = dict(cell)
         model, dataset = cell.pop("model"), cell.pop("dataset")
@@ -55,14 +56,15 @@ def prepare_data(spec: SweepSpec) -> None:
                 f"In {where}, the trial {cell_text({'model': model, 'dataset': dataset, **cell})} cannot run: "
                 f"{reason} Fix the spec or the flags and run again; nothing was started."
             ) from None
-        configs.setdefault(cfg.dataset, cfg)
+        protocol = (cfg.split, cfg.temporal_val_quantile, cfg.temporal_test_quantile, cfg.temporal_targets)
+        configs.setdefault((cfg.dataset, cfg.cold_start_threshold, cfg.exclude_seen, *protocol), cfg)
     for cfg in configs.values():
         check_fits(cfg, torch.device("cpu"), data_only=True, what=f"Preparing {cfg.dataset} for the sweep")
         data = prepare_config(cfg)
         check_evaluable(
             cfg.dataset,
             data.seqs,
-            leave_two_out(data.seqs, cfg.cold_start_threshold),
+            make_split(data.seqs, cfg),
             cfg.cold_start_threshold,
             cfg.exclude_seen,
         )

@@ -115,6 +115,7 @@ def trials_table(spec: SweepSpec, results, recorder: SweepRecorder) -> pd.DataFr
             "model": model,
             "dataset": cfg.get("dataset", spec.dataset),
             "max_len": cfg.get("max_len", fixed.get("max_len")),
+            "split": cfg.get("split", fixed.get("split", "leave_last_two")),
             "seed": cfg.get("seed", fixed.get("seed")),
             "embedding_dim": cfg.get("embedding_dim", fixed.get("embedding_dim")),
             "num_heads": cfg.get("num_heads", fixed.get("num_heads")),
@@ -228,7 +229,7 @@ def finish(spec: SweepSpec, results, recorder: SweepRecorder, study_name: str, s
 def _champion(recorder: SweepRecorder, best: dict) -> dict | None:
     from xlrec.platform.registry.champion import ALIAS, registered_name
 
-    name = registered_name(best["model"], best["dataset"])
+    name = registered_name(best["model"], best["dataset"], best.get("split") or "leave_last_two")
     found = recorder.champion(name, ALIAS)
     if found is None:
         return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ class EvalResult:
     targets: np.ndarray = field(repr=False)  # target item id per case
     ranks: np.ndarray = field(repr=False)  # 1-based rank of the target
     topk: np.ndarray = field(repr=False)  # (M, 20) recommended item ids
+    positions: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int64))  # flat target positions
 
 
 # the fewest warm users whose metrics a run may report: a mean over fewer is one user's luck
@@ -56,6 +58,8 @@ def check_evaluable(name: str, seqs: Sequences, split: Split, cold_threshold: in
             f"cut-off of the ranking metrics (Recall/NDCG/MRR@{', '.join(map(str, KS))}); every metric at that cut-off "
             f"would be trivially perfect. Use a dataset (or filters) that leave at least {largest_k} items."
         )
+    if split.cutoffs is not None:
+        _check_temporal(name, seqs, split)
     if len(split.val) == 0:
         longest = int(seqs.lengths.max()) if seqs.num_users else 0
         fix = (
@@ -100,6 +104,21 @@ def check_evaluable(name: str, seqs: Sequences, split: Split, cold_threshold: in
             )
 
 
+def _check_temporal(name: str, seqs: Sequences, split: Split) -> None:
+    """A temporal split's windows must each hold MIN_EVAL_USERS warm users' targets."""
+    when = [datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") for t in split.cutoffs or ()]
+    for window, cases, begins in (("validation", split.val, when[0]), ("test", split.test, when[1])):
+        users = len(np.unique(cases.users))
+        if users < MIN_EVAL_USERS:
+            raise DataError(
+                f"The temporal split of dataset {name} leaves {users} warm user(s) with a target in its {window} "
+                f"window (from {begins}; validation from {when[0]}, test from {when[1]}), fewer than the "
+                f"{MIN_EVAL_USERS} a run's metrics need. Move the cutoffs (--temporal-val-quantile, "
+                f"--temporal-test-quantile: lower ones leave longer windows), lower --cold-start-threshold, or "
+                f"use --split leave_last_two."
+            )
+
+
 @torch.no_grad()
 def rank_cases(
     rec: Recommender, items: torch.Tensor, starts: torch.Tensor, cases: EvalSet, batch_size: int = 1024
@@ -139,4 +158,6 @@ def evaluate(
     metrics = ranking_metrics(ranks, KS)
     if popularity is not None and len(ranks):
         metrics.update(beyond_accuracy(top, targets, ranks, popularity))
-    return EvalResult(metrics=metrics, users=cases.users, targets=targets, ranks=ranks, topk=top)
+    return EvalResult(
+        metrics=metrics, users=cases.users, targets=targets, ranks=ranks, topk=top, positions=cases.target_pos
+    )

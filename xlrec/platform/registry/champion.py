@@ -25,8 +25,10 @@ ALIAS = "champion"
 METRIC_TAG = VAL_SELECTION_KEY  # each version's best validation score, the champion's criterion
 
 
-def registered_name(model: str, dataset: str) -> str:
-    return f"{model}-{dataset}"
+def registered_name(model: str, dataset: str, split: str = "leave_last_two") -> str:
+    """`model-dataset`; a temporal split's runs register apart (`-temporal`): their validation
+    metric is another protocol's, so they never compete with leave-last-two runs for a champion."""
+    return f"{model}-{dataset}" + ("" if split == "leave_last_two" else f"-{split}")
 
 
 @dataclass

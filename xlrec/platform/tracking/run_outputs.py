@@ -72,7 +72,7 @@ def log_results(trainer, data: PreparedDataset, result: TrainResult, pending: di
         )
         artifacts.write_params_table(tmp / "parameters.csv", parameter_table(trainer.model))
         table = artifacts.per_user_table(
-            seqs, result.test.users, result.test.targets, result.test.ranks, result.test.topk
+            seqs, result.test.users, result.test.targets, result.test.ranks, result.test.topk, result.test.positions
         )
         table.to_parquet(tmp / "test_per_user.parquet", index=False)
         artifacts.write_sample_predictions(tmp / "sample_predictions.md", seqs, table)
@@ -95,7 +95,7 @@ def _position_profile(trainer, seqs, result: TrainResult):
     model = trainer.model
     if not model.trainable:
         return pd.DataFrame(columns=COLUMNS)
-    history = artifacts.test_histories(seqs, result.test.users, trainer.cfg.max_len)
+    history = artifacts.test_histories(seqs, result.test.users, result.test.positions, trainer.cfg.max_len)
     with trainer.rt.autocast():
         return position_profile(model, torch.as_tensor(history, device=trainer.rt.device))
 
@@ -111,7 +111,7 @@ def log_model(
     from xlrec.platform.registry import model_format, serving
 
     cfg = trainer.cfg
-    name = registered_name(cfg.model, cfg.dataset) if register else None
+    name = registered_name(cfg.model, cfg.dataset, cfg.split) if register else None
     client = MlflowClient()
     version = _run_version(client, name, run_id) if name else None
     if version is None:

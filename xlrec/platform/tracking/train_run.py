@@ -18,6 +18,7 @@ import mlflow
 from mlflow import MlflowClient
 
 from xlrec.data_prep import PreparedDataset
+from xlrec.data_prep import split as split_module
 from xlrec.device import energy_source
 from xlrec.errors import XlrecError
 from xlrec.platform.mlflow_env import quiet_links_for
@@ -245,8 +246,16 @@ class MlflowTracker(Callback):
                 "resolved_compile": getattr(trainer.model, "training_compiled", False),
                 "num_users": self.data.seqs.num_users,
                 "num_items": self.data.seqs.num_items,
+                # the processed data's lineage: Table 4 never puts runs of different data in one cell
+                "data_sha256": self.data.content_hash[:16],
+                "tie_break": split_module.TIE_BREAK,
             }
         )
+        if cfg.split == "temporal":
+            t_val, t_test = split_module.temporal_cutoffs(
+                self.data.seqs, cfg.temporal_val_quantile, cfg.temporal_test_quantile
+            )
+            params.update({"resolved_val_cutoff": t_val, "resolved_test_cutoff": t_test})
         if env_run:
             # `mlflow run` already logged the entry point's raw parameters (e.g. embedding_dim=''
             # meaning "dataset default"); MLflow params are immutable, so resolved values that
@@ -296,6 +305,8 @@ class MlflowTracker(Callback):
     def on_epoch_end(self, trainer, record: dict[str, float]) -> None:
         from mlflow.entities import Metric, RunTag
 
+        if run_lifecycle.SIGNALLED:  # a library swallowed the interrupt it raised: stop here, unlogged and unprinted
+            raise KeyboardInterrupt(run_lifecycle.SIGNALLED)
         now = int(time.time() * 1000)
         step = int(record["epoch"])
         first = sorted((k for k in record if k != "epoch"), key=lambda k: k != VAL_SELECTION_KEY)
