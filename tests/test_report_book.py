@@ -4,9 +4,11 @@ headless Chromium (every table and figure present, every image decoded)."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -240,6 +242,32 @@ def test_report_html_renders_in_a_real_browser(report, tmp_path):
     assert got["decoded"] == got["imgs"]
     assert int(got["tables"]) == md.count("\n| ---") > 0
     assert int(got["sections"]) == md.count("\n## ")
+
+
+def test_the_experiment_page_shows_the_sweep_nested_in_a_real_browser(grid, tmp_path):
+    """What the README's screenshots show, checked in headless Chromium (scripts/readme_screenshots.py):
+    the training view (not the GenAI overview), the sweep as one row until its expander is clicked,
+    then every trial run under it; the parent's own page."""
+    cwd, uri, client, exp, parent = grid
+    repo = Path(__file__).resolve().parents[1]
+    script = [sys.executable, str(repo / "scripts" / "readme_screenshots.py"), "--tracking-uri", uri]
+    script += ["--experiment", exp.name, "--out", str(tmp_path), "--no-compare"]
+    proc = subprocess.run(script, cwd=cwd, capture_output=True, text=True, timeout=300, env=xlrec_env(cwd / "data"))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    shown = json.loads(proc.stdout.strip().splitlines()[-1])
+    trials = sorted(
+        r.info.run_name
+        for r in client.search_runs([exp.experiment_id])
+        if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    )
+    assert len(trials) == 8 and shown["trials"] == trials
+    assert shown["training_view"].endswith("?workflowType=machine_learning") and not shown["body_has_genai_overview"]
+    assert shown["runs_table"] and shown["trials_shown_collapsed"] == []  # the sweep is one collapsed row
+    assert shown["expander"] == "clicked" and sorted(shown["trials_shown"]) == trials
+    assert shown["parent_page"] and shown["parent"] == parent.info.run_name
+    for name in ("mlflow-sweep-runs.png", "mlflow-sweep-parent.png"):
+        head = (tmp_path / name).read_bytes()[:24]
+        assert head[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(head[16:20], "big") == 1600
 
 
 def test_report_without_parent_logs_a_report_run_that_no_table_counts(grid, tmp_path):

@@ -6,7 +6,8 @@
 # resources (gpus_per_trial, max_concurrent) say how it shares the host with the others.
 # Each sweep keeps its MLflow store in /tmp/sweeps/NAME/mlflow.db on the host, so a later call on
 # the same warm machine can export or report it again. Exports go to $XLREC_EXPORTS (default $OUT);
-# a result worth keeping is committed as docs/results/exports/NAME.csv, beside the page that reads it.
+# a result worth keeping is committed as docs/results/exports/NAME.csv, beside the page that reads it;
+# the report book (Table 4, the paired tests, the figures) goes to report-EXPERIMENT/ beside it.
 # XLREC_SWEEP_TIMEOUT (seconds, default 540) bounds each sweep: a sweep stopped there keeps the
 # runs of the trials it finished. nvidia-smi samples the GPUs' utilisation every second while the
 # sweeps run (gpu-util.csv beside the exports); the mean per GPU is printed at the end.
@@ -46,5 +47,6 @@ for SPEC in "${SPECS[@]}"; do
   grep -E "^\[xlrec\]|rror" "$W/sweep.log" | tail -5
   EXP=$(python3 -c "import sys; from xlrec.sweeps.spec_file import load_spec; print(load_spec(sys.argv[1]).experiment)" "$SPEC")
   (cd "$W" && python3 -m xlrec report --experiment "$EXP" --tracking-uri "sqlite:///$W/mlflow.db" \
-    --export "$EXPORTS/$EXP.csv" --out '' > /dev/null) && echo "exported $EXPORTS/$EXP.csv"
+    --export "$EXPORTS/$EXP.csv" --out "$EXPORTS/report-$EXP" > "$EXPORTS/report-$EXP.log" 2>&1) \
+    && echo "exported $EXPORTS/$EXP.csv and $EXPORTS/report-$EXP/" || tail -3 "$EXPORTS/report-$EXP.log"
 done
