@@ -70,8 +70,11 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="xlrec-serving-"))
     env = dict(os.environ, MLFLOW_TRACKING_URI=args.tracking_uri or f"sqlite:///{work / 'mlflow.db'}")
     env["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    # the server's own helpers (uvicorn) come from this interpreter's environment, activated or not
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     uri = args.model_uri or _train(work, env)
-    serve = ["mlflow", "models", "serve", "-m", uri, "--env-manager", "local", "--host", "127.0.0.1"]
+    serve = [sys.executable, "-m", "mlflow", "models", "serve", "-m", uri, "--env-manager", "local"]
+    serve += ["--host", "127.0.0.1"]
     server = subprocess.Popen(
         [*serve, "--port", str(args.port)],
         cwd=work,

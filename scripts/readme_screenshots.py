@@ -123,7 +123,8 @@ def capture(
             result["trials_shown"] = [t for t in trials if t in shown]
             result["body_has_genai_overview"] = bool(dt.js("document.body.innerText.includes('Token usage')"))
             _shot(dt, out / "mlflow-sweep-runs.png")
-            dt.call("Page.navigate", url=f"{server_uri}/#/experiments/{experiment_id}/runs/{parent_id}")
+            parent_url = f"{server_uri}/#/experiments/{experiment_id}/runs/{parent_id}?workflowType=machine_learning"
+            dt.call("Page.navigate", url=parent_url)
             result["parent_page"] = bool(
                 dt.wait_for(
                     f"document.body.innerText.includes({name}) && document.body.innerText.includes('Metrics')", 60

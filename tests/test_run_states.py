@@ -230,6 +230,16 @@ def test_training_process_runs_without_mlflow_telemetry(tmp_path):
     assert run.info.status == "FINISHED" and run.data.tags["xlrec.status"] == "completed"
 
 
+def test_a_server_started_on_a_relative_sqlite_uri_serves_that_store(tmp_path, monkeypatch):
+    """The server runs in its artifacts' folder; `sqlite:///mlflow.db` must still mean the caller's file."""
+    monkeypatch.chdir(tmp_path)
+    MlflowClient("sqlite:///mlflow.db").create_experiment("seen-by-the-server")
+    with MlflowServer("sqlite:///mlflow.db", tmp_path / "elsewhere" / "artifacts", workers=1) as server:
+        exp = MlflowClient(server.uri).get_experiment_by_name("seen-by-the-server")
+    assert exp is not None
+    assert not (tmp_path / "elsewhere" / "mlflow.db").exists()
+
+
 def test_dead_tracking_server_fails_the_training_within_a_minute(tmp_path):
     server = MlflowServer(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "artifacts", workers=1)
     server.start()

@@ -4,7 +4,8 @@
 Every trial must finish and its run end FINISHED, with every per-epoch point it trained (kept while
 the server was down, sent once it answered: expected = the points of the epochs each run ran,
 found = what MLflow holds), one registered version each, and the parent FINISHED. The figures are
-printed; RELIABILITY.md quotes a heavier run (`XLREC_OUTAGE_TRIALS=16 XLREC_OUTAGE_S=30`).
+printed; RELIABILITY.md quotes a heavier run (`XLREC_OUTAGE_TRIALS=16 XLREC_OUTAGE_S=30
+XLREC_OUTAGE_CPUS=0.125 XLREC_OUTAGE_EPOCHS=60`: all 16 trials training through both outages).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 TRIALS = int(os.environ.get("XLREC_OUTAGE_TRIALS", "2"))
 DOWN_S = float(os.environ.get("XLREC_OUTAGE_S", "12"))
-EPOCHS = 150  # about a minute and a half per trial here: long enough to span both outages
+EPOCHS = int(os.environ.get("XLREC_OUTAGE_EPOCHS", "150"))  # ~1.5 min a trial here: spans both outages
+CPUS_PER_TRIAL = os.environ.get("XLREC_OUTAGE_CPUS", "1")  # 0.125: 16 trials train at once on 2 cores
 PER_EPOCH = ("train_loss", "val_recall_at_10", "val_ndcg_at_10", "val_mrr_at_10", "lr", "epoch_time_s")
 
 
@@ -51,7 +53,7 @@ def _ride_out(server: PostgresMlflowServer, tmp_path) -> None:
     client = MlflowClient(server.uri)
     seeds = ",".join(str(s) for s in range(1, TRIALS + 1))
     cmd = [sys.executable, "-m", "xlrec", "sweep", "--mode", "grid", "--models", "gru4rec", "--datasets", "synthetic"]
-    cmd += ["--max-lens", "10", "--seeds", seeds, "--epochs", str(EPOCHS), "--cpus-per-trial", "1"]
+    cmd += ["--max-lens", "10", "--seeds", seeds, "--epochs", str(EPOCHS), "--cpus-per-trial", CPUS_PER_TRIAL]
     cmd += ["--tracking-uri", server.uri, "--experiment", "outage", "--storage-path", str(tmp_path / "ray")]
     cmd += ["--set", "embedding_dim=8", "--set", "patience=1000", "--set", f"store_outage_s={DOWN_S + 40}"]
     cmd += ["--set", "synthetic_users=300", "--set", "synthetic_items=60", "--set", "synthetic_mean_len=12"]

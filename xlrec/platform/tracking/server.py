@@ -94,12 +94,17 @@ class MlflowServer:
         """Start the server process without waiting for it to answer (`wait_healthy` does): a
         sweep starts Ray meanwhile, since each takes seconds to come up."""
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
-        if self.backend_store_uri.startswith("sqlite:"):
+        backend = self.backend_store_uri
+        if backend.startswith("sqlite:"):
             # Create/migrate the schema once, here, atomically: the server's workers would otherwise
             # race to create the same tables in a new sqlite file ("table ... already exists").
             from xlrec.platform.tracking.store import ensure_sqlite_store
 
-            ensure_sqlite_store(self.backend_store_uri)
+            path = ensure_sqlite_store(backend)
+            if path is not None:
+                # absolute: the server runs in the artifacts' folder, where a relative
+                # sqlite:///mlflow.db would be a new, empty store
+                backend = f"sqlite:///{path}" + (f"?{backend.split('?', 1)[1]}" if "?" in backend else "")
         cmd = [
             sys.executable,
             "-m",
@@ -110,7 +115,7 @@ class MlflowServer:
             "--port",
             str(self.port),
             "--backend-store-uri",
-            self.backend_store_uri,
+            backend,
             "--serve-artifacts",
             "--artifacts-destination",
             str(self.artifacts_dir),
