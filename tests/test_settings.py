@@ -192,7 +192,17 @@ def test_pinned_table_covers_every_model_and_dataset():
 
 def test_defaults_file_names_the_source_of_every_entry_and_only_known_keys():
     data = yaml.safe_load(DEFAULTS_FILE.read_text())
-    assert set(data) == {"datasets", "models"}
+    assert set(data) == {"datasets", "unseen", "models"}
+    rule = data["unseen"]  # the rule for a dataset without an entry: its numbers, each of a known kind
+    assert isinstance(rule.pop("chosen_by"), str)
+    assert set(rule) == {
+        "max_len_multiple",
+        "max_len_min",
+        "short_mean_len",
+        "short_dropout_at_least",
+        "short_patience_at_least",
+    }
+    assert rule["max_len_multiple"] >= 1 and rule["max_len_min"] >= 1 and 0 <= rule["short_dropout_at_least"] < 1
     assert set(data["datasets"]) == set(DATASETS) and set(data["models"]) <= set(MODELS)
     for dataset, entry in data["datasets"].items():
         assert isinstance(entry.pop("chosen_by"), str), dataset

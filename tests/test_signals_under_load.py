@@ -150,3 +150,19 @@ def test_signals_at_random_moments_of_runs_on_a_busy_store(tmp_path):
         logged = {m.step for m in client.get_metric_history(run.info.run_id, "val_recall_at_10")}
         assert printed <= logged, f"{where}: printed epochs {sorted(printed)}, MLflow holds {sorted(logged)}"
     assert sum(bool(_printed_epochs(o[4])) for o in outcomes) >= MOMENTS // 3  # many hit the epoch loop
+
+
+@pytest.mark.parametrize("handled", [False, True])
+def test_an_interrupt_main_handled_exits_130_not_by_sigint(handled, tmp_path):
+    """CPython marks a KeyboardInterrupt unhandled when it passed through PyRun_String code, even after
+    main() caught it, and a `python -m` process then exits by SIGINT (-2); xlrec's entry point clears
+    the mark."""
+    (tmp_path / "entry.py").write_text(
+        "import ctypes, sys\n"
+        "ctypes.c_int.in_dll(ctypes.pythonapi, '_Py_UnhandledKeyboardInterrupt').value = 1\n"
+        "from xlrec.__main__ import _forget_handled_interrupt\n"
+        + ("_forget_handled_interrupt(130)\n" if handled else "")
+        + "sys.exit(130)\n"
+    )
+    proc = subprocess.run([sys.executable, "-m", "entry"], cwd=tmp_path, capture_output=True, timeout=60)
+    assert proc.returncode == (130 if handled else -signal.SIGINT), proc.stderr[-2000:]

@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from xlrec.catalog.datasets import nearest_defaults
+from xlrec.catalog.datasets import DataShape, nearest_defaults
 from xlrec.cli import main
 from xlrec.config import resolve_config
-from xlrec.data_prep import UserFile, prepare, prepare_config
+from xlrec.config.defaults import shape_defaults
+from xlrec.data_prep import UserFile, data_shape, prepare, prepare_config
 from xlrec.errors import ConfigError
 from xlrec.platform.artifacts import write_config
 from xlrec.platform.registry.saved_config import OPTIONAL, config_from_dict
@@ -216,6 +217,95 @@ def test_defaults_come_from_the_nearest_measured_dataset(tmp_path):
     big.write_text("1 1\n" * 400_000)
     cfg = resolve_config("sasrec", str(big))
     assert (cfg.defaults_from, cfg.arch.embedding_dim, cfg.prep.min_item_interactions) == ("ml-1m", 256, 5)
+
+
+# --- defaults for an unseen dataset from its sequences (xlrec/defaults.yaml `unseen`) -----------------
+
+
+def test_the_shape_of_a_dataset_is_its_users_lengths(tmp_path):
+    shape = DataShape.of_lengths([3, 1, 2, 10, 4, 5, 6, 7, 8, 9], items=50)
+    # numpy's default (linear) quantile of 1..10 at 0.9 is 9.1
+    assert (shape.users, shape.items, shape.interactions, shape.mean_len, round(shape.len_p90, 6)) == (
+        10,
+        50,
+        55,
+        5.5,
+        9.1,
+    )
+    data = prepare("d", user=UserFile(write_inter(tmp_path / "d.inter")))
+    assert data_shape(data) == DataShape(USERS, ITEMS, USERS * PER_USER, float(PER_USER), float(PER_USER))
+
+
+def _short_shape(mean: int = 9) -> DataShape:
+    # histories of mean-4 .. mean+4 interactions (mean `mean`), 2,000 users: an e-commerce-like log
+    return DataShape.of_lengths([mean - 4 + (u % 9) for u in range(2000)], items=5000)
+
+
+@pytest.mark.parametrize("model", ["xlstm", "sasrec", "bert4rec", "gru4rec", "lstm"])
+def test_short_sequences_get_a_short_window_more_dropout_and_patience(tmp_path, model):
+    path = str(write_inter(tmp_path / "d.inter"))
+    borrowed = resolve_config(model, path)  # ml-100k's entries, searched on histories of ~100
+    shaped = resolve_config(model, path, shape=_short_shape())  # lengths 5..13: 0.9 quantile 13
+    assert borrowed.defaults_from == shaped.defaults_from == "ml-100k"
+    assert shaped.max_len == 20 < borrowed.max_len
+    assert shaped.arch.dropout == max(borrowed.arch.dropout, 0.5) and shaped.arch.dropout >= 0.5
+    assert shaped.patience == max(borrowed.patience, 10)
+    assert shaped.window_stride == (0 if borrowed.window_stride > 20 else borrowed.window_stride)
+    # what the rule leaves alone
+    assert (shaped.lr, shaped.batch_size, shaped.arch.embedding_dim) == (
+        borrowed.lr,
+        borrowed.batch_size,
+        borrowed.arch.embedding_dim,
+    )
+
+
+def test_a_flag_or_config_file_wins_over_the_rule(tmp_path):
+    path = str(write_inter(tmp_path / "d.inter"))
+    given = resolve_config("sasrec", path, overrides={"max_len": 30, "dropout": 0.1}, shape=_short_shape())
+    assert (given.max_len, given.arch.dropout) == (30, 0.1)
+
+
+def test_movielens_shaped_data_keeps_the_searched_defaults(tmp_path):
+    """ML-100K's and ML-1M's own shapes (943 users, mean 106, 0.9 quantile 244; 6,040 users, mean
+    163, 0.9 quantile 400) change nothing: the rule only adapts defaults to shorter or sparser data."""
+    movielens = {
+        "ml-100k": DataShape(943, 1682, 100_000, 106.04, 244.0),
+        "ml-1m": DataShape(6040, 3416, 987_019, 163.4, 400.0),
+    }
+    for base, shape in movielens.items():
+        rows_file = tmp_path / f"{base}.txt"
+        rows_file.write_text("1 1\n" * (400_000 if base == "ml-1m" else 400))
+        for model in ("xlstm", "sasrec", "bert4rec", "gru4rec", "lstm"):
+            borrowed = resolve_config(model, str(rows_file))
+            assert borrowed.defaults_from == base
+            assert resolve_config(model, str(rows_file), shape=shape) == borrowed, (base, model)
+    # and a named dataset is never reshaped, whatever shape is passed
+    assert resolve_config("sasrec", "ml-100k", shape=_short_shape()) == resolve_config("sasrec", "ml-100k")
+
+
+def test_the_rule_reads_its_numbers_from_defaults_yaml():
+    # the 0.9 quantile 13 rounds up to 20; a floor of 10; nothing above the base max_len
+    assert shape_defaults(_short_shape(), {"max_len": 50, "dropout": 0.2, "patience": 3}, {"max_len", "dropout"}) == {
+        "max_len": 20,
+        "dropout": 0.5,
+    }
+    tiny = DataShape.of_lengths([2, 3, 3, 4], items=10)
+    assert shape_defaults(tiny, {"max_len": 50}, {"max_len"}) == {"max_len": 10}
+    long = DataShape.of_lengths([300] * 10, items=10)
+    assert (
+        shape_defaults(long, {"max_len": 200, "dropout": 0.2, "patience": 5}, {"max_len", "dropout", "patience"}) == {}
+    )
+
+
+def test_train_on_a_short_file_says_what_the_rule_set(tmp_path, capsys):
+    path = write_inter(tmp_path / "Short.inter")
+    argv = ["train", "--model", "sasrec", "--dataset", str(path), "--epochs", "1", "--no-tracking", "--device", "cpu"]
+    assert main([*argv, "--embedding-dim", "8", "--num-heads", "1", "--num-blocks", "1"]) == 0
+    out, err = capsys.readouterr()
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["max_len"] == 10  # the users' 10 interactions: 0.9 quantile 10
+    (line,) = [x for x in err.splitlines() if "the rule for an unseen dataset" in x]
+    assert "40 users, mean sequence length 10.0" in line and "max_len 50 -> 10" in line and "patience" in line
 
 
 def test_a_saved_config_says_where_the_data_came_from_and_reads_back(tmp_path):

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from xlrec.errors import ConfigError, DataError
@@ -18,6 +19,30 @@ DATASETS = ("ml-100k", "ml-1m", "ml-10m", "ml-20m", "steam", "synthetic")
 FORMATS = (".inter", ".txt", ".csv", ".tsv", ".parquet")
 ROLES = ("user", "item", "time", "rating", "title_item", "title")
 _NAMED_SIZES = {"ml-100k": 100_000, "ml-1m": 1_000_209}  # interactions of the datasets with tuned defaults
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What a prepared dataset's sequences look like: what the rule for an unseen dataset's defaults
+    reads (xlrec/defaults.yaml `unseen`)."""
+
+    users: int
+    items: int
+    interactions: int
+    mean_len: float
+    len_p90: float  # the 0.9 quantile of the users' sequence lengths
+
+    @classmethod
+    def of_lengths(cls, lengths: Sequence[int], items: int) -> DataShape:
+        ordered = sorted(int(n) for n in lengths)
+        if not ordered:
+            return cls(0, items, 0, 0.0, 0.0)
+        # the 0.9 quantile, linear between order statistics (numpy's default method)
+        pos = 0.9 * (len(ordered) - 1)
+        lo, frac = int(pos), pos - int(pos)
+        p90 = ordered[lo] + (ordered[min(lo + 1, len(ordered) - 1)] - ordered[lo]) * frac
+        total = sum(ordered)
+        return cls(len(ordered), items, total, total / len(ordered), float(p90))
 
 
 def unknown_dataset(name: str) -> ConfigError:

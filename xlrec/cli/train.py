@@ -7,12 +7,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xlrec.catalog import models
 from xlrec.cli.common import add_tracking_args
 from xlrec.cli.flags import add_setting_flags, given
 from xlrec.settings import PrepConfig, SettingInfo, TrainConfig, settings_of
+
+if TYPE_CHECKING:
+    from xlrec.catalog.datasets import DataShape
+    from xlrec.data_prep import PreparedDataset
 
 
 def run_settings() -> list[SettingInfo]:
@@ -43,7 +47,10 @@ def add_run_args(p: argparse.ArgumentParser, with_model: bool = True, model_flag
         add_setting_flags(p.add_argument_group(title), group)
 
 
-def resolve_from_args(args: argparse.Namespace) -> TrainConfig:
+def resolve_from_args(args: argparse.Namespace, shape: DataShape | None = None) -> TrainConfig:
+    """The run's config from its flags; with `shape` (a user's file, once its data is prepared) the
+    rule for an unseen dataset adapts the base's defaults to it (checked before: it only shortens
+    max_len and raises dropout and patience, so the first config's preflight holds)."""
     from xlrec.config import resolve_config
 
     overrides: dict[str, Any] = {}
@@ -55,9 +62,34 @@ def resolve_from_args(args: argparse.Namespace) -> TrainConfig:
     if overrides.get("titles_file"):
         overrides["titles_file"] = str(Path(overrides["titles_file"]).expanduser().absolute())
     model, dataset = overrides.pop("model", None), overrides.pop("dataset", None)
-    cfg = resolve_config(model, dataset, args.config, overrides)
-    preflight(cfg, data_only=args.command == "data")
+    cfg = resolve_config(model, dataset, args.config, overrides, shape=shape)
+    if shape is None:
+        preflight(cfg, data_only=args.command == "data")
     return cfg
+
+
+def shaped_for_data(args: argparse.Namespace, cfg: TrainConfig, data: PreparedDataset) -> TrainConfig:
+    """For a dataset of the user's own: the config again with the rule for its sequences, and a line
+    saying what the rule changed (nothing for a named dataset)."""
+    from xlrec.data_prep import data_shape
+
+    if not cfg.data_file:
+        return cfg
+    shape = data_shape(data)
+    shaped = resolve_from_args(args, shape)
+    changed = [
+        f"{key} {_setting(cfg, key)} -> {_setting(shaped, key)}"
+        for key in ("max_len", "window_stride", "dropout", "patience")
+        if _setting(cfg, key) != _setting(shaped, key)
+    ]
+    if changed:
+        print(
+            f"[xlrec] {cfg.dataset}: {shape.users:,} users, mean sequence length {shape.mean_len:.1f}, 0.9 quantile "
+            f"{shape.len_p90:.0f}; the rule for an unseen dataset (xlrec/defaults.yaml `unseen`) set "
+            f"{', '.join(changed)}; a --config file or a flag overrides it",
+            file=sys.stderr,
+        )
+    return shaped
 
 
 def preflight(cfg: TrainConfig, data_only: bool = False) -> None:
@@ -73,6 +105,10 @@ def preflight(cfg: TrainConfig, data_only: bool = False) -> None:
         print(f"[xlrec] {cfg.data_file}: dataset {cfg.dataset}, defaults from {cfg.defaults_from}", file=sys.stderr)
     rt = select_runtime(cfg.device, cfg.kernel, cfg.amp)
     check_fits(cfg, rt.device, data_only=data_only)
+
+
+def _setting(cfg: TrainConfig, key: str) -> Any:
+    return getattr(cfg.arch, key) if hasattr(cfg.arch, key) else getattr(cfg, key, None)
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
@@ -98,6 +134,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         check_reachable(tracking_uri(args.tracking_uri))  # fail fast, before any data or training work
     data = prepare_config(cfg)
+    cfg = shaped_for_data(args, cfg, data)
     callbacks: list[Callback] = []
     if not args.no_tracking:  # first: an epoch is logged before it is printed
         from xlrec.platform.tracking.train_run import MlflowTracker

@@ -12,12 +12,15 @@ dataclass defaults in that order, before the user's file and flags.
 from __future__ import annotations
 
 import functools
+import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from xlrec.catalog import models
+from xlrec.catalog.datasets import DataShape
 from xlrec.errors import ConfigError
 
 DEFAULTS_FILE = Path(__file__).parents[1] / "defaults.yaml"  # data beside the package, where users look for it
@@ -54,6 +57,25 @@ def model_defaults(model: str, dataset: str) -> dict[str, Any]:
             "write it as `DATASET: {setting: value, ...}`",
         )
     return _entry(block)
+
+
+def shape_defaults(shape: DataShape, current: Mapping[str, Any], keys: set[str]) -> dict[str, Any]:
+    """The settings the rule for an unseen dataset (defaults.yaml `unseen`) changes, given the
+    prepared data's `shape` and the settings resolved so far (`current`: the base dataset's and the
+    model's defaults); only settings in `keys` (those the model has) are touched."""
+    rule = _packaged()["unseen"]
+    out: dict[str, Any] = {}
+    base_len = current.get("max_len")
+    if "max_len" in keys and base_len and shape.users:
+        multiple = int(rule["max_len_multiple"])
+        wanted = max(int(rule["max_len_min"]), math.ceil(shape.len_p90 / multiple) * multiple)
+        if wanted < base_len:
+            out["max_len"] = wanted
+    if shape.users and shape.mean_len < float(rule["short_mean_len"]):
+        for key, floor in (("dropout", rule["short_dropout_at_least"]), ("patience", rule["short_patience_at_least"])):
+            if key in keys and current.get(key) is not None and current[key] < floor:
+                out[key] = type(current[key])(floor)
+    return out
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

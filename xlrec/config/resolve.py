@@ -2,10 +2,11 @@
 
 Resolution order (later wins): the dataclass defaults (xlrec.settings), the dataset's and then the
 model's defaults for that dataset (`xlrec/defaults.yaml`, or a plugin's own defaults file: see
-xlrec.config.defaults), a YAML file (`--config`), then flags. `build_config` is the one place a
-config is assembled and checked, whatever the source: flags and YAML through `resolve_config`, a
-saved model through xlrec.platform.registry.saved_config. Model names and dataset names mean what
-the registries one floor down say (xlrec.catalog).
+xlrec.config.defaults), for a dataset of the user's own the rule that adapts those to its
+sequences (`shape`, read from the prepared data one floor up), a YAML file (`--config`), then
+flags. `build_config` is the one place a config is assembled and checked, whatever the source:
+flags and YAML through `resolve_config`, a saved model through xlrec.platform.registry.saved_config.
+Model names and dataset names mean what the registries one floor down say (xlrec.catalog).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from xlrec.catalog import datasets, models
-from xlrec.config.defaults import dataset_defaults, load_yaml, model_defaults
+from xlrec.config.defaults import dataset_defaults, load_yaml, model_defaults, shape_defaults
 from xlrec.errors import ConfigError
 from xlrec.settings import (
     PREP_HINTS,
@@ -82,8 +83,10 @@ def resolve_config(
     dataset: str | None = None,
     config_file: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
+    shape: datasets.DataShape | None = None,
 ) -> TrainConfig:
-    """Build the final config: defaults < dataset defaults < model defaults on that dataset < YAML < flags."""
+    """Build the final config: defaults < dataset defaults < model defaults on that dataset < (a user's
+    file: the rule for its `shape`) < YAML < flags."""
     file_values = load_yaml(config_file) if config_file else {}
     overrides = dict(overrides or {})
     for values, origin in ((file_values, f"config file {config_file}"), (overrides, "command line")):
@@ -102,9 +105,10 @@ def resolve_config(
     for layer, origin in (
         (dataset_defaults(defaults), f"defaults for {defaults}"),
         (model_defaults(model, defaults), f"defaults for {model} on {defaults}"),
-        (file_values, f"config file {config_file}"),
-        (overrides, "command line"),
     ):
+        _merge(merged, {k: v for k, v in layer.items() if k not in ("model", "dataset", *_FILE_KEYS)}, origin)
+    _merge(merged, _shaped(model, merged, shape), f"defaults for {merged['dataset']}'s sequences")
+    for layer, origin in ((file_values, f"config file {config_file}"), (overrides, "command line")):
         _merge(merged, {k: v for k, v in layer.items() if k not in ("model", "dataset", *_FILE_KEYS)}, origin)
     stride_given = "window_stride" in file_values or "window_stride" in overrides
     if not stride_given and merged.get("window_stride", 0) > merged.get("max_len", TrainConfig.max_len):
@@ -114,6 +118,16 @@ def resolve_config(
 
 
 _FILE_KEYS = ("data_file", "defaults_from")  # set from --dataset PATH, not merged as layers
+
+
+def _shaped(model: str, merged: dict[str, Any], shape: datasets.DataShape | None) -> dict[str, Any]:
+    """The rule for an unseen dataset's `shape` (a user's file only), over the base's defaults merged so far."""
+    if shape is None or not merged.get("defaults_from"):
+        return {}
+    base = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    own = {f.name: f.default for f in dataclasses.fields(settings_class(model))}
+    current = {**base, **own, **{k: v for k, v in merged.items() if k != "prep"}}
+    return shape_defaults(shape, current, {*base, *own})
 
 
 def _user_file(dataset: str, given_file: Any, defaults_from: Any) -> dict[str, Any]:

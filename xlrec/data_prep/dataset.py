@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xlrec.catalog.datasets import DATASETS, resolve_path, unknown_dataset
+from xlrec.catalog.datasets import DATASETS, DataShape, resolve_path, unknown_dataset
 from xlrec.data_prep import acquire, synthetic, user_files
 from xlrec.data_prep.cache import lock, remove_stale
 from xlrec.data_prep.preprocess import Sequences, build_sequences
@@ -51,6 +51,11 @@ class PreparedDataset:
     prep: PrepConfig
     raw_counts: dict[str, int] | None = None  # interactions/users/items before any filtering
     data_warning: str | None = None  # set when raw_counts differ from the dataset's published ones
+
+
+def data_shape(data: PreparedDataset) -> DataShape:
+    """The sequences' shape that the rule for an unseen dataset's defaults reads (xlrec/defaults.yaml `unseen`)."""
+    return DataShape.of_lengths(np.diff(data.seqs.offsets).tolist(), data.seqs.num_items)
 
 
 def _file_sha256(path: Path) -> str:

@@ -165,9 +165,13 @@ def resolve_trial(spec: dict[str, Any], config: dict[str, Any]):
     if os.environ.get(SECRET_SOURCE_ENV):
         overrides["source"] = os.environ[SECRET_SOURCE_ENV]
     cfg = resolve_config(model, dataset, overrides=overrides)
+    check_fits(cfg, select_runtime(cfg.device, cfg.kernel, cfg.amp).device)
+    if cfg.data_file:  # a user's file: the rule for its sequences, as `xlrec train` applies it (it only shrinks)
+        from xlrec.data_prep import data_shape, prepare_config
+
+        cfg = resolve_config(model, dataset, overrides=overrides, shape=data_shape(prepare_config(cfg)))
     if spec.get("threads"):
         cfg.num_threads = spec["threads"]
-    check_fits(cfg, select_runtime(cfg.device, cfg.kernel, cfg.amp).device)
     return cfg
 
 
