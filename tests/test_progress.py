@@ -109,3 +109,33 @@ def test_the_time_left_is_within_30_percent_once_a_third_have_ended(monkeypatch,
         assert left == pytest.approx(truth, rel=0.30), (line, truth)
         checked += 1
     assert checked >= 5, lines
+
+
+def test_trials_that_ran_out_of_gpu_memory_get_a_hint_naming_the_share_and_resume(monkeypatch, capsys, tmp_path):
+    """Ray shares a GPU by count: at gpus_per_trial 0.0625 sixteen trials may land on one card. The
+    sweep counts the runs whose trial failed out of memory (each seed of a grouped trial) and says
+    what to change; other failures and whole-GPU trials get no such line."""
+    oom = "OutOfMemoryError: CUDA out of memory. Tried to allocate 256.00 MiB. GPU 0 has a total capacity of 79.18 GiB"
+    errors = {"1": tmp_path / "e1.txt", "2": tmp_path / "e2.txt", "3": tmp_path / "e3.txt"}
+    errors["1"].write_text(f"Traceback ...\n{oom}\n")
+    errors["2"].write_text(f"Traceback ...\ntorch.{oom}\n")
+    errors["3"].write_text("Traceback ...\nValueError: something else\n")
+    p = prog.SweepProgress(total=5, concurrency=3, runs_per_trial=1)
+    single = {"model": "xlstm", "lr": 0.001}
+    grouped = {"model": "xlstm", "cell": {"seeds": [1, 2, 3]}}
+    trials = [
+        SimpleNamespace(trial_id=i, status="ERROR", config=c, error_file=str(errors[i]), pickled_error_file="-")
+        for i, c in (("1", single), ("2", grouped), ("3", single))
+    ]
+    monkeypatch.setattr(p, "_member", lambda trials, trial, seed: (dict(trial.config, seed=seed), seed))
+    for t in trials:
+        p.on_trial_error(0, trials, t)
+    err = capsys.readouterr().err
+    assert err.count("failed (OutOfMemoryError: CUDA out of memory") == 1 + 3
+    assert p.out_of_memory == 4 and p.outcomes["failed"] == 5
+    hint = prog.out_of_memory_hint(p.out_of_memory, 0.0625, "grid-xlstm-ml-1m")
+    assert hint is not None
+    assert "4 run(s) failed out of GPU memory with up to 16 trials sharing a GPU (gpus_per_trial 0.0625" in hint
+    assert "xlrec sweep --name grid-xlstm-ml-1m --resume" in hint
+    assert prog.out_of_memory_hint(4, 1.0, "x") is None and prog.out_of_memory_hint(0, 0.0625, "x") is None
+    assert not prog.is_out_of_memory("ValueError: something else")

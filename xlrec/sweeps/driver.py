@@ -24,7 +24,7 @@ from xlrec.settings import settings_of
 from xlrec.sweeps import resume_state
 from xlrec.sweeps.paths import sweep_home
 from xlrec.sweeps.preflight import prepare_data
-from xlrec.sweeps.progress import SweepProgress, say, start_line
+from xlrec.sweeps.progress import SweepProgress, out_of_memory_hint, say, start_line
 from xlrec.sweeps.resume_state import ResumeState
 from xlrec.sweeps.spec import SweepSpec
 from xlrec.sweeps.spec_file import spec_yaml
@@ -196,6 +196,9 @@ def _say_summary(
     if champ:
         text += f"; champion models:/{champ['name']}@champion is version {champ['version']}"
     say(text)
+    hint = out_of_memory_hint(progress.out_of_memory, state.gpus_per_trial or 0.0, spec.name or "NAME")
+    if hint:
+        say(hint)
     if state.served_db:  # its own server stops with the sweep: say how to open the store afterwards
         say(
             f"compare the trials: mlflow ui --backend-store-uri sqlite:///{state.served_db}, then "

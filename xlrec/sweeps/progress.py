@@ -66,6 +66,23 @@ def _error_line(trial) -> str:
 QUIET_S = 60.0
 
 
+def is_out_of_memory(error: str) -> bool:
+    """A trial's error line that says its device ran out of memory (torch's CUDA or host allocator)."""
+    return error.startswith(("OutOfMemoryError", "torch.OutOfMemoryError")) or "out of memory" in error.lower()
+
+
+def out_of_memory_hint(runs: int, gpus_per_trial: float, name: str) -> str | None:
+    """What to do when trials sharing GPUs ran out of memory: Ray shares a GPU by fractions of its
+    count, not of its memory, so `gpus_per_trial` 0.0625 lets 16 trials onto a card whatever they need."""
+    if not runs or not 0 < gpus_per_trial < 1:
+        return None
+    return (
+        f"{runs} run(s) failed out of GPU memory with up to {int(1 / gpus_per_trial)} trials sharing a GPU "
+        f"(gpus_per_trial {gpus_per_trial:g}; Ray divides a GPU by count, not by memory): raise gpus_per_trial "
+        f"or lower max_concurrent, then `xlrec sweep --name {name} --resume` re-runs the failed trials in their runs"
+    )
+
+
 class SweepProgress(Callback):
     """Prints a progress line per ended trial: outcome, sampled settings, its score, the best so
     far, elapsed time and an estimate of the time left (what the running runs have left at their
@@ -74,6 +91,7 @@ class SweepProgress(Callback):
 
     def __init__(self, total: int, concurrency: int = 1, metric: str = VAL_SELECTION_KEY, runs_per_trial: int = 1):
         self.total = total  # runs: trials, or a grouped grid's cells x seeds
+        self.out_of_memory = 0  # runs whose trial failed for want of GPU (or host) memory
         self.runs_per_trial = runs_per_trial  # the seeds a grouped trial trains (xlrec.sweeps.trial_group)
         self._seeds_done: dict[str, set[int]] = {}
         self.metric, self.label = metric, METRICS[metric]
@@ -128,16 +146,22 @@ class SweepProgress(Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         self._forget(trial)
+        error = _error_line(trial)
+        runs = 1
         if not self._grouped(trial):
-            self._report(trials, trial, self._number(trials, trial), f"failed ({_error_line(trial)})", None)
+            self._report(trials, trial, self._number(trials, trial), f"failed ({error})", None)
             self.outcomes["failed"] += 1
-            return
-        done = self._seeds_done.get(trial.trial_id, set())
-        for seed in (trial.config.get("cell") or {})["seeds"]:
-            if seed not in done:
-                config, number = self._member(trials, trial, seed)
-                self._report(trials, trial, number, f"failed ({_error_line(trial)})", None, config)
-                self.outcomes["failed"] += 1
+        else:
+            done = self._seeds_done.get(trial.trial_id, set())
+            runs = 0
+            for seed in (trial.config.get("cell") or {})["seeds"]:
+                if seed not in done:
+                    config, number = self._member(trials, trial, seed)
+                    self._report(trials, trial, number, f"failed ({error})", None, config)
+                    self.outcomes["failed"] += 1
+                    runs += 1
+        if is_out_of_memory(error):
+            self.out_of_memory += runs
 
     def on_step_end(self, iteration: int, trials: list, **info) -> None:
         """Tune's loop turns many times a second: a line on the running trials when QUIET_S passed."""
