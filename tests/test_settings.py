@@ -59,6 +59,7 @@ RUN = {
     "columns": None,
     "titles_file": None,
     "defaults_from": None,
+    "tuned_defaults": None,
 }
 PREP = {
     "min_rating": None,
@@ -66,6 +67,7 @@ PREP = {
     "min_item_interactions": 0,
     "kcore_iterate": True,
     "user_fraction": 1.0,
+    "item_fraction": 1.0,
     "synthetic_users": 1000,
     "synthetic_items": 500,
     "synthetic_mean_len": 40,

@@ -20,14 +20,7 @@ REPO=$PWD EXPORTS=${XLREC_EXPORTS:-$OUT}
 mkdir -p "$EXPORTS"
 nvidia-smi --query-gpu=name --format=csv,noheader; lscpu | grep -E "Model name|^CPU\(s\)"
 python3 -c "import torch, ray, mlflow, optuna; print('torch', torch.__version__, 'ray', ray.__version__, 'mlflow', mlflow.__version__)"
-# One Ray cluster for every sweep (README "On an existing Ray cluster"): separate local clusters
-# would each count the host's GPUs as their own and pack their trials onto the first one.
-export RAY_AUTH_MODE=token RAY_ADDRESS=127.0.0.1:6380
-if ! ray status > /dev/null 2>&1; then
-  ray get-auth-token --generate > /dev/null
-  ray start --head --port=6380 --include-dashboard=false --disable-usage-stats > /tmp/ray-start.log 2>&1 \
-    || { cat /tmp/ray-start.log; exit 1; }
-fi
+source benchmarks/device/ray_head.sh
 nvidia-smi --query-gpu=index,utilization.gpu,memory.used --format=csv,noheader,nounits -l 1 \
   > "$EXPORTS/gpu-util.csv" 2> /dev/null &
 SAMPLER=$!
@@ -46,7 +39,10 @@ for SPEC in "${SPECS[@]}"; do
   W=/tmp/sweeps/$(basename "$SPEC" .yaml)
   grep -E "^\[xlrec\]|rror" "$W/sweep.log" | tail -5
   EXP=$(python3 -c "import sys; from xlrec.sweeps.spec_file import load_spec; print(load_spec(sys.argv[1]).experiment)" "$SPEC")
+  # the export (with --export the command writes one table), then the full report book
   (cd "$W" && python3 -m xlrec report --experiment "$EXP" --tracking-uri "sqlite:///$W/mlflow.db" \
-    --export "$EXPORTS/$EXP.csv" --out "$EXPORTS/report-$EXP" > "$EXPORTS/report-$EXP.log" 2>&1) \
+    --export "$EXPORTS/$EXP.csv" --out "" > "$EXPORTS/report-$EXP.log" 2>&1 \
+    && python3 -m xlrec report --experiment "$EXP" --tracking-uri "sqlite:///$W/mlflow.db" --no-log \
+    --out "$EXPORTS/report-$EXP" >> "$EXPORTS/report-$EXP.log" 2>&1) \
     && echo "exported $EXPORTS/$EXP.csv and $EXPORTS/report-$EXP/" || tail -3 "$EXPORTS/report-$EXP.log"
 done

@@ -1,5 +1,5 @@
 """The command line: `xlrec data prepare`, `train`, `evaluate`, `recommend`, `registry`, `sweep`,
-`report` and `runs`; every argparse line of xlrec lives in this package.
+`tune`, `report` and `runs`; every argparse line of xlrec lives in this package.
 
 Every command turns user mistakes (`XlrecError`) into one paragraph on stderr and a non-zero
 exit code, without a traceback; SIGINT and SIGTERM end the runs the process holds as KILLED.
@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Callable
 
-from xlrec.cli import models, report, runs, sweep, train
+from xlrec.cli import models, report, runs, sweep, train, tune
 from xlrec.errors import XlrecError
 from xlrec.platform.tracking import run_lifecycle
 
@@ -30,6 +30,7 @@ def build_parser(model_flags: bool = True) -> argparse.ArgumentParser:
     report.add_command(sub)
     runs.add_command(sub)
     sweep.add_command(sub)
+    tune.add_command(sub)
     return parser
 
 
@@ -46,7 +47,7 @@ def _terminate_as_interrupt(signum, frame) -> None:
 
 def _close_runs(args: argparse.Namespace | None, exc: BaseException) -> None:
     """End the MLflow runs this process still holds (FAILED or KILLED), whatever step it was in."""
-    if args is None or getattr(args, "command", None) not in ("train", "sweep", "evaluate", "report"):
+    if args is None or getattr(args, "command", None) not in ("train", "sweep", "tune", "evaluate", "report"):
         return  # commands that never open a run
     adopted = None
     if args.command == "train" and not getattr(args, "no_tracking", True) and os.environ.get("MLFLOW_RUN_ID"):

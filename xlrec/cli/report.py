@@ -104,11 +104,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if args.table is None and not (args.from_csv or args.export or args.filter):  # no table asked for
         return cmd_full_report(args)
-    if args.parent:
-        raise ConfigError("--parent selects a sweep for the full report; drop --table/--from-csv to write one.")
     args.table = args.table or "table4"
     args.out = "report" if args.out is None else args.out
     runs = _report_runs(args)
+    if args.parent:  # one sweep's runs, e.g. a tuning's confirmation among its search trials
+        column = "tags.xlrec.sweep_run_id"
+        if column not in runs:
+            raise ConfigError(
+                f"These runs carry no {column} tag: none belongs to a sweep, so --parent selects nothing."
+            )
+        runs = runs[runs[column] == args.parent]
     runs = filter_runs(runs, args.filter or [])
     labels = _labels(args.labels or [])
     if args.table == "table4":
@@ -148,7 +153,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         "--experiment", help="MLflow experiment whose runs to report (default: the one of the latest xlrec run)"
     )
     src.add_argument("--from-csv", default=None, help="read runs from a CSV written by --export (no MLflow)")
-    rep.add_argument("--parent", default=None, help="full report: only this sweep's runs (its parent run id)")
+    rep.add_argument("--parent", default=None, help="only this sweep's runs (its parent run id)")
     rep.add_argument("--no-log", action="store_true", help="full report: do not log it to MLflow")
     rep.add_argument("--export", default=None, help="also write the experiment's runs to this CSV")
     rep.add_argument(

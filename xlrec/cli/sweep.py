@@ -30,7 +30,7 @@ def _names(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
-def _flag_type(info: SettingInfo) -> Callable[[str], Any]:
+def flag_type(info: SettingInfo) -> Callable[[str], Any]:
     if info.parse is not None:
         parse = info.parse
 
@@ -76,11 +76,12 @@ def add_command(sub: argparse._SubParsersAction) -> None:
         if info.is_switch:
             add_switch(p, info.flag[2:], text, f"the opposite of {info.flag}", dest=info.name)
         else:
-            add_flag(p, info.flag, dest=info.name, type=_flag_type(info), default=None, help=text)
+            add_flag(p, info.flag, dest=info.name, type=flag_type(info), default=None, help=text)
     p.set_defaults(func=cmd_sweep)
 
 
-def _set_values(items: list[str]) -> dict:
+def set_values(items: list[str]) -> dict:
+    """`--set KEY=VALUE` items as settings (values read as YAML)."""
     import yaml
 
     overrides = {}
@@ -132,7 +133,7 @@ def spec_from_args(args: argparse.Namespace):
             setattr(spec, info.name, value)
     if args.seeds is not None:
         spec.seeds = args.seeds
-    spec.overrides.update(_set_values(args.set))
+    spec.overrides.update(set_values(args.set))
     return spec
 
 

@@ -62,9 +62,20 @@ def resolve_from_args(args: argparse.Namespace, shape: DataShape | None = None) 
     if overrides.get("titles_file"):
         overrides["titles_file"] = str(Path(overrides["titles_file"]).expanduser().absolute())
     model, dataset = overrides.pop("model", None), overrides.pop("dataset", None)
-    cfg = resolve_config(model, dataset, args.config, overrides, shape=shape)
+    tuned = None
+    if args.command == "train":  # the defaults `xlrec tune` wrote for this data
+        from xlrec.config.defaults import load_tuned, tuned_dir
+
+        tuned = load_tuned(tuned_dir(args.defaults_dir))
+    cfg = resolve_config(model, dataset, args.config, overrides, shape=shape, tuned=tuned)
     if shape is None:
         preflight(cfg, data_only=args.command == "data")
+        if cfg.tuned_defaults:
+            print(
+                f"[xlrec] {cfg.model} on {cfg.dataset} starts from the tuned defaults in {cfg.tuned_defaults}; "
+                f"--config and flags win over them (--defaults-dir none: the packaged defaults alone)",
+                file=sys.stderr,
+            )
     return cfg
 
 
@@ -170,6 +181,12 @@ def add_commands(sub: argparse._SubParsersAction, model_flags: bool) -> None:
         "(xlrec/defaults.yaml, or a plugin's own defaults file).",
     )
     add_run_args(train, model_flags=model_flags)
+    train.add_argument(
+        "--defaults-dir",
+        default=None,
+        help="where the defaults `xlrec tune` writes are read (default XLREC_DEFAULTS_DIR or ./xlrec-defaults; "
+        "none: the packaged defaults alone)",
+    )
     track = train.add_argument_group("tracking")
     track.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     add_tracking_args(track)

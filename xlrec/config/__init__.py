@@ -2,7 +2,15 @@
 checked once; the defaults themselves are data (xlrec/defaults.yaml, xlrec.config.defaults)."""
 
 from xlrec.config.defaults import dataset_defaults, load_yaml, model_defaults
-from xlrec.config.resolve import arch_hints, build_config, resolve_config, setting_names, settings_class, validate
+from xlrec.config.resolve import (
+    arch_hints,
+    build_config,
+    resolve_config,
+    setting_names,
+    settings_class,
+    tuned_key,
+    validate,
+)
 
 __all__ = [
     "arch_hints",
@@ -13,5 +21,6 @@ __all__ = [
     "resolve_config",
     "setting_names",
     "settings_class",
+    "tuned_key",
     "validate",
 ]

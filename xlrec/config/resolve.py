@@ -11,6 +11,7 @@ Model names and dataset names mean what the registries one floor down say (xlrec
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import typing
 from collections.abc import Mapping
@@ -18,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from xlrec.catalog import datasets, models
-from xlrec.config.defaults import dataset_defaults, load_yaml, model_defaults, shape_defaults
+from xlrec.config.defaults import (
+    data_key,
+    dataset_defaults,
+    load_yaml,
+    model_defaults,
+    shape_defaults,
+    tuned_entry,
+)
 from xlrec.errors import ConfigError
 from xlrec.settings import (
     PREP_HINTS,
@@ -84,9 +92,11 @@ def resolve_config(
     config_file: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
     shape: datasets.DataShape | None = None,
+    tuned: Mapping[str, Any] | None = None,
 ) -> TrainConfig:
     """Build the final config: defaults < dataset defaults < model defaults on that dataset < (a user's
-    file: the rule for its `shape`) < YAML < flags."""
+    file: the rule for its `shape`) < the model's tuned defaults for this data (`tuned`: the files
+    `xlrec tune` wrote, xlrec.config.defaults.load_tuned) < YAML < flags."""
     file_values = load_yaml(config_file) if config_file else {}
     overrides = dict(overrides or {})
     for values, origin in ((file_values, f"config file {config_file}"), (overrides, "command line")):
@@ -106,15 +116,53 @@ def resolve_config(
         (dataset_defaults(defaults), f"defaults for {defaults}"),
         (model_defaults(model, defaults), f"defaults for {model} on {defaults}"),
     ):
-        _merge(merged, {k: v for k, v in layer.items() if k not in ("model", "dataset", *_FILE_KEYS)}, origin)
-    _merge(merged, _shaped(model, merged, shape), f"defaults for {merged['dataset']}'s sequences")
-    for layer, origin in ((file_values, f"config file {config_file}"), (overrides, "command line")):
-        _merge(merged, {k: v for k, v in layer.items() if k not in ("model", "dataset", *_FILE_KEYS)}, origin)
+        _merge(merged, _settings_only(layer), origin)
+    shaped = (_shaped(model, merged, shape), f"defaults for {merged['dataset']}'s sequences")
+    top = [
+        (_settings_only(file_values), f"config file {config_file}"),
+        (_settings_only(overrides), "command line"),
+    ]
+    final = _layered(merged, [shaped, *top])
+    if tuned:  # the data is known once every layer has set its preprocessing: its key finds the entry
+        entry, tuned_from = tuned_entry(tuned, tuned_key(build_config(_strided(final, file_values, overrides))), model)
+        if entry and tuned_from:
+            own = {k: v for k, v in entry.items() if k not in ("prep", *PREP_HINTS)}  # a data variant is its key
+            final = _layered(merged, [shaped, (_settings_only(own), f"tuned defaults {tuned_from}"), *top])
+            final["tuned_defaults"] = tuned_from
+    return build_config(_strided(final, file_values, overrides))
+
+
+def tuned_key(cfg: TrainConfig) -> str:
+    """The name of the tuned-defaults file for `cfg`'s data (xlrec.config.defaults.data_key): its
+    dataset, and the preprocessing settings that differ from that dataset's defaults."""
+    defaults = cfg.defaults_from or cfg.dataset
+    named = dataclasses.asdict(PrepConfig())
+    for layer in (dataset_defaults(defaults), model_defaults(cfg.model, defaults)):
+        named.update(layer.get("prep") or {})
+        named.update({k: v for k, v in layer.items() if k in PREP_HINTS})
+    variant = {k: v for k, v in dataclasses.asdict(cfg.prep).items() if named.get(k) != v}
+    return data_key(cfg.dataset, variant)
+
+
+def _strided(values: dict[str, Any], file_values: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A default stride chosen for a longer max_len than the user's: non-overlapping windows."""
     stride_given = "window_stride" in file_values or "window_stride" in overrides
-    if not stride_given and merged.get("window_stride", 0) > merged.get("max_len", TrainConfig.max_len):
-        # a default stride chosen for a longer max_len than the user's: non-overlapping windows
-        merged["window_stride"] = 0
-    return build_config(merged)
+    if not stride_given and values.get("window_stride", 0) > values.get("max_len", TrainConfig.max_len):
+        return {**values, "window_stride": 0}
+    return values
+
+
+def _settings_only(layer: Mapping[str, Any]) -> dict[str, Any]:
+    """A layer's settings: the names (model, dataset) and a user file's location are set apart."""
+    return {k: v for k, v in layer.items() if k not in ("model", "dataset", *_FILE_KEYS)}
+
+
+def _layered(merged: dict[str, Any], layers: list[tuple[dict[str, Any], str]]) -> dict[str, Any]:
+    """`merged` with `layers` laid over it in order (a copy: resolution tries the layers twice)."""
+    out = copy.deepcopy(merged)
+    for layer, origin in layers:
+        _merge(out, layer, origin)
+    return out
 
 
 _FILE_KEYS = ("data_file", "defaults_from")  # set from --dataset PATH, not merged as layers
@@ -252,6 +300,10 @@ def validate(cfg: TrainConfig) -> None:
             (
                 0.0 < cfg.prep.user_fraction <= 1.0,
                 f"user_fraction must be in (0, 1], got {cfg.prep.user_fraction}",
+            ),
+            (
+                0.0 < cfg.prep.item_fraction <= 1.0,
+                f"item_fraction must be in (0, 1], got {cfg.prep.item_fraction}",
             ),
             (cfg.prep.synthetic_users > 0, f"synthetic_users must be positive, got {cfg.prep.synthetic_users}"),
             (cfg.prep.synthetic_items > 0, f"synthetic_items must be positive, got {cfg.prep.synthetic_items}"),

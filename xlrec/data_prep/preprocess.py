@@ -77,7 +77,9 @@ def build_sequences(raw: Interactions, prep: PrepConfig, source: str = "dataset"
     if prep.min_rating is not None:
         keep &= raw.rating >= prep.min_rating
     if prep.user_fraction < 1.0:
-        keep &= np.isin(raw.user, _user_share(raw.user, prep.user_fraction))
+        keep &= np.isin(raw.user, _share(raw.user, prep.user_fraction))
+    if prep.item_fraction < 1.0:
+        keep &= np.isin(raw.item, _share(raw.item, prep.item_fraction))
     user, item, ts = raw.user[keep], raw.item[keep], raw.timestamp[keep]
     row = np.nonzero(keep)[0]
     if prep.min_user_interactions > 0 or prep.min_item_interactions > 0:
@@ -113,9 +115,9 @@ def build_sequences(raw: Interactions, prep: PrepConfig, source: str = "dataset"
     )
 
 
-def _user_share(users: np.ndarray, fraction: float) -> np.ndarray:
-    """The first ceil(fraction x U) users of one fixed random order of the sorted user ids."""
-    ids = np.unique(users)
+def _share(ids: np.ndarray, fraction: float) -> np.ndarray:
+    """The first ceil(fraction x N) of one fixed random order of the sorted ids (users or items)."""
+    ids = np.unique(ids)
     order = np.random.default_rng(0).permutation(len(ids))
     return ids[order[: max(1, int(np.ceil(fraction * len(ids))))]]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -37,6 +37,11 @@ class SequentialRecommender(nn.Module):
     #: a YAML file beside the model's module: per dataset, the settings it starts from
     #: (`ml-1m: {embedding_dim: 128, lr: 0.001, chosen_by: ...}`); None: the dataclass defaults
     defaults_file: ClassVar[str | None] = None
+    #: what `xlrec tune` searches for this family: Optuna distributions by setting, as a sweep spec's
+    #: `space` writes them (`{"dropout": {"float": [0.1, 0.6]}}`; `head_dim` samples embedding_dim
+    #: as heads x per-head width); the learning rate is searched for every family. None: the sweeps'
+    #: built-in space (xlrec.sweeps.space), less the settings this family does not have
+    search_space: ClassVar[dict[str, dict[str, Any]] | None] = None
     #: trains all next-item targets of a window in one pass (causal models)
     causal: bool = True
     #: has parameters to train (False for `pop`)

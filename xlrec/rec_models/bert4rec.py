@@ -41,6 +41,7 @@ class BERT4Rec(SASRec):
     name = "bert4rec"
     settings_class = BERT4RecSettings
     causal = False
+    search_space = {**SASRec.search_space, "mask_prob": {"float": [0.1, 0.5]}}
     causal_attention = False
     graph_capturable = True  # graphed: masks from the default CUDA generator, every position a row
     default_ffn_mult = 4

@@ -35,6 +35,11 @@ class _RNNRec(SequentialRecommender):
     # at::autocast::prioritize"), and the RNN is already one cuDNN kernel per layer: the family
     # trains eagerly when `compile` is asked for (docs/results/speed.md "The encoder through torch.compile").
     compilable = False
+    search_space = {
+        "embedding_dim": {"categorical": [32, 64, 128, 256]},
+        "num_blocks": {"int": [1, 2]},
+        "dropout": {"float": [0.1, 0.6]},
+    }
     cell: type[nn.Module] = nn.GRU
 
     def __init__(self, num_items: int, settings: RNNSettings, max_len: int, kernel: str = "native"):

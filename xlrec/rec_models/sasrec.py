@@ -103,6 +103,12 @@ class SASRec(SequentialRecommender):
     settings_class: ClassVar[type[ModelSettings]] = SASRecSettings
     causal_attention = True
     graph_capturable = True
+    search_space = {
+        "num_heads": {"categorical": [1, 2, 4]},
+        "head_dim": {"categorical": [16, 32, 64]},  # embedding_dim = num_heads x head_dim
+        "num_blocks": {"int": [1, 3]},
+        "dropout": {"float": [0.1, 0.6]},
+    }
     #: feed-forward width / embedding_dim when the settings leave `ffn_mult` unset
     default_ffn_mult = 1
     #: input ids past the items (BERT4Rec's [MASK])

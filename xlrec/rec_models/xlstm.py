@@ -55,6 +55,12 @@ class XLSTMRec(SequentialRecommender):
     name = "xlstm"
     settings_class = XLSTMSettings
     graph_capturable = True
+    search_space = {
+        "num_heads": {"categorical": [1, 2, 4]},
+        "head_dim": {"categorical": [16, 32, 64]},  # embedding_dim = num_heads x head_dim
+        "num_blocks": {"int": [1, 3]},
+        "dropout": {"float": [0.1, 0.6]},
+    }
 
     def __init__(
         self,
@@ -151,6 +157,7 @@ def _two_pass_norm_class() -> type[nn.Module]:
 class XLSTMSRec(SequentialRecommender):
     name = "xlstm-s"
     settings_class = XLSTMSSettings
+    search_space = XLSTMRec.search_space
     compilable = False  # its sLSTM CUDA kernels were not checked under torch.compile
 
     def __init__(self, num_items: int, settings: XLSTMSSettings, max_len: int, kernel: str = "native"):

@@ -4,6 +4,7 @@ analyses.py, and last what the report cannot show."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -442,12 +443,14 @@ def _stat(value: str | None) -> str:
     return f"{int(x):,}" if x.is_integer() else (f"{x:.5f}" if x < 1 else f"{x:.2f}")
 
 
-def build(rr: ReportRuns, out: Path) -> list[Section]:
+def build(rr: ReportRuns, out: Path, extra: Sequence[Section] = ()) -> list[Section]:
+    """The report's sections; `extra` (e.g. `xlrec tune`'s search budgets) follow the significance tests."""
     b = Builder(rr, out)
     sections = [
         b.protocol(),
         b.table4(),
         b.significance(),
+        *extra,
         b.table6(),
         b.training_curves(),
         b.cost(),

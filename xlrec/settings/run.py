@@ -31,6 +31,10 @@ class PrepConfig:
     user_fraction: float = setting(
         1.0, "keep this share of the users, before the k-core filter (a fixed random subset; scaling studies)"
     )
+    # a fixed random order of the items: a sparse cut of a dataset (short sequences from long ones)
+    item_fraction: float = setting(
+        1.0, "keep the interactions with this share of the items, before the k-core filter (a fixed random subset)"
+    )
     synthetic_users: int = setting(1000, "synthetic dataset: number of users")
     synthetic_items: int = setting(500, "synthetic dataset: number of items")
     synthetic_mean_len: int = setting(40, "synthetic dataset: mean sequence length")
@@ -157,6 +161,9 @@ class TrainConfig:
     )
     # the named dataset whose defaults a user's file started from (xlrec.catalog.datasets.nearest_defaults)
     defaults_from: str | None = setting(None, "the named dataset whose defaults a file of your own starts from")
+    # where `xlrec tune` chose this run's model settings: the per-dataset defaults file and its
+    # `chosen_by` (xlrec.config.defaults.load_tuned); set by resolution, logged with the run
+    tuned_defaults: str | None = setting(None, "the tuned defaults file the settings came from", flag=None)
     prep: PrepConfig = field(default_factory=PrepConfig)
 
     def to_dict(self) -> dict[str, Any]:

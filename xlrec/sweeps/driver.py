@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,8 @@ from xlrec.sweeps.stopping import StopSignals, abort, stop_ray
 from xlrec.sweeps.tracking_server import serve_tracking, served_port
 
 
-def run_sweep(spec: SweepSpec) -> dict[str, Any]:
+def run_sweep(spec: SweepSpec, announce: bool = True) -> dict[str, Any]:
+    """Run the sweep `spec` asks for and return its summary (printed as one JSON line when `announce`)."""
     if spec.mode not in ("search", "grid"):
         raise ConfigError(f"--mode must be search or grid, got {spec.mode!r}.")
     named = spec.name is not None  # a name given is kept; a default one takes a free suffix
@@ -63,7 +66,8 @@ def run_sweep(spec: SweepSpec) -> dict[str, Any]:
             raise
         stop_ray(state)
         recorder.end()
-    print(json.dumps(summary))
+    if announce:
+        print(json.dumps(summary))
     return summary
 
 
@@ -90,7 +94,9 @@ def _open_parent(
 ) -> ParentRun:
     """The parent run: a new one, the resumed sweep's, or the one `mlflow run` made (its
     experiment then holds the trials too)."""
-    parent = recorder.open_parent(name, experiment, resume_run_id=saved.parent_run_id if saved else None)
+    parent = recorder.open_parent(
+        name, experiment, resume_run_id=saved.parent_run_id if saved else None, nested_in=spec.nested_in
+    )
     spec.experiment = parent.experiment
     if parent.adopted and parent.experiment != experiment:
         say(
@@ -103,7 +109,7 @@ def _open_parent(
 
 
 # the spec's settings that only one mode uses (a grid has no trials to sample or prune)
-_SEARCH_ONLY = ("trials", "seed", "pruning", "grace_period")
+_SEARCH_ONLY = ("trials", "seed", "pruning", "grace_period", "time_budget_s")
 
 
 def _sweep_params(spec: SweepSpec, state: SweepState) -> dict[str, Any]:
@@ -164,16 +170,22 @@ def _run_trials(
     if note:
         say(note)
     at_once = groups * spec.runs_per_trial  # runs training at once
-    progress = SweepProgress(spec.run_count(), at_once, spec.metric, spec.runs_per_trial)
+    budget = spec.time_budget_s if spec.mode == "search" else None
+    progress = SweepProgress(spec.run_count(), at_once, spec.metric, spec.runs_per_trial, budget)
     say(start_line(spec, state, uri, experiment_id, parent_id, at_once))
     tuner = make_tuner(spec, state.gpus_per_trial, uri, parent_id, storage_path, tune_name, saved, callbacks=[progress])
     stop.in_tune = True
     try:
-        results = tuner.fit()
+        # Tune prints its experiment's configuration box to stdout: stdout is the summary's JSON line
+        with contextlib.redirect_stdout(sys.stderr):
+            results = tuner.fit()
     finally:
         stop.in_tune = False
     stop.raise_if_stopped()  # Tune stopped gracefully on the signal: the sweep did not finish
     summary = finish(spec, results, recorder, tune_name, study_storage(spec) if spec.mode == "search" else "")
+    summary["seconds"] = round(time.monotonic() - progress.started, 1)
+    if spec.mode == "search":
+        summary["study_name"] = tune_name
     _say_summary(spec, state, progress, summary, uri, experiment_id, parent_id)
     return summary
 
@@ -199,6 +211,8 @@ def _say_summary(
     hint = out_of_memory_hint(progress.out_of_memory, state.gpus_per_trial or 0.0, spec.name or "NAME")
     if hint:
         say(hint)
+    if spec.nested_in:  # `xlrec tune` says where to look once all its sweeps are done
+        return
     if state.served_db:  # its own server stops with the sweep: say how to open the store afterwards
         say(
             f"compare the trials: mlflow ui --backend-store-uri sqlite:///{state.served_db}, then "

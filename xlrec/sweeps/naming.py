@@ -1,8 +1,10 @@
-"""The names trials get (the MLflow runs list shows what differs between trials) and their
-settings as the progress lines print them."""
+"""The names trials get (the MLflow runs list shows what differs between trials), their
+settings as the progress lines print them, and how those lines are printed (`say`, `duration`):
+light, so a command's parser can use them without importing Ray."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from xlrec.sweeps.trial_config import trial_overrides
@@ -62,3 +64,17 @@ def settings_text(config: dict[str, Any]) -> str:
         ([str(model)] if model else [])
         + [f"{k}={_number(v, k) if k != 'lr' else f'{float(v):.3g}'}" for k, v in sampled_settings(config).items()]
     )
+
+
+def say(text: str) -> None:
+    print(f"[xlrec] {text}", file=sys.stderr, flush=True)
+
+
+def duration(seconds: float) -> str:
+    """1h02m, 3m05s, 42s."""
+    s = int(round(max(0.0, seconds)))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"

@@ -30,6 +30,7 @@ def prepare_data(spec: SweepSpec) -> None:
     means the driver's directory, not each trial's.
     """
     from xlrec.config import resolve_config
+    from xlrec.config.defaults import load_tuned, tuned_dir
     from xlrec.data_prep import make_split, prepare_config
     from xlrec.settings import TrainConfig
     from xlrec.sweeps.checks import check_spec
@@ -39,6 +40,8 @@ def prepare_data(spec: SweepSpec) -> None:
 
     check_spec(spec)
     spec.source = _absolute(spec.source)
+    if spec.nested_in is None:  # `xlrec tune` hands its sweeps what they start from
+        spec.tuned = load_tuned(tuned_dir(spec.defaults_dir))
     for var in ("XLREC_DATA_MIRROR", "XLREC_DATA_DIR"):
         if os.environ.get(var):
             os.environ[var] = _absolute(os.environ[var]) or os.environ[var]
@@ -48,7 +51,9 @@ def prepare_data(spec: SweepSpec) -> None:
         cell = dict(cell)
         model, dataset = cell.pop("model"), cell.pop("dataset")
         try:
-            cfg = resolve_config(model, dataset, overrides={**spec.fixed_for(model), **cell, "source": spec.source})
+            cfg = resolve_config(
+                model, dataset, overrides={**spec.fixed_for(model), **cell, "source": spec.source}, tuned=spec.tuned
+            )
         except ConfigError as exc:
             where = f"sweep spec {spec.spec_file}" if spec.spec_file else "the sweep"
             reason = str(exc).replace(" Fix the flag or the --config file and run again.", "")

@@ -9,7 +9,6 @@ as trials end, on stderr (stdout keeps only the final JSON line).
 
 from __future__ import annotations
 
-import sys
 import time
 
 from ray.tune import Callback
@@ -17,24 +16,10 @@ from ray.tune import Callback
 from xlrec.platform.tracking.uri import ui_url
 from xlrec.redact import redact
 from xlrec.settings import VAL_SELECTION_KEY
-from xlrec.sweeps.naming import settings_text
+from xlrec.sweeps.naming import duration, say, settings_text
 from xlrec.sweeps.spec import METRICS, SweepSpec
 from xlrec.sweeps.state import SweepState
 from xlrec.sweeps.trial_config import member_configs, trial_overrides
-
-
-def say(text: str) -> None:
-    print(f"[xlrec] {text}", file=sys.stderr, flush=True)
-
-
-def duration(seconds: float) -> str:
-    """1h02m, 3m05s, 42s."""
-    s = int(round(max(0.0, seconds)))
-    if s >= 3600:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    if s >= 60:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s}s"
 
 
 def _error_line(trial) -> str:
@@ -89,8 +74,16 @@ class SweepProgress(Callback):
     own pace, then a mean run per wave of the runs not started); and, whenever QUIET_S passed
     without a line, one on the running trials (each one's epoch and validation score)."""
 
-    def __init__(self, total: int, concurrency: int = 1, metric: str = VAL_SELECTION_KEY, runs_per_trial: int = 1):
+    def __init__(
+        self,
+        total: int,
+        concurrency: int = 1,
+        metric: str = VAL_SELECTION_KEY,
+        runs_per_trial: int = 1,
+        budget_s: float | None = None,
+    ):
         self.total = total  # runs: trials, or a grouped grid's cells x seeds
+        self.budget_s = budget_s  # a search's time budget: it ends then, whatever `total` allows
         self.out_of_memory = 0  # runs whose trial failed for want of GPU (or host) memory
         self.runs_per_trial = runs_per_trial  # the seeds a grouped trial trains (xlrec.sweeps.trial_group)
         self._seeds_done: dict[str, set[int]] = {}
@@ -179,12 +172,10 @@ class SweepProgress(Callback):
         if not running:
             return
         done = sum(self.outcomes.values())
-        parts = [
-            "running: " + ", ".join(running),
-            f"{done}/{self.total} done",
-            f"elapsed {duration(now - self.started)}",
-        ]
-        if self._durations and self.total > done:
+        parts = ["running: " + ", ".join(running), self._done_text(done), f"elapsed {duration(now - self.started)}"]
+        if self.budget_s:
+            parts.append(self._budget_text(now))
+        elif self._durations and self.total > done:
             parts.append(f"~{duration(self._time_left(trials, None, now, self.total - done))} left")
         say("  ".join(parts))
         self._said = now
@@ -256,17 +247,27 @@ class SweepProgress(Callback):
         self._durations.append(now - self._start.get(trial.trial_id, self.started))
         ended = sum(t.status in ("TERMINATED", "ERROR") for t in trials) if self.runs_per_trial == 1 else 0
         done = max(ended, sum(self.outcomes.values()) + 1)
-        parts = [f"trial {number}/{self.total} {outcome}", settings_text(config or trial.config)]
+        of = "" if self.budget_s else f"/{self.total}"
+        parts = [f"trial {number}{of} {outcome}", settings_text(config or trial.config)]
         if score is not None:
             parts.append(f"{self.label} {score:.4f}")
         parts.append(f"best {self.best[0]:.4f} (trial {self.best[1]})" if self.best else "best -")
-        parts.append(f"{done}/{self.total} done")
+        parts.append(self._done_text(done))
         parts.append(f"elapsed {duration(now - self.started)}")
         left = self.total - done
-        if left > 0:
+        if self.budget_s:
+            parts.append(self._budget_text(now))
+        elif left > 0:
             parts.append(f"~{duration(self._time_left(trials, trial, now, left))} left")
         say("  ".join(p for p in parts if p))
         self._said = now
+
+    def _done_text(self, done: int) -> str:
+        return f"{done} done (at most {self.total})" if self.budget_s else f"{done}/{self.total} done"
+
+    def _budget_text(self, now: float) -> str:
+        assert self.budget_s is not None
+        return f"time budget: {duration(self.budget_s - (now - self.started))} left"
 
     def _time_left(self, trials: list, ended, now: float, left: int) -> float:
         """When the last run ends, scheduled as Tune runs them: each running run ends after what it
@@ -319,9 +320,10 @@ def start_line(
     if spec.mode == "search":
         models = spec.model if len(spec.models) == 1 else f"{'/'.join(spec.models)} (sampled)"
         pruning = "ASHA pruning" if spec.pruning else "no pruning"
+        budget = f" within {duration(spec.time_budget_s)}" if spec.time_budget_s else ""
         what = (
-            f"{spec.trials} trials of {models} on {spec.dataset} (Optuna TPE search, {pruning}, "
-            f"{spec.epochs_text()} each)"
+            f"{'up to ' if budget else ''}{spec.trials} trials of {models} on {spec.dataset}{budget} (Optuna TPE "
+            f"search, {pruning}, {spec.epochs_text()} each)"
         )
     else:
         axes = "".join(

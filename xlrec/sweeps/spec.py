@@ -68,6 +68,12 @@ class SweepSpec:
     metric: str = setting(VAL_SELECTION_KEY, "what ASHA, Optuna and the best trial select on", choices=tuple(METRICS))
     trials: int = setting(8, "search: number of Optuna trials", key="search.trials", minimum=1)
     seed: int = setting(42, "search: the TPE sampler's seed", key="search.sampler_seed", minimum=0)
+    time_budget_s: float | None = setting(
+        None,
+        "search: stop after this many seconds, trials still running then ending as pruned (Tune's time_budget_s)",
+        key="search.time_budget_s",
+        minimum=1,
+    )
     pruning: bool = setting(True, "search: ASHA stops trials that trail on the metric", key="pruning.enabled")
     grace_period: int = setting(2, "ASHA: epochs before a trial may be pruned", key="pruning.grace_period", minimum=1)
     cpus_per_trial: float = setting(1.0, "CPUs per trial", key="resources.cpus_per_trial", minimum=0)
@@ -107,7 +113,17 @@ class SweepSpec:
     )
     source: str | None = setting(None, "dataset mirror directory or base URL", key=None)
     resume: bool = setting(False, "continue the sweep of this --name after its driver died (Tuner.restore)", key=None)
+    defaults_dir: str | None = setting(
+        None,
+        "tuned defaults (the files `xlrec tune` writes) for the trials: default XLREC_DEFAULTS_DIR or "
+        "./xlrec-defaults; none: the packaged defaults alone",
+        key=None,
+    )
     spec_file: str | None = None  # the file it was read from (logged on the parent run)
+    # the tuned defaults the trials start from (read by the driver: trials on another host get the
+    # content, not a path); xlrec.config.defaults.load_tuned
+    tuned: dict[str, Any] = field(default_factory=dict)
+    nested_in: str | None = None  # the run this sweep's parent nests under (`xlrec tune`'s own)
 
     @property
     def gpus_auto(self) -> bool:

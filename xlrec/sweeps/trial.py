@@ -164,12 +164,13 @@ def resolve_trial(spec: dict[str, Any], config: dict[str, Any]):
     overrides = {**spec["overrides"], **spec.get("per_model", {}).get(model, {}), **own}
     if os.environ.get(SECRET_SOURCE_ENV):
         overrides["source"] = os.environ[SECRET_SOURCE_ENV]
-    cfg = resolve_config(model, dataset, overrides=overrides)
+    tuned = spec.get("tuned")
+    cfg = resolve_config(model, dataset, overrides=overrides, tuned=tuned)
     check_fits(cfg, select_runtime(cfg.device, cfg.kernel, cfg.amp).device)
     if cfg.data_file:  # a user's file: the rule for its sequences, as `xlrec train` applies it (it only shrinks)
         from xlrec.data_prep import data_shape, prepare_config
 
-        cfg = resolve_config(model, dataset, overrides=overrides, shape=data_shape(prepare_config(cfg)))
+        cfg = resolve_config(model, dataset, overrides=overrides, shape=data_shape(prepare_config(cfg)), tuned=tuned)
     if spec.get("threads"):
         cfg.num_threads = spec["threads"]
     return cfg

@@ -91,6 +91,7 @@ def _param_space(spec: SweepSpec, uri: str, parent_id: str) -> dict[str, Any]:
         },
         "per_model": {m: p.get("fixed", {}) for m, p in spec.per_model.items() if p.get("fixed")},
         "threads": max(1, int(spec.cpus_per_trial)),
+        "tuned": spec.tuned,
         "multi_dataset": spec.mode == "grid" and len(spec.datasets) > 1,
     }
     if spec.mode == "search":
@@ -143,6 +144,7 @@ def make_tuner(
         num_samples=spec.trials if search else 1,
         search_alg=_search_alg(spec, tune_name) if search else None,
         max_concurrent_trials=spec.max_concurrent or None,
+        time_budget_s=spec.time_budget_s if search else None,
         # A new trial runs in the actor a finished one leaves (same resources): no new worker
         # process and no second import of torch, xlstm and mlflow (docs/results/main-job.md "What
         # the job's settings save").

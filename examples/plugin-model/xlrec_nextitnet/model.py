@@ -102,6 +102,13 @@ class NextItNet(SequentialRecommender):
     name: ClassVar[str] = "nextitnet"
     settings_class: ClassVar[type[ModelSettings]] = NextItNetSettings
     defaults_file: ClassVar[str | None] = "defaults.yaml"
+    # what `xlrec tune` searches (with the learning rate, searched for every model)
+    search_space: ClassVar[dict | None] = {
+        "embedding_dim": {"categorical": [32, 64, 128]},
+        "num_blocks": {"int": [1, 3]},
+        "dilations": {"categorical": [[1, 2], [1, 4], [1, 2, 4]]},
+        "dropout": {"float": [0.1, 0.5]},
+    }
 
     def __init__(self, num_items: int, settings: NextItNetSettings, max_len: int, kernel: str = "native"):
         super().__init__(num_items, settings, max_len)

@@ -40,7 +40,8 @@ LIMITS: dict[str, int] = {
 # Longest text a string setting may hold (a path, a column map); these settings may also be absent,
 # as in a config.yaml written before user files (`--dataset PATH`) existed.
 TEXT_LIMIT = 4096
-OPTIONAL = ("data_file", "columns", "titles_file", "defaults_from")
+OPTIONAL = ("data_file", "columns", "titles_file", "defaults_from", "tuned_defaults")
+OPTIONAL_PREP = ("item_fraction",)  # a model saved before the setting existed kept every item
 
 
 def _type_ok(value: Any, hint: Any) -> bool:
@@ -142,7 +143,7 @@ def config_from_dict(raw: Any, where: str) -> TrainConfig:
             f"the config is damaged or crafted."
         )
     missing = sorted(k for k in (*RUN_HINTS, *family) if k not in values and k not in OPTIONAL) + sorted(
-        f"prep.{k}" for k in PREP_HINTS if k not in values["prep"]
+        f"prep.{k}" for k in PREP_HINTS if k not in values["prep"] and k not in OPTIONAL_PREP
     )
     if missing:
         raise ConfigError(

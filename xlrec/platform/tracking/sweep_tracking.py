@@ -77,10 +77,12 @@ class SweepRecorder:
             raise RuntimeError("SweepRecorder.open_parent() comes first")
         return self.parent.run_id
 
-    def open_parent(self, name: str, experiment: str, resume_run_id: str | None = None) -> ParentRun:
+    def open_parent(
+        self, name: str, experiment: str, resume_run_id: str | None = None, nested_in: str | None = None
+    ) -> ParentRun:
         """Start the parent run `name` in `experiment`, or continue `resume_run_id`, or adopt
         `mlflow run`'s MLFLOW_RUN_ID (then named after the sweep, in the experiment `mlflow run`
-        chose)."""
+        chose); `nested_in`: the run it nests under in MLflow's UI (`xlrec tune`'s own)."""
         env_run = os.environ.pop("MLFLOW_RUN_ID", None)  # trials must not inherit it either
         adopted = bool(env_run) and not resume_run_id
         run_id = resume_run_id or env_run
@@ -89,6 +91,8 @@ class SweepRecorder:
         with shield_signals():  # the driver's handlers find the parent once it exists (and `runs reap` its owner)
             run = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name=name)
         mlflow.set_tags(process_tags())
+        if nested_in:
+            mlflow.set_tag("mlflow.parentRunId", nested_in)
         if adopted:  # `mlflow run` named it at random and chose its experiment
             mlflow.set_tag("mlflow.runName", name)
             experiment = mlflow.get_experiment(run.info.experiment_id).name
