@@ -28,7 +28,7 @@ from helpers import run_xlrec, xlrec_env
 
 pytestmark = pytest.mark.slow
 
-MOMENTS = 12  # 3 in start-up and setup, 9 in the epoch loop: 3 rounds of AT_ONCE (the suite's 20-minute budget)
+MOMENTS = 8  # 2 in start-up and setup, 6 in the epoch loop: 2 rounds of AT_ONCE (the suite's 20-minute budget)
 AT_ONCE = 4
 TINY = [
     "--model",
