@@ -10,11 +10,14 @@ own seed; what counts is the time from the first run's first step to the last ru
 and data preparation excluded).
 
     python benchmarks/stacking.py --model xlstm --source DATA --runs 9 --layouts 9x1,3x3,1x9,1x1
+    python benchmarks/stacking.py --model sasrec --source DATA --runs 9 --layouts 1x9 --stacked
+        (a process's threads as one batched model, xlrec.training.stacked: eager steps, no CUDA graph)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -29,6 +32,7 @@ def worker(args: argparse.Namespace) -> None:
     from xlrec.data_prep import prepare_config
     from xlrec.device import thread_stream
     from xlrec.experiment import assemble
+    from xlrec.training.stacked import StackedSteps
 
     seeds = [int(s) for s in args.seeds.split(",")]
     cfgs = []
@@ -38,16 +42,26 @@ def worker(args: argparse.Namespace) -> None:
             over["max_len"] = args.max_len
         if args.compile:
             over["compile"] = True
+        if args.stacked:  # one eager step for the stack
+            over["cuda_graph"] = False
         cfgs.append(resolve_config(args.model, args.dataset, overrides=over))
     data = prepare_config(cfgs[0])
     rows: list[dict] = []
+    steps = StackedSteps(len(cfgs)) if args.stacked else None
 
     def one(cfg) -> None:
-        with thread_stream(cfg.device):  # what a grouped sweep trial does (xlrec.sweeps.trial_group)
+        stream = contextlib.nullcontext() if steps else thread_stream(cfg.device)
+        with stream:  # what a grouped sweep trial does (xlrec.sweeps.trial_group)
             exp = assemble(cfg, data)
             trainer = exp.trainer()
+            if steps is not None:
+                steps.join(cfg.seed, trainer)
             t0 = time.time()
-            trainer.fit(exp.windows, lambda: exp.evaluate("val").metrics)
+            try:
+                trainer.fit(exp.windows, lambda: exp.evaluate("val").metrics)
+            finally:
+                if steps is not None:
+                    steps.leave(cfg.seed)
             hist = trainer.progress.history
             rows.append(
                 {
@@ -75,6 +89,7 @@ def layout(args: argparse.Namespace, procs: int, threads: int) -> dict:
     base += ["--epochs", str(args.epochs), "--max-len", str(args.max_len or 0)]
     base += ["--source", args.source] if args.source else []
     base += ["--compile"] if args.compile else []
+    base += ["--stacked"] if args.stacked else []
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     ps = [
         subprocess.Popen(base + ["--seeds", ",".join(str(1000 + s) for s in g)], stdout=subprocess.PIPE, env=env)
@@ -90,6 +105,7 @@ def layout(args: argparse.Namespace, procs: int, threads: int) -> dict:
         "layout": f"{procs}x{threads}",
         "processes": procs,
         "threads": threads,
+        "stacked": args.stacked,
         "runs": len(rows),
         "epochs_each": args.epochs,
         "wall_s": round(wall, 2),
@@ -109,6 +125,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=9)
     ap.add_argument("--layouts", default="9x1,3x3,1x9", help="PROCESSESxTHREADS, comma-separated")
     ap.add_argument("--compile", action="store_true", help="every run trains through a torch.compile'd encoder")
+    ap.add_argument("--stacked", action="store_true", help="a process's threads train as one batched model")
     ap.add_argument("--out", default=None, help="append the rows to this JSONL file")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--seeds", default="", help=argparse.SUPPRESS)

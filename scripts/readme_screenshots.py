@@ -93,7 +93,7 @@ def capture(
     out.mkdir(parents=True, exist_ok=True)
     view = f"{server_uri}/#/experiments/{experiment_id}?workflowType=machine_learning"
     result: dict = {"training_view": view}
-    with tempfile.TemporaryDirectory(prefix="xlrec-chromium-") as profile:
+    with tempfile.TemporaryDirectory(prefix="xlrec-chromium-", ignore_cleanup_errors=True) as profile:
         proc, dt = _browser(profile)
         try:
             # Same origin first, so MLflow's assistant panel stays closed (its useLocalStorage keys).

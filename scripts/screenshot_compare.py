@@ -92,7 +92,7 @@ def screenshot_flags(
 ) -> Path:
     """Plain `chromium --screenshot`: the page as it first renders, one viewport high."""
     output = _fresh(output)
-    with tempfile.TemporaryDirectory(prefix="xlrec-chromium-") as profile:
+    with tempfile.TemporaryDirectory(prefix="xlrec-chromium-", ignore_cleanup_errors=True) as profile:
         cmd = [
             find_chromium(chromium),
             *CHROMIUM_FLAGS,
@@ -307,7 +307,7 @@ def screenshot_devtools(
     the differing params, the metrics grid scrolled to `metric`, cut below the Metrics section."""
     output = _fresh(output)
     origin = url.split("#", 1)[0].rstrip("/")
-    with tempfile.TemporaryDirectory(prefix="xlrec-chromium-") as profile:
+    with tempfile.TemporaryDirectory(prefix="xlrec-chromium-", ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen(
             [
                 find_chromium(chromium),

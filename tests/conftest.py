@@ -71,3 +71,29 @@ def isolated_cli(tmp_path, monkeypatch) -> None:
 def sqlite_tracking_uri(tmp_path) -> str:
     """MLflow's embedded backend: a SQLite file in tmp_path (nothing to start)."""
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+# pytest-xdist (`--dist loadfile`, scripts/test) hands out test modules in collection order; the
+# longest first leaves the short ones to even out the two workers' ends (longest-processing-time-
+# first scheduling). The longest, from scripts/test's duration list (DEVELOPERS.md "The tests' time"):
+LONGEST_FIRST = (
+    "test_sweep_resume.py",
+    "test_report_book.py",
+    "test_run_states.py",
+    "test_sweeps.py",
+    "test_journey_plugin.py",
+    "test_store_outage.py",
+    "test_team_topology.py",
+    "test_tune.py",
+    "test_tracking.py",
+    "test_journey_main.py",
+    "test_journey_ray.py",
+    "test_sweep_node_failure.py",
+    "test_model_safety.py",
+    "test_signals_under_load.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from xlrec.training.losses import full_softmax_ce
+from xlrec.training.losses import CPU_MAX_LOGITS, DEFAULT_MAX_LOGITS, GPU_MIN_CHUNK_ROWS, chunk_logits, full_softmax_ce
 
 
 def _case(m=37, d=8, v=23, seed=0):
@@ -52,6 +52,21 @@ def test_fused_ce_without_grad_and_empty():
     assert empty.item() == 0.0
     empty.backward()  # an empty batch still backpropagates: no error, and nothing reaches the weights
     assert weight.grad is None
+
+
+def test_a_large_catalogue_is_chunked_by_rows_not_by_a_logits_bound_on_a_gpu():
+    # 2**26 logits are 64 rows of a 1M-item catalogue: every chunk would read the whole output matrix
+    assert chunk_logits("cuda", 3_417) == DEFAULT_MAX_LOGITS  # ML-1M: 19,640 rows a chunk, as before
+    assert chunk_logits("cuda", 26_745) == DEFAULT_MAX_LOGITS  # ML-20M: 2,509 rows
+    assert chunk_logits("cuda", 1_000_001) // 1_000_001 == GPU_MIN_CHUNK_ROWS
+    assert chunk_logits("cpu", 1_000_001) == CPU_MAX_LOGITS  # the CPU's cache-sized chunks stay
+    # and the run's memory estimate counts the larger chunk (xlrec.training.footprint)
+    from xlrec.config import resolve_config
+    from xlrec.training.footprint import parts
+
+    cfg = resolve_config("sasrec", "synthetic", overrides={"device": "cuda", "synthetic_items": 1_000_000})
+    (loss,) = [p for p in parts(cfg, (100, 1_000_000, 10_000)) if p.what == "the loss's logits"]
+    assert loss.bytes >= GPU_MIN_CHUNK_ROWS * 1_000_001 * 4
 
 
 def test_fused_ce_only_weight_needs_grad():

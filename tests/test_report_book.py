@@ -4,6 +4,7 @@ headless Chromium (every table and figure present, every image decoded)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shutil
@@ -14,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from mlflow import MlflowClient
 from scipy.stats import ttest_rel, wilcoxon
 
-from helpers import error_line, run_xlrec, summary_of, sweep, xlrec_env
+from helpers import SweepOutcome, error_line, run_xlrec, summary_of, sweep, xlrec_env
 
 pytestmark = pytest.mark.server
 
@@ -39,8 +41,8 @@ SECTIONS = (
 
 
 @pytest.fixture(scope="module")
-def grid(tmp_path_factory):
-    """4 models x 2 seeds on a small synthetic dataset, one max_len, 2 epochs each."""
+def grid_sweep(tmp_path_factory):
+    """4 models x 2 seeds on a small synthetic dataset, one max_len, 2 epochs each: the sweep."""
     cwd = tmp_path_factory.mktemp("report-grid")
     proc = sweep(
         cwd,
@@ -67,6 +69,12 @@ def grid(tmp_path_factory):
         "--set",
         "embedding_dim=16",
     )
+    return cwd, proc
+
+
+@pytest.fixture(scope="module")
+def grid(grid_sweep):
+    cwd, proc = grid_sweep
     summary = summary_of(proc)
     uri = f"sqlite:///{cwd / 'mlflow.db'}"
     client = MlflowClient(uri)
@@ -74,6 +82,49 @@ def grid(tmp_path_factory):
     parent = client.search_runs([exp.experiment_id], "tags.`xlrec.sweep` = 'parent'")[0]
     assert summary["trials_done"] == 8
     return cwd, uri, client, exp, parent
+
+
+def test_grid_runs_every_combination_and_aggregates_table4(grid_sweep):
+    cwd, proc = grid_sweep
+    out = SweepOutcome(cwd, proc)
+    parent_id = out.parent.info.run_id
+    trials = [c for c in out.children if c.data.tags.get("mlflow.parentRunId") == parent_id]
+    assert out.summary["mode"] == "grid" and out.summary["trials_done"] == 8
+    assert out.parent.info.status == "FINISHED" and len(trials) == 8
+    combos = {(c.data.params["model"], int(c.data.params["max_len"]), int(c.data.params["seed"])) for c in trials}
+    assert combos == set(itertools.product(MODELS, [10], [1, 2]))
+    assert all(c.info.status == "FINISHED" for c in trials)
+    assert all(c.data.params["embedding_dim"] == "16" for c in trials if c.data.params["model"] != "pop")
+    assert len(out.parent_csv("trials.csv")) == 8
+    # one experiment per dataset, the parent named after the sweep, trials after their grid cell
+    assert out.client.get_experiment(out.parent.info.experiment_id).name == "xlrec-synthetic"
+    assert out.parent.info.run_name == f"grid-{'_'.join(MODELS)}-synthetic"
+    assert {c.info.run_name for c in trials} == {f"{m} L10 s{s}" for m in MODELS for s in (1, 2)}
+    lines = re.findall(
+        r"^\[xlrec\] trial (\d)/8 finished  \S+ max_len=10 seed=\d  val Recall@10 \d\.\d{4}", proc.stderr, re.M
+    )
+    assert sorted(lines) == [str(i) for i in range(1, 9)], proc.stderr[-4000:]
+    table4 = out.parent_csv("table4.csv")
+    assert set(zip(table4["model"], table4["max_len"])) == {(m, 10) for m in MODELS}
+    assert (table4["seeds"] == 2).all() and (table4["dataset"] == "synthetic").all()
+    for _, row in table4.iterrows():
+        runs = [c for c in trials if c.data.params["model"] == row["model"]]
+        for key in ("test_recall_at_10", "test_ndcg_at_10", "test_mrr_at_10"):  # numbers, full precision
+            values = pd.Series([c.data.metrics[key] for c in runs])
+            assert row[f"{key}_mean"] == pytest.approx(values.mean(), abs=1e-12)
+            assert row[f"{key}_std"] == pytest.approx(values.std(ddof=1), abs=1e-12)
+        assert row["params"] == int(runs[0].data.metrics.get("params_total", 0))
+    assert (out.artifact_dir(out.parent) / "table4.md").is_file()
+    assert not (cwd / "optuna.db").exists()  # no study in grid mode
+    # the spec it ran, as a file `xlrec sweep --spec` takes back
+    logged = yaml.safe_load((out.artifact_dir(out.parent) / "sweep.yaml").read_text())
+    assert (logged["mode"], logged["models"], logged["seeds"], logged["grid"]) == (
+        "grid",
+        list(MODELS),
+        [1, 2],
+        [{"max_len": 10}],
+    )
+    assert logged["epochs"] == 2 and logged["fixed"]["embedding_dim"] == 16
 
 
 @pytest.fixture(scope="module")

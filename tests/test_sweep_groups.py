@@ -20,20 +20,22 @@ def _isolated(tmp_path, monkeypatch):
 
 
 def test_grouped_seeds_share_a_trial_each_with_its_own_run_and_a_failing_group_fails_alone(tmp_path):
-    # resources.group_seeds: each cell's two seeds train as threads of one trial process. gru4rec's
-    # group finishes; lstm's diverges (lr 1e37, no clipping) in both seeds: the sweep still reports.
+    # resources.group_seeds: each cell's two seeds train in one trial process; with stack_seeds
+    # SASRec's as one batched model (xlrec.training.stacked), LSTM's (which vmap cannot batch) as
+    # threads. SASRec's group finishes; LSTM's diverges (lr 1e37, no clipping) in both seeds: the
+    # sweep still reports.
     spec = tmp_path / "grouped.yaml"
     spec.write_text(
         "mode: grid\n"
         "datasets: [synthetic]\n"
         "models:\n"
-        "  gru4rec: {}\n"
+        "  sasrec: {}\n"
         "  lstm: {fixed: {lr: 1.0e+37, grad_clip: 0}}\n"
         "seeds: [1, 2]\n"
         "epochs: 3\n"
         "grid: {max_len: [10]}\n"
         "fixed: {embedding_dim: 16}\n"
-        "resources: {cpus_per_trial: 0.5, group_seeds: true}\n"
+        "resources: {cpus_per_trial: 0.5, group_seeds: true, stack_seeds: true}\n"
     )
     proc = sweep(tmp_path, "--spec", str(spec), *TINY)
     out = SweepOutcome(tmp_path, proc)
@@ -41,8 +43,8 @@ def test_grouped_seeds_share_a_trial_each_with_its_own_run_and_a_failing_group_f
     s = out.summary
     assert (s["trials_done"], s["trials_failed"], s["trials_pruned"]) == (2, 2, 0)
     by_name = {c.info.run_name: c for c in out.children}
-    assert set(by_name) == {f"{m} L10 s{seed}" for m in ("gru4rec", "lstm") for seed in (1, 2)}
-    done = [by_name["gru4rec L10 s1"], by_name["gru4rec L10 s2"]]
+    assert set(by_name) == {f"{m} L10 s{seed}" for m in ("sasrec", "lstm") for seed in (1, 2)}
+    done = [by_name["sasrec L10 s1"], by_name["sasrec L10 s2"]]
     failed = [by_name["lstm L10 s1"], by_name["lstm L10 s2"]]
     # one trial (one Tune trial id, one process) per cell, each seed under its own key and run
     for group in (done, failed):
@@ -51,6 +53,10 @@ def test_grouped_seeds_share_a_trial_each_with_its_own_run_and_a_failing_group_f
         assert len({c.data.tags["xlrec.pid"] for c in group}) == 1
         assert all(c.data.tags["xlrec.group_seeds"] == "1,2" for c in group)
     assert done[0].data.tags["xlrec.trial_group"] != failed[0].data.tags["xlrec.trial_group"]
+    assert {c.data.tags["xlrec.stacked_seeds"] for c in done} == {"yes"}
+    refused = {c.data.tags["xlrec.stacked_seeds"] for c in failed}
+    assert refused == {"no: LSTMRec was not checked under vmap (or has no batching rule there)"}
+    assert {c.data.params["cuda_graph"] for c in done} == {"false"}  # one eager step for the stack
     for c in done:
         assert c.info.status == "FINISHED" and c.data.metrics["epochs_run"] == 3
         assert int(c.data.tags["xlrec.model_version"]) >= 1  # each seed registered its own model
@@ -65,7 +71,7 @@ def test_grouped_seeds_share_a_trial_each_with_its_own_run_and_a_failing_group_f
     assert len(trials) == 4
     rows = {(r.model, r.seed): r for r in trials.itertuples()}
     for c in done:
-        row = rows[("gru4rec", int(c.data.params["seed"]))]
+        row = rows[("sasrec", int(c.data.params["seed"]))]
         assert row.status == "FINISHED" and row.mlflow_run_id == c.info.run_id
         assert row.val_recall_at_10 == pytest.approx(c.data.metrics["best_val_recall_at_10"])
         assert row.test_recall_at_10 == pytest.approx(c.data.metrics["test_recall_at_10"])
@@ -73,9 +79,9 @@ def test_grouped_seeds_share_a_trial_each_with_its_own_run_and_a_failing_group_f
         row = rows[("lstm", seed)]
         assert row.status == "FAILED" and "TrainingDiverged" in row.error
     table4 = out.parent_csv("table4.csv")
-    assert list(table4["model"]) == ["gru4rec"] and (table4["seeds"] == 2).all()
+    assert list(table4["model"]) == ["sasrec"] and (table4["seeds"] == 2).all()
     # a progress line per seed, numbered among the sweep's four runs
-    finished = re.findall(r"^\[xlrec\] trial (\d)/4 finished  gru4rec max_len=10 seed=(\d)", proc.stderr, re.M)
+    finished = re.findall(r"^\[xlrec\] trial (\d)/4 finished  sasrec max_len=10 seed=(\d)", proc.stderr, re.M)
     assert sorted(finished) == [("1", "1"), ("2", "2")], proc.stderr[-4000:]
     failed_lines = re.findall(r"^\[xlrec\] trial (\d)/4 failed \(TrainingDiverged", proc.stderr, re.M)
     assert sorted(failed_lines) == ["3", "4"], proc.stderr[-4000:]
@@ -83,6 +89,7 @@ def test_grouped_seeds_share_a_trial_each_with_its_own_run_and_a_failing_group_f
     logged = yaml.safe_load((out.artifact_dir(out.parent) / "sweep.yaml").read_text())
     assert logged["resources"]["group_seeds"] is True
     assert out.parent.data.params["resources.group_seeds"] == "True"
+    assert logged["resources"]["stack_seeds"] is True
 
 
 def test_the_time_left_counts_what_running_runs_have_left_not_another_wave(monkeypatch, capsys):

@@ -8,7 +8,6 @@ sweep left behind: ./mlflow.db (the sweep's server is gone, so the SQL store is 
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 import shutil
@@ -20,7 +19,6 @@ import time
 import uuid
 
 import optuna
-import pandas as pd
 import pytest
 import yaml
 
@@ -253,71 +251,7 @@ def test_gpu_trials_each_get_one_logical_gpu(search_sweep):
 # --- 3: the paper's grid -------------------------------------------------------------------------
 
 
-def test_grid_runs_every_combination_and_aggregates_table4(tmp_path):
-    # 2 models x 1 length x 2 seeds (the resume test grids over lengths): 4 trials keep CI short
-    proc = sweep(
-        tmp_path,
-        "--mode",
-        "grid",
-        "--models",
-        "gru4rec,lstm",
-        "--datasets",
-        "synthetic",
-        "--max-lens",
-        "10",
-        "--seeds",
-        "1,2",
-        "--epochs",
-        "2",
-        "--cpus-per-trial",
-        "0.5",
-        *TINY,
-        "--set",
-        "embedding_dim=16",
-    )
-    out = SweepOutcome(tmp_path, proc)
-    assert_nested_and_closed(out, 4)
-    assert out.summary["mode"] == "grid" and out.summary["trials_done"] == 4
-    combos = {(c.data.params["model"], int(c.data.params["max_len"]), int(c.data.params["seed"])) for c in out.children}
-    assert combos == set(itertools.product(["gru4rec", "lstm"], [10], [1, 2]))
-    assert all(c.info.status == "FINISHED" and c.data.params["embedding_dim"] == "16" for c in out.children)
-    assert len(out.parent_csv("trials.csv")) == 4
-    # one experiment per dataset, the parent named after the sweep, trials after their grid cell
-    assert out.client.get_experiment(out.parent.info.experiment_id).name == "xlrec-synthetic"
-    assert out.parent.info.run_name == "grid-gru4rec_lstm-synthetic"
-    assert {c.info.run_name for c in out.children} == {f"{m} L10 s{s}" for m in ("gru4rec", "lstm") for s in (1, 2)}
-    lines = re.findall(
-        r"^\[xlrec\] trial (\d)/4 finished  (?:gru4rec|lstm) max_len=10 seed=\d  val Recall@10 \d\.\d{4}",
-        proc.stderr,
-        re.M,
-    )
-    assert sorted(lines) == ["1", "2", "3", "4"], proc.stderr[-4000:]
-    table4 = out.parent_csv("table4.csv")
-    assert len(table4) == 2
-    assert set(zip(table4["model"], table4["max_len"])) == {("gru4rec", 10), ("lstm", 10)}
-    assert (table4["seeds"] == 2).all() and (table4["dataset"] == "synthetic").all()
-    for _, row in table4.iterrows():
-        runs = [
-            c
-            for c in out.children
-            if c.data.params["model"] == row["model"] and int(c.data.params["max_len"]) == row["max_len"]
-        ]
-        for key in ("test_recall_at_10", "test_ndcg_at_10", "test_mrr_at_10"):  # numbers, full precision
-            values = pd.Series([c.data.metrics[key] for c in runs])
-            assert row[f"{key}_mean"] == pytest.approx(values.mean(), abs=1e-12)
-            assert row[f"{key}_std"] == pytest.approx(values.std(ddof=1), abs=1e-12)
-        assert row["params"] == int(runs[0].data.metrics["params_total"])
-    assert (out.artifact_dir(out.parent) / "table4.md").is_file()
-    assert not (tmp_path / "optuna.db").exists()  # no study in grid mode
-    # the spec it ran, as a file `xlrec sweep --spec` takes back
-    logged = yaml.safe_load((out.artifact_dir(out.parent) / "sweep.yaml").read_text())
-    assert (logged["mode"], logged["models"], logged["seeds"], logged["grid"]) == (
-        "grid",
-        ["gru4rec", "lstm"],
-        [1, 2],
-        [{"max_len": 10}],
-    )
-    assert logged["epochs"] == 2 and logged["fixed"]["embedding_dim"] == 16
+# A grid's combinations, its nested runs and Table 4: test_report_book.py (on its grid fixture).
 
 
 # --- 4: faults -----------------------------------------------------------------------------------

@@ -52,6 +52,9 @@ class SequentialRecommender(nn.Module):
     graph_capturable: bool = False
     #: its encoder compiles with torch.compile under a GPU's autocast (xlrec.device.use_compile)
     compilable: bool = True
+    #: its training pairs run under torch.func.vmap, K seeds as one model (xlrec.training.stacked);
+    #: a family whose `kernel` attribute is "triton" is refused there all the same
+    stackable: bool = True
 
     #: the untied output layer (families that tie it to the embedding override `output_weight`)
     output: nn.Linear

@@ -35,6 +35,7 @@ class _RNNRec(SequentialRecommender):
     # at::autocast::prioritize"), and the RNN is already one cuDNN kernel per layer: the family
     # trains eagerly when `compile` is asked for (docs/results/speed.md "The encoder through torch.compile").
     compilable = False
+    stackable = False  # torch's fused RNN has no vmap batching rule (torch 2.13)
     search_space = {
         "embedding_dim": {"categorical": [32, 64, 128, 256]},
         "num_blocks": {"int": [1, 2]},

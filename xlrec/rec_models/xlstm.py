@@ -159,6 +159,7 @@ class XLSTMSRec(SequentialRecommender):
     settings_class = XLSTMSSettings
     search_space = XLSTMRec.search_space
     compilable = False  # its sLSTM CUDA kernels were not checked under torch.compile
+    stackable = False  # nor under vmap
 
     def __init__(self, num_items: int, settings: XLSTMSSettings, max_len: int, kernel: str = "native"):
         super().__init__(num_items, settings, max_len)

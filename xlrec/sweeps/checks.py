@@ -82,6 +82,11 @@ def check_spec(spec) -> None:
             "--group-seeds applies to --mode grid, whose cells train several seeds; a search trial trains one. "
             "Drop --group-seeds, or pass --mode grid."
         )
+    if spec.stack_seeds and not spec.group_seeds:
+        _fail(
+            "--stack-seeds stacks the seeds of a grouped cell into one model; it needs --group-seeds "
+            "(and --mode grid). Add --group-seeds, or drop --stack-seeds."
+        )
     if spec.epochs is None and not grid:
         _fail("a search needs --epochs (the most a trial trains; ASHA schedules on it).")
     for info in settings_of(SweepSpec, declared_only=True):

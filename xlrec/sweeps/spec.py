@@ -94,6 +94,13 @@ class SweepSpec:
         "grid: a cell's seeds train together in one trial process (--gpus-per-trial is then the group's share)",
         key="resources.group_seeds",
     )
+    # xlrec.training.stacked: one vmapped model instead of a thread and stream per seed
+    stack_seeds: bool = setting(
+        False,
+        "grid with group_seeds: a cell's seeds train as one batched model (torch.func.vmap; SASRec, and xLSTM "
+        "on its native kernels), each seed still its own run",
+        key="resources.stack_seeds",
+    )
     # --- where the sweep runs: flags only, never in a spec file (a spec is shared, these are a host's)
     tracking_uri: str | None = setting(
         None, "MLflow server (http://...); default: serve ./mlflow.db locally for the sweep", key=None

@@ -18,7 +18,8 @@ starts, each problem reported with the line of the file it is on.
     metric: val_recall_at_10                     # or val_ndcg_at_10: what ASHA, Optuna and "best" use
     pruning: {enabled: true, grace_period: 2}
     resources: {cpus_per_trial: 1, gpus_per_trial: 0.25, max_concurrent: 0, max_failures: 0,  # gpus: or auto
-                group_seeds: false}              # grid: a cell's seeds share one trial process (GPU)
+                group_seeds: false,              # grid: a cell's seeds share one trial process (GPU)
+                stack_seeds: false}              # ... and train as one batched model (torch.func.vmap)
 
 Every problem names its line (xlrec.sweeps.lined_yaml); the search space's distributions are read
 by `parse_space` below.
@@ -277,7 +278,7 @@ def spec_yaml(spec: SweepSpec) -> str:
         value = getattr(spec, info.name)
         if value is None or (spec.mode == "grid" and info.key.split(".")[0] in ("search", "pruning")):  # type: ignore[union-attr]
             continue
-        if info.name == "group_seeds" and not value:
+        if info.name in ("group_seeds", "stack_seeds") and not value:
             continue
         parent, _, leaf = info.key.partition(".")  # type: ignore[union-attr]
         if leaf:

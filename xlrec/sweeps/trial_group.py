@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -39,6 +40,7 @@ from xlrec.sweeps.trial import (
     trial_tracker,
 )
 from xlrec.training.events import Callback
+from xlrec.training.stacked import StackedSteps, config_refusal
 
 
 def member_runs_text(runs: dict[int, str]) -> str:
@@ -132,6 +134,16 @@ def run_group(spec: dict[str, Any], config: dict[str, Any]) -> None:
                 shutil.copy2(f, group.keep / f.name)  # the next checkpoint still holds it
     tags = {"xlrec.trial_group": trial_id, "xlrec.group_seeds": ",".join(map(str, seeds))}
     errors: dict[int, BaseException] = {}
+    steps = None
+    if spec.get("stack_seeds"):
+        why = config_refusal(cfgs[0], data.seqs.num_items)
+        tags["xlrec.stacked_seeds"] = f"no: {why}" if why else "yes"
+        if why:
+            print(f"[xlrec] stack_seeds: {why}; its seeds train side by side instead", file=sys.stderr)
+        else:
+            steps = StackedSteps(len(cfgs))
+            for cfg in cfgs:  # a stacked step is one eager step for all seeds
+                cfg.cuda_graph = cfg.compile = False
 
     def one(cfg, member: dict[str, Any]) -> None:
         key = f"{trial_id}-s{cfg.seed}"
@@ -143,10 +155,17 @@ def run_group(spec: dict[str, Any], config: dict[str, Any]) -> None:
                 group.report({**group.finals[cfg.seed], "trial_finished": False, "member_finished": cfg.seed})
                 return
             tracker = trial_tracker(spec, cfg, data, member, key, state, run, tags)
+            callbacks: list[Callback] = [tracker, SeedReporter(group, cfg.seed, tracker)]
+            if steps is not None:  # one stacked step on one stream: no stream per seed
+                train(cfg, data, [*callbacks, steps.member(cfg.seed)], resume=state)
+                return
             with thread_stream(cfg.device):
-                train(cfg, data, [tracker, SeedReporter(group, cfg.seed, tracker)], resume=state)
+                train(cfg, data, callbacks, resume=state)
         except BaseException as exc:  # noqa: BLE001 - handed to the trial's thread below
             errors[cfg.seed] = exc
+        finally:
+            if steps is not None:
+                steps.leave(cfg.seed)  # the others train on without this seed
 
     threads = [
         threading.Thread(target=one, args=(cfg, member), name=f"xlrec-seed-{cfg.seed}")
@@ -159,6 +178,8 @@ def run_group(spec: dict[str, Any], config: dict[str, Any]) -> None:
             t.join()
     finally:
         shutil.rmtree(group.keep, ignore_errors=True)
+    if steps is not None and steps.refused:
+        print(f"[xlrec] stack_seeds: {steps.refused}; the seeds trained side by side instead", file=sys.stderr)
     if errors:
         # an error before a stop: the stop follows from it (SystemExit only when Tune stopped the trial)
         first = next((e for e in errors.values() if not isinstance(e, SystemExit)), next(iter(errors.values())))

@@ -91,6 +91,7 @@ def _param_space(spec: SweepSpec, uri: str, parent_id: str) -> dict[str, Any]:
         },
         "per_model": {m: p.get("fixed", {}) for m, p in spec.per_model.items() if p.get("fixed")},
         "threads": max(1, int(spec.cpus_per_trial)),
+        "stack_seeds": spec.stack_seeds,
         "tuned": spec.tuned,
         "multi_dataset": spec.mode == "grid" and len(spec.datasets) > 1,
     }

@@ -332,7 +332,12 @@ def run_tuning(req: TuneRequest) -> dict[str, Any]:
     with StopSignals() as stop, contextlib.ExitStack() as stack:
         try:
             uri, ready = serve_tracking(first, state, stack, None)
-            start_ray(first, state, stop, secret_env(uri, first.source))
+
+            def ray_up() -> None:  # once; a resumed tuning whose sweeps all finished starts no cluster
+                start_ray(first, state, stop, secret_env(uri, first.source))
+
+            if not req.resume:
+                ray_up()  # while the tracking server comes up
             ready()
             recorder = TuneRecorder(uri)
             resumed = recorder.open(name, experiment, req.resume)
@@ -357,7 +362,7 @@ def run_tuning(req: TuneRequest) -> dict[str, Any]:
             )
             recorder.set_tags({"mlflow.note.content": f"xlrec tune {name}. {req.budget_rule()}"})
             searches = [
-                _search(req, recorder, m, i, name, experiment, uri, stop, lengths)
+                _search(req, recorder, m, i, name, experiment, uri, stop, ray_up, lengths)
                 for i, m in enumerate(req.models, start=1)
             ]
             winners = {s.model: s.winner for s in searches if s.winner}
@@ -366,7 +371,7 @@ def run_tuning(req: TuneRequest) -> dict[str, Any]:
                     f"No model's search finished a trial on {probe.dataset} (see the searches' trials in MLflow): "
                     f"nothing to confirm. Give the searches more time (--budget) or fewer epochs, and --resume."
                 )
-            confirm = _confirm(req, recorder, winners, name, experiment, uri)
+            confirm = _confirm(req, recorder, winners, name, experiment, uri, ray_up)
             path, report = _publish(req, recorder, searches, confirm, key, name, experiment, out_dir)
         except BaseException as exc:
             if recorder is not None:
@@ -398,7 +403,7 @@ def _counts(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def _search(
-    req: TuneRequest, recorder, model: str, i: int, name: str, experiment: str, uri: str, stop, lengths
+    req: TuneRequest, recorder, model: str, i: int, name: str, experiment: str, uri: str, stop, ray_up, lengths
 ) -> _Search:
     """One model's search: run (or resume, or take the finished one of a resumed tuning) and read its winner."""
     from xlrec.sweeps.driver import run_sweep
@@ -414,6 +419,7 @@ def _search(
     else:
         say(f"tune {name}: model {i}/{len(req.models)} {model}: searching")
         spec.resume = found is not None
+        ray_up()
         summary = run_sweep(spec, announce=False)
         stop.install()  # the sweep restored the handlers it replaced
         run_id = summary["parent_run_id"]
@@ -463,7 +469,7 @@ def _summary_of(run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _confirm(req: TuneRequest, recorder, winners, name: str, experiment: str, uri: str) -> str:
+def _confirm(req: TuneRequest, recorder, winners, name: str, experiment: str, uri: str, ray_up) -> str:
     """The confirmation grid (run, resumed or kept): its parent run id."""
     from xlrec.sweeps.driver import run_sweep
 
@@ -474,6 +480,7 @@ def _confirm(req: TuneRequest, recorder, winners, name: str, experiment: str, ur
         return found[0]
     say(f"tune {name}: confirming {len(winners)} winner(s) over seeds {'/'.join(map(str, req.seeds))}")
     spec.resume = found is not None
+    ray_up()
     return str(run_sweep(spec, announce=False)["parent_run_id"])
 
 

@@ -23,7 +23,7 @@ from xlrec.catalog.datasets import count_rows
 from xlrec.data_prep.stats import PUBLISHED
 from xlrec.errors import ConfigError
 from xlrec.settings import TrainConfig
-from xlrec.training.losses import CPU_MAX_LOGITS, DEFAULT_MAX_LOGITS
+from xlrec.training.losses import chunk_logits
 
 # named datasets without published counts here: the SASRec paper's Steam (Table 1)
 _SHAPES = {name: (users, items, inter) for name, (_, inter, users, items) in PUBLISHED.items()}
@@ -86,7 +86,7 @@ def parts(cfg: TrainConfig, shape: tuple[int, int, int], data_only: bool = False
     batch_rows = cfg.batch_size * (length + 1)
     activations = batch_rows * dim * FLOAT * (16 * blocks + 4)
     out.append(Part("a training batch's activations", activations, ("batch_size", "max_len", "embedding_dim")))
-    max_logits = CPU_MAX_LOGITS if cfg.device == "cpu" else DEFAULT_MAX_LOGITS
+    max_logits = chunk_logits("cpu" if cfg.device == "cpu" else "cuda", items + 1)
     logits = min(batch_rows * (items + 1), max(max_logits, items + 1))
     out.append(Part("the loss's logits", logits * FLOAT * 3, ("batch_size", "max_len")))
     eval_users = min(cfg.eval_batch_size, max(1, users))

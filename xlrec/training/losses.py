@@ -19,6 +19,18 @@ DEFAULT_MAX_LOGITS = 1 << 26  # logits alive at once on a GPU: 64M elements, 256
 # gradient products; smaller chunks lose to the products' overhead (docs/results/speed.md "The CPU
 # training step").
 CPU_MAX_LOGITS = 1 << 20
+# On a GPU a chunk has at least this many rows: every chunk reads the whole output matrix and adds
+# to its fp32 gradient, so a million-item catalogue in chunks of 64 rows (2**26 logits) spends a
+# step moving that matrix (docs/results/speed.md "A million items").
+GPU_MIN_CHUNK_ROWS = 1024
+
+
+def chunk_logits(device_type: str, items: int) -> int:
+    """The logits alive at once by default: DEFAULT_MAX_LOGITS, at least GPU_MIN_CHUNK_ROWS rows, on a
+    GPU; CPU_MAX_LOGITS on a CPU."""
+    if device_type == "cpu":
+        return CPU_MAX_LOGITS
+    return max(DEFAULT_MAX_LOGITS, GPU_MIN_CHUNK_ROWS * items)
 
 
 class _FusedLinearCrossEntropy(torch.autograd.Function):
@@ -109,15 +121,14 @@ def full_softmax_ce(
 
     Under autocast the matrix products run in the autocast dtype (bf16 on GPU) and the
     softmax in fp32, as autocast would do for `F.cross_entropy(hidden @ weight.T)`.
-    `max_logits` bounds the logits alive at once (default DEFAULT_MAX_LOGITS on a GPU, CPU_MAX_LOGITS
-    on a CPU). `kernel` is the runtime's kernel choice
+    `max_logits` bounds the logits alive at once (default: `chunk_logits`). `kernel` is the runtime's kernel choice
     (xlrec.device): "triton" runs the softmax/gradient as one Triton kernel per chunk.
     """
     if hidden.shape[0] == 0:
         return hidden.sum() * 0.0
     device_type = hidden.device.type
     if max_logits is None:
-        max_logits = CPU_MAX_LOGITS if device_type == "cpu" else DEFAULT_MAX_LOGITS
+        max_logits = chunk_logits(device_type, weight.shape[0])
     if torch.is_autocast_enabled(device_type):
         dtype = torch.get_autocast_dtype(device_type)
         hidden, weight_c = hidden.to(dtype), weight.to(dtype)

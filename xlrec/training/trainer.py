@@ -71,6 +71,8 @@ class Trainer:
         # the averaged weights, aligned with model.parameters(); the average starts at the init
         self.ema = [p.detach().clone() for p in model.parameters()] if model.trainable and cfg.ema_decay > 0 else None
         self._step: Callable[[torch.Tensor, torch.Tensor], None] | None = None
+        self._acc: dict[str, torch.Tensor] = {}
+        self._shared_step: Callable[[TrainWindows, torch.Tensor, torch.Tensor], None] | None = None
 
     def notify(self, hook: str, *args) -> None:
         for cb in self.callbacks:
@@ -164,7 +166,10 @@ class Trainer:
         """One epoch of optimizer steps over `windows` (every training interaction a target once)."""
         cfg, model = self.cfg, self.model
         if self._step is None:
-            self._step = self._make_step(windows)
+            shared = self._shared_step
+            self._step = (
+                self._make_step(windows) if shared is None else lambda ends, starts: shared(windows, ends, starts)
+            )
         # masked-item models see each window several times per epoch, with fresh masks
         passes = model.passes_per_epoch if windows.mode == "window" else 1
         ends, starts = windows.epoch(model.causal, passes, self.shuffle_gen)
@@ -189,6 +194,29 @@ class Trainer:
             "targets": n_targets,
         }
 
+    def train_with(self, step: Callable[[TrainWindows, torch.Tensor, torch.Tensor], None]) -> None:
+        """Take every optimizer step through `step(windows, ends, starts)` instead of this trainer's own
+        (xlrec.training.stacked: the seeds of one stacked model); before training starts."""
+        if self._step is not None:
+            raise RuntimeError("train_with() must come before training starts")
+        self._shared_step = step
+
+    def own_step(self, windows: TrainWindows) -> Callable[[torch.Tensor, torch.Tensor], None]:
+        """This trainer's own (eager) step, for a trainer whose `train_with` step gave up stacking."""
+        return self._make_step(windows)
+
+    def accumulators(self) -> dict[str, torch.Tensor]:
+        """The epoch's summed loss, gradient norm and target count, on the device (no host sync per
+        step); a step adds into them (at fixed addresses: a CUDA graph writes to them)."""
+        if not self._acc:
+            dev = self.rt.device
+            self._acc = {
+                "loss": torch.zeros((), device=dev),
+                "norm": torch.zeros((), device=dev),
+                "targets": torch.zeros((), dtype=torch.long, device=dev),
+            }
+        return self._acc
+
     def _make_step(self, windows: TrainWindows) -> Callable[[torch.Tensor, torch.Tensor], None]:
         """The per-batch training step (eager, or replayed as a CUDA graph) and the device-side
         accumulators it adds into (fixed addresses: a graph writes to them)."""
@@ -196,12 +224,7 @@ class Trainer:
         assert opt is not None, "a model without parameters has no training step"
         n_tgt = windows.targets_per_sample
         clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
-        # summed on the device: no host sync per step
-        self._acc = acc = {
-            "loss": torch.zeros((), device=dev),
-            "norm": torch.zeros((), device=dev),
-            "targets": torch.zeros((), dtype=torch.long, device=dev),
-        }
+        acc = self.accumulators()
         # torch's EMA arithmetic (a foreach lerp) on tensors held here rather than in
         # swa_utils.AveragedModel: its update branches on a device counter, a host sync per step
         # that a CUDA graph cannot capture

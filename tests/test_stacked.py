@@ -1,0 +1,165 @@
+"""Seeds stacked into one batched model (xlrec.training.stacked) train what each seed's own
+trainer trains: same weights, averages and losses after the same batches, on the CPU."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from xlrec.config import resolve_config
+from xlrec.data_prep import prepare
+from xlrec.errors import ConfigError
+from xlrec.experiment import assemble
+from xlrec.training.stacked import SeedStack, config_refusal
+
+SMALL = {
+    "synthetic_users": 200,
+    "synthetic_items": 90,
+    "synthetic_mean_len": 25,
+    "embedding_dim": 32,
+    "max_len": 16,
+    "batch_size": 16,
+    "lr": 3e-3,
+    "dropout": 0.0,  # dropout masks come from one stream for the stack: compared without them
+    "ema_decay": 0.9,
+    "grad_clip": 0.05,  # small enough that every step clips, each seed by its own norm
+    "weight_decay": 1e-4,
+    "device": "cpu",
+}
+
+
+@pytest.fixture(autouse=True)
+def _data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("XLREC_DATA_DIR", str(tmp_path / "data"))
+
+
+def _trainers(model: str, seeds, **over):
+    cfgs = [resolve_config(model, "synthetic", overrides={**SMALL, "seed": s, **over}) for s in seeds]
+    data = prepare("synthetic", cfgs[0].prep)
+    exps = [assemble(cfg, data) for cfg in cfgs]
+    return exps, [e.trainer() for e in exps]
+
+
+def _batches(exp, trainer, n):
+    ends, starts = exp.windows.epoch(trainer.model.causal, 1, trainer.shuffle_gen)
+    bs = trainer.cfg.batch_size
+    return [(ends[i : i + bs], starts[i : i + bs]) for i in range(0, n * bs, bs)]
+
+
+def _weights(trainer):
+    return [p.detach().clone() for p in trainer.model.parameters()]
+
+
+def _adam(trainer):
+    state = trainer.state()["opt"]["state"]
+    return [state[i][key] for i in sorted(state) for key in ("exp_avg", "exp_avg_sq", "step")]
+
+
+def _assert_same(a, b, what):
+    for x, y in zip(a, b, strict=True):
+        torch.testing.assert_close(x, y, atol=2e-5, rtol=1e-4, msg=what)
+
+
+@pytest.mark.parametrize("model", ["sasrec", "xlstm"])
+def test_stacked_seeds_train_what_each_seeds_own_step_trains(model):
+    seeds = (1, 2, 3)
+    alone_exps, alone = _trainers(model, seeds)
+    stacked_exps, stacked = _trainers(model, seeds)
+    for a, s in zip(alone, stacked):
+        _assert_same(_weights(a), _weights(s), "the same seed must start from the same weights")
+    assert not torch.equal(_weights(alone[0])[0], _weights(alone[1])[0])  # seeds differ
+    batches = [_batches(e, t, 6) for e, t in zip(alone_exps, alone)]
+    for exp, trainer, own in zip(alone_exps, alone, batches):
+        step = trainer._make_step(exp.windows)
+        for ends, starts in own:
+            step(ends, starts)
+    stack = SeedStack(stacked)
+    for i in range(4):
+        stack.step(stacked_exps[0].windows, [own[i] for own in batches])
+    # seed 1 stops: it keeps its weights; the others train on without it
+    stack.release(0)
+    stopped = _weights(stacked[0])
+    for i in range(4, 6):
+        stack.step(stacked_exps[0].windows, [own[i] for own in batches[1:]])
+    assert stack.size == 2
+    _assert_same(_weights(stacked[0]), stopped, "a released seed must not move")
+    # the first seed stopped after 4 of the 6 batches its own trainer took: compare it after 4
+    first_alone = _trainers(model, seeds[:1])
+    exp0, t0 = first_alone[0][0], first_alone[1][0]
+    step = t0._make_step(exp0.windows)
+    for ends, starts in batches[0][:4]:
+        step(ends, starts)
+    _assert_same(stopped, _weights(t0), f"{model} seed {seeds[0]} after 4 steps")
+    _assert_same(stacked[0].ema, t0.ema, "the released seed's moving average")
+    _assert_same(_adam(stacked[0]), _adam(t0), "the released seed's Adam state")
+    for k in (1, 2):
+        _assert_same(_weights(stacked[k]), _weights(alone[k]), f"{model} seed {seeds[k]} after 6 steps")
+        _assert_same(stacked[k].ema, alone[k].ema, f"{model} seed {seeds[k]}'s moving average")
+        # what the seed's checkpoint holds: its trainer's Adam state is its slice of the stack's
+        _assert_same(_adam(stacked[k]), _adam(alone[k]), f"{model} seed {seeds[k]}'s Adam state")
+        for key in ("loss", "norm", "targets"):
+            torch.testing.assert_close(stacked[k].accumulators()[key], alone[k].accumulators()[key], rtol=1e-4, atol=0)
+    # the averaged weights swap into the seed's own model, as its trainer validates with them
+    with stacked[1].averaged_weights():
+        _assert_same(_weights(stacked[1]), alone[1].ema, "averaged weights in the model")
+    _assert_same(_weights(stacked[1]), _weights(alone[1]), "trained weights back after validation")
+
+
+def test_a_stack_refuses_families_vmap_cannot_batch_and_mixed_settings():
+    _, rnn = _trainers("gru4rec", (1, 2))
+    with pytest.raises(ConfigError, match="GRU4Rec.*vmap.*one per process"):
+        SeedStack(rnn)
+    _, masked = _trainers("bert4rec", (1, 2))
+    with pytest.raises(ConfigError, match="generator, which vmap cannot batch"):
+        SeedStack(masked)
+    # decided before training, from a model of the layout on the meta device
+    assert "vmap" in config_refusal(rnn[0].cfg, 90)
+    _, (xlstm,) = _trainers("xlstm", (1,))
+    assert config_refusal(xlstm.cfg, 90) is None  # on a CPU its native kernels batch
+    _, mixed = _trainers("sasrec", (1, 2))
+    mixed[1].cfg = dataclasses.replace(mixed[1].cfg, lr=1e-2)
+    with pytest.raises(ConfigError, match="share every setting but the seed; these differ: lr"):
+        SeedStack(mixed)
+
+
+def test_seeds_in_threads_meet_in_one_stack_and_each_ends_its_own_run():
+    """Three seeds train through `train` in threads of one process (as a grouped trial does), every
+    step one stacked step; they stop at their own epochs (early stopping) and each result is the one
+    its seed trains alone."""
+    import threading
+
+    from xlrec.experiment import train
+    from xlrec.training.stacked import StackedSteps
+
+    over = {**SMALL, "epochs": 8, "patience": 2, "lr": 1e-2}
+    cfgs = [resolve_config("sasrec", "synthetic", overrides={**over, "seed": s}) for s in (1, 2, 3)]
+    data = prepare("synthetic", cfgs[0].prep)
+    alone = [train(cfg, data) for cfg in cfgs]
+    steps = StackedSteps(len(cfgs))
+    results, errors = {}, []
+
+    def one(cfg):
+        try:
+            results[cfg.seed] = train(cfg, data, [steps.member(cfg.seed)])
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            steps.leave(cfg.seed)
+
+    threads = [threading.Thread(target=one, args=(cfg,)) for cfg in cfgs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors
+    assert steps._stack is not None and steps._stack.size == 0  # every seed left the stack
+    assert len({r.epochs_run for r in alone}) > 1, "the seeds should stop at different epochs"
+    for a, cfg in zip(alone, cfgs):
+        s = results[cfg.seed]
+        assert (s.epochs_run, s.best_epoch) == (a.epochs_run, a.best_epoch), cfg.seed
+        for key in ("recall@10", "ndcg@10"):
+            assert s.test.metrics[key] == pytest.approx(a.test.metrics[key], abs=2e-3), (cfg.seed, key)
+        losses = [h["train_loss"] for h in s.history]
+        assert losses == pytest.approx([h["train_loss"] for h in a.history], rel=1e-4)
