@@ -5,11 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 # MLflow's settings for xlrec processes (telemetry off: its thread mutates os.environ while
 # others iterate it) before any test module imports mlflow.
 import xlrec.platform  # noqa: F401
 from helpers import SHARED_DATA, Server
+
+# two xdist workers on two cores (scripts/test): the trainings run in a worker take one thread each,
+# as its subprocesses do (helpers.xlrec_env); more would only compete with the other worker's
+torch.set_num_threads(1)
 
 
 @pytest.fixture

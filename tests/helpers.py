@@ -50,6 +50,9 @@ def xlrec_env(data_dir: str | Path, mirror: str | Path | None = None, **extra: s
     only, nothing inherited that points at a tracking store, a Ray cluster or a test hook."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_NOT_INHERITED) and k not in _NOT_INHERITED_NAMES}
     env.update({"XLREC_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0"})
+    # scripts/test runs two xdist workers on two cores: a training there on torch's default of a thread
+    # per core competes with the other worker's, and OpenMP's threads spin while they wait
+    env.setdefault("OMP_NUM_THREADS", "1")
     if mirror is not None:
         env["XLREC_DATA_MIRROR"] = str(mirror)
     env.update(extra)

@@ -21,7 +21,7 @@ from helpers import xlrec_env
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
-N_RUNS = int(os.environ.get("XLREC_LOAD_RUNS", "8"))
+N_RUNS = int(os.environ.get("XLREC_LOAD_RUNS", "6"))
 EPOCHS = 3
 PER_EPOCH = ("train_loss", "val_recall_at_10", "val_ndcg_at_10", "val_mrr_at_10", "lr", "epoch_time_s")
 TINY = [

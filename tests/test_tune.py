@@ -173,11 +173,11 @@ def test_train_and_sweep_trials_start_from_the_tuned_defaults(tmp_path, isolated
 
 @pytest.fixture(scope="module")
 def tuning(tmp_path_factory):
-    """Two models, two trials of up to two epochs each, the winners over one seed, on a local Ray
+    """Two models, two trials of one epoch each, the winners over one seed, on a local Ray
     cluster and the default sqlite store; then the same tuning resumed."""
     cwd = tmp_path_factory.mktemp("tune")
     env = xlrec_env(cwd / "cache")
-    argv = ["tune", *SMALL, "--models", "gru4rec,sasrec", "--trials", "2", "--epochs", "2", "--grace-period", "1"]
+    argv = ["tune", *SMALL, "--models", "gru4rec,sasrec", "--trials", "2", "--epochs", "1", "--grace-period", "1"]
     argv += ["--seeds", "42"]
     first = run_xlrec(argv, env, cwd=cwd, timeout=900)
     again = run_xlrec([*argv, "--resume"], env, cwd=cwd, timeout=900)
