@@ -32,6 +32,7 @@ def worker(args: argparse.Namespace) -> None:
     from xlrec.data_prep import prepare_config
     from xlrec.device import thread_stream
     from xlrec.experiment import assemble
+    from xlrec.settings.metrics import VAL_SELECTION_KEY
     from xlrec.training.stacked import StackedSteps
 
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -69,7 +70,7 @@ def worker(args: argparse.Namespace) -> None:
                     "start": t0,
                     "end": time.time(),
                     "epoch_s": [round(h["epoch_time_s"], 3) for h in hist],
-                    "val_recall@10": round(hist[-1]["val_recall@10"], 4),
+                    "val_recall@10": round(hist[-1][VAL_SELECTION_KEY], 4),
                 }
             )
 
@@ -99,6 +100,8 @@ def layout(args: argparse.Namespace, procs: int, threads: int) -> dict:
     if any(p.returncode for p in ps):
         raise SystemExit(f"a worker failed: {[p.returncode for p in ps]}")
     rows = [json.loads(line) for out in outs for line in out.splitlines() if line.startswith("{")]
+    if len(rows) != sum(len(g) for g in groups):
+        raise SystemExit(f"{sum(len(g) for g in groups) - len(rows)} runs ended without a result (see above)")
     wall = max(r["end"] for r in rows) - min(r["start"] for r in rows)
     later = sorted(e for r in rows for e in r["epoch_s"][1:])
     return {

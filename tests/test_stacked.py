@@ -163,3 +163,29 @@ def test_seeds_in_threads_meet_in_one_stack_and_each_ends_its_own_run():
             assert s.test.metrics[key] == pytest.approx(a.test.metrics[key], abs=2e-3), (cfg.seed, key)
         losses = [h["train_loss"] for h in s.history]
         assert losses == pytest.approx([h["train_loss"] for h in a.history], rel=1e-4)
+
+
+def test_the_mlstm_op_batches_seeds_under_vmap_as_the_kernel_runs_each_seed():
+    """xlrec.rec_models.mlstm_vmap folds the seed dimension into the kernel's batch (its vmap rule)
+    and differentiates through the package's own backward: hidden states and the gradients of every
+    input equal those of mlstm_kernels' own Function (forward and hand-written backward) run seed by
+    seed (the native family: on a GPU the same op wraps the Triton kernels)."""
+    from mlstm_kernels.torch import get_mlstm_kernel
+
+    from xlrec.rec_models.mlstm_vmap import mlstm_chunkwise
+
+    reference = get_mlstm_kernel("chunkwise--native_custbw")
+    g = torch.Generator().manual_seed(7)
+    K, B, NH, S, D = 3, 2, 2, 32, 8
+    shapes = [(K, B, NH, S, D)] * 3 + [(K, B, NH, S)] * 2
+    inputs = [torch.randn(s, generator=g).requires_grad_() for s in shapes]
+    h = torch.func.vmap(lambda q, k, v, i, f: mlstm_chunkwise(q, k, v, i, f, 16, 1e-6, "native")[0])(*inputs)
+    weights = torch.randn(h.shape, generator=g)
+    (h * weights).sum().backward()
+    for seed in range(K):
+        own = [x[seed].detach().clone().requires_grad_() for x in inputs]
+        h_own = reference(*own, chunk_size=16, eps=1e-6)
+        torch.testing.assert_close(h[seed], h_own, atol=1e-5, rtol=1e-4)
+        (h_own * weights[seed]).sum().backward()
+        for stacked, alone in zip(inputs, own):
+            torch.testing.assert_close(stacked.grad[seed], alone.grad, atol=1e-4, rtol=1e-3)

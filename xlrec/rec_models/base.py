@@ -52,8 +52,8 @@ class SequentialRecommender(nn.Module):
     graph_capturable: bool = False
     #: its encoder compiles with torch.compile under a GPU's autocast (xlrec.device.use_compile)
     compilable: bool = True
-    #: its training pairs run under torch.func.vmap, K seeds as one model (xlrec.training.stacked);
-    #: a family whose `kernel` attribute is "triton" is refused there all the same
+    #: its training pairs run under torch.func.vmap, K seeds as one model (xlrec.training.stacked),
+    #: in a copy that `use_vmap_kernels` has prepared
     stackable: bool = True
 
     #: the untied output layer (families that tie it to the embedding override `output_weight`)
@@ -96,6 +96,10 @@ class SequentialRecommender(nn.Module):
 
     def score(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.output(hidden)
+
+    def use_vmap_kernels(self) -> None:
+        """Make this model (the stacked step's copy, never a seed's own) run kernels that vmap can
+        batch, in place. Families built from torch operators need nothing."""
 
     def output_operands(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(hidden', weight) with hidden' @ weight.T = the logits of `score`: the fused loss

@@ -24,6 +24,7 @@ from torch import nn
 
 from xlrec.device import mlstm_chunk_size, mlstm_kernel, mlstm_kernel_names, mlstm_parallel_form
 from xlrec.rec_models.base import SequentialRecommender, backbone_checks, right_align, undo_right_align
+from xlrec.rec_models.mlstm_vmap import route_through_op
 from xlrec.settings import ModelSettings, check, setting
 
 
@@ -93,6 +94,11 @@ class XLSTMRec(SequentialRecommender):
         if self.parallel_form:
             run_parallel_form(self.backbone)
         self.output = nn.Linear(settings.embedding_dim, num_items + 1, bias=False)
+
+    def use_vmap_kernels(self) -> None:
+        # mlstm_kernels' Triton Functions cannot run under vmap; the same kernels through our op can
+        if self.kernel == "triton":
+            route_through_op(self.backbone, "triton_limit_chunk")
 
     def encode(self, ids: torch.Tensor) -> torch.Tensor:
         L = ids.shape[1]

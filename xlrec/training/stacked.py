@@ -50,16 +50,13 @@ from xlrec.training.trainer import Trainer
 PER_SEED = frozenset({"seed", "run_name", "tags"})
 
 
-def stack_refusal(model: SequentialRecommender, kernel: str) -> str | None:
+def stack_refusal(model: SequentialRecommender) -> str | None:
     """Why `model` cannot be stacked (None: it can)."""
     name = type(model).__name__
     if not model.causal:
         return f"{name} draws the positions it trains with its own generator, which vmap cannot batch"
     if not model.stackable:
         return f"{name} was not checked under vmap (or has no batching rule there)"
-    if getattr(model, "kernel", None) == "triton":
-        # mlstm_kernels' Triton kernels are autograd Functions without a vmap rule
-        return f"{name}'s Triton mLSTM kernels have no vmap batching rule yet"
     return None
 
 
@@ -69,7 +66,7 @@ def config_refusal(cfg: TrainConfig, num_items: int) -> str | None:
     kernel = select_runtime(cfg.device, cfg.kernel, cfg.amp).kernel
     with torch.device("meta"):
         model = build_model(cfg.model, num_items, cfg, kernel=kernel)
-    return stack_refusal(model, kernel)
+    return stack_refusal(model)
 
 
 class _Pairs(nn.Module):
@@ -112,7 +109,7 @@ class SeedStack:
                     f"Seeds stacked into one model must share every setting but the seed; these differ: "
                     f"{', '.join(differ)}. Stack runs of one configuration only."
                 )
-        why = stack_refusal(first.model, first.rt.kernel)
+        why = stack_refusal(first.model)
         if why:
             raise ConfigError(f"Cannot stack the seeds of {first.cfg.model}: {why}. Run its seeds one per process.")
         if any(t.graphed for t in trainers):
@@ -125,6 +122,7 @@ class SeedStack:
         # a copy of the layout: functional_call swaps tensors into it, never into a seed's own model
         self._template = _Pairs(copy.deepcopy(first.model), 1)
         self._template.model._compiled_encode = None  # the copy's compiled encoder would be the original's
+        self._template.model.use_vmap_kernels()
         # vmap's embedding backward ignores padding_idx: those rows' gradients are zeroed here
         self._padding_rows = {
             f"{name}.weight": m.padding_idx
