@@ -62,11 +62,19 @@ def _assert_same(a, b, what):
         torch.testing.assert_close(x, y, atol=2e-5, rtol=1e-4, msg=what)
 
 
-@pytest.mark.parametrize("model", ["sasrec", "xlstm"])
-def test_stacked_seeds_train_what_each_seeds_own_step_trains(model):
+@pytest.mark.parametrize(
+    "model, over",
+    [
+        ("sasrec", {}),
+        ("xlstm", {}),
+        # one prefix per target: BERT4Rec masks each window's last item, no drawn masks to differ
+        ("bert4rec", {"sample_mode": "prefix"}),
+    ],
+)
+def test_stacked_seeds_train_what_each_seeds_own_step_trains(model, over):
     seeds = (1, 2, 3)
-    alone_exps, alone = _trainers(model, seeds)
-    stacked_exps, stacked = _trainers(model, seeds)
+    alone_exps, alone = _trainers(model, seeds, **over)
+    stacked_exps, stacked = _trainers(model, seeds, **over)
     for a, s in zip(alone, stacked):
         _assert_same(_weights(a), _weights(s), "the same seed must start from the same weights")
     assert not torch.equal(_weights(alone[0])[0], _weights(alone[1])[0])  # seeds differ
@@ -86,7 +94,7 @@ def test_stacked_seeds_train_what_each_seeds_own_step_trains(model):
     assert stack.size == 2
     _assert_same(_weights(stacked[0]), stopped, "a released seed must not move")
     # the first seed stopped after 4 of the 6 batches its own trainer took: compare it after 4
-    first_alone = _trainers(model, seeds[:1])
+    first_alone = _trainers(model, seeds[:1], **over)
     exp0, t0 = first_alone[0][0], first_alone[1][0]
     step = t0._make_step(exp0.windows)
     for ends, starts in batches[0][:4]:
@@ -111,9 +119,6 @@ def test_a_stack_refuses_families_vmap_cannot_batch_and_mixed_settings():
     _, rnn = _trainers("gru4rec", (1, 2))
     with pytest.raises(ConfigError, match="GRU4Rec.*vmap.*one per process"):
         SeedStack(rnn)
-    _, masked = _trainers("bert4rec", (1, 2))
-    with pytest.raises(ConfigError, match="generator, which vmap cannot batch"):
-        SeedStack(masked)
     # decided before training, from a model of the layout on the meta device
     assert "vmap" in config_refusal(rnn[0].cfg, 90)
     _, (xlstm,) = _trainers("xlstm", (1,))
@@ -189,3 +194,21 @@ def test_the_mlstm_op_batches_seeds_under_vmap_as_the_kernel_runs_each_seed():
         (h_own * weights[seed]).sum().backward()
         for stacked, alone in zip(inputs, own):
             torch.testing.assert_close(stacked.grad[seed], alone.grad, atol=1e-4, rtol=1e-3)
+
+
+def test_stacked_bert4rec_draws_each_seeds_masks_at_its_masking_rate():
+    """In window mode BERT4Rec's masks come from the stack's stream (vmap's randomness "different"):
+    on the same windows the seeds mask different items, each at the masking rate."""
+    _, stacked = _trainers("bert4rec", (1, 2, 3), mask_prob=0.3)
+    exps, _ = _trainers("bert4rec", (1,), mask_prob=0.3)
+    windows = exps[0].windows
+    stack = SeedStack(stacked)
+    same = _batches(exps[0], stacked[0], 8)
+    for batch in same:
+        stack.step(windows, [batch] * 3)
+    real = sum(int((windows.gather(e, s, False)[:, -windows.targets_per_sample :] != 0).sum()) for e, s in same)
+    counts = [int(t.accumulators()["targets"]) for t in stacked]
+    assert len(set(counts)) == 3, f"the seeds drew the same masks: {counts} targets"
+    for count in counts:  # 0.3 of the real positions, plus the windows that had none and mask their last
+        assert 0.27 * real < count < 0.36 * real, (count, real)
+    assert all(torch.isfinite(t.accumulators()["loss"]) for t in stacked)

@@ -19,9 +19,9 @@ the stacked tensors, so the trainer's validation, early stopping, best-state cop
 read the seed's current weights without copying. A seed that stops leaves with `release(k)`: its
 weights are copied out and the others are restacked, optimizer state included.
 
-Dropout draws one stream for the stack (vmap's randomness "different": each seed its own masks),
-so a seed's dropout masks depend on the stack it trained in; its initial weights and its epochs'
-order of windows are its own seed's, as in a run of its own.
+Dropout, and BERT4Rec's choice of masked items, draw from one stream for the stack (vmap's
+randomness "different": each seed its own masks), so a seed's masks depend on the stack it trained
+in; its initial weights and its epochs' order of windows are its own seed's, as in a run of its own.
 """
 
 from __future__ import annotations
@@ -53,8 +53,6 @@ PER_SEED = frozenset({"seed", "run_name", "tags"})
 def stack_refusal(model: SequentialRecommender) -> str | None:
     """Why `model` cannot be stacked (None: it can)."""
     name = type(model).__name__
-    if not model.causal:
-        return f"{name} draws the positions it trains with its own generator, which vmap cannot batch"
     if not model.stackable:
         return f"{name} was not checked under vmap (or has no batching rule there)"
     return None
@@ -77,7 +75,9 @@ class _Pairs(nn.Module):
         self.model, self.num_targets = model, num_targets
 
     def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        hidden, targets = self.model.training_pairs(window, self.num_targets)
+        # fixed shapes (target -1 where nothing is trained): vmap cannot batch a boolean selection;
+        # a family that draws its targets (BERT4Rec's masks) draws them from the stack's stream
+        hidden, targets = self.model.training_pairs(window, self.num_targets, fixed_shape=True)
         hidden, weight = self.model.output_operands(hidden)
         return hidden, weight, targets
 
