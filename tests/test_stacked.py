@@ -212,3 +212,25 @@ def test_stacked_bert4rec_draws_each_seeds_masks_at_its_masking_rate():
     for count in counts:  # 0.3 of the real positions, plus the windows that had none and mask their last
         assert 0.27 * real < count < 0.36 * real, (count, real)
     assert all(torch.isfinite(t.accumulators()["loss"]) for t in stacked)
+
+
+def test_a_cells_seeds_are_checked_to_fit_together(monkeypatch):
+    """A grouped or stacked cell's seeds share one process and device: their estimate is the
+    dataset once and every run's own arrays once per seed, and a cell that fits one seed at a time
+    but not all of them is refused naming the cell."""
+    from xlrec.training import footprint
+
+    cfg = resolve_config("sasrec", "synthetic", overrides={**SMALL, "seed": 1})
+    shape = footprint.dataset_shape(cfg)
+    one, three = footprint.parts(cfg, shape), footprint.parts(cfg, shape, runs=3)
+    data = len(footprint.parts(cfg, shape, data_only=True))
+    assert [p.bytes for p in three[:data]] == [p.bytes for p in one[:data]]  # the dataset, shared
+    for alone, together in zip(one[data:], three[data:], strict=True):
+        assert together.bytes == 3 * alone.bytes and together.what.endswith("(x3 seeds)")
+    need = sum(p.bytes for p in one)
+    monkeypatch.setattr(footprint, "free_bytes", lambda device: (2 * need / footprint.USABLE_SHARE, "the test's GPU"))
+    footprint.check_fits(cfg, torch.device("cpu"))  # one seed fits
+    with pytest.raises(
+        ConfigError, match=r"This cell's 3 seeds in one trial process would need about .* the test's GPU"
+    ):
+        footprint.check_fits(cfg, torch.device("cpu"), what="This cell's 3 seeds in one trial process", runs=3)

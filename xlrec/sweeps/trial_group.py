@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from ray import tune
 
-from xlrec.device import thread_stream
+from xlrec.device import select_runtime, thread_stream
 from xlrec.sweeps.trial import (
     METRIC,
     epoch_report,
@@ -40,6 +40,7 @@ from xlrec.sweeps.trial import (
     trial_tracker,
 )
 from xlrec.training.events import Callback
+from xlrec.training.footprint import check_fits
 from xlrec.training.stacked import StackedSteps, config_refusal
 
 
@@ -119,7 +120,14 @@ def run_group(spec: dict[str, Any], config: dict[str, Any]) -> None:
     from xlrec.sweeps.trial_config import member_configs
 
     members = member_configs(config)
-    cfgs = [resolve_trial(spec, m) for m in members]
+    cfgs = [resolve_trial(spec, m) for m in members]  # each seed checked to fit alone
+    if len(cfgs) > 1:  # and the cell's seeds together, on one device in one process
+        check_fits(
+            cfgs[0],
+            select_runtime(cfgs[0].device, cfgs[0].kernel, cfgs[0].amp).device,
+            what=f"This cell's {len(cfgs)} seeds in one trial process",
+            runs=len(cfgs),
+        )
     data = prepare_config(cfgs[0])  # one dataset for every seed
     trial_id = tune.get_context().get_trial_id()
     seeds = [cfg.seed for cfg in cfgs]

@@ -57,8 +57,9 @@ def dataset_shape(cfg: TrainConfig) -> tuple[int, int, int]:
     return math.ceil(users * share), items, math.ceil(inter * share)
 
 
-def parts(cfg: TrainConfig, shape: tuple[int, int, int], data_only: bool = False) -> list[Part]:
-    """The run's big arrays, in bytes (`data_only`: preparing the dataset alone)."""
+def parts(cfg: TrainConfig, shape: tuple[int, int, int], data_only: bool = False, runs: int = 1) -> list[Part]:
+    """The run's big arrays, in bytes (`data_only`: preparing the dataset alone; `runs`: that many
+    runs of `cfg` in one process, a grouped or stacked cell's seeds, which share the dataset)."""
     users, items, inter = shape
     arch = cfg.arch
     dim = int(getattr(arch, "embedding_dim", 64))
@@ -75,6 +76,7 @@ def parts(cfg: TrainConfig, shape: tuple[int, int, int], data_only: bool = False
         out.append(Part("the prepared dataset", inter * INDEX * 3, ("user_fraction",)))
     if data_only:
         return out
+    shared = len(out)
     # embedding and output layer, blocks; weights, gradients and Adam's two moments (+ the average)
     params = 2 * (items + 1) * dim + blocks * 12 * dim * dim + length * dim
     copies = 4 + (1 if cfg.ema_decay > 0 else 0)
@@ -93,6 +95,8 @@ def parts(cfg: TrainConfig, shape: tuple[int, int, int], data_only: bool = False
     out.append(Part("an evaluation batch's scores", eval_users * (items + 1) * FLOAT * 3, ("eval_batch_size",)))
     histories = eval_users * length * dim * FLOAT * (4 * blocks + 2)
     out.append(Part("an evaluation batch's histories", histories, ("max_len", "eval_batch_size", "embedding_dim")))
+    if runs > 1:
+        out[shared:] = [Part(f"{p.what} (x{runs} seeds)", p.bytes * runs, p.settings) for p in out[shared:]]
     return out
 
 
@@ -117,11 +121,12 @@ def check_fits(
     shape: tuple[int, int, int] | None = None,
     what: str = "This run",
     data_only: bool = False,
+    runs: int = 1,
 ) -> None:
-    """Refuse a run whose estimated memory exceeds what its device has free (one paragraph naming
-    the setting behind the biggest part)."""
+    """Refuse a run (or `runs` runs of `cfg` in one process) whose estimated memory exceeds what its
+    device has free (one paragraph naming the setting behind the biggest part)."""
     shape = shape or dataset_shape(cfg)
-    found = parts(cfg, shape, data_only)
+    found = parts(cfg, shape, data_only, runs)
     need = sum(p.bytes for p in found)
     free, where = free_bytes(device)
     if need <= USABLE_SHARE * free:
