@@ -71,6 +71,7 @@ def worker(args: argparse.Namespace) -> None:
                     "end": time.time(),
                     "epoch_s": [round(h["epoch_time_s"], 3) for h in hist],
                     "val_recall@10": round(hist[-1][VAL_SELECTION_KEY], 4),
+                    "stack_refused": steps.refused if steps is not None else None,
                 }
             )
 
@@ -115,6 +116,8 @@ def layout(args: argparse.Namespace, procs: int, threads: int) -> dict:
         "epochs_per_s": round(sum(len(r["epoch_s"]) for r in rows) / wall, 3),
         "median_later_epoch_s": later[len(later) // 2] if later else None,
         "val_recall@10": [r["val_recall@10"] for r in rows],
+        # a stack that refused its family trained each seed with its own steps: say so beside the time
+        "stack_refused": next((r["stack_refused"] for r in rows if r.get("stack_refused")), None),
     }
 
 
