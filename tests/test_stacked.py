@@ -234,3 +234,25 @@ def test_a_cells_seeds_are_checked_to_fit_together(monkeypatch):
         ConfigError, match=r"This cell's 3 seeds in one trial process would need about .* the test's GPU"
     ):
         footprint.check_fits(cfg, torch.device("cpu"), what="This cell's 3 seeds in one trial process", runs=3)
+
+
+def test_explicit_attention_is_sdpas_arithmetic():
+    """A stacked SASRec or BERT4Rec on a GPU attends in plain operators (SDPA's fused kernels fail
+    under vmap there): the same outputs and gradients as SDPA, masked positions included."""
+    from xlrec.rec_models.sasrec import SelfAttention, attention_mask
+
+    torch.manual_seed(0)
+    fused = SelfAttention(32, 4, dropout=0.0)
+    explicit = SelfAttention(32, 4, dropout=0.0)
+    explicit.load_state_dict(fused.state_dict())
+    explicit.explicit = True
+    ids = torch.tensor([[0, 0, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6]])
+    x = torch.randn(2, 6, 32)
+    outs = []
+    for module in (fused, explicit):
+        xi = x.clone().requires_grad_()
+        y = module(xi, attention_mask(ids, causal=True))
+        y.square().sum().backward()
+        outs.append((y, xi.grad, module.qkv.weight.grad))
+    for a, b in zip(*outs, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

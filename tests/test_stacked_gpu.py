@@ -29,7 +29,8 @@ def test_the_mlstm_op_batches_seeds_of_the_triton_kernels_as_each_seed_alone():
     for seed in range(K):
         own = [x[seed].detach().clone().requires_grad_() for x in inputs]
         h_own = reference(*own, chunk_size=64, eps=1e-6)
-        torch.testing.assert_close(h[seed], h_own, atol=1e-4, rtol=1e-3)
+        # TF32 products in the kernels: the folded batch may tile differently (2.7e-4 seen on an H100)
+        torch.testing.assert_close(h[seed], h_own, atol=1e-3, rtol=1e-3)
         (h_own * weights[seed]).sum().backward()
         for stacked, alone in zip(inputs, own):
             torch.testing.assert_close(stacked.grad[seed], alone.grad, atol=1e-3, rtol=1e-3)

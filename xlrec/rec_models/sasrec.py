@@ -58,11 +58,18 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.dropout = dropout
+        self.explicit = False  # SDPA's arithmetic in plain operators (a stacked copy: use_vmap_kernels)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         B, L, D = x.shape
         q, k, v = self.qkv(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        p = self.dropout if self.training else 0.0
+        if self.explicit:
+            scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
+            weights = F.dropout(scores.masked_fill(~mask, float("-inf")).softmax(dim=-1), p)
+            y = weights @ v
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         return self.proj(y.transpose(1, 2).reshape(B, L, D))
 
 
@@ -160,6 +167,16 @@ class SASRec(SequentialRecommender):
             torch.cat([hidden, ones], dim=1),
             torch.cat([self.output_weight, self.output_bias[:, None].to(self.output_weight.dtype)], dim=1),
         )
+
+    def use_vmap_kernels(self) -> None:
+        # vmap's rule for SDPA's fused CUDA kernels fails in their backward (torch 2.11 on an H100:
+        # "LSE is not correctly aligned"); the same attention in plain operators batches. On a CPU
+        # SDPA batches (by a slower fallback) and stays, so a stacked seed trains its own arithmetic
+        if self.item_embedding.weight.device.type != "cuda":
+            return
+        for module in self.modules():
+            if isinstance(module, SelfAttention):
+                module.explicit = True
 
     def encode(self, ids: torch.Tensor) -> torch.Tensor:
         L = ids.shape[1]
