@@ -50,9 +50,12 @@ for rnd, metric in enumerate(metrics):
     client.set_model_version_tag(name, mv.version, METRIC_TAG, f"{metric:.10f}")
     t0 = time.time()
     res = promote(client, name, int(mv.version))
-    (workdir / f"done_{rnd}_{index}.json").write_text(json.dumps(
+    # written whole, then renamed: the test reads a done file as soon as it exists
+    part = workdir / f"done_{rnd}_{index}.part"
+    part.write_text(json.dumps(
         {"version": int(mv.version), "metric": metric, "champion": res.champion, "promoted": res.promoted,
          "reason": res.reason, "span": [t0, time.time()]}))
+    part.rename(workdir / f"done_{rnd}_{index}.json")
 client.set_terminated(run.info.run_id)
 """
 
